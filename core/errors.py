@@ -1,0 +1,30 @@
+"""User-facing errors.
+
+Everything a user can get wrong (a missing file, a binary corpus, an impossible model shape, a corrupt
+checkpoint) raises a subclass of `NewleafError` whose message is one clear sentence meant to be shown as is:
+the CLI prints it on one line, the app shows it in a `gr.Error`.
+"""
+
+
+class NewleafError(Exception):
+    """An error caused by the user's input or environment, with a message fit to show them."""
+
+
+class ConfigError(NewleafError):
+    """An impossible or unknown model / training configuration."""
+
+
+class CorpusError(NewleafError):
+    """A corpus or dataset that cannot be used (empty, binary, not UTF-8, too short, too large...)."""
+
+
+class TokenizerError(NewleafError):
+    """A tokenizer that cannot be trained, loaded, or used on the given text."""
+
+
+class CheckpointError(NewleafError):
+    """A run directory or checkpoint that is missing, corrupt, or unsafe to load."""
+
+
+class DownloadError(NewleafError):
+    """A download that failed (usually: no network)."""
