@@ -1,0 +1,344 @@
+"""The inference engine: KV-cached generation with the usual sampling knobs, token probabilities and
+attention maps. The app, the CLI, chat and the trainer's periodic samples all sample through here.
+
+Generation prefills the prompt once, then decodes one token per step, reusing the keys and values of
+earlier positions from a preallocated cache instead of recomputing them. When the context fills up, the
+window slides: the cache is rebuilt from the most recent tokens (learned absolute positions mean the old
+keys cannot simply be shifted).
+"""
+from __future__ import annotations
+
+import codecs
+import os
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from core.errors import ConfigError, NewleafError
+
+# ----------------------------------------------------------------------------------------------------------
+# KV cache
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far: (n_layer, B, nh, max_len, hs)."""
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_size: int, device, dtype):
+        shape = (n_layer, batch, n_head, max_len, head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0  # positions filled so far
+
+    @classmethod
+    def for_model(cls, model, batch: int) -> "KVCache":
+        cfg = model.config
+        p = model.transformer.wte.weight
+        return cls(cfg.n_layer, batch, cfg.n_head, cfg.block_size, cfg.head_size, p.device, p.dtype)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Store this step's (B, nh, T, hs) keys/values; return all keys/values up to and including them."""
+        T = k.size(2)
+        end = self.pos + T
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, T: int) -> None:
+        self.pos += T
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Sampling parameters and the logits -> probabilities pipeline
+
+
+@dataclass
+class SamplingParams:
+    max_new_tokens: int = 200
+    temperature: float = 1.0         # 0 = greedy (always the most likely token)
+    top_k: int | None = None         # keep the k most likely tokens
+    top_p: float | None = None       # keep the smallest set whose probability reaches p (nucleus)
+    min_p: float | None = None       # drop tokens less likely than min_p x the most likely one
+    repetition_penalty: float = 1.0  # >1 discourages tokens already in the text (CTRL-style)
+    presence_penalty: float = 0.0    # subtract once from the logit of any token already generated
+    frequency_penalty: float = 0.0   # subtract per occurrence
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    num_samples: int = 1
+    top_alternatives: int = 10       # how many alternatives to report per generated token
+
+    def validate(self, max_new_tokens_limit: int | None = None) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError("max_new_tokens must be at least 1.")
+        if max_new_tokens_limit and self.max_new_tokens > max_new_tokens_limit:
+            raise ConfigError(f"max_new_tokens is limited to {max_new_tokens_limit}; got {self.max_new_tokens}.")
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be 0 (greedy) or more; got {self.temperature}.")
+        if self.top_k is not None and self.top_k < 1:
+            raise ConfigError(f"top_k must be at least 1; got {self.top_k}.")
+        if self.top_p is not None and not (0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1]; got {self.top_p}.")
+        if self.min_p is not None and not (0 <= self.min_p <= 1):
+            raise ConfigError(f"min_p must be in [0, 1]; got {self.min_p}.")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(f"repetition_penalty must be positive; got {self.repetition_penalty}.")
+        if not 1 <= self.num_samples <= 64:
+            raise ConfigError(f"num_samples must be between 1 and 64; got {self.num_samples}.")
+
+
+def apply_penalties(logits: torch.Tensor, history: torch.Tensor, counts: torch.Tensor | None,
+                    p: SamplingParams) -> torch.Tensor:
+    """logits (B, V); history (B, V) bool: token occurs in the prompt or output; counts (B, V): how often
+    each token was generated. Repetition penalty divides positive logits and multiplies negative ones by
+    the penalty (CTRL, as in transformers); presence/frequency penalties subtract (OpenAI's definition)."""
+    if p.repetition_penalty != 1.0:
+        penalized = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
+        logits = torch.where(history, penalized, logits)
+    if counts is not None and (p.presence_penalty or p.frequency_penalty):
+        logits = logits - p.presence_penalty * (counts > 0).to(logits.dtype) - p.frequency_penalty * counts
+    return logits
+
+
+def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None,
+                  min_p: float | None = None) -> torch.Tensor:
+    """Temperature, then top-k, top-p and min-p; removed tokens get -inf. With temperature 0 the scaling is
+    skipped (greedy takes the argmax anyway; the filtered distribution is still useful to display)."""
+    logits = logits.float()
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cum = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        # drop a token when the tokens before it already reach top_p: the kept set is the smallest whose
+        # mass reaches p (the most likely token is always kept)
+        drop_sorted = (cum - F.softmax(sorted_logits, dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    if min_p is not None and min_p > 0:
+        probs = F.softmax(logits, dim=-1)
+        threshold = min_p * probs.max(dim=-1, keepdim=True).values
+        logits = logits.masked_fill(probs < threshold, float("-inf"))
+    return logits
+
+
+def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                            top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
+    """Probabilities the sampler would draw from, given raw logits (…, V). Pure and cheap: the app keeps
+    the logits of one forward pass and calls this each time a slider moves."""
+    if temperature == 0:
+        probs = torch.zeros_like(logits, dtype=torch.float32)
+        probs.scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
+        return probs
+    return F.softmax(filter_logits(logits, temperature, top_k, top_p, min_p), dim=-1)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Token-level generation
+
+
+@dataclass
+class TokenStep:
+    """One decoding step: for each row, the chosen token, its probability, and the top alternatives."""
+    tokens: list[int]
+    probs: list[float]
+    alternatives: list[list[tuple[int, float]]]
+
+
+def _make_generator(seed: int | None, device) -> tuple[torch.Generator, int]:
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "little")
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g, seed
+
+
+@torch.inference_mode()
+def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
+                    generator: torch.Generator | None = None, slide_keep: int | None = None) -> Iterator[TokenStep]:
+    """Yield one TokenStep per new token, for params.num_samples rows sampled in one batch.
+
+    The cache holds at most block_size positions. When it is full, the window slides: the cache is
+    rebuilt from the last `slide_keep` tokens (default three quarters of the context), so most steps stay
+    cheap. Rows never stop early here; the caller decides when a row is finished."""
+    cfg = model.config
+    if not prompt_ids:
+        raise NewleafError("The prompt is empty after tokenization; type at least one character.")
+    was_training = model.training
+    model.eval()
+    device = model.transformer.wte.weight.device
+    if generator is None:
+        generator, _ = _make_generator(params.seed, device)
+    B, V = params.num_samples, cfg.vocab_size
+    keep = slide_keep or max(1, cfg.block_size - cfg.block_size // 4)
+    keep = min(keep, cfg.block_size)
+    seq = torch.tensor(prompt_ids, dtype=torch.long, device=device).unsqueeze(0).repeat(B, 1)  # (B, L)
+    history = torch.zeros(B, V, dtype=torch.bool, device=device)
+    history[:, seq[0].clamp(max=V - 1)] = True
+    needs_counts = bool(params.presence_penalty or params.frequency_penalty)
+    counts = torch.zeros(B, V, device=device) if needs_counts else None
+    cache = KVCache.for_model(model, B)
+    try:
+        window = seq[:, -cfg.block_size:]
+        logits, _ = model(window, kv_cache=cache, last_only=True)
+        for _ in range(params.max_new_tokens):
+            logits = apply_penalties(logits[:, -1, :].float(), history, counts, params)
+            shown = filter_logits(logits, params.temperature or 1.0, params.top_k, params.top_p, params.min_p)
+            probs = F.softmax(shown, dim=-1)  # (B, V)
+            if params.temperature == 0:
+                nxt = logits.argmax(dim=-1, keepdim=True)
+            else:
+                nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+            top = torch.topk(probs, min(params.top_alternatives, V), dim=-1)
+            yield TokenStep(
+                tokens=nxt[:, 0].tolist(),
+                probs=probs.gather(-1, nxt)[:, 0].tolist(),
+                alternatives=[list(zip(i.tolist(), v.tolist())) for i, v in zip(top.indices, top.values)],
+            )
+            history.scatter_(1, nxt, True)
+            if counts is not None:
+                counts.scatter_add_(1, nxt, torch.ones_like(nxt, dtype=counts.dtype))
+            seq = torch.cat([seq, nxt], dim=1)
+            if cache.pos >= cfg.block_size:  # full: rebuild the cache from the most recent tokens
+                cache.reset()
+                logits, _ = model(seq[:, -keep:], kv_cache=cache, last_only=True)
+            else:
+                logits, _ = model(nxt, kv_cache=cache)
+    finally:
+        model.train(was_training)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Text-level generation: stop strings and UTF-8-safe streaming
+
+
+@dataclass
+class StreamEvent:
+    """One token of one row: the text it made safe to show (possibly empty), and its probabilities."""
+    row: int
+    text: str
+    token_id: int
+    prob: float
+    alternatives: list[tuple[int, float]]
+    finish_reason: str | None = None  # set on a row's last event: "length" | "stop" | "eos"
+
+
+@dataclass
+class Completion:
+    text: str = ""
+    token_ids: list[int] = field(default_factory=list)
+    token_probs: list[float] = field(default_factory=list)
+    alternatives: list[list[tuple[int, float]]] = field(default_factory=list)
+    finish_reason: str = "length"
+
+
+class _RowText:
+    """Turns a row's tokens into text that is safe to show: never half a UTF-8 character (a byte-level
+    BPE token can end inside one), and never the start of a stop string that may still complete."""
+
+    def __init__(self, stop: list[str]):
+        self.stop = [s for s in stop if s]
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.text = ""     # complete characters so far (cut at a stop string once one appears)
+        self.emitted = 0   # characters already handed out
+        self.stopped = False
+
+    def push(self, token_bytes: bytes) -> str:
+        self.text += self.decoder.decode(token_bytes)
+        for s in self.stop:
+            i = self.text.find(s, max(0, self.emitted - len(s)))
+            if i != -1:
+                self.text, self.stopped = self.text[:i], True
+        return self._take(final=self.stopped)
+
+    def finish(self) -> str:
+        if not self.stopped:
+            self.text += self.decoder.decode(b"", final=True)
+        return self._take(final=True)
+
+    def _take(self, final: bool) -> str:
+        end = len(self.text)
+        if not final:  # hold back a tail that could be the beginning of a stop string
+            for s in self.stop:
+                n = next((n for n in range(min(len(s) - 1, end), 0, -1) if self.text.endswith(s[:n])), 0)
+                end = min(end, len(self.text) - n)
+        end = max(end, self.emitted)
+        new, self.emitted = self.text[self.emitted:end], end
+        return new
+
+
+def stream(model, tokenizer, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
+    """Generate params.num_samples continuations of `prompt`, yielding one event per token per row as it
+    is produced. Ends when every row has hit a stop string, the end-of-text token, or max_new_tokens.
+    params.seed is filled in when it was None, so a caller can report the seed that was used."""
+    params.validate()
+    device = model.transformer.wte.weight.device
+    generator, params.seed = _make_generator(params.seed, device)
+    ids = tokenizer.encode(prompt)
+    rows = [_RowText(params.stop) for _ in range(params.num_samples)]
+    done = [False] * params.num_samples
+    eot = tokenizer.eot_id
+    for n, step in enumerate(generate_tokens(model, ids, params, generator), start=1):
+        last = n == params.max_new_tokens
+        for r, row in enumerate(rows):
+            if done[r]:
+                continue
+            tok = step.tokens[r]
+            if tok == eot:
+                text, reason = row.finish(), "eos"
+            else:
+                text = row.push(tokenizer.decode_bytes([tok]))
+                reason = "stop" if row.stopped else None
+                if reason is None and last:
+                    text, reason = text + row.finish(), "length"
+            done[r] = reason is not None
+            yield StreamEvent(r, text, tok, step.probs[r], step.alternatives[r], reason)
+        if all(done):
+            return
+
+
+def generate(model, tokenizer, prompt: str, params: SamplingParams) -> list[Completion]:
+    """params.num_samples completions of `prompt` (the prompt itself is not included)."""
+    out = [Completion() for _ in range(params.num_samples)]
+    for ev in stream(model, tokenizer, prompt, params):
+        c = out[ev.row]
+        c.text += ev.text
+        if ev.finish_reason != "eos":
+            c.token_ids.append(ev.token_id)
+            c.token_probs.append(ev.prob)
+            c.alternatives.append(ev.alternatives)
+        if ev.finish_reason:
+            c.finish_reason = ev.finish_reason
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Looking inside
+
+
+@torch.inference_mode()
+def prompt_logits(model, ids: list[int]) -> torch.Tensor:
+    """Raw next-token logits (V,) after the prompt (its last block_size tokens)."""
+    model.eval()
+    device = model.transformer.wte.weight.device
+    x = torch.tensor(ids[-model.config.block_size:], dtype=torch.long, device=device)[None]
+    logits, _ = model(x, last_only=True)
+    return logits[0, -1].float().cpu()
+
+
+@torch.inference_mode()
+def attention_maps(model, ids: list[int]) -> list[torch.Tensor]:
+    """Per layer, the (n_head, T, T) attention weights for the prompt (its last block_size tokens)."""
+    model.eval()
+    device = model.transformer.wte.weight.device
+    x = torch.tensor(ids[-model.config.block_size:], dtype=torch.long, device=device)[None]
+    maps: list[torch.Tensor] = []
+    model(x, attention_out=maps)
+    return [m[0].float().cpu() for m in maps]

@@ -1,0 +1,303 @@
+"""Run directories: the one record of a training job, shared by the CLI, the app and the tests.
+
+    RUN/
+      config.json           model, tokenizer, data and training settings
+      status.json           state (created / running / stopped / completed / failed), message, step, pid
+      tokenizer.json        (+ tokenizer.bpe for a BPE trained on the corpus)
+      data/train.bin        token ids, uint16 or uint32
+      data/val.bin
+      metrics.jsonl         one JSON object per logged step
+      samples.jsonl         text the model wrote during training
+      checkpoints/
+        last.json           pointer to the newest complete checkpoint directory
+        best.json           pointer to the one with the lowest validation loss
+        step-0000500-1a2b/  model.safetensors, trainer.safetensors (optimizer + RNG), meta.json
+
+Every file is written atomically (a temporary file, then a rename); a checkpoint directory is complete
+before a pointer names it, so a crash at any moment leaves the previous checkpoint loadable. No pickle:
+tensors go to safetensors, everything else to JSON.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from core.errors import CheckpointError
+
+CONFIG, STATUS, METRICS, SAMPLES = "config.json", "status.json", "metrics.jsonl", "samples.jsonl"
+CKPT_DIR = "checkpoints"
+STOP_FILE = "STOP"  # its presence asks a running trainer to stop at the next step
+
+
+def runs_root() -> Path:
+    """Where runs live by default: $NEWLEAF_RUNS, else ./runs."""
+    return Path(os.environ.get("NEWLEAF_RUNS") or "runs")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Atomic files
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def read_json(path) -> dict:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} is missing.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is corrupt (not valid JSON: {e}).") from None
+
+
+# ----------------------------------------------------------------------------------------------------------
+# JSONL logs: appended line by line; a line cut short by a crash is ignored by readers
+
+
+def append_jsonl(path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path, offset: int = 0) -> tuple[list[dict], int]:
+    """Records from byte `offset` on, and the offset just past the last complete line: a poller passes it
+    back next time and reads only what is new."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1  # an unterminated last line is still being written (or was cut by a crash)
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            records.append(json.loads(line))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+    return records, offset + end
+
+
+def truncate_jsonl(path, max_step: int) -> None:
+    """Keep only records with step <= max_step (on resume, drop what was logged after the checkpoint)."""
+    records, _ = read_jsonl(path)
+    kept = [r for r in records if r.get("step", 0) <= max_step]
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Status
+
+
+def write_status(run_dir, state: str, message: str = "", **extra) -> None:
+    status = {"state": state, "message": message, "updated": time.time(), "pid": os.getpid(), **extra}
+    atomic_write_json(Path(run_dir) / STATUS, status)
+
+
+def read_status(run_dir) -> dict:
+    try:
+        return read_json(Path(run_dir) / STATUS)
+    except CheckpointError:
+        return {"state": "unknown", "message": "status.json is missing or unreadable"}
+
+
+def read_config(run_dir) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"Run directory {run_dir} does not exist.")
+    if not (run_dir / CONFIG).exists():
+        raise CheckpointError(f"{run_dir} is not a Newleaf run (it has no {CONFIG}).")
+    return read_json(run_dir / CONFIG)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tensor bundles: a flat name -> tensor dict in safetensors, anything else in JSON next to it
+
+
+def state_to_tensors(state: dict, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split a nested state (e.g. an optimizer's state_dict) into flat tensors and a JSON skeleton."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(obj, key):
+        if isinstance(obj, torch.Tensor):
+            name = f"{prefix}{key}"
+            tensors[name] = obj.detach().to("cpu").contiguous()
+            return {"__tensor__": name}
+        if isinstance(obj, dict):
+            return {"__dict__": [[k, walk(v, f"{key}.{k}")] for k, v in obj.items()]}
+        if isinstance(obj, (list, tuple)):
+            return [walk(v, f"{key}.{i}") for i, v in enumerate(obj)]
+        if obj is None or isinstance(obj, (bool, int, float, str)):
+            return obj
+        raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+
+    return tensors, walk(state, "")
+
+
+def tensors_to_state(skeleton, tensors: dict[str, torch.Tensor]):
+    def walk(obj):
+        if isinstance(obj, dict) and "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if isinstance(obj, dict) and "__dict__" in obj:
+            return {k: walk(v) for k, v in obj["__dict__"]}
+        if isinstance(obj, list):
+            return [walk(v) for v in obj]
+        return obj
+
+    return walk(skeleton)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights for saving; the tied LM head is the token embedding, so it is stored once."""
+    sd = model.state_dict()
+    return {k: v.detach().to("cpu").contiguous() for k, v in sd.items() if k != "lm_head.weight"}
+
+
+def save_checkpoint(run_dir, model, trainer_tensors: dict[str, torch.Tensor], meta: dict,
+                    best: bool = False) -> str:
+    """Write a complete checkpoint directory, then point `last` (and `best`) at it; returns its name."""
+    ckdir = Path(run_dir) / CKPT_DIR
+    ckdir.mkdir(parents=True, exist_ok=True)
+    name = f"step-{meta['step']:07d}-{uuid.uuid4().hex[:4]}"
+    tmp = ckdir / f".tmp-{name}"
+    tmp.mkdir()
+    save_file(model_tensors(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    save_file(trainer_tensors, str(tmp / "trainer.safetensors"), metadata={"format": "pt"})
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    os.rename(tmp, ckdir / name)
+    _fsync_dir(ckdir)
+    pointer = {"dir": name, **{k: meta[k] for k in ("step", "val_loss", "train_loss", "elapsed_s") if k in meta}}
+    atomic_write_json(ckdir / "last.json", pointer)
+    if best:
+        atomic_write_json(ckdir / "best.json", pointer)
+    _remove_unreferenced(ckdir)
+    return name
+
+
+def _remove_unreferenced(ckdir: Path) -> None:
+    keep = set()
+    for which in ("last", "best"):
+        try:
+            keep.add(read_json(ckdir / f"{which}.json")["dir"])
+        except (CheckpointError, KeyError, TypeError):
+            pass
+    for d in ckdir.iterdir():
+        if d.is_dir() and d.name not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def checkpoint_dir(run_dir, which: str = "last") -> Path | None:
+    """The directory of the `last` or `best` checkpoint, or None if the run has none yet."""
+    ckdir = Path(run_dir) / CKPT_DIR
+    pointer = ckdir / f"{which}.json"
+    if not pointer.exists():
+        return None
+    info = read_json(pointer)
+    name = info.get("dir") if isinstance(info, dict) else None
+    if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+        raise CheckpointError(f"{pointer} is corrupt (it names no checkpoint directory).")
+    d = ckdir / name
+    if not d.is_dir():
+        raise CheckpointError(f"{pointer} names {name}, which is missing.")
+    return d
+
+
+def checkpoint_meta(run_dir, which: str = "last") -> dict | None:
+    d = checkpoint_dir(run_dir, which)
+    return None if d is None else read_json(d / "meta.json")
+
+
+def load_tensors(path) -> dict[str, torch.Tensor]:
+    """safetensors only: a weights file can never run code when loaded."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"):
+        raise CheckpointError(f"{path.name}: Newleaf loads weights only from .safetensors files; pickle-based "
+                              f"files ({path.suffix}) can run arbitrary code when loaded and are refused.")
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is corrupt or not a safetensors file ({e}).") from None
+
+
+def load_model_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Copy saved weights into a model, with a clear message when they do not fit its config."""
+    expected = model_tensors(model)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(f"{source} does not match the model in config.json "
+                              f"(missing: {missing[:3]}, unexpected: {unexpected[:3]}).")
+    for k, v in expected.items():
+        if tensors[k].shape != v.shape:
+            raise CheckpointError(f"{source}: {k} has shape {tuple(tensors[k].shape)} but the config needs "
+                                  f"{tuple(v.shape)}.")
+    model.load_state_dict(tensors, strict=False)  # lm_head.weight is tied to transformer.wte.weight
+
+
+def load_model(run_dir, which: str = "best", device: str = "cpu"):
+    """The trained model of a run (its `best` checkpoint, else `last`) and its tokenizer, ready to sample."""
+    from core.device import pick_device
+    from core.model import GPT, GPTConfig
+    from core.tokenizer import load_tokenizer
+
+    config = read_config(run_dir)
+    ck = checkpoint_dir(run_dir, which) or checkpoint_dir(run_dir, "last")
+    if ck is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet: train it first.")
+    try:
+        model = GPT(GPTConfig.from_dict(config["model"]))
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"{Path(run_dir) / CONFIG} has no valid model section ({e}).") from None
+    load_model_weights(model, load_tensors(ck / "model.safetensors"), str(ck / "model.safetensors"))
+    model.to(pick_device(device)).eval()
+    return model, load_tokenizer(run_dir)

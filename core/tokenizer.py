@@ -1,0 +1,375 @@
+"""Tokenizers: text <-> token ids. One interface, three kinds.
+
+    char   one token per character of the training text (nanoGPT's Shakespeare model)
+    gpt2   GPT-2's byte-level BPE, 50257 tokens, run by tiktoken (downloaded once, then cached)
+    bpe    a byte-level BPE trained on the corpus: trained with rustbpe, run with tiktoken (as in nanochat)
+
+A tokenizer is saved as `tokenizer.json` (+ `tokenizer.bpe` for a trained BPE, in tiktoken's text format)
+and loaded back with `load_tokenizer`. Nothing is pickled.
+
+Byte-level BPE works on UTF-8 bytes, so one token may hold half a character: `decode` then shows U+FFFD,
+`decode_bytes` gives the raw bytes (for streaming), and `token_pieces` groups such tokens so that every
+piece it returns is whole text.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import operator
+import os
+import re
+import tempfile
+import uuid
+from pathlib import Path
+
+import tiktoken
+
+from core.errors import DownloadError, TokenizerError
+
+CONFIG_FILE = "tokenizer.json"
+RANKS_FILE = "tokenizer.bpe"
+KINDS = ("char", "gpt2", "bpe")
+SPECS = "'char', 'gpt2' or 'bpe:VOCAB' (e.g. 'bpe:1024')"
+MIN_BPE_VOCAB = 256    # rustbpe starts from the 256 byte values (and panics below that)
+MAX_BPE_VOCAB = 65536  # ids then fit in uint16
+
+# ----------------------------------------------------------------------------------------------------------
+# The interface
+
+
+class Tokenizer:
+    kind: str
+    vocab_size: int  # the real size: ids are 0..vocab_size-1
+
+    def encode(self, text: str) -> list[int]:
+        raise NotImplementedError
+
+    def decode(self, ids) -> str:
+        raise NotImplementedError
+
+    def decode_bytes(self, ids) -> bytes:
+        raise NotImplementedError
+
+    def save(self, directory) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def eot_id(self) -> int | None:
+        return None
+
+    def token_pieces(self, text: str) -> list[str]:
+        """The text cut at token boundaries, for showing tokens. Tokens that split a character are grouped,
+        so every piece is valid text and "".join(pieces) == text."""
+        pieces, buf = [], b""
+        for i in self.encode(text):
+            buf += self.decode_bytes([i])
+            try:
+                pieces.append(buf.decode("utf-8"))
+                buf = b""
+            except UnicodeDecodeError:
+                pass  # part of a character: wait for the tokens that hold the rest of its bytes
+        if buf:
+            pieces.append(buf.decode("utf-8", errors="replace"))
+        return pieces
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.describe()}>"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Character-level
+
+
+class CharTokenizer(Tokenizer):
+    kind = "char"
+
+    def __init__(self, chars: list[str]):
+        self.chars = list(chars)
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+        self.vocab_size = len(self.chars)
+
+    @classmethod
+    def from_text(cls, text: str) -> CharTokenizer:
+        _check_training_text(text)
+        return cls(sorted(set(text)))  # ids in sorted order, like nanoGPT's char model
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """Characters of `text` that are not in the vocabulary: distinct, in order of appearance."""
+        if set(text) <= self.stoi.keys():  # the common case, fast
+            return []
+        return list(dict.fromkeys(c for c in text if c not in self.stoi))
+
+    def encode(self, text: str, unknown: str = "error") -> list[int]:
+        """unknown="error" raises on characters never seen in training; unknown="skip" drops them."""
+        if unknown not in ("error", "skip"):
+            raise TokenizerError(f"unknown= must be 'error' or 'skip'; got {unknown!r}.")
+        missing = self.unknown_chars(text)
+        if missing and unknown == "error":
+            n = len(missing)
+            shown = ", ".join(repr(c) for c in missing[:10]) + (f" and {n - 10} more" if n > 10 else "")
+            raise TokenizerError(f"The text contains {n} character{'s' if n != 1 else ''} this model never saw in "
+                                 f"training: {shown}. It knows {self.vocab_size} characters.")
+        stoi = self.stoi
+        return [stoi[c] for c in text if c in stoi]
+
+    def decode(self, ids) -> str:
+        chars = self.chars
+        return "".join(chars[i] for i in _as_ids(ids, self.vocab_size))
+
+    def decode_bytes(self, ids) -> bytes:
+        return self.decode(ids).encode("utf-8")
+
+    def save(self, directory) -> None:
+        _write_config(directory, {"kind": "char", "chars": self.chars})
+
+    def describe(self) -> str:
+        return f"character-level, {self.vocab_size} symbols"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Byte-level BPE run by tiktoken: GPT-2's, or one trained on the corpus
+
+
+class _TiktokenTokenizer(Tokenizer):
+    enc: tiktoken.Encoding
+
+    def encode(self, text: str) -> list[int]:
+        # Ordinary text only: "<|endoftext|>" typed by a user stays plain text and can't inject the special token.
+        return self.enc.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self.enc.decode(_as_ids(ids, self.vocab_size), errors="replace")
+
+    def decode_bytes(self, ids) -> bytes:
+        return self.enc.decode_bytes(_as_ids(ids, self.vocab_size))
+
+
+class GPT2Tokenizer(_TiktokenTokenizer):
+    kind = "gpt2"
+
+    def __init__(self):
+        try:
+            self.enc = tiktoken.get_encoding("gpt2")  # downloads the BPE files once, then reads its cache
+        except Exception as e:
+            cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
+            reason = f"{type(e).__name__}: {e}"
+            reason = reason if len(reason) <= 300 else reason[:300] + "..."
+            raise DownloadError(f"Could not get the GPT-2 tokenizer files (no network?): {reason}; they download "
+                                f"once and are cached in TIKTOKEN_CACHE_DIR (now {cache}).") from e
+        self.vocab_size = self.enc.n_vocab  # 50257: 50256 merges and bytes, plus <|endoftext|>
+
+    @property
+    def eot_id(self) -> int:
+        return self.enc.eot_token
+
+    def save(self, directory) -> None:
+        _write_config(directory, {"kind": "gpt2"})
+
+    def describe(self) -> str:
+        return f"GPT-2 BPE, {self.vocab_size} tokens"
+
+
+class BPETokenizer(_TiktokenTokenizer):
+    kind = "bpe"
+
+    def __init__(self, mergeable_ranks: dict[bytes, int], pattern: str, requested_vocab_size: int | None = None,
+                 name: str | None = None):
+        _check_ranks(mergeable_ranks)
+        self.mergeable_ranks, self.pattern = mergeable_ranks, pattern
+        self.vocab_size = len(mergeable_ranks)
+        self.requested_vocab_size = requested_vocab_size or self.vocab_size
+        self.name = name or f"newleaf-bpe-{self.vocab_size}"
+        try:
+            self.enc = tiktoken.Encoding(name=self.name, pat_str=pattern, mergeable_ranks=mergeable_ranks,
+                                         special_tokens={})
+        except Exception as e:  # e.g. a pattern tiktoken's regex engine can't compile
+            raise TokenizerError(f"Could not build the BPE tokenizer: {e}") from e
+
+    @classmethod
+    def train(cls, text: str, vocab_size: int) -> BPETokenizer:
+        import rustbpe  # only needed to train
+
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) \
+                or not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB:
+            # Checked here: below 256 rustbpe panics, a BaseException that `except Exception` would not catch.
+            raise TokenizerError(f"The BPE vocabulary size must be between {MIN_BPE_VOCAB} and {MAX_BPE_VOCAB}; "
+                                 f"got {vocab_size!r}.")
+        _check_training_text(text)
+        tok = rustbpe.Tokenizer()
+        tok.train_from_iterator(_training_chunks(text), vocab_size)
+        # rustbpe gives a list of (bytes, rank); it stops early when the text has no pair left to merge,
+        # so there may be fewer than vocab_size.
+        ranks = {bytes(b): r for b, r in tok.get_mergeable_ranks()}
+        return cls(ranks, tok.get_pattern(), requested_vocab_size=vocab_size)
+
+    def save(self, directory) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        # tiktoken's text format (what tiktoken.load.dump_tiktoken_bpe writes): "base64(token) rank" per line.
+        # We write it ourselves: dump_tiktoken_bpe needs the blobfile package, and the file must be atomic.
+        by_rank = sorted(self.mergeable_ranks.items(), key=lambda kv: kv[1])
+        _write_atomic(directory / RANKS_FILE, b"".join(base64.b64encode(b) + b" %d\n" % r for b, r in by_rank))
+        _write_config(directory, {"kind": "bpe", "name": self.name, "pattern": self.pattern,
+                                  "vocab_size": self.vocab_size, "requested_vocab_size": self.requested_vocab_size})
+
+    def describe(self) -> str:
+        s = f"BPE trained on this corpus, {self.vocab_size} tokens"
+        if self.vocab_size < self.requested_vocab_size:
+            s += f" (asked for {self.requested_vocab_size}; this text has too few repeated pairs for more)"
+        return s
+
+
+def _training_chunks(text: str, size: int = 1 << 16):
+    """The text in ~64 KB pieces for rustbpe, which counts words in parallel across pieces. Each cut is made
+    right after a newline that is followed by a non-space character: the split pattern (GPT-4's) never joins
+    across such a point, so training sees exactly the words of the whole text. (Cutting at every line does not:
+    a run of newlines is one word, and the merges come out different.)"""
+    boundary = re.compile(r"\n(?=\S)")
+    start = 0
+    while start < len(text):
+        m = boundary.search(text, start + size) if start + size < len(text) else None
+        end = m.end() if m else len(text)
+        yield text[start:end]
+        start = end
+
+
+def _check_ranks(ranks: dict[bytes, int]) -> None:
+    # tiktoken needs ranks 0..n-1 without gaps, and byte-level BPE needs all 256 bytes so any text encodes.
+    if sorted(ranks.values()) != list(range(len(ranks))):
+        raise TokenizerError(f"The BPE token ranks are not the numbers 0..{len(ranks) - 1} without gaps or repeats.")
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise TokenizerError(f"The BPE vocabulary lacks {len(missing)} of the 256 single-byte tokens.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Making and loading
+
+
+def make_tokenizer(spec: str, text: str | None = None) -> Tokenizer:
+    """spec: "char" | "gpt2" | "bpe:VOCAB". char and bpe are built from `text`."""
+    s = spec.strip().lower() if isinstance(spec, str) else ""
+    if s == "gpt2":
+        return GPT2Tokenizer()
+    if s == "char":
+        return CharTokenizer.from_text(_needs_text(text, "char"))
+    if s.startswith("bpe:"):
+        n = s[len("bpe:"):].strip()
+        if not re.fullmatch(r"[0-9]+", n):
+            raise TokenizerError(f"The BPE vocabulary size in {spec!r} is not a whole number: use {SPECS}.")
+        return BPETokenizer.train(_needs_text(text, "bpe"), int(n))
+    raise TokenizerError(f"Unknown tokenizer {spec!r}: use {SPECS}.")
+
+
+def _needs_text(text, kind: str) -> str:
+    if text is None:
+        raise TokenizerError(f"The {kind!r} tokenizer is built from a text, and none was given.")
+    return text
+
+
+def load_tokenizer(directory) -> Tokenizer:
+    """Read back what Tokenizer.save wrote. Anything missing or malformed raises TokenizerError."""
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TokenizerError(f"No tokenizer in {directory}: {CONFIG_FILE} is missing.") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TokenizerError(f"{path} is corrupt (not valid JSON: {e}).") from None
+    except OSError as e:
+        raise TokenizerError(f"Could not read {path}: {e}") from None
+    kind = config.get("kind") if isinstance(config, dict) else None
+    if kind not in KINDS:
+        raise TokenizerError(f"{path} names an unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}.")
+
+    if kind == "gpt2":
+        return GPT2Tokenizer()
+    if kind == "char":
+        chars = config.get("chars")
+        if not (isinstance(chars, list) and chars and all(isinstance(c, str) and len(c) == 1 for c in chars)
+                and len(set(chars)) == len(chars)):
+            raise TokenizerError(f"{path} is corrupt: 'chars' must be a list of distinct single characters.")
+        return CharTokenizer(chars)
+
+    pattern, n, requested = config.get("pattern"), config.get("vocab_size"), config.get("requested_vocab_size")
+    if not (isinstance(pattern, str) and isinstance(n, int) and isinstance(requested, int)):
+        raise TokenizerError(f"{path} is corrupt: a BPE tokenizer needs 'pattern', 'vocab_size' and "
+                             f"'requested_vocab_size'.")
+    ranks = _read_ranks(directory / RANKS_FILE)
+    if len(ranks) != n:
+        raise TokenizerError(f"{directory / RANKS_FILE} holds {len(ranks)} tokens but {CONFIG_FILE} says {n}.")
+    return BPETokenizer(ranks, pattern, requested_vocab_size=requested, name=config.get("name"))
+
+
+def _read_ranks(path: Path) -> dict[bytes, int]:
+    # Parsed here rather than with tiktoken.load.load_tiktoken_bpe: that one caches every file it reads in
+    # TIKTOKEN_CACHE_DIR under the hash of its path, and returns the stale copy after the file is rewritten.
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TokenizerError(f"{path} is missing: a BPE tokenizer needs it beside {CONFIG_FILE}.") from None
+    except OSError as e:
+        raise TokenizerError(f"Could not read {path}: {e}") from None
+    ranks = {}
+    for lineno, line in enumerate(data.splitlines(), 1):
+        if not line:
+            continue
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError:  # wrong field count, bad base64 (binascii.Error), or a rank that isn't a number
+            raise TokenizerError(f"{path} is corrupt at line {lineno}: expected 'base64-token rank'.") from None
+    return ranks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _check_training_text(text) -> None:
+    if not isinstance(text, str) or not text:
+        raise TokenizerError("Cannot build a tokenizer from an empty text.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates: not real text, and they could not be saved as UTF-8
+        raise TokenizerError(f"The text is not valid Unicode ({e.reason} at character {e.start}).") from None
+
+
+def _as_ids(ids, vocab_size: int) -> list[int]:
+    """A list of ints from a list, a 1-D tensor or a 1-D ndarray, each checked to be a real token id."""
+    if hasattr(ids, "tolist"):  # torch.Tensor, np.ndarray
+        ids = ids.tolist()
+    if isinstance(ids, int):  # a 0-d tensor
+        ids = [ids]
+    try:
+        ids = [operator.index(i) for i in ids]
+    except TypeError:
+        raise TokenizerError("Token ids must be a flat sequence of integers.") from None
+    for i in ids:
+        if not 0 <= i < vocab_size:
+            raise TokenizerError(f"Token id {i} is out of range for this tokenizer (0..{vocab_size - 1}).")
+    return ids
+
+
+def _write_config(directory, config: dict) -> None:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    # ensure_ascii=False keeps the characters readable; json escapes control characters itself.
+    _write_atomic(directory / CONFIG_FILE, (json.dumps(config, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same directory, then rename: readers see the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,392 @@
+"""The trainer: AdamW, warmup + cosine decay, gradient clipping and accumulation, periodic evaluation,
+samples and checkpoints, exact resume, and stop.
+
+A job is a run directory (see core/runs.py). `prepare_run` writes the config, tokenizer and token files;
+`Trainer(run_dir).fit()` trains it, from scratch or from its last checkpoint. Progress reaches callers
+through callbacks (the CLI draws a progress bar with them) and through the run directory's files (the app
+follows those, from another process).
+"""
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from core import runs
+from core.data import check_token_counts, get_batch, open_tokens, split_text, write_tokens
+from core.device import autocast, available_memory, pick_device
+from core.engine import SamplingParams, generate
+from core.errors import CheckpointError, ConfigError, NewleafError
+from core.model import GPT, GPTConfig, format_bytes, training_memory
+from core.tokenizer import Tokenizer, load_tokenizer
+
+# ----------------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 16
+    grad_accum: int = 1              # micro-batches per optimizer step
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1        # the schedule decays to lr * min_lr_ratio
+    warmup_steps: int = 100
+    max_steps: int = 2000
+    max_time: float | None = None    # seconds; when set, the learning rate decays to this budget
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0           # 0 turns clipping off
+    eval_every: int = 200
+    eval_batches: int = 20           # validation windows evaluated = eval_batches * batch_size
+    sample_every: int = 0            # 0: sample at each evaluation
+    sample_tokens: int = 200
+    checkpoint_every: int = 0        # 0: checkpoint at each evaluation
+    log_every: int = 10
+    seed: int = 1337
+    device: str = "auto"
+    threads: int = 0                 # CPU threads for torch; 0 keeps torch's default
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        positive = ("batch_size", "grad_accum", "max_steps", "eval_every", "eval_batches", "log_every")
+        for name in positive:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be a positive whole number; got {v!r}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"The learning rate must be a positive number; got {self.lr!r}.")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be 0 or more; got {self.warmup_steps}.")
+        if self.max_time is not None and not self.max_time > 0:
+            raise ConfigError(f"max_time must be a positive number of seconds; got {self.max_time!r}.")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}.")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
+    """Linear warmup over the first warmup_steps, then cosine decay from lr to lr * min_lr_ratio as
+    `progress` (the fraction of the step or time budget used) goes from the end of warmup to 1."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    warm = cfg.warmup_steps / cfg.max_steps if cfg.max_time is None else 0.0
+    t = min(1.0, max(0.0, (progress - warm) / max(1e-9, 1.0 - warm)))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Preparing a run directory
+
+
+def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, train_cfg: TrainConfig,
+                data_name: str = "corpus", val_fraction: float = 0.1, extra: dict | None = None) -> Path:
+    """Create a run directory: split and tokenize the corpus, check it is long enough for the context,
+    check the model fits in memory, and write config.json, the tokenizer and the token files."""
+    run_dir = Path(run_dir)
+    if (run_dir / runs.CONFIG).exists():
+        raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
+    if model_cfg.vocab_size != tokenizer.vocab_size:
+        raise ConfigError(f"The model's vocab_size ({model_cfg.vocab_size}) differs from the tokenizer's "
+                          f"({tokenizer.vocab_size}).")
+    check_memory(model_cfg, train_cfg)
+    train_text, val_text = split_text(text, val_fraction)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    check_token_counts(len(train_ids), len(val_ids), model_cfg.block_size)
+    try:
+        (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NewleafError(f"Cannot create the run directory {run_dir}: {e.strerror}.") from None
+    write_tokens(run_dir / "data" / "train.bin", train_ids, tokenizer.vocab_size)
+    write_tokens(run_dir / "data" / "val.bin", val_ids, tokenizer.vocab_size)
+    tokenizer.save(run_dir)
+    config = {
+        "model": model_cfg.to_dict(),
+        "train": asdict(train_cfg),
+        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+                      "description": tokenizer.describe()},
+        "data": {
+            "name": data_name, "val_fraction": val_fraction,
+            "train_tokens": len(train_ids), "val_tokens": len(val_ids),
+            "train_chars": len(train_text), "val_chars": len(val_text),
+            "val_bytes": len(val_text.encode("utf-8")),
+        },
+        "created": time.time(),
+        **(extra or {}),
+    }
+    runs.atomic_write_json(run_dir / runs.CONFIG, config)
+    runs.write_status(run_dir, "created", "Ready to train.", step=0)
+    return run_dir
+
+
+def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.device | None = None) -> None:
+    need = training_memory(model_cfg, train_cfg.batch_size)["total"]
+    have = available_memory(device)
+    if have is not None and need > 0.9 * have:
+        raise ConfigError(f"This model needs about {format_bytes(need)} to train at batch size "
+                          f"{train_cfg.batch_size}, but only {format_bytes(have)} of memory is free. "
+                          f"Choose a smaller model, context or batch size.")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training
+
+
+Callback = Callable[[str, dict], None]  # (event, data); events: start, step, eval, sample, checkpoint, end
+
+
+@dataclass
+class FitResult:
+    state: str          # completed | stopped | failed
+    message: str
+    step: int
+    best_val_loss: float | None
+
+
+class Trainer:
+    def __init__(self, run_dir, device: str | None = None):
+        self.run_dir = Path(run_dir)
+        config = runs.read_config(self.run_dir)
+        try:
+            self.model_cfg = GPTConfig.from_dict(config["model"])
+            self.cfg = TrainConfig.from_dict(config["train"])
+            self.data_info = config["data"]
+        except (KeyError, TypeError) as e:
+            raise CheckpointError(f"{self.run_dir / runs.CONFIG} is incomplete or malformed ({e}).") from None
+        self.tokenizer = load_tokenizer(self.run_dir)
+        self.device = pick_device(device or self.cfg.device)
+        self.stop_event = threading.Event()
+        vocab = self.model_cfg.vocab_size
+        self.train_data = open_tokens(self.run_dir / "data" / "train.bin", vocab)
+        self.val_data = open_tokens(self.run_dir / "data" / "val.bin", vocab)
+
+    # -- pieces ------------------------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask the loop to end after the current step (with a checkpoint). Safe from any thread."""
+        self.stop_event.set()
+
+    def _stop_requested(self) -> bool:
+        return self.stop_event.is_set() or (self.run_dir / runs.STOP_FILE).exists()
+
+    def _build(self):
+        torch.manual_seed(self.cfg.seed)
+        model = GPT(self.model_cfg).to(self.device)
+        fused = self.device.type in ("cuda", "cpu")
+        optimizer = torch.optim.AdamW(model.optimizer_groups(self.cfg.weight_decay), lr=self.cfg.lr,
+                                      betas=(self.cfg.beta1, self.cfg.beta2), fused=fused)
+        batch_gen = torch.Generator().manual_seed(self.cfg.seed)
+        return model, optimizer, batch_gen
+
+    @torch.no_grad()
+    def evaluate(self, model) -> float:
+        """Mean loss over fixed, evenly spaced validation windows: the same windows every time, so the
+        numbers compare across steps and runs, and evaluation leaves the training RNG untouched."""
+        model.eval()
+        T = self.model_cfg.block_size
+        n = self.cfg.eval_batches * self.cfg.batch_size
+        last_start = len(self.val_data) - T - 1
+        starts = torch.linspace(0, last_start, steps=min(n, last_start + 1)).long()
+        total, count = 0.0, 0
+        for chunk in starts.split(self.cfg.batch_size):
+            x = torch.stack([torch.from_numpy(self.val_data[s:s + T].astype("int64")) for s in chunk.tolist()])
+            y = torch.stack([torch.from_numpy(self.val_data[s + 1:s + 1 + T].astype("int64")) for s in chunk.tolist()])
+            with autocast(self.device):
+                _, loss = model(x.to(self.device), y.to(self.device))
+            total += loss.item() * len(chunk)
+            count += len(chunk)
+        model.train()
+        return total / count
+
+    def bits_per_char(self, loss: float) -> float:
+        """Nats per token -> bits per character of the validation text: comparable across tokenizers."""
+        d = self.data_info
+        return loss / math.log(2) * d["val_tokens"] / max(1, d["val_chars"])
+
+    def sample(self, model, step: int) -> str:
+        """A short sample for the log; its own seeded generator leaves the training RNG untouched."""
+        params = SamplingParams(max_new_tokens=self.cfg.sample_tokens, temperature=0.8, top_k=50,
+                                seed=self.cfg.seed + step)
+        try:
+            prompt = "\n" if self.tokenizer.encode("\n") else ""
+        except NewleafError:  # a character-level vocabulary without newlines
+            prompt = ""
+        prompt = prompt or self.tokenizer.decode(self.val_data[:1].tolist())
+        return prompt + generate(model, self.tokenizer, prompt, params)[0].text
+
+    def _trainer_tensors(self, optimizer, batch_gen) -> tuple[dict, dict]:
+        tensors, skeleton = runs.state_to_tensors(optimizer.state_dict(), "optim")
+        tensors["rng.cpu"] = torch.get_rng_state()
+        tensors["rng.batches"] = batch_gen.get_state()
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        return tensors, skeleton
+
+    def _restore(self, model, optimizer, batch_gen) -> dict | None:
+        """Load the last checkpoint into model/optimizer/RNGs; returns its meta, or None to start fresh."""
+        ck = runs.checkpoint_dir(self.run_dir, "last")
+        if ck is None:
+            return None
+        meta = runs.read_json(ck / "meta.json")
+        runs.load_model_weights(model, runs.load_tensors(ck / "model.safetensors"), str(ck / "model.safetensors"))
+        t = runs.load_tensors(ck / "trainer.safetensors")
+        try:
+            optimizer.load_state_dict(runs.tensors_to_state(meta["optimizer"], t))
+            torch.set_rng_state(t["rng.cpu"])
+            batch_gen.set_state(t["rng.batches"])
+            if self.device.type == "cuda" and "rng.cuda" in t:
+                torch.cuda.set_rng_state(t["rng.cuda"], self.device)
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"{ck} holds an incomplete trainer state ({e}).") from None
+        return meta
+
+    # -- the loop ----------------------------------------------------------------------------------------
+
+    def fit(self, callbacks: list[Callback] = (), resume: bool = True) -> FitResult:
+        cfg, run_dir = self.cfg, self.run_dir
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
+
+        def emit(event, data):
+            for cb in callbacks:
+                cb(event, data)
+
+        model, optimizer, batch_gen = self._build()
+        meta = self._restore(model, optimizer, batch_gen) if resume else None
+        step = meta["step"] if meta else 0
+        elapsed_before = meta.get("elapsed_s", 0.0) if meta else 0.0
+        best = runs.checkpoint_meta(run_dir, "best") if meta else None
+        best_val = best.get("val_loss") if best else None
+        # what was logged after the checkpoint will be logged again, identically
+        for name in (runs.METRICS, runs.SAMPLES):
+            if meta:
+                runs.truncate_jsonl(run_dir / name, step)
+            else:
+                (run_dir / name).unlink(missing_ok=True)
+
+        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.model_cfg.block_size
+        runs.write_status(run_dir, "running", f"Training on {self.device.type}.", step=step,
+                          max_steps=cfg.max_steps, max_time=cfg.max_time)
+        emit("start", {"step": step, "max_steps": cfg.max_steps, "max_time": cfg.max_time,
+                       "params": model.num_params(), "device": str(self.device)})
+        t_start = time.time() - elapsed_before
+        # the running average of train_loss between log lines is part of the state, for an exact resume
+        loss_sum, steps_since_log = meta.get("log_window", (0.0, 0)) if meta else (0.0, 0)
+        t_log = time.time()
+        state, message = "completed", "Finished."
+        model.train()
+
+        def progress(elapsed):
+            p = step / cfg.max_steps
+            return max(p, elapsed / cfg.max_time) if cfg.max_time else p
+
+        def checkpoint(record):
+            nonlocal best_val
+            is_best = record.get("val_loss") is not None and (best_val is None or record["val_loss"] < best_val)
+            if is_best:
+                best_val = record["val_loss"]
+            tensors, skeleton = self._trainer_tensors(optimizer, batch_gen)
+            ck_meta = {"step": step, "elapsed_s": record["elapsed_s"], "optimizer": skeleton,
+                       "log_window": [loss_sum, steps_since_log],
+                       **{k: record[k] for k in ("train_loss", "val_loss") if record.get(k) is not None}}
+            runs.save_checkpoint(run_dir, model, tensors, ck_meta, best=is_best)
+            emit("checkpoint", {"step": step, "best": is_best})
+
+        while True:
+            elapsed = time.time() - t_start
+            if step >= cfg.max_steps or (cfg.max_time and elapsed >= cfg.max_time):
+                break
+            if self._stop_requested():
+                state, message = "stopped", f"Stopped at step {step}."
+                break
+            lr = lr_at(cfg, step, progress(elapsed))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            step_loss = 0.0
+            for _ in range(cfg.grad_accum):
+                x, y = get_batch(self.train_data, cfg.batch_size, self.model_cfg.block_size, batch_gen, self.device)
+                with autocast(self.device):
+                    _, loss = model(x, y)
+                (loss / cfg.grad_accum).backward()
+                step_loss += loss.item() / cfg.grad_accum
+            if not math.isfinite(step_loss):
+                state = "failed"
+                last = runs.checkpoint_meta(run_dir, "last")
+                kept = f"the last good checkpoint (step {last['step']}) is kept" if last else "no checkpoint was saved yet"
+                message = (f"Training stopped at step {step + 1}: the loss became {step_loss}. {kept}; "
+                           f"try a lower learning rate.")
+                break
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_sum += step_loss
+            steps_since_log += 1
+
+            final = step >= cfg.max_steps or (cfg.max_time and time.time() - t_start >= cfg.max_time)
+            do_eval = step % cfg.eval_every == 0 or final
+            if step % cfg.log_every == 0 or do_eval:
+                now = time.time()
+                record = {"step": step, "train_loss": loss_sum / steps_since_log, "lr": lr,
+                          "tokens_per_sec": tokens_per_step * steps_since_log / max(1e-9, now - t_log),
+                          "elapsed_s": now - t_start, "tokens_seen": step * tokens_per_step}
+                if do_eval:
+                    val = self.evaluate(model)
+                    record.update(val_loss=val, val_bpc=self.bits_per_char(val))
+                runs.append_jsonl(run_dir / runs.METRICS, record)
+                emit("eval" if do_eval else "step", record)
+                sample_every = cfg.sample_every or cfg.eval_every
+                if step % sample_every == 0 or final:
+                    text = self.sample(model, step)
+                    runs.append_jsonl(run_dir / runs.SAMPLES, {"step": step, "text": text})
+                    emit("sample", {"step": step, "text": text})
+                t_log, steps_since_log, loss_sum = time.time(), 0, 0.0
+                if step % (cfg.checkpoint_every or cfg.eval_every) == 0 or final:
+                    checkpoint(record)
+                runs.write_status(run_dir, "running", f"Training on {self.device.type}.", step=step,
+                                  max_steps=cfg.max_steps, max_time=cfg.max_time)
+
+        if state != "failed" and _needs_final_checkpoint(run_dir, step):
+            checkpoint({"step": step, "elapsed_s": time.time() - t_start})
+        if state == "completed":
+            message = f"Finished {step} steps." + (f" Best validation loss {best_val:.4f}." if best_val else "")
+        runs.write_status(run_dir, state, message, step=step, max_steps=cfg.max_steps, max_time=cfg.max_time)
+        emit("end", {"state": state, "message": message, "step": step, "best_val_loss": best_val})
+        return FitResult(state, message, step, best_val)
+
+
+def _needs_final_checkpoint(run_dir, step: int) -> bool:
+    last = runs.checkpoint_meta(run_dir, "last")
+    return step > 0 and (last is None or last["step"] != step)
+
+
+class StopOnSignal:
+    """Turn SIGTERM / SIGINT into a graceful stop (checkpoint, then exit) while training runs."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, lambda *_: self.trainer.request_stop())
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,122 @@
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.model import (GPT, PRESETS, GPTConfig, flops_per_token, param_count, preset_config,
+                        training_memory)
+
+
+def tiny(**kw):
+    d = dict(n_layer=2, n_head=2, n_embd=32, block_size=16, vocab_size=50)
+    d.update(kw)
+    return GPTConfig(**d)
+
+
+def test_causal_later_tokens_never_change_earlier_logits():
+    torch.manual_seed(0)
+    model = GPT(tiny()).eval()
+    x = torch.randint(0, 50, (3, 16))
+    logits, _ = model(x)
+    for t in (0, 5, 15):
+        y = x.clone()
+        y[:, t:] = torch.randint(0, 50, (3, 16 - t))
+        other, _ = model(y)
+        assert torch.allclose(logits[:, :t], other[:, :t], atol=1e-6)
+        if t < 15:  # and the changed position itself does change (the test can fail)
+            assert not torch.allclose(logits[:, t:], other[:, t:])
+
+
+def test_overfits_one_batch():
+    torch.manual_seed(0)
+    model = GPT(tiny(n_embd=64, n_head=4))
+    x = torch.randint(0, 50, (4, 16))
+    y = torch.roll(x, -1, dims=1)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(300):
+        _, loss = model(x, y)
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first > 3.5  # about ln(50) at the start
+    assert loss.item() < 0.05
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_param_count_matches_the_model(name):
+    vocab = 50257 if name == "gpt2" else 65
+    cfg = preset_config(name, vocab)
+    if name == "gpt2":
+        assert param_count(cfg) == 124_439_808  # GPT-2 small, as Hugging Face counts it
+        return
+    assert param_count(cfg) == GPT(cfg).num_params()
+
+
+def test_param_count_without_bias():
+    cfg = tiny(bias=False)
+    assert param_count(cfg) == GPT(cfg).num_params()
+
+
+def test_estimates_grow_with_size():
+    small, big = preset_config("micro", 65), preset_config("small", 65)
+    assert flops_per_token(big) > flops_per_token(small) > 6 * (param_count(small) - 64 * 128) - 1
+    m_small, m_big = training_memory(small, 8), training_memory(big, 8)
+    assert m_big["total"] > m_small["total"]
+    assert m_small["optimizer"] == 2 * m_small["weights"]
+    assert training_memory(small, 16)["activations"] > m_small["activations"]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(n_embd=30, n_head=4), "divisible"),
+    (dict(n_layer=0), "n_layer must be a positive"),
+    (dict(block_size=-3), "block_size must be a positive"),
+    (dict(dropout=1.5), "dropout"),
+    (dict(vocab_size="65"), "vocab_size"),
+])
+def test_impossible_shapes_are_refused(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        tiny(**kw)
+
+
+def test_unknown_preset():
+    with pytest.raises(ConfigError, match="Unknown preset 'huge'.*tiny"):
+        preset_config("huge", 65)
+
+
+def test_attention_capture_matches_the_fused_path():
+    torch.manual_seed(0)
+    model = GPT(tiny()).eval()
+    x = torch.randint(0, 50, (2, 10))
+    fused, _ = model(x)
+    maps = []
+    explicit, _ = model(x, attention_out=maps)
+    assert torch.allclose(fused, explicit, atol=1e-5)
+    assert len(maps) == 2 and maps[0].shape == (2, 2, 10, 10)
+    assert torch.allclose(maps[0].sum(-1), torch.ones(2, 2, 10))
+    assert (maps[0].triu(diagonal=1) == 0).all()
+
+
+def test_too_long_input_is_refused():
+    model = GPT(tiny())
+    with pytest.raises(ConfigError, match="longer than the context length 16"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+
+
+def test_tied_head_and_gpt2_names():
+    model = GPT(tiny())
+    assert model.lm_head.weight is model.transformer.wte.weight
+    names = dict(model.named_parameters())
+    assert "transformer.h.0.attn.c_attn.weight" in names and "transformer.h.1.mlp.c_proj.bias" in names
+
+
+def test_masked_targets_carry_no_loss():
+    torch.manual_seed(0)
+    model = GPT(tiny()).eval()
+    x = torch.randint(0, 50, (1, 8))
+    y = torch.randint(0, 50, (1, 8))
+    y_masked = y.clone()
+    y_masked[:, :4] = -1
+    logits, loss = model(x, y_masked)
+    expected = torch.nn.functional.cross_entropy(logits[0, 4:], y[0, 4:])
+    assert torch.allclose(loss, expected)

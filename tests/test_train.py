@@ -1,0 +1,207 @@
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from core import runs
+from core.errors import CheckpointError, ConfigError, CorpusError
+from core.model import GPT, preset_config
+from core.tokenizer import CharTokenizer
+from core.train import Trainer, TrainConfig, lr_at, prepare_run
+
+VOLATILE = ("tokens_per_sec", "elapsed_s")
+
+
+def make_run(path, text, *, preset="tiny", dropout=0.0, **train):
+    tok = CharTokenizer.from_text(text)
+    cfg = preset_config(preset, tok.vocab_size, dropout=dropout)
+    defaults = dict(batch_size=8, max_steps=40, eval_every=10, eval_batches=4, log_every=5, warmup_steps=5,
+                    lr=3e-3, sample_tokens=20, device="cpu")
+    defaults.update(train)
+    return prepare_run(path, text, tok, cfg, TrainConfig(**defaults), data_name="test")
+
+
+def metrics(run_dir):
+    records, _ = runs.read_jsonl(Path(run_dir) / runs.METRICS)
+    return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
+
+
+def test_validation_loss_falls_below_unigram_entropy(tmp_path, shakespeare_text):
+    counts = Counter(shakespeare_text)
+    n = len(shakespeare_text)
+    unigram = -sum(c / n * math.log(c / n) for c in counts.values())  # nats per character, ~3.3
+    run = make_run(tmp_path / "r", shakespeare_text, preset="nano", max_steps=300, eval_every=100,
+                   batch_size=16, lr=1e-2, warmup_steps=20)
+    result = Trainer(run).fit()
+    assert result.state == "completed" and result.step == 300
+    records = [r for r in metrics(run) if "val_loss" in r]
+    assert records[0]["val_loss"] > records[-1]["val_loss"]
+    assert records[-1]["val_loss"] < unigram - 0.6, (records[-1]["val_loss"], unigram)
+    # bits per character = nats per token / ln 2 for a character-level tokenizer
+    assert records[-1]["val_bpc"] == pytest.approx(records[-1]["val_loss"] / math.log(2), rel=1e-3)
+
+
+def test_resume_continues_exactly(tmp_path, shakespeare_text):
+    text = shakespeare_text[:60_000]
+    whole = make_run(tmp_path / "whole", text, dropout=0.1)
+    Trainer(whole).fit()
+
+    parts = make_run(tmp_path / "parts", text, dropout=0.1)
+    trainer = Trainer(parts)
+
+    def stop_at_15(event, data):  # not on a checkpoint or log boundary
+        if event in ("step", "eval") and data["step"] == 15:
+            trainer.request_stop()
+
+    first = trainer.fit(callbacks=[stop_at_15])
+    assert first.state == "stopped" and first.step == 15
+    assert runs.checkpoint_meta(parts, "last")["step"] == 15
+    second = Trainer(parts).fit()
+    assert second.state == "completed" and second.step == 40
+
+    assert metrics(parts) == metrics(whole)
+    s_parts, _ = runs.read_jsonl(parts / runs.SAMPLES)
+    s_whole, _ = runs.read_jsonl(whole / runs.SAMPLES)
+    assert s_parts == s_whole
+    w1 = runs.load_tensors(runs.checkpoint_dir(parts) / "model.safetensors")
+    w2 = runs.load_tensors(runs.checkpoint_dir(whole) / "model.safetensors")
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_resume_after_a_crash_drops_metrics_logged_past_the_checkpoint(tmp_path, shakespeare_text):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=20)
+    Trainer(run).fit()
+    # pretend the process died after logging steps the checkpoint does not hold
+    runs.append_jsonl(run / runs.METRICS, {"step": 25, "train_loss": 1.0})
+    with open(run / runs.METRICS, "a") as f:
+        f.write('{"step": 30, "train_lo')  # a line cut short by the crash
+    config = runs.read_config(run)
+    config["train"]["max_steps"] = 30
+    runs.atomic_write_json(run / runs.CONFIG, config)
+    Trainer(run).fit()
+    steps = [r["step"] for r in metrics(run)]
+    assert steps == sorted(set(steps)) and steps[-1] == 30 and steps.count(25) == 1
+
+
+def test_stop_file_stops_with_a_checkpoint(tmp_path, shakespeare_text):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=1000)
+
+    def stop_soon(event, data):
+        if event in ("step", "eval") and data["step"] == 10:
+            (run / runs.STOP_FILE).touch()
+
+    result = Trainer(run).fit(callbacks=[stop_soon])
+    assert result.state == "stopped" and result.step == 10
+    assert runs.checkpoint_meta(run)["step"] == 10
+    assert runs.read_status(run)["state"] == "stopped"
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, shakespeare_text, monkeypatch):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=40)
+    calls = {"n": 0}
+    original = GPT.forward
+
+    def poisoned(self, idx, targets=None, **kw):
+        logits, loss = original(self, idx, targets, **kw)
+        if targets is not None and self.training:
+            calls["n"] += 1
+            if calls["n"] > 25:
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(GPT, "forward", poisoned)
+    result = Trainer(run).fit()
+    assert result.state == "failed"
+    assert "loss became nan" in result.message and "step 20" in result.message
+    assert runs.checkpoint_meta(run)["step"] == 20
+    assert runs.read_status(run)["state"] == "failed"
+    # the kept checkpoint still loads
+    model, _ = runs.load_model(run)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_run_directory_holds_no_pickle(tmp_path, shakespeare_text):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=20)
+    Trainer(run).fit()
+    files = [p for p in run.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.suffix in (".pt", ".pth", ".pkl", ".pickle", ".bin") and p.parent.name != "data"]
+    for p in files:  # nothing in the run is a pickle stream (protocol 2+ starts with 0x80)
+        assert not p.read_bytes()[:1] == b"\x80", p
+    names = {p.name for p in files}
+    assert {"config.json", "status.json", "metrics.jsonl", "samples.jsonl", "tokenizer.json", "model.safetensors",
+            "trainer.safetensors", "meta.json", "last.json", "best.json", "train.bin", "val.bin"} <= names
+    record = json.loads((run / runs.METRICS).read_text().splitlines()[0])
+    assert {"step", "train_loss", "lr", "tokens_per_sec", "elapsed_s"} <= set(record)
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tmp_path, shakespeare_text):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=10)
+    Trainer(run).fit()
+    weights = runs.checkpoint_dir(run) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        runs.load_model(run)
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Trainer(run).fit()
+
+
+def test_pickle_weights_are_refused(tmp_path):
+    evil = tmp_path / "model.pt"
+    evil.write_bytes(b"\x80\x04anything")
+    with pytest.raises(CheckpointError, match="pickle"):
+        runs.load_tensors(evil)
+
+
+def test_corpus_shorter_than_the_context_is_refused(tmp_path):
+    with pytest.raises(CorpusError, match="context length"):
+        make_run(tmp_path / "r", "To be or not to be, that is the question.")
+
+
+def test_model_too_large_for_memory_is_refused(tmp_path, shakespeare_text, monkeypatch):
+    monkeypatch.setenv("NEWLEAF_MEMORY_LIMIT_MB", "50")
+    with pytest.raises(ConfigError, match="needs about .* but only 50.0 MB"):
+        make_run(tmp_path / "r", shakespeare_text[:30_000], preset="small", batch_size=64)
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_is_never_overwritten(tmp_path, shakespeare_text):
+    make_run(tmp_path / "r", shakespeare_text[:30_000])
+    before = (tmp_path / "r" / "config.json").read_bytes()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        make_run(tmp_path / "r", shakespeare_text[:30_000])
+    assert (tmp_path / "r" / "config.json").read_bytes() == before
+
+
+def test_schedule_warms_up_then_decays_to_the_budget():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 9 / 110) == pytest.approx(1.0)
+    assert lr_at(cfg, 10, 10 / 110) == pytest.approx(1.0)
+    assert lr_at(cfg, 60, 60 / 110) == pytest.approx(0.55)
+    assert lr_at(cfg, 110, 1.0) == pytest.approx(0.1)
+    timed = TrainConfig(lr=1.0, warmup_steps=0, max_steps=10**9, max_time=100.0, min_lr_ratio=0.0)
+    assert lr_at(timed, 500, 0.5) == pytest.approx(0.5)  # progress comes from the time used
+
+
+def test_gradient_accumulation_matches_a_bigger_batch(tmp_path, shakespeare_text):
+    """Two micro-batches of 4 give the same first step as the same 8 windows at once."""
+    from core.data import get_batch, open_tokens
+    text = shakespeare_text[:30_000]
+    run = make_run(tmp_path / "r", text, batch_size=4, grad_accum=2, max_steps=1, warmup_steps=0)
+    trainer = Trainer(run)
+    model, opt, gen = trainer._build()
+    data = open_tokens(run / "data" / "train.bin", trainer.model_cfg.vocab_size)
+    xa, ya = get_batch(data, 4, 32, gen)
+    xb, yb = get_batch(data, 4, 32, gen)
+    _, loss = model(torch.cat([xa, xb]), torch.cat([ya, yb]))
+    loss.backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    for x, y in ((xa, ya), (xb, yb)):
+        _, l = model(x, y)
+        (l / 2).backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(p.grad, expected[n], atol=1e-6), n
