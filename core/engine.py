@@ -150,6 +150,7 @@ class TokenStep:
     tokens: list[int]
     probs: list[float]
     alternatives: list[list[tuple[int, float]]]
+    context_len: int  # how many of the latest tokens the prediction saw (less than all once the window slid)
 
 
 def _make_generator(seed: int | None, device) -> tuple[torch.Generator, int]:
@@ -189,6 +190,7 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
         window = seq[:, -cfg.block_size:]
         logits, _ = model(window, kv_cache=cache, last_only=True)
         for _ in range(params.max_new_tokens):
+            context_len = cache.pos
             logits = apply_penalties(logits[:, -1, :].float(), history, counts, params)
             shown = filter_logits(logits, params.temperature or 1.0, params.top_k, params.top_p, params.min_p)
             probs = F.softmax(shown, dim=-1)  # (B, V)
@@ -201,6 +203,7 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
                 tokens=nxt[:, 0].tolist(),
                 probs=probs.gather(-1, nxt)[:, 0].tolist(),
                 alternatives=[list(zip(i.tolist(), v.tolist())) for i, v in zip(top.indices, top.values)],
+                context_len=context_len,
             )
             history.scatter_(1, nxt, True)
             if counts is not None:

@@ -1,0 +1,193 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core import runs
+from core.engine import (KVCache, SamplingParams, _RowText, apply_penalties, attention_maps, filter_logits,
+                         generate, generate_tokens, next_token_distribution, prompt_logits, stream)
+from core.errors import ConfigError, TokenizerError
+from core.model import GPT, GPTConfig
+from core.tokenizer import GPT2Tokenizer
+from core.train import Trainer
+from tests.test_train import make_run
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, shakespeare_text):
+    run = make_run(tmp_path_factory.mktemp("engine") / "r", shakespeare_text[:200_000], max_steps=150,
+                   eval_every=150, lr=1e-2)
+    Trainer(run).fit()
+    return runs.load_model(run)
+
+
+def test_kv_cache_equals_full_recompute_at_every_step_including_after_the_window_slides(trained):
+    model, tok = trained
+    block = model.config.block_size  # 32: 60 new tokens slide the window several times
+    prompt = tok.encode("ROMEO:\nWhat light")
+    params = SamplingParams(max_new_tokens=60, temperature=1.0, seed=0, top_alternatives=tok.vocab_size)
+    seq = list(prompt)
+    slid = 0
+    for step in generate_tokens(model, prompt, params):
+        window = seq[-step.context_len:]
+        assert step.context_len <= block
+        slid += step.context_len < min(len(seq), block)
+        full = F.softmax(prompt_logits(model, window), dim=-1)
+        cached = torch.zeros(tok.vocab_size)
+        for i, p in step.alternatives[0]:
+            cached[i] = p
+        assert torch.allclose(cached, full, atol=1e-5), len(seq)
+        seq.append(step.tokens[0])
+    assert slid > 0  # the window did slide
+
+
+def test_kv_cache_chunked_prefill_matches_full_forward():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, block_size=24, vocab_size=40)).eval()
+    x = torch.randint(0, 40, (2, 20))
+    full, _ = model(x)
+    cache = KVCache.for_model(model, 2)
+    parts = [model(x[:, :7], kv_cache=cache)[0], model(x[:, 7:8], kv_cache=cache)[0], model(x[:, 8:], kv_cache=cache)[0]]
+    assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
+    assert cache.pos == 20
+
+
+def test_greedy_is_deterministic_and_top_k_1_equals_greedy(trained):
+    model, tok = trained
+    greedy = generate(model, tok, "KING:", SamplingParams(max_new_tokens=40, temperature=0))[0].text
+    assert generate(model, tok, "KING:", SamplingParams(max_new_tokens=40, temperature=0))[0].text == greedy
+    for seed in (1, 2):
+        k1 = generate(model, tok, "KING:", SamplingParams(max_new_tokens=40, temperature=1.3, top_k=1, seed=seed))
+        assert k1[0].text == greedy
+
+
+def test_seed_reproduces_and_samples_are_batched(trained):
+    model, tok = trained
+    p = dict(max_new_tokens=30, temperature=1.0, num_samples=4)
+    a = generate(model, tok, "\n", SamplingParams(seed=7, **p))
+    b = generate(model, tok, "\n", SamplingParams(seed=7, **p))
+    assert [c.text for c in a] == [c.text for c in b]
+    assert len({c.text for c in a}) > 1  # the rows are sampled independently
+    assert all(len(c.token_ids) == 30 for c in a)
+    seeded = SamplingParams(seed=None, **p)
+    generate(model, tok, "\n", seeded)
+    assert isinstance(seeded.seed, int)  # the seed used is reported back
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.06, 0.04])
+    logits = probs.log()
+    for p, kept in ((0.5, 1), (0.6, 2), (0.75, 2), (0.76, 3), (0.9, 3), (0.91, 4), (1.0, 5)):
+        out = filter_logits(logits, 1.0, top_p=p)
+        assert torch.isfinite(out).sum().item() == kept, p
+        dist = next_token_distribution(logits, 1.0, top_p=p)
+        assert torch.allclose(dist[:kept], probs[:kept] / probs[:kept].sum())
+
+
+def test_top_k_and_min_p_as_defined():
+    probs = torch.tensor([0.4, 0.3, 0.2, 0.07, 0.03])
+    logits = probs.log()
+    assert torch.isfinite(filter_logits(logits, 1.0, top_k=2)).tolist() == [True, True, False, False, False]
+    # min_p=0.2 keeps tokens with p >= 0.2 * 0.4 = 0.08
+    assert torch.isfinite(filter_logits(logits, 1.0, min_p=0.2)).tolist() == [True, True, True, False, False]
+    # temperature reshapes softmax(logits / T): lower T sharpens
+    sharp, flat = next_token_distribution(logits, 0.5), next_token_distribution(logits, 2.0)
+    assert sharp[0] > probs[0] > flat[0]
+    assert torch.allclose(next_token_distribution(logits, 0.5), F.softmax(logits / 0.5, -1))
+    assert next_token_distribution(logits, 0.0).tolist() == [1.0, 0, 0, 0, 0]
+
+
+def test_repetition_presence_and_frequency_penalties_as_defined():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    history = torch.tensor([[True, True, False, False]])
+    counts = torch.tensor([[2.0, 0.0, 0.0, 1.0]])
+    out = apply_penalties(logits, history, None, SamplingParams(repetition_penalty=2.0))
+    assert out.tolist() == [[1.0, -2.0, 0.5, 3.0]]  # positive divided, negative multiplied, only seen tokens
+    out = apply_penalties(logits, history, counts, SamplingParams(presence_penalty=0.5, frequency_penalty=0.25))
+    assert out.tolist() == [[2.0 - 0.5 - 0.5, -1.0, 0.5, 3.0 - 0.5 - 0.25]]
+
+
+def test_repetition_penalty_reduces_repeats(trained):
+    model, tok = trained
+    plain = generate(model, tok, "the ", SamplingParams(max_new_tokens=80, temperature=0))[0]
+    penal = generate(model, tok, "the ", SamplingParams(max_new_tokens=80, temperature=0, repetition_penalty=1.5))[0]
+    assert len(set(penal.token_ids)) > len(set(plain.token_ids))
+
+
+def test_stop_string_stops_and_is_not_printed(trained):
+    model, tok = trained
+    full = generate(model, tok, "\n", SamplingParams(max_new_tokens=60, temperature=0))[0].text
+    stop = full[20:23]
+    first = full.find(stop)
+    out = generate(model, tok, "\n", SamplingParams(max_new_tokens=60, temperature=0, stop=[stop]))[0]
+    assert out.text == full[:first] and out.finish_reason == "stop"
+    streamed = "".join(ev.text for ev in stream(model, tok, "\n", SamplingParams(max_new_tokens=60, temperature=0,
+                                                                                  stop=[stop])))
+    assert streamed == full[:first]
+
+
+def test_attention_rows_sum_to_one_and_are_zero_above_the_diagonal(trained):
+    model, tok = trained
+    ids = tok.encode("To be, or not to be")
+    maps = attention_maps(model, ids)
+    assert len(maps) == model.config.n_layer
+    for m in maps:
+        assert m.shape == (model.config.n_head, len(ids), len(ids))
+        assert torch.allclose(m.sum(-1), torch.ones(m.shape[:2]), atol=1e-5)
+        assert (m.triu(diagonal=1) == 0).all()
+        assert (m.diagonal(dim1=-2, dim2=-1) > 0).all()
+
+
+def test_streaming_never_splits_a_multibyte_character():
+    tok = GPT2Tokenizer()
+    text = "Seedlings 🌱 grow; 你好，世界! 👩‍💻 naïve café — ∑ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢"
+    ids = tok.encode(text)
+    assert len(ids) > len(text.split())  # several characters take more than one byte-level token
+    row = _RowText(stop=[])
+    pieces = [row.push(tok.decode_bytes([i])) for i in ids] + [row.finish()]
+    assert "".join(pieces) == text
+    assert all("\ufffd" not in p for p in pieces)
+    # a piece ends on a character boundary: some tokens produced nothing yet (half an emoji)
+    assert "" in pieces[:-1]
+
+
+def test_streaming_from_a_model_with_a_byte_level_vocabulary():
+    torch.manual_seed(0)
+    tok = GPT2Tokenizer()
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=tok.vocab_size))
+    events = list(stream(model, tok, "Hi", SamplingParams(max_new_tokens=40, temperature=1.0, seed=3)))
+    ids = [e.token_id for e in events if e.finish_reason != "eos"]
+    streamed = "".join(e.text for e in events)
+    assert streamed == tok.decode_bytes(ids).decode("utf-8", errors="replace")
+
+
+def test_stop_string_split_across_tokens_is_held_back():
+    row = _RowText(stop=["END"])
+    assert row.push(b"abcE") == "abc"  # "E" might start "END"
+    assert row.push(b"N") == ""
+    assert row.push(b"D and more") == ""
+    assert row.stopped and row.text == "abc"
+    row = _RowText(stop=["END"])
+    assert row.push(b"xE") == "x"
+    assert row.push(b"Z") == "EZ"  # it was not the stop string after all
+
+
+def test_bad_sampling_settings_and_unseen_characters(trained):
+    model, tok = trained
+    for kw, msg in ((dict(temperature=-1), "temperature"), (dict(top_p=0), "top_p"), (dict(top_k=0), "top_k"),
+                    (dict(max_new_tokens=0), "max_new_tokens"), (dict(num_samples=0), "num_samples")):
+        with pytest.raises(ConfigError, match=msg):
+            generate(model, tok, "hi", SamplingParams(**kw))
+    with pytest.raises(TokenizerError, match="never saw"):
+        generate(model, tok, "résumé ✓", SamplingParams(max_new_tokens=5))
+
+
+def test_token_probabilities_are_reported(trained):
+    model, tok = trained
+    c = generate(model, tok, "\n", SamplingParams(max_new_tokens=10, temperature=0.8, seed=1))[0]
+    assert len(c.token_probs) == len(c.alternatives) == 10
+    for tid, p, alts in zip(c.token_ids, c.token_probs, c.alternatives):
+        assert 0 < p <= 1 and len(alts) == 10
+        assert [a[1] for a in alts] == sorted((a[1] for a in alts), reverse=True)
+        assert math.isclose(dict(alts).get(tid, p), p, rel_tol=1e-6)
