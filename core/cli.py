@@ -1,4 +1,4 @@
-"""Command line: `python -m core train|info|sample ...`.
+"""Command line: `python -m core train|info|sample|export-hf|import-hf ...`.
 
 A user's mistake (missing file, bad corpus, impossible shape, unknown preset) exits with status 2 and one
 clear line on stderr, never a traceback.
@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", default="\n")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     _add_sampling_args(p)
+
+    p = sub.add_parser("export-hf", help="export a run as a Hugging Face transformers model folder")
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", required=True, help="folder to create (must not exist, or be empty)")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+
+    p = sub.add_parser("import-hf", help="make a run from GPT-2-family weights (a Hub id or a local HF folder)")
+    p.add_argument("--from", dest="source", required=True, help="e.g. gpt2, distilgpt2, or a folder with "
+                                                                "config.json + model.safetensors")
+    p.add_argument("--out", required=True, help="run directory to create")
     return parser
 
 
@@ -232,7 +242,25 @@ def cmd_sample(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "info": cmd_info, "datasets": cmd_datasets, "sample": cmd_sample}
+def cmd_export_hf(args) -> int:
+    from core.hf import export_hf
+
+    out = export_hf(args.run, args.out, which=args.checkpoint)
+    print(f"Exported to {out}. Load it with transformers: AutoModelForCausalLM.from_pretrained({str(out)!r}) "
+          f"and AutoTokenizer.from_pretrained({str(out)!r}).")
+    return 0
+
+
+def cmd_import_hf(args) -> int:
+    from core.hf import import_hf_as_run
+
+    out = import_hf_as_run(args.source, args.out)
+    print(f"Imported {args.source} into {out}. Try: python -m core sample --run {out} --prompt \"Hello\"")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "info": cmd_info, "datasets": cmd_datasets, "sample": cmd_sample,
+            "export-hf": cmd_export_hf, "import-hf": cmd_import_hf}
 
 
 def main(argv=None) -> int:

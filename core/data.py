@@ -231,11 +231,17 @@ PREVIEW_CHARS = 1000
 TOP_CHARACTERS = 20
 
 
-def corpus_stats(text: str) -> dict:
-    """Numbers the UI shows about a corpus. top_characters is a list of (character, count), most common first."""
+def corpus_stats(text: str, tokenizer=None) -> dict:
+    """Numbers the UI shows about a corpus. top_characters is a list of (character, count), most common first.
+    With a tokenizer, also the number of tokens, the vocabulary size and characters per token."""
     counts = Counter(text)
     n_lines = text.count("\n") + (1 if text and not text.endswith("\n") else 0)  # a last line without "\n" counts
-    return {
+    extra = {}
+    if tokenizer is not None:
+        n_tokens = len(tokenizer.encode(text))
+        extra = {"tokens": n_tokens, "vocab_size": tokenizer.vocab_size,
+                 "chars_per_token": len(text) / max(1, n_tokens)}
+    return {**extra,
         "characters": len(text),
         "bytes": len(text.encode("utf-8")),
         "lines": n_lines,

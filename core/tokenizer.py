@@ -151,6 +151,10 @@ class GPT2Tokenizer(_TiktokenTokenizer):
     kind = "gpt2"
 
     def __init__(self):
+        # tiktoken caches in the temp folder by default, which may be wiped: keep the files with ours
+        if "TIKTOKEN_CACHE_DIR" not in os.environ and "DATA_GYM_CACHE_DIR" not in os.environ:
+            from core.datasets import cache_dir
+            os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir() / "tiktoken")
         try:
             self.enc = tiktoken.get_encoding("gpt2")  # downloads the BPE files once, then reads its cache
         except Exception as e:

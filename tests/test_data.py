@@ -310,3 +310,10 @@ def test_get_batch_same_generator_state_same_batches(tmp_path):
 def test_get_batch_too_little_data():
     with pytest.raises(CorpusError, match="context length of 8"):
         get_batch(np.arange(8), 2, 8, torch.Generator())
+
+
+def test_corpus_stats_with_a_tokenizer():
+    from core.tokenizer import CharTokenizer
+    text = "abracadabra\n"
+    stats = corpus_stats(text, CharTokenizer.from_text(text))
+    assert stats["tokens"] == 12 and stats["vocab_size"] == 6 and stats["chars_per_token"] == 1.0

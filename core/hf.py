@@ -1,0 +1,535 @@
+"""Hugging Face interop: GPT-2 weights in, Newleaf models out.
+
+    load_hf_gpt2(name_or_path)            a Hub id (gpt2, distilgpt2, ...) or a local HF folder -> (GPT, tokenizer)
+    import_hf_as_run(name_or_path, run)   the same, written as a Newleaf run (sample it, fine-tune it later)
+    export_hf(run, out)                   a run's checkpoint as a folder `transformers` loads:
+                                          AutoModelForCausalLM / AutoTokenizer.from_pretrained(out)
+
+The model uses GPT-2's parameter names, so both directions are a name mapping plus one transpose: HF's GPT-2
+stores its four projection matrices as `Conv1D` weights, shaped (in, out), where nn.Linear has (out, in).
+Weights are read and written only as safetensors: a pickle-based `pytorch_model.bin` can run arbitrary code
+when loaded, so it is refused. `transformers` itself is not needed here; the tokenizer files are built with
+the `tokenizers` library.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from core import runs
+from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError
+from core.model import GPT, GPTConfig, format_count, param_count
+
+GPT2_VOCAB_SIZE = 50257
+# Projections that HF's GPT-2 keeps as Conv1D, (in, out): transposed to and from nn.Linear's (out, in).
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+# Buffers some GPT-2 checkpoints carry: the causal mask and its fill value, rebuilt by every implementation.
+BUFFERS = (".attn.bias", ".attn.masked_bias")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+# GELU's tanh approximation under its three HF names; Newleaf's MLP computes exactly this one.
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+# ----------------------------------------------------------------------------------------------------------
+# Name mapping
+
+
+def hf_to_newleaf(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HF GPT-2 tensors (with or without the `transformer.` prefix) -> Newleaf names, nn.Linear layout, fp32.
+    The tied `lm_head.weight`, when present, is dropped: the caller checks it equals wte first."""
+    out = {}
+    for name, t in tensors.items():
+        if name == "lm_head.weight" or name.endswith(BUFFERS):
+            continue
+        key = name if name.startswith("transformer.") else f"transformer.{name}"
+        t = t.to(torch.float32)
+        out[key] = t.t().contiguous() if key.endswith(CONV1D) else t.contiguous()
+    return out
+
+
+def newleaf_to_hf(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Newleaf tensors (runs.model_tensors: no lm_head) -> HF GPT2LMHeadModel names and Conv1D layout."""
+    return {k: (v.t() if k.endswith(CONV1D) else v).contiguous() for k, v in tensors.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Import: a Hub id or an HF folder -> a Newleaf GPT
+
+
+def _is_offline() -> bool:
+    from core.datasets import is_offline
+    return is_offline()
+
+
+def resolve_hf(name_or_path) -> tuple[Path, str]:
+    """The local folder holding config.json + safetensors, and a name for messages. A Hub id is downloaded
+    (config and safetensors only) into Hugging Face's cache, or read from it when offline."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path, name
+    if path.exists():
+        raise CheckpointError(f"{name} is a file; pass the folder that holds config.json and model.safetensors.")
+    if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
+        raise CheckpointError(f"No folder {name}, and it is not a Hugging Face Hub id like 'gpt2' or 'owner/name'.")
+    return _download(name), name
+
+
+def _download(repo_id: str) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HFValidationError, LocalEntryNotFoundError, \
+        RepositoryNotFoundError
+
+    offline = _is_offline()
+    try:
+        folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors",
+                                                             "model.safetensors.index.json"],
+                                   local_files_only=offline)
+    except HFValidationError:
+        raise CheckpointError(f"{repo_id!r} is neither a local folder nor a valid Hugging Face Hub id.") from None
+    except GatedRepoError:
+        raise DownloadError(f"{repo_id} is a gated repository on the Hugging Face Hub: accept its terms and log "
+                            f"in (`hf auth login`), then try again.") from None
+    except RepositoryNotFoundError:
+        raise DownloadError(f"There is no model {repo_id!r} on the Hugging Face Hub (or it is private).") from None
+    except LocalEntryNotFoundError as e:
+        why = "NEWLEAF_OFFLINE=1 forbids downloading it" if offline else "it could not be downloaded (no network?)"
+        raise DownloadError(f"{repo_id} is not in the Hugging Face cache and {why}; download it once while online, "
+                            f"or pass a local folder with config.json and model.safetensors.") from e
+    except Exception as e:  # connection refused, timeout, DNS, HTTP 5xx...
+        reason = f"{type(e).__name__}: {e}"
+        reason = reason if len(reason) <= 300 else reason[:300] + "..."
+        raise DownloadError(f"Could not download {repo_id} from the Hugging Face Hub ({reason}). You seem to be "
+                            f"offline: download it once while online, or pass a local folder.") from e
+    return Path(folder)
+
+
+def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    """All tensors of an HF folder: model.safetensors, or the shards its index names. Never pickle."""
+    single, index = folder / "model.safetensors", folder / "model.safetensors.index.json"
+    if single.is_file():
+        return runs.load_tensors(single)
+    if index.is_file():
+        weight_map = runs.read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise CheckpointError(f"{index} is corrupt (it has no weight_map).")
+        tensors = {}
+        for shard in sorted(set(weight_map.values())):
+            if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".safetensors"):
+                raise CheckpointError(f"{index} names an unsafe shard {shard!r}.")
+            tensors.update(runs.load_tensors(folder / shard))
+        return tensors
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise CheckpointError(
+            f"{name} holds its weights only as {pickled[0]}, a pickle-based PyTorch file: loading pickle can run "
+            f"arbitrary code, so Newleaf reads weights only from model.safetensors. Convert it with a tool you "
+            f"trust, or use a copy that has safetensors weights.")
+    raise CheckpointError(f"{name} has no model.safetensors: Newleaf loads weights only from safetensors "
+                          f"(pickle-based pytorch_model.bin files are refused; loading one can run arbitrary code).")
+
+
+def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
+    """The GPTConfig for an HF GPT-2 config.json, or a CheckpointError naming what Newleaf can't represent."""
+    def refuse(why):
+        raise CheckpointError(f"{name} cannot be loaded as a Newleaf GPT: {why}.")
+
+    model_type = hf.get("model_type", "gpt2")
+    if model_type != "gpt2":
+        refuse(f"it is a {model_type!r} model, and only GPT-2-family models (model_type 'gpt2') are supported")
+    act = hf.get("activation_function", "gelu_new")
+    if act not in TANH_GELUS:
+        refuse(f"its activation_function is {act!r}; Newleaf's MLP uses GELU's tanh approximation (gelu_new)")
+    eps = hf.get("layer_norm_epsilon", 1e-5)
+    if not isinstance(eps, (int, float)) or not math.isclose(eps, 1e-5, rel_tol=1e-6):
+        refuse(f"its layer_norm_epsilon is {eps}; Newleaf's LayerNorm uses 1e-5")
+    if hf.get("scale_attn_by_inverse_layer_idx"):
+        refuse("it scales attention by the inverse layer index (scale_attn_by_inverse_layer_idx), "
+               "which Newleaf's attention does not do")
+    if hf.get("scale_attn_weights", True) is False:
+        refuse("its attention is not scaled by 1/sqrt(head size) (scale_attn_weights is false)")
+    if hf.get("add_cross_attention"):
+        refuse("it has cross-attention layers (add_cross_attention), which a decoder-only GPT lacks")
+    n_embd = hf.get("n_embd")
+    n_inner = hf.get("n_inner")
+    if n_inner is not None and n_inner != 4 * (n_embd or 0):
+        refuse(f"its MLP is {n_inner} wide (n_inner); Newleaf's is 4 x n_embd = {4 * (n_embd or 0)}")
+    # reorder_and_upcast_attn only changes the order of fp16 operations: in fp32 it computes the same thing.
+    try:
+        pdrop = float(hf.get("resid_pdrop", 0.0) or 0.0)
+        return GPTConfig(n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=n_embd,
+                         block_size=hf.get("n_positions") or hf["n_ctx"], vocab_size=hf["vocab_size"],
+                         dropout=pdrop, bias=True)
+    except KeyError as e:
+        raise CheckpointError(f"{name}'s config.json lacks {e.args[0]!r}.") from None
+    except ConfigError as e:
+        raise CheckpointError(f"{name}'s config.json describes an impossible model: {e}") from None
+
+
+def load_hf_model(name_or_path) -> tuple[GPT, dict]:
+    """A GPT-2-family model from the Hub or a local HF folder, of any vocabulary, and its HF config dict."""
+    folder, name = resolve_hf(name_or_path)
+    if not (folder / "config.json").is_file():
+        raise CheckpointError(f"{name} has no config.json: it is not a Hugging Face model folder.")
+    hf = runs.read_json(folder / "config.json")
+    cfg = gpt_config_from_hf(hf, name)
+    raw = read_hf_weights(folder, name)
+    tensors = hf_to_newleaf(raw)
+    head, wte = raw.get("lm_head.weight"), tensors.get("transformer.wte.weight")
+    if head is not None and wte is not None and not torch.equal(head.to(torch.float32), wte):
+        raise CheckpointError(f"{name} has an output layer (lm_head) separate from its token embedding; Newleaf's "
+                              f"GPT ties the two, as GPT-2 does.")
+    model = GPT(cfg)
+    runs.load_model_weights(model, tensors, name)
+    return model.eval(), hf
+
+
+def load_hf_gpt2(name_or_path) -> tuple[GPT, "GPT2Tokenizer"]:
+    """GPT-2-family weights (gpt2, distilgpt2, gpt2-medium, ... or a local HF folder) as a Newleaf GPT, with
+    GPT-2's tokenizer. Models with another vocabulary are refused: their tokenizer would not be GPT-2's."""
+    from core.tokenizer import GPT2Tokenizer
+
+    model, _ = load_hf_model(name_or_path)
+    if model.config.vocab_size != GPT2_VOCAB_SIZE:
+        raise CheckpointError(f"{name_or_path} has a vocabulary of {model.config.vocab_size:,} tokens, not "
+                              f"GPT-2's {GPT2_VOCAB_SIZE:,}, so GPT-2's tokenizer does not fit it.")
+    return model, GPT2Tokenizer()
+
+
+def import_hf_as_run(name_or_path, run_dir) -> Path:
+    """Write a run directory whose checkpoint (step 0, `best` and `last`) holds GPT-2-family weights, so
+    `python -m core sample --run RUN_DIR` works at once. It has no training data: config["source"] says where
+    the weights came from, and config["data"] is empty."""
+    from core.train import TrainConfig
+
+    run_dir = Path(run_dir)
+    _check_free(run_dir, "a run")
+    model, tokenizer = load_hf_gpt2(name_or_path)
+    source = {"hf": str(name_or_path)}
+
+    def write(tmp: Path):
+        tokenizer.save(tmp)
+        config = {
+            "model": model.config.to_dict(),
+            "train": asdict(TrainConfig()),
+            "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+                          "description": tokenizer.describe()},
+            "data": {"name": f"none (weights imported from Hugging Face: {name_or_path})", "val_fraction": 0.0,
+                     "train_tokens": 0, "val_tokens": 0, "train_chars": 0, "val_chars": 0, "val_bytes": 0},
+            "source": source,
+            "created": time.time(),
+        }
+        runs.atomic_write_json(tmp / runs.CONFIG, config)
+        runs.save_checkpoint(tmp, model, {}, {"step": 0, "elapsed_s": 0.0, "source": source}, best=True)
+        runs.write_status(tmp, "completed", f"Imported {name_or_path} from Hugging Face (not trained here).",
+                          step=0)
+
+    _write_folder(run_dir, write)
+    return run_dir
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Export: a run's checkpoint -> a folder transformers loads
+
+
+def export_hf(run_dir, out_dir, which: str = "best") -> Path:
+    """Write `out_dir` with config.json, model.safetensors, generation_config.json, the tokenizer files and a
+    model card, for transformers' AutoModelForCausalLM / AutoTokenizer. The folder appears complete or not
+    at all; an existing non-empty folder is never overwritten."""
+    from core.tokenizer import CharTokenizer
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if which not in ("best", "last"):
+        raise ConfigError(f"which must be 'best' or 'last'; got {which!r}.")
+    _check_free(out_dir, "an export")
+    config = runs.read_config(run_dir)
+    model, tokenizer = runs.load_model(run_dir, which=which, device="cpu")
+    used = "best" if which == "best" and runs.checkpoint_dir(run_dir, "best") else "last"
+    meta = runs.checkpoint_meta(run_dir, used) or {}
+    cfg = model.config
+    eot = tokenizer.eot_id
+
+    tensors = runs.model_tensors(model)
+    if not cfg.bias:  # HF's GPT-2 always has biases: zeros compute the same as none
+        for name, p in model.named_parameters():
+            owner = name[:-len(".weight")]
+            if name.endswith(".weight") and not owner.endswith(("wte", "wpe")) and name != "lm_head.weight":
+                tensors.setdefault(owner + ".bias", torch.zeros(p.shape[0]))
+    tensors = newleaf_to_hf(tensors)
+
+    hf_config = {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size,
+        "n_positions": cfg.block_size,
+        "n_embd": cfg.n_embd,
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_inner": None,
+        "activation_function": "gelu_new",
+        "resid_pdrop": cfg.dropout,
+        "embd_pdrop": cfg.dropout,
+        "attn_pdrop": cfg.dropout,
+        "layer_norm_epsilon": 1e-5,
+        "initializer_range": 0.02,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        "add_cross_attention": False,
+        "use_cache": True,
+        "tie_word_embeddings": True,
+        "bos_token_id": eot,
+        "eos_token_id": eot,
+        "dtype": "float32",
+    }
+    generation = {"bos_token_id": eot, "eos_token_id": eot, "pad_token_id": eot}
+
+    def write(tmp: Path):
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        _write_json(tmp / "config.json", hf_config)
+        _write_json(tmp / "generation_config.json", {k: v for k, v in generation.items() if v is not None})
+        probe = _probe_text(run_dir, tokenizer)
+        if tokenizer.kind == "gpt2":
+            fast = _gpt2_tokenizer_files(tmp, cfg.block_size)
+        elif isinstance(tokenizer, CharTokenizer):
+            fast = _char_tokenizer_files(tmp, tokenizer, cfg.block_size)
+        else:
+            fast = _bpe_tokenizer_files(tmp, tokenizer, cfg.block_size)
+        _check_same_ids(fast, tokenizer, probe)
+        (tmp / "README.md").write_text(model_card(run_dir, config, cfg, tokenizer, used, meta), encoding="utf-8")
+
+    _write_folder(out_dir, write)
+    return out_dir
+
+
+def _probe_text(run_dir: Path, tokenizer) -> str:
+    """Text to check the exported tokenizer against ours: the start of the validation data, and for
+    byte-level tokenizers a line of awkward text (accents, emoji, digits, runs of spaces and newlines)."""
+    from core.data import open_tokens
+
+    text = ""
+    try:
+        val = open_tokens(run_dir / "data" / "val.bin", tokenizer.vocab_size)
+        text = tokenizer.decode(val[:4000].tolist())
+    except NewleafError:
+        pass  # an imported run has no data
+    if tokenizer.kind != "char":
+        text += "\nHello, world! It's 2024: naïve café — 東京 🙂  spaces\t\ttabs\n\n\n  'll 've 123456 x"
+    return text
+
+
+def _check_same_ids(fast, tokenizer, text: str) -> None:
+    ours, theirs = tokenizer.encode(text), fast.encode(text, add_special_tokens=False).ids
+    if ours != theirs:
+        i = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
+        raise TokenizerError(f"The exported tokenizer encodes differently from this run's tokenizer (first at "
+                             f"token {i}: {ours[i:i + 3]} vs {theirs[i:i + 3]}); nothing was written.")
+    if fast.decode(ours, skip_special_tokens=False) != tokenizer.decode(ours):
+        raise TokenizerError("The exported tokenizer decodes differently from this run's tokenizer; "
+                             "nothing was written.")
+
+
+# -- tokenizer files ---------------------------------------------------------------------------------------
+
+GPT2_VOCAB_BPE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe"
+GPT2_ENCODER_JSON_URL = "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json"
+GPT2_VOCAB_BPE_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+ENDOFTEXT = "<|endoftext|>"
+
+
+def _tokenizer_config(tmp: Path, block_size: int, **extra) -> None:
+    # No BOS/EOS added by encode, and decode leaves spaces alone: decode(encode(x)) == x.
+    _write_json(tmp / "tokenizer_config.json", {
+        "model_max_length": block_size, "clean_up_tokenization_spaces": False, "add_bos_token": False,
+        "add_eos_token": False, **extra})
+
+
+def _gpt2_tokenizer_files(tmp: Path, block_size: int):
+    """GPT-2's own files (vocab.json = encoder.json, merges.txt = vocab.bpe) from tiktoken's download cache,
+    plus the tokenizer.json that the fast tokenizer reads."""
+    from tiktoken.load import read_file_cached
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    try:
+        encoder = read_file_cached(GPT2_ENCODER_JSON_URL, GPT2_ENCODER_JSON_SHA256)
+        merges = read_file_cached(GPT2_VOCAB_BPE_URL, GPT2_VOCAB_BPE_SHA256)
+    except Exception as e:
+        raise DownloadError(f"Could not get the GPT-2 tokenizer files (no network?): {type(e).__name__}: {e}; "
+                            f"they download once and are cached in TIKTOKEN_CACHE_DIR.") from e
+    (tmp / "vocab.json").write_bytes(encoder)
+    (tmp / "merges.txt").write_bytes(merges)
+    fast = Tokenizer(models.BPE.from_file(str(tmp / "vocab.json"), str(tmp / "merges.txt")))
+    fast.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    fast.decoder = decoders.ByteLevel()
+    fast.post_processor = processors.ByteLevel(trim_offsets=False)
+    fast.add_special_tokens([AddedToken(ENDOFTEXT, special=True, normalized=False)])
+    fast.save(str(tmp / "tokenizer.json"))
+    _tokenizer_config(tmp, block_size, tokenizer_class="GPT2Tokenizer", bos_token=ENDOFTEXT, eos_token=ENDOFTEXT,
+                      unk_token=ENDOFTEXT, add_prefix_space=False, errors="replace")
+    return fast
+
+
+def _char_tokenizer_files(tmp: Path, tokenizer, block_size: int):
+    """One token per character: every character (newlines too) is its own piece, looked up in a word-level
+    vocabulary; decode joins the pieces with nothing between them."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    fast = Tokenizer(models.WordLevel({c: i for i, c in enumerate(tokenizer.chars)}, unk_token=None))
+    fast.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    fast.decoder = decoders.Fuse()
+    fast.save(str(tmp / "tokenizer.json"))
+    _tokenizer_config(tmp, block_size, tokenizer_class="PreTrainedTokenizerFast")
+    return fast
+
+
+def _bpe_tokenizer_files(tmp: Path, tokenizer, block_size: int):
+    """A byte-level BPE trained by rustbpe (tiktoken ranks) as a `tokenizers` BPE: the same split pattern,
+    then bytes shown as GPT-2's printable characters, and merges derived from the ranks."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
+
+    vocab, merges = bpe_vocab_and_merges(tokenizer.mergeable_ranks)
+    fast = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, ignore_merges=True))
+    fast.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(tokenizer.pattern), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    fast.decoder = decoders.ByteLevel()
+    fast.post_processor = processors.ByteLevel(trim_offsets=False)
+    fast.save(str(tmp / "tokenizer.json"))
+    _tokenizer_config(tmp, block_size, tokenizer_class="PreTrainedTokenizerFast")
+    return fast
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's map from the 256 byte values to printable characters, the alphabet of byte-level BPE files."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), 256))
+    chars, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + n)
+            n += 1
+    return chars
+
+
+def bpe_vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """tiktoken's ranks as a BPE vocabulary and merge list. tiktoken merges any adjacent pair whose join is a
+    token, lowest rank first; so every split of a token into two tokens becomes a merge, ordered by the
+    rank of the token it makes (as transformers' TikTokenConverter does)."""
+    table = bytes_to_unicode()
+
+    def show(b: bytes) -> str:
+        return "".join(table[x] for x in b)
+
+    vocab = {show(token): rank for token, rank in ranks.items()}
+    merges = []
+    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        splits = [(token[:i], token[i:]) for i in range(1, len(token))
+                  if token[:i] in ranks and token[i:] in ranks]
+        splits.sort(key=lambda lr: (ranks[lr[0]], ranks[lr[1]]))
+        merges.extend((show(a), show(b)) for a, b in splits)
+    return vocab, merges
+
+
+# -- model card --------------------------------------------------------------------------------------------
+
+
+def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str, meta: dict) -> str:
+    last = runs.checkpoint_meta(run_dir, "last") or {}
+    best = runs.checkpoint_meta(run_dir, "best") or {}
+    data = config.get("data") or {}
+    source = config.get("source")
+    steps = last.get("step", 0)
+    best_val = best.get("val_loss")
+    val = meta.get("val_loss")
+    title = Path(run_dir).resolve().name
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-generation",
+        "tags: [newleaf, gpt2]",
+        "---",
+        "",
+        f"# {title}",
+        "",
+        "A small GPT-2-style model trained with [Newleaf](https://github.com/) and exported to the Hugging Face "
+        "format.",
+        "",
+        f"- **Data:** {data.get('name', 'unknown')}"
+        + (f" ({data['train_tokens']:,} training / {data['val_tokens']:,} validation tokens)"
+           if data.get("train_tokens") else ""),
+    ]
+    if source:
+        lines.append(f"- **Weights from:** {source}")
+    lines += [
+        f"- **Model:** {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size} "
+        f"tokens, {format_count(param_count(cfg))} parameters ({param_count(cfg):,})",
+        f"- **Tokenizer:** {tokenizer.describe()}",
+        f"- **Steps trained:** {steps}",
+        f"- **Exported checkpoint:** `{used}`, step {meta.get('step', steps)}"
+        + (f", validation loss {val:.4f}" if val is not None else ""),
+        f"- **Best validation loss:** {best_val:.4f} (nats per token)" if best_val is not None
+        else "- **Best validation loss:** not evaluated",
+        "",
+        "## Use it with transformers",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        'tok = AutoTokenizer.from_pretrained("PATH_OR_REPO")',
+        'model = AutoModelForCausalLM.from_pretrained("PATH_OR_REPO")',
+        'ids = tok("ROMEO:", return_tensors="pt").input_ids',
+        f"out = model.generate(ids, max_new_tokens=100, do_sample=True, temperature=0.8, top_k=50)",
+        "print(tok.decode(out[0, ids.shape[1]:]))",
+        "```",
+        "",
+        f"The context is {cfg.block_size} tokens: prompt plus new tokens must fit in it.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Folders that appear complete or not at all
+
+
+def _check_free(path: Path, what: str) -> None:
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ConfigError(f"{path} already exists and is not empty; choose a new folder for {what} "
+                          f"(Newleaf never overwrites one).")
+
+
+def _write_folder(dest: Path, write) -> None:
+    """Call write(tmp) on a temporary folder beside `dest`, then rename it to `dest`: a crash leaves only a
+    hidden .tmp folder, never a half-written `dest` that looks complete."""
+    parent = dest.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+    except OSError as e:
+        raise NewleafError(f"Cannot create {dest}: {e.strerror}.") from None
+    try:
+        write(tmp)
+        _check_free(dest, "this")
+        if dest.exists():
+            dest.rmdir()  # empty (checked above): a rename can't replace a folder on every OS
+        os.rename(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    runs._fsync_dir(parent)
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
