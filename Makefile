@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run train test bench clean
+.PHONY: run test bench clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,9 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# Until the app lands, the main job is a short CLI training run on the default corpus
-# (Tiny Shakespeare when it can be downloaded or is cached, otherwise the offline dataset).
+# The app on http://127.0.0.1:7860 (it trains on Tiny Shakespeare, or on the offline dataset without network).
 run: $(VENV)/.runtime
-	$(PY) -m core train --preset micro --max-time 180 --out runs/quickstart-$$(date +%Y%m%d-%H%M%S)
+	$(PY) app.py
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q tests

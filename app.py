@@ -1,8 +1,15 @@
-"""Entry point of the Newleaf app (locally and on a Hugging Face Space). The UI lands with the app issue;
-until then this runs the command line."""
-import sys
+"""Newleaf app: `python app.py` serves it on http://127.0.0.1:7860 (on a Hugging Face Space the same file
+runs). Everything it does goes through core/; the UI is built in playground/."""
+import os
 
-from core.cli import main
+from playground.settings import Settings
+from playground.ui import build_app, launch_kwargs
+
+settings = Settings.from_env()
+demo, ctx = build_app(settings)
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or ["train", "--preset", "micro", "--max-time", "180", "--out", "runs/quickstart"]))
+    on_space = settings.on_space
+    demo.queue(default_concurrency_limit=settings.generate_concurrency)
+    demo.launch(server_name="0.0.0.0" if on_space else os.environ.get("NEWLEAF_HOST", "127.0.0.1"),
+                server_port=int(os.environ.get("PORT", 7860)), **launch_kwargs(settings))

@@ -1,4 +1,4 @@
-"""Command line: `python -m core train|info|sample|export-hf|import-hf ...`.
+"""Command line: `python -m core train|finetune|info|sample|chat|export-hf|import-hf ...`.
 
 A user's mistake (missing file, bad corpus, impossible shape, unknown preset) exits with status 2 and one
 clear line on stderr, never a traceback.
@@ -13,6 +13,7 @@ from pathlib import Path
 from core.errors import NewleafError
 
 DEFAULT_PRESET = "micro"
+DEMO_BASE = "scratch:nano"  # `finetune --data builtin:arithmetic` without --from
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -58,6 +59,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_model_args(p)
     _add_train_args(p)
+
+    p = sub.add_parser("finetune", help="fine-tune a run or a GPT-2 model on text or conversations",
+                       description="Fine-tune a base model on plain text or on conversations (the loss counts only "
+                                   "the assistant's tokens), with full fine-tuning or LoRA. The base and the result "
+                                   "are measured on held-out data before and after.")
+    p.add_argument("--from", dest="base", help="base model: a run directory, hf:NAME (e.g. hf:distilgpt2), a local "
+                                               "Hugging Face GPT-2 folder, or scratch:PRESET (a fresh model; the "
+                                               "default for the built-in demo task)")
+    p.add_argument("--data", nargs="+", help="file(s): .jsonl/.json conversations ({\"messages\": [...]}, "
+                                             "instruction/output, prompt/completion), .csv, or plain text; or "
+                                             "builtin:arithmetic (the demo task), builtin:shakespeare, ...")
+    p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the fine-tuning run in --out")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which checkpoint of a base run")
+    p.add_argument("--method", default="full", choices=("full", "lora"))
+    p.add_argument("--freeze-layers", type=int, default=0, help="full: keep the first N blocks as they are")
+    p.add_argument("--lora-rank", type=int, default=8)
+    p.add_argument("--lora-alpha", type=float, default=16.0)
+    p.add_argument("--lora-dropout", type=float, default=0.0)
+    p.add_argument("--lora-layers", help="blocks that get adapters, e.g. 2,3 (default: all)")
+    p.add_argument("--prompt-column", help="CSV: the column with the prompts")
+    p.add_argument("--response-column", help="CSV: the column with the responses")
+    p.add_argument("--csv-column", help="CSV of plain text: the text column")
+    p.add_argument("--too-long", default="truncate", choices=("truncate", "drop"),
+                   help="examples longer than the context: cut their end, or leave them out")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--no-eval", action="store_true", help="skip measuring the model before and after")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_train_args(p)
+
+    p = sub.add_parser("chat", help="reply to a message as the assistant; prints only the reply")
+    p.add_argument("--run", required=True)
+    p.add_argument("--message", required=True, help="the user's message")
+    p.add_argument("--system", help="a system message before it")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+    _add_sampling_args(p)
 
     p = sub.add_parser("info", help="describe a run: config, size, progress, best validation loss")
     p.add_argument("--run", required=True)
@@ -117,6 +154,8 @@ def cmd_train(args) -> int:
             config["train"] = {**config["train"], **overrides}
             TrainConfig.from_dict(config["train"])
             runs.atomic_write_json(out / runs.CONFIG, config)
+        if config.get("finetune"):  # the app runs every job as `train --resume`: a fine-tuning run too
+            return _fit_finetune(out, args.quiet)
     else:
         if (out / runs.CONFIG).exists():
             raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
@@ -142,6 +181,93 @@ def cmd_train(args) -> int:
         result = trainer.fit(callbacks=[callback], resume=True)
     print(result.message)
     return 0 if result.state in ("completed", "stopped") else 1
+
+
+def cmd_finetune(args) -> int:
+    from core import finetune, runs
+    from core.demo_task import task_for
+    from core.train import TrainConfig
+
+    out = Path(args.out)
+    overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
+    if args.resume:
+        config = runs.read_config(out)
+        if not config.get("finetune"):
+            raise NewleafError(f"{out} is not a fine-tuning run; continue it with `python -m core train --resume`.")
+        if overrides:
+            config["train"] = {**config["train"], **overrides}
+            TrainConfig.from_dict(config["train"])
+            runs.atomic_write_json(out / runs.CONFIG, config)
+        return _fit_finetune(out, args.quiet, evaluate=False if args.no_eval else None)
+    if (out / runs.CONFIG).exists():
+        raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
+    if not args.data:
+        raise NewleafError("Choose the data to fine-tune on with --data (a file, or builtin:arithmetic for the demo).")
+    demo = len(args.data) == 1 and task_for(args.data[0]) is not None
+    if not args.base:
+        if not demo:
+            raise NewleafError("Choose a base model with --from: a run directory, hf:NAME or a Hugging Face folder.")
+        args.base = DEMO_BASE  # the demo works without a model of your own
+    try:
+        layers = [int(x) for x in args.lora_layers.split(",")] if args.lora_layers else None
+    except ValueError:
+        raise NewleafError(f"--lora-layers takes block numbers separated by commas, like 0,1; got "
+                           f"{args.lora_layers!r}.") from None
+    ft = finetune.FinetuneConfig(method=args.method, freeze_layers=args.freeze_layers, lora_rank=args.lora_rank,
+                                 lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_layers=layers,
+                                 too_long=args.too_long, val_fraction=args.val_fraction, evaluate=not args.no_eval)
+    ft.validate()
+    train_cfg = finetune.train_config(args.method, demo=demo, **overrides)
+    base = finetune.load_base(args.base, which=args.checkpoint)
+    print(f"Base: {finetune.describe_base(base.source)}. Preparing the data...", file=sys.stderr)
+    finetune.prepare_finetune(out, base, args.data, ft=ft, train=train_cfg, prompt_column=args.prompt_column,
+                              response_column=args.response_column, csv_column=args.csv_column)
+    config = runs.read_config(out)
+    d, counts = config["data"], config["finetune"]["params"]
+    if d["format"] == "sft":
+        print(f"Data: {d['name']}: {d['train_examples']:,} training and {d['val_examples']:,} validation "
+              f"conversations.", file=sys.stderr)
+    else:
+        print(f"Data: {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens (plain "
+              f"text).", file=sys.stderr)
+    for note in d.get("notes", []):
+        print(f"Note: {note}", file=sys.stderr)
+    print(f"Method: {ft.method}; {counts['trainable']:,} of {counts['total']:,} parameters train "
+          f"({counts['trainable_fraction']:.2%}).", file=sys.stderr)
+    return _fit_finetune(out, args.quiet)
+
+
+def _fit_finetune(out: Path, quiet: bool, evaluate: bool | None = None) -> int:
+    from core import finetune
+    from core.evaluate import read_eval
+    from core.train import StopOnSignal, Trainer
+
+    trainer = Trainer(out)
+    with StopOnSignal(trainer), _progress(trainer, quiet) as callback:
+        def both(event, data):
+            callback(event, data)
+            if event == "evaluation" and not quiet:
+                print(f"Measured the {'base' if data['which'] == 'base' else 'fine-tuned'} model in "
+                      f"{data['seconds']:.1f} s.", file=sys.stderr)
+        result = finetune.run_finetune(out, callbacks=[both], evaluate=evaluate)
+    evals = read_eval(out)
+    if evals.get("finetuned") and evals["finetuned"].get("step") == result.step:
+        print(_eval_table(evals))
+    print(result.message)
+    return 0 if result.state in ("completed", "stopped") else 1
+
+
+def _eval_table(evals: dict) -> str:
+    before, after = evals.get("base") or {}, evals.get("finetuned") or {}
+    rows = [("validation loss", "val_loss", "{:.4f}"), ("perplexity", "perplexity", "{:.2f}"),
+            ("exact match", "exact_match", "{:.1%}"), ("BLEU", "bleu", "{:.1f}"), ("ROUGE-L", "rouge_l", "{:.3f}"),
+            ("distinct-1", "distinct_1", "{:.3f}"), ("distinct-2", "distinct_2", "{:.3f}")]
+    lines = [f"{'':18s}{'base':>12s}{'fine-tuned':>12s}"]
+    for label, key, fmt in rows:
+        if key in after:
+            b = fmt.format(before[key]) if key in before else "-"
+            lines.append(f"{label:18s}{b:>12s}{fmt.format(after[key]):>12s}")
+    return "\n".join(lines)
 
 
 class _progress:
@@ -196,6 +322,9 @@ def cmd_info(args) -> int:
         "steps_done": last["step"] if last else 0,
         "best_val_loss": best.get("val_loss") if best else None,
     }
+    if config.get("finetune"):
+        from core.evaluate import read_eval
+        info.update(finetune=config["finetune"], eval=read_eval(args.run))
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -205,17 +334,34 @@ def cmd_info(args) -> int:
           f"{format_count(info['parameters'])} parameters")
     print(f"tokenizer:  {config['tokenizer']['description']}")
     d = config["data"]
-    print(f"data:       {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens")
+    if d.get("format") == "sft":
+        print(f"data:       {d['name']}: {d['train_examples']:,} training / {d['val_examples']:,} validation "
+              f"conversations")
+    else:
+        print(f"data:       {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens")
     print(f"steps done: {info['steps_done']} of {config['train']['max_steps']}")
     bv = info["best_val_loss"]
     print(f"best val:   {bv:.4f}" if bv is not None else "best val:   (not evaluated yet)")
+    ft = config.get("finetune")
+    if ft:
+        from core.evaluate import read_eval
+        from core.finetune import describe_base, summarize
+        p = ft["params"]
+        print(f"fine-tune:  {ft['method']} from {describe_base(ft['base'])}; {p['trainable']:,} of {p['total']:,} "
+              f"parameters train")
+        line = summarize(read_eval(args.run))
+        if line:
+            print(f"evaluation: {line}")
     return 0
 
 
 def cmd_datasets(args) -> int:
     from core.datasets import BUILTIN_DATASETS
+    from core.demo_task import TASKS
     for ds in BUILTIN_DATASETS.values():
         print(f"builtin:{ds.name:16s} {ds.description}")
+    for task in TASKS.values():
+        print(f"builtin:{task.name:16s} fine-tuning demo: {task.describe()}")
     return 0
 
 
@@ -242,6 +388,27 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def cmd_chat(args) -> int:
+    from core import runs
+    from core.chat import stream_reply
+    from core.engine import SamplingParams
+
+    config = runs.read_config(args.run)
+    model, tokenizer = runs.load_model(args.run, which=args.checkpoint, device=args.device)
+    params = SamplingParams(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        min_p=args.min_p, repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty, seed=args.seed, stop=args.stop)
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
+        [{"role": "user", "content": args.message}]
+    for piece in stream_reply(model, tokenizer, config, messages, params):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
+    return 0
+
+
 def cmd_export_hf(args) -> int:
     from core.hf import export_hf
 
@@ -259,8 +426,8 @@ def cmd_import_hf(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "info": cmd_info, "datasets": cmd_datasets, "sample": cmd_sample,
-            "export-hf": cmd_export_hf, "import-hf": cmd_import_hf}
+COMMANDS = {"train": cmd_train, "finetune": cmd_finetune, "info": cmd_info, "datasets": cmd_datasets,
+            "sample": cmd_sample, "chat": cmd_chat, "export-hf": cmd_export_hf, "import-hf": cmd_import_hf}
 
 
 def main(argv=None) -> int:

@@ -69,6 +69,7 @@ class SamplingParams:
     frequency_penalty: float = 0.0   # subtract per occurrence
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    stop_token_ids: list[int] = field(default_factory=list)  # tokens that end a row, never shown (chat's <|end|>)
     num_samples: int = 1
     top_alternatives: int = 10       # how many alternatives to report per generated token
 
@@ -277,24 +278,25 @@ class _RowText:
         return new
 
 
-def stream(model, tokenizer, prompt: str, params: SamplingParams) -> Iterator[StreamEvent]:
-    """Generate params.num_samples continuations of `prompt`, yielding one event per token per row as it
-    is produced. Ends when every row has hit a stop string, the end-of-text token, or max_new_tokens.
-    params.seed is filled in when it was None, so a caller can report the seed that was used."""
+def stream(model, tokenizer, prompt: str | list[int], params: SamplingParams) -> Iterator[StreamEvent]:
+    """Generate params.num_samples continuations of `prompt` (text, or token ids such as a rendered chat),
+    yielding one event per token per row as it is produced. Ends when every row has hit a stop string, the
+    end-of-text token or one of params.stop_token_ids (finish_reason "eos", the token not shown), or
+    max_new_tokens. params.seed is filled in when it was None, so a caller can report the seed that was used."""
     params.validate()
     device = model.transformer.wte.weight.device
     generator, params.seed = _make_generator(params.seed, device)
-    ids = tokenizer.encode(prompt)
+    ids = list(prompt) if isinstance(prompt, (list, tuple)) else tokenizer.encode(prompt)
     rows = [_RowText(params.stop) for _ in range(params.num_samples)]
     done = [False] * params.num_samples
-    eot = tokenizer.eot_id
+    ends = {tokenizer.eot_id, *params.stop_token_ids} - {None}
     for n, step in enumerate(generate_tokens(model, ids, params, generator), start=1):
         last = n == params.max_new_tokens
         for r, row in enumerate(rows):
             if done[r]:
                 continue
             tok = step.tokens[r]
-            if tok == eot:
+            if tok in ends:
                 text, reason = row.finish(), "eos"
             else:
                 text = row.push(tokenizer.decode_bytes([tok]))
@@ -307,8 +309,8 @@ def stream(model, tokenizer, prompt: str, params: SamplingParams) -> Iterator[St
             return
 
 
-def generate(model, tokenizer, prompt: str, params: SamplingParams) -> list[Completion]:
-    """params.num_samples completions of `prompt` (the prompt itself is not included)."""
+def generate(model, tokenizer, prompt: str | list[int], params: SamplingParams) -> list[Completion]:
+    """params.num_samples completions of `prompt` (the prompt itself is not included; nor is the end token)."""
     out = [Completion() for _ in range(params.num_samples)]
     for ev in stream(model, tokenizer, prompt, params):
         c = out[ev.row]

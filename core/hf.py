@@ -170,7 +170,7 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
                          dropout=pdrop, bias=True)
     except KeyError as e:
         raise CheckpointError(f"{name}'s config.json lacks {e.args[0]!r}.") from None
-    except ConfigError as e:
+    except (ConfigError, TypeError, ValueError) as e:
         raise CheckpointError(f"{name}'s config.json describes an impossible model: {e}") from None
 
 
@@ -232,7 +232,7 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
         runs.write_status(tmp, "completed", f"Imported {name_or_path} from Hugging Face (not trained here).",
                           step=0)
 
-    _write_folder(run_dir, write)
+    _write_folder(run_dir, write, "a run")
     return run_dir
 
 
@@ -244,8 +244,6 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
     """Write `out_dir` with config.json, model.safetensors, generation_config.json, the tokenizer files and a
     model card, for transformers' AutoModelForCausalLM / AutoTokenizer. The folder appears complete or not
     at all; an existing non-empty folder is never overwritten."""
-    from core.tokenizer import CharTokenizer
-
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if which not in ("best", "last"):
         raise ConfigError(f"which must be 'best' or 'last'; got {which!r}.")
@@ -296,17 +294,11 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         _write_json(tmp / "config.json", hf_config)
         _write_json(tmp / "generation_config.json", {k: v for k, v in generation.items() if v is not None})
-        probe = _probe_text(run_dir, tokenizer)
-        if tokenizer.kind == "gpt2":
-            fast = _gpt2_tokenizer_files(tmp, cfg.block_size)
-        elif isinstance(tokenizer, CharTokenizer):
-            fast = _char_tokenizer_files(tmp, tokenizer, cfg.block_size)
-        else:
-            fast = _bpe_tokenizer_files(tmp, tokenizer, cfg.block_size)
-        _check_same_ids(fast, tokenizer, probe)
+        fast = write_tokenizer_files(tmp, tokenizer, cfg.block_size)
+        _check_same_ids(fast, tokenizer, _probe_text(run_dir, tokenizer))
         (tmp / "README.md").write_text(model_card(run_dir, config, cfg, tokenizer, used, meta), encoding="utf-8")
 
-    _write_folder(out_dir, write)
+    _write_folder(out_dir, write, "an export")
     return out_dir
 
 
@@ -346,14 +338,33 @@ GPT2_ENCODER_JSON_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2
 ENDOFTEXT = "<|endoftext|>"
 
 
-def _tokenizer_config(tmp: Path, block_size: int, **extra) -> None:
+def write_tokenizer_files(folder: Path, tokenizer, block_size: int):
+    """Write tokenizer.json + tokenizer_config.json (and GPT-2's vocab.json + merges.txt) for `tokenizer`, so
+    AutoTokenizer.from_pretrained(folder) encodes and decodes as it does; returns the `tokenizers` object."""
+    from tokenizers import AddedToken
+
+    if tokenizer.kind == "gpt2":
+        fast, extra = _gpt2_tokenizer(folder)
+    elif tokenizer.kind == "char":
+        fast, extra = _char_tokenizer(tokenizer)
+    else:
+        fast, extra = _bpe_tokenizer(tokenizer)
+    # Special tokens (chat markers added by fine-tuning) take the ids after the ordinary vocabulary, in order.
+    specials = getattr(tokenizer, "special_tokens", None) or {}
+    for name in sorted(specials, key=specials.get):
+        fast.add_special_tokens([AddedToken(name, special=True, normalized=False)])
+        if fast.token_to_id(name) != specials[name]:
+            raise TokenizerError(f"The special token {name!r} would get id {fast.token_to_id(name)} in the "
+                                 f"exported tokenizer instead of {specials[name]}; nothing was written.")
+    fast.save(str(folder / "tokenizer.json"))
     # No BOS/EOS added by encode, and decode leaves spaces alone: decode(encode(x)) == x.
-    _write_json(tmp / "tokenizer_config.json", {
+    _write_json(folder / "tokenizer_config.json", {
         "model_max_length": block_size, "clean_up_tokenization_spaces": False, "add_bos_token": False,
         "add_eos_token": False, **extra})
+    return fast
 
 
-def _gpt2_tokenizer_files(tmp: Path, block_size: int):
+def _gpt2_tokenizer(tmp: Path):
     """GPT-2's own files (vocab.json = encoder.json, merges.txt = vocab.bpe) from tiktoken's download cache,
     plus the tokenizer.json that the fast tokenizer reads."""
     from tiktoken.load import read_file_cached
@@ -372,13 +383,11 @@ def _gpt2_tokenizer_files(tmp: Path, block_size: int):
     fast.decoder = decoders.ByteLevel()
     fast.post_processor = processors.ByteLevel(trim_offsets=False)
     fast.add_special_tokens([AddedToken(ENDOFTEXT, special=True, normalized=False)])
-    fast.save(str(tmp / "tokenizer.json"))
-    _tokenizer_config(tmp, block_size, tokenizer_class="GPT2Tokenizer", bos_token=ENDOFTEXT, eos_token=ENDOFTEXT,
+    return fast, dict(tokenizer_class="GPT2Tokenizer", bos_token=ENDOFTEXT, eos_token=ENDOFTEXT,
                       unk_token=ENDOFTEXT, add_prefix_space=False, errors="replace")
-    return fast
 
 
-def _char_tokenizer_files(tmp: Path, tokenizer, block_size: int):
+def _char_tokenizer(tokenizer):
     """One token per character: every character (newlines too) is its own piece, looked up in a word-level
     vocabulary; decode joins the pieces with nothing between them."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -386,12 +395,10 @@ def _char_tokenizer_files(tmp: Path, tokenizer, block_size: int):
     fast = Tokenizer(models.WordLevel({c: i for i, c in enumerate(tokenizer.chars)}, unk_token=None))
     fast.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     fast.decoder = decoders.Fuse()
-    fast.save(str(tmp / "tokenizer.json"))
-    _tokenizer_config(tmp, block_size, tokenizer_class="PreTrainedTokenizerFast")
-    return fast
+    return fast, dict(tokenizer_class="PreTrainedTokenizerFast")
 
 
-def _bpe_tokenizer_files(tmp: Path, tokenizer, block_size: int):
+def _bpe_tokenizer(tokenizer):
     """A byte-level BPE trained by rustbpe (tiktoken ranks) as a `tokenizers` BPE: the same split pattern,
     then bytes shown as GPT-2's printable characters, and merges derived from the ranks."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
@@ -404,9 +411,7 @@ def _bpe_tokenizer_files(tmp: Path, tokenizer, block_size: int):
     ])
     fast.decoder = decoders.ByteLevel()
     fast.post_processor = processors.ByteLevel(trim_offsets=False)
-    fast.save(str(tmp / "tokenizer.json"))
-    _tokenizer_config(tmp, block_size, tokenizer_class="PreTrainedTokenizerFast")
-    return fast
+    return fast, dict(tokenizer_class="PreTrainedTokenizerFast")
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -462,15 +467,15 @@ def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str
         "",
         f"# {title}",
         "",
-        "A small GPT-2-style model trained with [Newleaf](https://github.com/) and exported to the Hugging Face "
-        "format.",
+        "A small GPT-2-style model trained with Newleaf (a GPT you train in the browser) and exported to the "
+        "Hugging Face format.",
         "",
         f"- **Data:** {data.get('name', 'unknown')}"
         + (f" ({data['train_tokens']:,} training / {data['val_tokens']:,} validation tokens)"
            if data.get("train_tokens") else ""),
     ]
-    if source:
-        lines.append(f"- **Weights from:** {source}")
+    if isinstance(source, dict) and source.get("hf"):
+        lines.append(f"- **Weights from:** `{source['hf']}` on Hugging Face, imported into Newleaf")
     lines += [
         f"- **Model:** {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size} "
         f"tokens, {format_count(param_count(cfg))} parameters ({param_count(cfg):,})",
@@ -489,7 +494,8 @@ def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str
         'tok = AutoTokenizer.from_pretrained("PATH_OR_REPO")',
         'model = AutoModelForCausalLM.from_pretrained("PATH_OR_REPO")',
         'ids = tok("ROMEO:", return_tensors="pt").input_ids',
-        f"out = model.generate(ids, max_new_tokens=100, do_sample=True, temperature=0.8, top_k=50)",
+        f"out = model.generate(ids, max_new_tokens={min(100, cfg.block_size // 2)}, do_sample=True, "
+        f"temperature=0.8, top_k=50)",
         "print(tok.decode(out[0, ids.shape[1]:]))",
         "```",
         "",
@@ -509,7 +515,7 @@ def _check_free(path: Path, what: str) -> None:
                           f"(Newleaf never overwrites one).")
 
 
-def _write_folder(dest: Path, write) -> None:
+def _write_folder(dest: Path, write, what: str) -> None:
     """Call write(tmp) on a temporary folder beside `dest`, then rename it to `dest`: a crash leaves only a
     hidden .tmp folder, never a half-written `dest` that looks complete."""
     parent = dest.parent
@@ -521,7 +527,11 @@ def _write_folder(dest: Path, write) -> None:
         raise NewleafError(f"Cannot create {dest}: {e.strerror}.") from None
     try:
         write(tmp)
-        _check_free(dest, "this")
+        for f in tmp.rglob("*"):  # on disk before the rename makes the folder visible
+            if f.is_file():
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+        _check_free(dest, what)
         if dest.exists():
             dest.rmdir()  # empty (checked above): a rename can't replace a folder on every OS
         os.rename(tmp, dest)

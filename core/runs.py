@@ -200,13 +200,15 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(run_dir, model, trainer_tensors: dict[str, torch.Tensor], meta: dict,
                     best: bool = False) -> str:
-    """Write a complete checkpoint directory, then point `last` (and `best`) at it; returns its name."""
+    """Write a complete checkpoint directory, then point `last` (and `best`) at it; returns its name.
+    `model` is a module, or its weights already as a name -> tensor dict (fine-tuning passes LoRA merged in)."""
     ckdir = Path(run_dir) / CKPT_DIR
     ckdir.mkdir(parents=True, exist_ok=True)
     name = f"step-{meta['step']:07d}-{uuid.uuid4().hex[:4]}"
     tmp = ckdir / f".tmp-{name}"
     tmp.mkdir()
-    save_file(model_tensors(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    weights = model if isinstance(model, dict) else model_tensors(model)
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     save_file(trainer_tensors, str(tmp / "trainer.safetensors"), metadata={"format": "pt"})
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     for f in tmp.iterdir():

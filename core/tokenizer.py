@@ -10,6 +10,10 @@ and loaded back with `load_tokenizer`. Nothing is pickled.
 Byte-level BPE works on UTF-8 bytes, so one token may hold half a character: `decode` then shows U+FFFD,
 `decode_bytes` gives the raw bytes (for streaming), and `token_pieces` groups such tokens so that every
 piece it returns is whole text.
+
+Special tokens (chat markers such as "<|user|>", added by fine-tuning) take the ids after the ordinary
+vocabulary. `encode` of ordinary text never yields them, whatever the text says, so a marker can only come
+from a chat template; `decode` shows them as their names. They are saved in tokenizer.json.
 """
 from __future__ import annotations
 
@@ -39,7 +43,44 @@ MAX_BPE_VOCAB = 65536  # ids then fit in uint16
 
 class Tokenizer:
     kind: str
-    vocab_size: int  # the real size: ids are 0..vocab_size-1
+    base_vocab_size: int  # ordinary tokens: ids 0..base_vocab_size-1
+    special_tokens: dict[str, int] = {}  # name -> id, ids base_vocab_size.. in order (set per instance)
+
+    @property
+    def vocab_size(self) -> int:
+        """The real size, special tokens included: ids are 0..vocab_size-1."""
+        return self.base_vocab_size + len(self.special_tokens)
+
+    def add_special_tokens(self, names) -> list[int]:
+        """Give each name not yet known the next id after the vocabulary; returns the ids of all `names`."""
+        specials = dict(self.special_tokens)  # the class default is shared: never mutate it
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise TokenizerError(f"A special token needs a non-empty name; got {name!r}.")
+            if name not in specials:
+                specials[name] = self.base_vocab_size + len(specials)
+        self.special_tokens = specials
+        return [specials[n] for n in names]
+
+    def _special_names(self) -> list[str]:
+        return sorted(self.special_tokens, key=self.special_tokens.get)
+
+    def _special_config(self) -> dict:
+        return {"special_tokens": dict(self.special_tokens)} if self.special_tokens else {}
+
+    def _segments(self, ids: list[int]):
+        """(ordinary ids, None) and (None, special name) pieces of `ids`, in order."""
+        base, names, run = self.base_vocab_size, self._special_names(), []
+        for i in ids:
+            if i < base:
+                run.append(i)
+                continue
+            if run:
+                yield run, None
+                run = []
+            yield None, names[i - base]
+        if run:
+            yield run, None
 
     def encode(self, text: str) -> list[int]:
         raise NotImplementedError
@@ -89,7 +130,7 @@ class CharTokenizer(Tokenizer):
     def __init__(self, chars: list[str]):
         self.chars = list(chars)
         self.stoi = {c: i for i, c in enumerate(self.chars)}
-        self.vocab_size = len(self.chars)
+        self.base_vocab_size = len(self.chars)
 
     @classmethod
     def from_text(cls, text: str) -> CharTokenizer:
@@ -111,22 +152,22 @@ class CharTokenizer(Tokenizer):
             n = len(missing)
             shown = ", ".join(repr(c) for c in missing[:10]) + (f" and {n - 10} more" if n > 10 else "")
             raise TokenizerError(f"The text contains {n} character{'s' if n != 1 else ''} this model never saw in "
-                                 f"training: {shown}. It knows {self.vocab_size} characters.")
+                                 f"training: {shown}. It knows {len(self.chars)} characters.")
         stoi = self.stoi
         return [stoi[c] for c in text if c in stoi]
 
     def decode(self, ids) -> str:
-        chars = self.chars
-        return "".join(chars[i] for i in _as_ids(ids, self.vocab_size))
+        table = self.chars + self._special_names() if self.special_tokens else self.chars
+        return "".join(table[i] for i in _as_ids(ids, self.vocab_size))
 
     def decode_bytes(self, ids) -> bytes:
         return self.decode(ids).encode("utf-8")
 
     def save(self, directory) -> None:
-        _write_config(directory, {"kind": "char", "chars": self.chars})
+        _write_config(directory, {"kind": "char", "chars": self.chars, **self._special_config()})
 
     def describe(self) -> str:
-        return f"character-level, {self.vocab_size} symbols"
+        return f"character-level, {len(self.chars)} symbols" + _describe_specials(self)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -141,10 +182,18 @@ class _TiktokenTokenizer(Tokenizer):
         return self.enc.encode_ordinary(text)
 
     def decode(self, ids) -> str:
-        return self.enc.decode(_as_ids(ids, self.vocab_size), errors="replace")
+        ids = _as_ids(ids, self.vocab_size)
+        if not self.special_tokens:
+            return self.enc.decode(ids, errors="replace")
+        return "".join(name if run is None else self.enc.decode(run, errors="replace")
+                       for run, name in self._segments(ids))
 
     def decode_bytes(self, ids) -> bytes:
-        return self.enc.decode_bytes(_as_ids(ids, self.vocab_size))
+        ids = _as_ids(ids, self.vocab_size)
+        if not self.special_tokens:
+            return self.enc.decode_bytes(ids)
+        return b"".join(name.encode("utf-8") if run is None else self.enc.decode_bytes(run)
+                        for run, name in self._segments(ids))
 
 
 class GPT2Tokenizer(_TiktokenTokenizer):
@@ -163,17 +212,17 @@ class GPT2Tokenizer(_TiktokenTokenizer):
             reason = reason if len(reason) <= 300 else reason[:300] + "..."
             raise DownloadError(f"Could not get the GPT-2 tokenizer files (no network?): {reason}; they download "
                                 f"once and are cached in TIKTOKEN_CACHE_DIR (now {cache}).") from e
-        self.vocab_size = self.enc.n_vocab  # 50257: 50256 merges and bytes, plus <|endoftext|>
+        self.base_vocab_size = self.enc.n_vocab  # 50257: 50256 merges and bytes, plus <|endoftext|>
 
     @property
     def eot_id(self) -> int:
         return self.enc.eot_token
 
     def save(self, directory) -> None:
-        _write_config(directory, {"kind": "gpt2"})
+        _write_config(directory, {"kind": "gpt2", **self._special_config()})
 
     def describe(self) -> str:
-        return f"GPT-2 BPE, {self.vocab_size} tokens"
+        return f"GPT-2 BPE, {self.base_vocab_size} tokens" + _describe_specials(self)
 
 
 class BPETokenizer(_TiktokenTokenizer):
@@ -183,9 +232,9 @@ class BPETokenizer(_TiktokenTokenizer):
                  name: str | None = None):
         _check_ranks(mergeable_ranks)
         self.mergeable_ranks, self.pattern = mergeable_ranks, pattern
-        self.vocab_size = len(mergeable_ranks)
-        self.requested_vocab_size = requested_vocab_size or self.vocab_size
-        self.name = name or f"newleaf-bpe-{self.vocab_size}"
+        self.base_vocab_size = len(mergeable_ranks)
+        self.requested_vocab_size = requested_vocab_size or self.base_vocab_size
+        self.name = name or f"newleaf-bpe-{self.base_vocab_size}"
         try:
             self.enc = tiktoken.Encoding(name=self.name, pat_str=pattern, mergeable_ranks=mergeable_ranks,
                                          special_tokens={})
@@ -217,13 +266,14 @@ class BPETokenizer(_TiktokenTokenizer):
         by_rank = sorted(self.mergeable_ranks.items(), key=lambda kv: kv[1])
         _write_atomic(directory / RANKS_FILE, b"".join(base64.b64encode(b) + b" %d\n" % r for b, r in by_rank))
         _write_config(directory, {"kind": "bpe", "name": self.name, "pattern": self.pattern,
-                                  "vocab_size": self.vocab_size, "requested_vocab_size": self.requested_vocab_size})
+                                  "vocab_size": self.base_vocab_size, "requested_vocab_size": self.requested_vocab_size,
+                                  **self._special_config()})
 
     def describe(self) -> str:
-        s = f"BPE trained on this corpus, {self.vocab_size} tokens"
-        if self.vocab_size < self.requested_vocab_size:
+        s = f"BPE trained on this corpus, {self.base_vocab_size} tokens"
+        if self.base_vocab_size < self.requested_vocab_size:
             s += f" (asked for {self.requested_vocab_size}; this text has too few repeated pairs for more)"
-        return s
+        return s + _describe_specials(self)
 
 
 def _training_chunks(text: str, size: int = 1 << 16):
@@ -290,6 +340,18 @@ def load_tokenizer(directory) -> Tokenizer:
     if kind not in KINDS:
         raise TokenizerError(f"{path} names an unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}.")
 
+    tok = _load_base(directory, path, kind, config)
+    specials = config.get("special_tokens", {})
+    expected = range(tok.base_vocab_size, tok.base_vocab_size + len(specials)) if isinstance(specials, dict) else ()
+    if not (isinstance(specials, dict) and all(isinstance(k, str) and k and type(v) is int for k, v in specials.items())
+            and sorted(specials.values()) == list(expected)):
+        raise TokenizerError(f"{path} is corrupt: 'special_tokens' must map names to the ids right after the "
+                             f"{tok.base_vocab_size} ordinary tokens.")
+    tok.add_special_tokens(sorted(specials, key=specials.get))
+    return tok
+
+
+def _load_base(directory: Path, path: Path, kind: str, config: dict) -> Tokenizer:
     if kind == "gpt2":
         return GPT2Tokenizer()
     if kind == "char":
@@ -332,6 +394,11 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
 
 # ----------------------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _describe_specials(tok: Tokenizer) -> str:
+    n = len(tok.special_tokens)
+    return f" + {n} special token{'s' if n != 1 else ''}" if n else ""
 
 
 def _check_training_text(text) -> None:

@@ -5,6 +5,10 @@ A job is a run directory (see core/runs.py). `prepare_run` writes the config, to
 `Trainer(run_dir).fit()` trains it, from scratch or from its last checkpoint. Progress reaches callers
 through callbacks (the CLI draws a progress bar with them) and through the run directory's files (the app
 follows those, from another process).
+
+A fine-tuning run (prepared by core/finetune.py) trains in this same loop: it starts from its base weights,
+may train only some parameters (frozen layers, LoRA), and its data may be conversations whose loss counts only
+the assistant's tokens (core/sft_data.py).
 """
 from __future__ import annotations
 
@@ -165,12 +169,21 @@ class Trainer:
             self.data_info = config["data"]
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{self.run_dir / runs.CONFIG} is incomplete or malformed ({e}).") from None
+        self.config = config
+        self.finetune = config.get("finetune") or None  # what to start from and which parameters train
         self.tokenizer = load_tokenizer(self.run_dir)
         self.device = pick_device(device or self.cfg.device)
         self.stop_event = threading.Event()
         vocab = self.model_cfg.vocab_size
-        self.train_data = open_tokens(self.run_dir / "data" / "train.bin", vocab)
-        self.val_data = open_tokens(self.run_dir / "data" / "val.bin", vocab)
+        self.sft = self.data_info.get("format") == "sft"  # conversations (ids + loss mask), not a token stream
+        if self.sft:
+            from core.sft_data import Examples
+            self.train_examples = Examples(self.run_dir / "data", "train", vocab)
+            self.val_examples = Examples(self.run_dir / "data", "val", vocab)
+            self.train_data = self.val_data = None
+        else:
+            self.train_data = open_tokens(self.run_dir / "data" / "train.bin", vocab)
+            self.val_data = open_tokens(self.run_dir / "data" / "val.bin", vocab)
 
     # -- pieces ------------------------------------------------------------------------------------------
 
@@ -183,17 +196,28 @@ class Trainer:
 
     def _build(self):
         torch.manual_seed(self.cfg.seed)
-        model = GPT(self.model_cfg).to(self.device)
+        if self.finetune:
+            from core import finetune
+            model = finetune.build_model(self.run_dir, self.model_cfg, self.finetune).to(self.device)
+            groups = finetune.optimizer_groups(model, self.cfg.weight_decay)
+        else:
+            model = GPT(self.model_cfg).to(self.device)
+            groups = model.optimizer_groups(self.cfg.weight_decay)
         fused = self.device.type in ("cuda", "cpu")
-        optimizer = torch.optim.AdamW(model.optimizer_groups(self.cfg.weight_decay), lr=self.cfg.lr,
-                                      betas=(self.cfg.beta1, self.cfg.beta2), fused=fused)
+        optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2), fused=fused)
         batch_gen = torch.Generator().manual_seed(self.cfg.seed)
         return model, optimizer, batch_gen
 
     @torch.no_grad()
     def evaluate(self, model) -> float:
         """Mean loss over fixed, evenly spaced validation windows: the same windows every time, so the
-        numbers compare across steps and runs, and evaluation leaves the training RNG untouched."""
+        numbers compare across steps and runs, and evaluation leaves the training RNG untouched. Conversations:
+        the mean loss per assistant token of the first validation examples."""
+        if self.sft:
+            from core.evaluate import sft_loss
+            with autocast(self.device):
+                return sft_loss(model, self.val_examples, self.cfg.batch_size,
+                                self.cfg.eval_batches * self.cfg.batch_size, self.device)
         model.eval()
         T = self.model_cfg.block_size
         n = self.cfg.eval_batches * self.cfg.batch_size
@@ -219,6 +243,13 @@ class Trainer:
         """A short sample for the log; its own seeded generator leaves the training RNG untouched."""
         params = SamplingParams(max_new_tokens=self.cfg.sample_tokens, temperature=0.8, top_k=50,
                                 seed=self.cfg.seed + step)
+        if self.sft:  # the greedy reply to the first validation prompt, markers shown
+            from core.chat import template_for
+            ids, mask = self.val_examples.example(0)
+            prompt = ids[:int(mask.argmax())].tolist()
+            params.temperature = 0.0
+            params.stop_token_ids = template_for(self.config).stop_ids(self.tokenizer)
+            return self.tokenizer.decode(prompt) + generate(model, self.tokenizer, prompt, params)[0].text
         try:
             prompt = "\n" if self.tokenizer.encode("\n") else ""
         except NewleafError:  # a character-level vocabulary without newlines
@@ -226,8 +257,11 @@ class Trainer:
         prompt = prompt or self.tokenizer.decode(self.val_data[:1].tolist())
         return prompt + generate(model, self.tokenizer, prompt, params)[0].text
 
-    def _trainer_tensors(self, optimizer, batch_gen) -> tuple[dict, dict]:
+    def _trainer_tensors(self, optimizer, batch_gen, model=None) -> tuple[dict, dict]:
         tensors, skeleton = runs.state_to_tensors(optimizer.state_dict(), "optim")
+        if self.finetune and model is not None:
+            from core import finetune
+            tensors.update(finetune.extra_trainer_tensors(model))  # LoRA adapters
         tensors["rng.cpu"] = torch.get_rng_state()
         tensors["rng.batches"] = batch_gen.get_state()
         if self.device.type == "cuda":
@@ -240,8 +274,13 @@ class Trainer:
         if ck is None:
             return None
         meta = runs.read_json(ck / "meta.json")
-        runs.load_model_weights(model, runs.load_tensors(ck / "model.safetensors"), str(ck / "model.safetensors"))
+        weights = runs.load_tensors(ck / "model.safetensors")
         t = runs.load_tensors(ck / "trainer.safetensors")
+        if self.finetune:
+            from core import finetune
+            finetune.restore_weights(model, weights, t, str(ck))
+        else:
+            runs.load_model_weights(model, weights, str(ck / "model.safetensors"))
         try:
             optimizer.load_state_dict(runs.tensors_to_state(meta["optimizer"], t))
             torch.set_rng_state(t["rng.cpu"])
@@ -258,7 +297,6 @@ class Trainer:
         cfg, run_dir = self.cfg, self.run_dir
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
 
         def emit(event, data):
             for cb in callbacks:
@@ -278,10 +316,18 @@ class Trainer:
                 (run_dir / name).unlink(missing_ok=True)
 
         tokens_per_step = cfg.batch_size * cfg.grad_accum * self.model_cfg.block_size
-        runs.write_status(run_dir, "running", f"Training on {self.device.type}.", step=step,
+        if self.sft:  # examples are padded only to the longest in their batch: count their mean length
+            d = self.data_info
+            tokens_per_step = cfg.batch_size * cfg.grad_accum * d["train_tokens"] / max(1, d["train_examples"])
+        doing = "Fine-tuning" if self.finetune else "Training"
+        runs.write_status(run_dir, "running", f"{doing} on {self.device.type}.", step=step,
                           max_steps=cfg.max_steps, max_time=cfg.max_time)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        if self.finetune:
+            from core.finetune import trainable_count
+            trainable = trainable_count(model)
         emit("start", {"step": step, "max_steps": cfg.max_steps, "max_time": cfg.max_time,
-                       "params": model.num_params(), "device": str(self.device)})
+                       "params": model.num_params(), "trainable_params": trainable, "device": str(self.device)})
         t_start = time.time() - elapsed_before
         # the running average of train_loss between log lines is part of the state, for an exact resume
         loss_sum, steps_since_log = meta.get("log_window", (0.0, 0)) if meta else (0.0, 0)
@@ -298,11 +344,15 @@ class Trainer:
             is_best = record.get("val_loss") is not None and (best_val is None or record["val_loss"] < best_val)
             if is_best:
                 best_val = record["val_loss"]
-            tensors, skeleton = self._trainer_tensors(optimizer, batch_gen)
+            tensors, skeleton = self._trainer_tensors(optimizer, batch_gen, model)
             ck_meta = {"step": step, "elapsed_s": record["elapsed_s"], "optimizer": skeleton,
                        "log_window": [loss_sum, steps_since_log],
                        **{k: record[k] for k in ("train_loss", "val_loss") if record.get(k) is not None}}
-            runs.save_checkpoint(run_dir, model, tensors, ck_meta, best=is_best)
+            weights = model
+            if self.finetune:  # plain GPT weights, LoRA merged in: every checkpoint loads as an ordinary model
+                from core.finetune import checkpoint_tensors
+                weights = checkpoint_tensors(model)
+            runs.save_checkpoint(run_dir, weights, tensors, ck_meta, best=is_best)
             emit("checkpoint", {"step": step, "best": is_best})
 
         while True:
@@ -317,7 +367,11 @@ class Trainer:
                 group["lr"] = lr
             step_loss = 0.0
             for _ in range(cfg.grad_accum):
-                x, y = get_batch(self.train_data, cfg.batch_size, self.model_cfg.block_size, batch_gen, self.device)
+                if self.sft:
+                    x, y = self.train_examples.random_batch(cfg.batch_size, batch_gen, self.device)
+                else:
+                    x, y = get_batch(self.train_data, cfg.batch_size, self.model_cfg.block_size, batch_gen,
+                                     self.device)
                 with autocast(self.device):
                     _, loss = model(x, y)
                 (loss / cfg.grad_accum).backward()
@@ -347,6 +401,8 @@ class Trainer:
                 if do_eval:
                     val = self.evaluate(model)
                     record.update(val_loss=val, val_bpc=self.bits_per_char(val))
+                    if self.finetune:
+                        record["val_ppl"] = math.exp(min(val, 50.0))
                 runs.append_jsonl(run_dir / runs.METRICS, record)
                 emit("eval" if do_eval else "step", record)
                 sample_every = cfg.sample_every or cfg.eval_every
@@ -357,7 +413,7 @@ class Trainer:
                 t_log, steps_since_log, loss_sum = time.time(), 0, 0.0
                 if step % (cfg.checkpoint_every or cfg.eval_every) == 0 or final:
                     checkpoint(record)
-                runs.write_status(run_dir, "running", f"Training on {self.device.type}.", step=step,
+                runs.write_status(run_dir, "running", f"{doing} on {self.device.type}.", step=step,
                                   max_steps=cfg.max_steps, max_time=cfg.max_time)
 
         if state != "failed" and _needs_final_checkpoint(run_dir, step):
@@ -365,6 +421,8 @@ class Trainer:
         if state == "completed":
             message = f"Finished {step} steps." + (f" Best validation loss {best_val:.4f}." if best_val else "")
         runs.write_status(run_dir, state, message, step=step, max_steps=cfg.max_steps, max_time=cfg.max_time)
+        # a stop request is used up once honoured; one that arrived while the run started is honoured too
+        (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
         emit("end", {"state": state, "message": message, "step": step, "best_val_loss": best_val})
         return FitResult(state, message, step, best_val)
 

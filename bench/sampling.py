@@ -1,0 +1,98 @@
+"""Sampling throughput: our KV-cached sampler against transformers' generate() on the same weights, and our
+cached path against recomputing the whole window each token. Batch 1, greedy, measured in one run.
+
+    python -m bench.sampling [--n-layer 6 --n-embd 384 --new-tokens 256]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bench.common import report, timed
+from core.engine import SamplingParams, generate_tokens
+from core.model import GPT, GPTConfig
+
+
+def ours_cached(model, prompt, n) -> list[int]:
+    params = SamplingParams(max_new_tokens=n, temperature=0, top_alternatives=1)
+    return [step.tokens[0] for step in generate_tokens(model, prompt, params)]
+
+
+@torch.inference_mode()
+def ours_uncached(model, prompt, n):
+    """The same model, recomputing every position of the window for each new token."""
+    seq = torch.tensor([prompt])
+    for _ in range(n):
+        logits, _ = model(seq[:, -model.config.block_size:], last_only=True)
+        seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
+
+
+def hf_model_from(model):
+    """transformers' GPT2LMHeadModel holding exactly our weights (core/hf.py's name mapping)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from core.hf import newleaf_to_hf
+    from core.runs import model_tensors
+    c = model.config
+    hf = GPT2LMHeadModel(GPT2Config(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.block_size,
+                                    vocab_size=c.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+                                    bos_token_id=None, eos_token_id=None))
+    missing, unexpected = hf.load_state_dict(newleaf_to_hf(model_tensors(model)), strict=False)
+    assert not unexpected and all(k.endswith("lm_head.weight") or ".attn." in k for k in missing), missing
+    return hf.eval()
+
+
+@torch.inference_mode()
+def hf_generate(hf, prompt, n):
+    ids = torch.tensor([prompt])
+    out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                      do_sample=False, use_cache=True, pad_token_id=0)
+    assert out.shape[1] == len(prompt) + n
+    return out[0, len(prompt):].tolist()
+
+
+def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=256, repeats=3, name="sampling"):
+    torch.manual_seed(0)
+    cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=max(block_size, new_tokens + 8),
+                    vocab_size=vocab)
+    model = GPT(cfg).eval()
+    hf = hf_model_from(model)
+    prompt = torch.randint(0, vocab, (8,)).tolist()
+    same = ours_cached(model, prompt, new_tokens) == hf_generate(hf, prompt, new_tokens)
+    print(f"same greedy tokens as HF: {same}")
+    ours = timed(lambda: ours_cached(model, prompt, new_tokens), repeats)
+    peer = timed(lambda: hf_generate(hf, prompt, new_tokens), repeats)
+    shape = f"{n_layer}L/{n_embd}w, {new_tokens} tokens"
+    report(f"{name} vs HF generate ({shape})", new_tokens / ours, new_tokens / peer, "tokens/s")
+    return new_tokens / ours, new_tokens / peer
+
+
+def run_cache_scaling(lengths=(64, 256, 1024), n_layer=4, n_head=4, n_embd=128, vocab=65):
+    """How the cached path's advantage over no cache grows with length (context = the length)."""
+    for n in lengths:
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=n + 8, vocab_size=vocab)).eval()
+        prompt = [1] * 8
+        cached = timed(lambda: ours_cached(model, prompt, n), 1)
+        uncached = timed(lambda: ours_uncached(model, prompt, n), 1)
+        report(f"kv-cache vs no cache ({n_layer}L/{n_embd}w, {n} tokens)", n / cached, n / uncached, "tokens/s")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--n-layer", type=int, default=6)
+    p.add_argument("--n-head", type=int, default=6)
+    p.add_argument("--n-embd", type=int, default=384)
+    p.add_argument("--new-tokens", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--no-scaling", action="store_true")
+    a = p.parse_args(argv)
+    run(a.n_layer, a.n_head, a.n_embd, new_tokens=a.new_tokens, repeats=a.repeats)
+    if not a.no_scaling:
+        run_cache_scaling()
+
+
+if __name__ == "__main__":
+    main()

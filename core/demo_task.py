@@ -1,0 +1,74 @@
+"""The built-in demo task: arithmetic questions a tiny model can learn on a CPU in a couple of minutes.
+
+    "What is 37 + 45?"  ->  "82"
+
+The items are generated (seeded, so the same every time), split into training questions and held-out questions
+that never appear in training, and scored by exact match of the model's greedy answer. Measured before and
+after fine-tuning, the score shows fine-tuning working: a model that was never taught the format answers
+almost nothing right before, and most held-out questions after.
+
+    builtin:arithmetic        sums of two numbers from 0 to 99 (10,000 possible questions)
+    builtin:arithmetic-small  sums of two digits (100 possible questions): learned in well under a minute
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass
+
+PREFIX = "builtin:"
+
+
+@dataclass(frozen=True)
+class ArithmeticTask:
+    name: str
+    title: str
+    max_operand: int    # operands are 0..max_operand
+    n_train: int        # distinct training questions
+    n_test: int         # distinct held-out questions, none of them in training
+    seed: int = 0
+
+    def items(self) -> tuple[list[dict], list[dict]]:
+        """(train, held_out): lists of {"question", "answer"}, disjoint, in a fixed random order."""
+        pairs = [(a, b) for a in range(self.max_operand + 1) for b in range(self.max_operand + 1)]
+        random.Random(self.seed).shuffle(pairs)
+        n_test = min(self.n_test, len(pairs) // 5)
+        test, train = pairs[:n_test], pairs[n_test:n_test + self.n_train]
+        return [_item(a, b) for a, b in train], [_item(a, b) for a, b in test]
+
+    def describe(self) -> str:
+        train, test = self.items()
+        return (f"{self.title}: {len(train):,} training questions and {len(test):,} held-out ones, "
+                f"scored by exact match")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _item(a: int, b: int) -> dict:
+    return {"question": f"What is {a} + {b}?", "answer": str(a + b)}
+
+
+TASKS: dict[str, ArithmeticTask] = {t.name: t for t in (
+    ArithmeticTask("arithmetic", "Two-digit addition", max_operand=99, n_train=8000, n_test=200),
+    ArithmeticTask("arithmetic-small", "One-digit addition", max_operand=9, n_train=80, n_test=20),
+)}
+
+
+def task_for(spec) -> ArithmeticTask | None:
+    """The task named by "builtin:NAME", or None when `spec` names no demo task."""
+    if isinstance(spec, str) and spec.startswith(PREFIX):
+        return TASKS.get(spec[len(PREFIX):])
+    return None
+
+
+def to_conversation(item: dict) -> list[dict]:
+    return [{"role": "user", "content": item["question"]}, {"role": "assistant", "content": item["answer"]}]
+
+
+def exact_match_accuracy(model, tokenizer, template, items: list[dict], max_new_tokens: int = 8) -> float:
+    """The fraction of `items` whose greedy answer equals the expected one exactly (after trimming spaces)."""
+    from core.evaluate import greedy_replies, normalize_answer
+
+    replies = greedy_replies(model, tokenizer, template, [[to_conversation(i)[0]] for i in items], max_new_tokens)
+    hits = sum(normalize_answer(r) == normalize_answer(i["answer"]) for r, i in zip(replies, items))
+    return hits / max(1, len(items))

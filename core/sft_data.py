@@ -1,0 +1,428 @@
+"""Fine-tuning data: read it, check it, turn it into token ids with a loss mask, store it, batch it.
+
+Reading top to bottom:
+  1. loading           - plain text (the corpus loader's inputs) or conversations, from .jsonl / .json / .csv files
+                         or a built-in demo task; every problem is one CorpusError naming the file and line
+  2. encoding          - conversations -> (ids, mask) with the chat template; examples longer than the context are
+                         truncated or dropped, and counted
+  3. storage           - a split as three flat files: ids (uint16/uint32), mask (uint8), offsets (int64)
+  4. batching          - random examples padded to the longest in the batch; padding and every token that is not
+                         assistant output gets target -1, which carries no loss
+
+Conversation shapes accepted, one per JSONL line (or as the items of a .json array):
+    {"messages": [{"role": "system" | "user" | "assistant", "content": "..."}, ...]}
+    {"instruction": "...", "input": "..." (optional), "output": "..."}       (Alpaca)
+    {"prompt": "...", "completion": "..."}
+    {"conversations": [{"from": "human" | "gpt" | "system", "value": "..."}, ...]}   (ShareGPT)
+and an optional "system" string beside instruction / prompt. CSV: a prompt column and a response column.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from core import demo_task
+from core.data import _decode, _mb, max_corpus_bytes, token_dtype
+from core.errors import ConfigError, CorpusError
+
+ROLES = ("system", "user", "assistant")
+SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+TOO_LONG = ("truncate", "drop")
+CSV_PAIRS = (("prompt", "response"), ("prompt", "completion"), ("instruction", "output"), ("question", "answer"),
+             ("input", "output"), ("input", "target"))
+_HINT = ('Each line must be one JSON object such as {"messages": [{"role": "user", "content": "..."}, '
+         '{"role": "assistant", "content": "..."}]}, {"instruction": ..., "output": ...} or '
+         '{"prompt": ..., "completion": ...}.')
+
+# ----------------------------------------------------------------------------------------------------------
+# 1. Loading
+
+
+@dataclass
+class FinetuneData:
+    kind: str                                   # "chat" (conversations) or "text" (continued pretraining)
+    name: str                                   # shown to the user
+    sources: list[str] = field(default_factory=list)
+    conversations: list[list[dict]] = field(default_factory=list)  # chat: all examples
+    held_out: list[list[dict]] | None = None    # chat: a fixed validation set (the demo task's held-out questions)
+    text: str = ""                              # text: the corpus
+    task: dict | None = None                    # the demo task, when this is one
+
+    def describe(self) -> str:
+        if self.kind == "text":
+            return f"{self.name}: plain text, {len(self.text):,} characters (continued pretraining)"
+        n = len(self.conversations) + len(self.held_out or [])
+        turns = sum(len(c) for c in self.conversations)
+        return f"{self.name}: {n:,} conversations, {turns / max(1, len(self.conversations)):.1f} messages each"
+
+
+def load_finetune_data(specs: str | os.PathLike | Sequence, *, prompt_column: str | None = None,
+                       response_column: str | None = None, csv_column: str | None = None,
+                       max_bytes: int | None = None) -> FinetuneData:
+    """Conversations or plain text from files, or a built-in dataset ("builtin:arithmetic", "builtin:shakespeare").
+
+    .jsonl / .json: conversations in any shape listed at the top of this file; objects with only a "text" field are
+    plain text, as for pretraining. .csv: conversations from prompt_column and response_column (found by name when
+    not given: prompt/response, instruction/output, question/answer ...), else plain text like the corpus loader.
+    .txt / .md: plain text. Several files must all be conversations or all plain text."""
+    specs = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
+    if not specs:
+        raise CorpusError("No fine-tuning data given. Choose a .jsonl, .json, .csv or text file, or a built-in task.")
+    builtins = [s for s in specs if isinstance(s, str) and s.startswith(demo_task.PREFIX)]
+    if builtins:
+        if len(specs) > 1:
+            raise CorpusError("A built-in dataset cannot be combined with other files or datasets. Choose one.")
+        return _load_builtin(builtins[0])
+
+    limit = max_corpus_bytes(max_bytes)
+    paths = [Path(p) for p in specs]
+    total = sum(os.stat(p).st_size for p in paths if p.is_file())
+    if len(paths) > 1 and total > limit:
+        raise CorpusError(f"Together these {len(paths)} files are {_mb(total)}, larger than the {_mb(limit)} limit.")
+    parts = [_load_file(p, prompt_column, response_column, csv_column, limit) for p in paths]
+    kinds = {kind for kind, _ in parts}
+    if len(kinds) > 1:
+        chat = next(p.name for p, (k, _) in zip(paths, parts) if k == "chat")
+        text = next(p.name for p, (k, _) in zip(paths, parts) if k == "text")
+        raise CorpusError(f"{chat} holds conversations but {text} holds plain text; fine-tune on one kind at a time.")
+    name = " + ".join(p.name for p in paths)
+    if kinds == {"text"}:
+        return FinetuneData("text", name, [str(p) for p in paths], text="\n\n".join(t for _, t in parts))
+    return FinetuneData("chat", name, [str(p) for p in paths], conversations=[c for _, cs in parts for c in cs])
+
+
+def _load_builtin(spec: str) -> FinetuneData:
+    task = demo_task.task_for(spec)
+    if task is not None:
+        train, test = task.items()
+        return FinetuneData("chat", task.title, [spec], conversations=[demo_task.to_conversation(i) for i in train],
+                            held_out=[demo_task.to_conversation(i) for i in test], task=task.to_dict())
+    from core.datasets import BUILTIN_DATASETS, load_builtin
+
+    name = spec[len(demo_task.PREFIX):]
+    if name not in BUILTIN_DATASETS:
+        known = ", ".join([*demo_task.TASKS, *BUILTIN_DATASETS])
+        raise CorpusError(f"Unknown built-in dataset {name!r}. Known datasets: {known}.")
+    corpus = load_builtin(name)
+    return FinetuneData("text", corpus.name, corpus.sources, text=corpus.text)
+
+
+def _read(path: Path, limit: int) -> str:
+    if not path.exists():
+        raise CorpusError(f"File not found: {path}.")
+    if path.is_dir():
+        raise CorpusError(f"{path.name} is a folder, not a file. Choose a file inside it.")
+    size = os.stat(path).st_size
+    if size == 0:
+        raise CorpusError(f"{path.name} is empty (0 bytes). Choose a file with some data in it.")
+    if size > limit:
+        raise CorpusError(f"{path.name} is {_mb(size)}, larger than the {_mb(limit)} limit.")
+    return _decode(path.read_bytes(), path.name)
+
+
+def _load_file(path: Path, prompt_column, response_column, csv_column, limit) -> tuple[str, object]:
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".csv"):
+        from core.data import read_text_file
+        return "text", read_text_file(path, max_bytes=limit)
+    text = _read(path, limit)
+    if suffix == ".csv":
+        return _parse_csv(text, path.name, prompt_column, response_column, csv_column)
+    if suffix == ".json":
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CorpusError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+        if not isinstance(items, list):
+            raise CorpusError(f"{path.name} must hold a JSON array of examples (or use .jsonl: one per line).")
+        records = [(f"{path.name}, item {i}", obj) for i, obj in enumerate(items, 1)]
+    else:
+        records = []
+        for lineno, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise CorpusError(f"{path.name}, line {lineno}: not valid JSON ({e.msg}, column {e.colno}). "
+                                  f"{_HINT}") from None
+            records.append((f"{path.name}, line {lineno}", obj))
+    if not records:
+        raise CorpusError(f"{path.name} holds no examples.")
+    first = records[0][1]
+    if isinstance(first, dict) and "text" in first and not _has_chat_fields(first):
+        from core.data import read_text_file
+        if suffix == ".json":
+            raise CorpusError(f'{path.name}: plain text goes in a .jsonl file with a "text" field per line, or a '
+                              f'.txt file.')
+        return "text", read_text_file(path, max_bytes=limit)
+    return "chat", [conversation_from_record(obj, where) for where, obj in records]
+
+
+def _has_chat_fields(obj: dict) -> bool:
+    return any(k in obj for k in ("messages", "conversations", "instruction", "output", "prompt", "completion"))
+
+
+def conversation_from_record(obj, where: str) -> list[dict]:
+    """One example in any accepted shape -> a checked list of {"role", "content"} messages."""
+    if not isinstance(obj, dict):
+        raise CorpusError(f"{where}: expected a JSON object, found {type(obj).__name__}. {_HINT}")
+    if "messages" in obj or "conversations" in obj:
+        key = "messages" if "messages" in obj else "conversations"
+        raw = obj[key]
+        if not isinstance(raw, list) or not raw:
+            raise CorpusError(f'{where}: "{key}" must be a non-empty list of messages.')
+        messages = [_message(m, key, i, where) for i, m in enumerate(raw, 1)]
+    elif "instruction" in obj or "output" in obj:
+        _require(obj, ("instruction", "output"), where, 'an Alpaca-style example needs "instruction" and "output"')
+        extra = obj.get("input")
+        if extra is not None and not isinstance(extra, str):
+            raise CorpusError(f'{where}: "input" must be a string.')
+        user = obj["instruction"] + (f"\n\n{extra}" if extra and extra.strip() else "")
+        messages = [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]
+    elif "prompt" in obj or "completion" in obj:
+        _require(obj, ("prompt", "completion"), where, 'a prompt/completion example needs both fields')
+        messages = [{"role": "user", "content": obj["prompt"]}, {"role": "assistant", "content": obj["completion"]}]
+    else:
+        keys = ", ".join(repr(k) for k in list(obj)[:8]) or "none"
+        raise CorpusError(f'{where}: missing fields: no "messages" list, nor "instruction"/"output" or '
+                          f'"prompt"/"completion" (found keys: {keys}). {_HINT}')
+    system = obj.get("system")
+    if system is not None and not ("messages" in obj or "conversations" in obj):
+        if not isinstance(system, str):
+            raise CorpusError(f'{where}: "system" must be a string.')
+        if system.strip():
+            messages.insert(0, {"role": "system", "content": system})
+    return check_conversation(messages, where)
+
+
+def _require(obj: dict, keys, where: str, what: str) -> None:
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise CorpusError(f'{where}: missing field "{missing[0]}": {what}.')
+    wrong = [k for k in keys if not isinstance(obj[k], str)]
+    if wrong:
+        raise CorpusError(f'{where}: "{wrong[0]}" must be a string, not {type(obj[wrong[0]]).__name__}.')
+
+
+def _message(m, key: str, i: int, where: str) -> dict:
+    if not isinstance(m, dict):
+        raise CorpusError(f"{where}, message {i}: expected an object with a role and content.")
+    if key == "conversations" and "from" in m:
+        role, content = SHAREGPT_ROLES.get(m.get("from")), m.get("value")
+        if role is None:
+            raise CorpusError(f"{where}, message {i}: unknown speaker {m.get('from')!r}; use human, gpt or system.")
+    else:
+        role, content = m.get("role"), m.get("content")
+        if "role" not in m or "content" not in m:
+            missing = "role" if "role" not in m else "content"
+            raise CorpusError(f'{where}, message {i}: missing field "{missing}".')
+        if role not in ROLES:
+            raise CorpusError(f"{where}, message {i}: unknown role {role!r}; use system, user or assistant.")
+    if not isinstance(content, str):
+        raise CorpusError(f"{where}, message {i}: the content must be a string, not {type(content).__name__}.")
+    return {"role": role, "content": content}
+
+
+def check_conversation(messages: list[dict], where: str) -> list[dict]:
+    """Every assistant turn has text, and there is at least one: it is all the loss learns from."""
+    if not any(m["role"] == "assistant" for m in messages):
+        raise CorpusError(f"{where}: no assistant message; an example needs a reply to learn from.")
+    for i, m in enumerate(messages, 1):
+        if m["role"] == "assistant" and not m["content"].strip():
+            raise CorpusError(f"{where}, message {i}: empty assistant turn; every assistant reply needs text to "
+                              f"learn from (remove the example or write the reply).")
+    return messages
+
+
+def _parse_csv(text: str, name: str, prompt_column, response_column, csv_column):
+    import pandas as pd
+
+    try:
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise CorpusError(f"{name} could not be read as CSV ({str(e).strip()}).") from None
+    columns = [str(c) for c in df.columns]
+    listed = ", ".join(repr(c) for c in columns)
+    if prompt_column is None and response_column is None:
+        lower = {c.lower(): c for c in columns}
+        pair = next(((lower[p], lower[r]) for p, r in CSV_PAIRS if p in lower and r in lower), None)
+        if pair is None or csv_column is not None:
+            from core.data import _parse_csv as corpus_csv
+            return "text", corpus_csv(text, name, csv_column)
+        prompt_column, response_column = pair
+    if prompt_column is None or response_column is None:
+        raise CorpusError(f"{name}: choose both a prompt column and a response column. Available columns: {listed}.")
+    for c in (prompt_column, response_column):
+        if c not in df.columns:
+            raise CorpusError(f"{name} has no column {c!r}. Available columns: {listed}.")
+    conversations = []
+    for row, (p, r) in enumerate(zip(df[prompt_column], df[response_column]), start=2):  # line 1 is the header
+        where = f"{name}, row {row}"
+        if not isinstance(r, str) or not r.strip():
+            raise CorpusError(f"{where}: empty response in column {response_column!r}; every example needs a reply "
+                              f"to learn from.")
+        conversations.append([{"role": "user", "content": p if isinstance(p, str) else ""},
+                              {"role": "assistant", "content": r}])
+    if not conversations:
+        raise CorpusError(f"{name} has a header but no rows.")
+    return "chat", conversations
+
+
+def conversation_text(conversations: list[list[dict]]) -> str:
+    """All the text of some conversations (to find characters a character-level vocabulary lacks)."""
+    return "".join(m["content"] for c in conversations for m in c)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 2. Encoding
+
+
+@dataclass
+class Encoded:
+    ids: list[list[int]]
+    masks: list[list[bool]]
+    examples: int = 0      # how many came in
+    truncated: int = 0
+    dropped: int = 0
+    kept_indices: list[int] = field(default_factory=list)
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(sum(m[1:]) for m in self.masks)
+
+    def report(self, block_size: int, policy: str, split: str) -> str | None:
+        """One sentence about examples that did not fit, or None when all did."""
+        if not (self.truncated or self.dropped):
+            return None
+        parts = []
+        if self.truncated:
+            parts.append(f"{self.truncated:,} truncated to fit")
+        if self.dropped:
+            why = "longer than the context" if policy == "drop" else "no reply left after truncation"
+            parts.append(f"{self.dropped:,} dropped ({why})")
+        return (f"{self.truncated + self.dropped:,} of {self.examples:,} {split} examples were longer than the "
+                f"context of {block_size} tokens: {', '.join(parts)}.")
+
+
+def encode_conversations(conversations: list[list[dict]], tokenizer, template, block_size: int,
+                         too_long: str = "truncate") -> Encoded:
+    """Each conversation as ids + mask (True: an assistant token the loss counts). A sequence of block_size + 1
+    tokens gives block_size predictions, so that is the longest that fits; longer ones are truncated (their end
+    is cut) or dropped, per `too_long`. A truncated example with no assistant token left is dropped."""
+    if too_long not in TOO_LONG:
+        raise ConfigError(f"too_long must be 'truncate' or 'drop'; got {too_long!r}.")
+    limit = block_size + 1
+    out = Encoded([], [], examples=len(conversations))
+    for i, conv in enumerate(conversations):
+        ids, mask = template.encode_with_mask(tokenizer, conv)
+        if len(ids) > limit:
+            if too_long == "drop":
+                out.dropped += 1
+                continue
+            ids, mask = ids[:limit], mask[:limit]
+            if not any(mask[1:]):
+                out.dropped += 1
+                continue
+            out.truncated += 1
+        out.ids.append(ids)
+        out.masks.append(mask)
+        out.kept_indices.append(i)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 3. Storage: data/sft-{split}.ids.bin, .mask.bin, .offsets.bin
+
+
+def _paths(data_dir: Path, split: str) -> tuple[Path, Path, Path]:
+    return tuple(data_dir / f"sft-{split}.{part}.bin" for part in ("ids", "mask", "offsets"))
+
+
+def _write_array(path: Path, arr: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            arr.tofile(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_examples(data_dir, split: str, encoded: Encoded, vocab_size: int) -> None:
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    ids_path, mask_path, off_path = _paths(data_dir, split)
+    flat = np.fromiter((i for seq in encoded.ids for i in seq), dtype=np.int64)
+    if flat.size and (flat.min() < 0 or flat.max() >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, {vocab_size})")
+    offsets = np.cumsum([0] + [len(s) for s in encoded.ids], dtype=np.int64)
+    _write_array(ids_path, flat.astype(token_dtype(vocab_size)))
+    _write_array(mask_path, np.fromiter((m for seq in encoded.masks for m in seq), dtype=np.uint8))
+    _write_array(off_path, offsets)
+
+
+class Examples:
+    """A stored split: example i is ids[offsets[i]:offsets[i+1]] with its mask."""
+
+    def __init__(self, data_dir, split: str, vocab_size: int):
+        ids_path, mask_path, off_path = _paths(Path(data_dir), split)
+        for p in (ids_path, mask_path, off_path):
+            if not p.is_file():
+                raise CorpusError(f"Fine-tuning data file not found: {p}.")
+        self.ids = np.fromfile(ids_path, dtype=token_dtype(vocab_size))
+        self.mask = np.fromfile(mask_path, dtype=np.uint8)
+        self.offsets = np.fromfile(off_path, dtype=np.int64)
+        if len(self.offsets) < 2 or self.offsets[-1] != len(self.ids) or len(self.mask) != len(self.ids):
+            raise CorpusError(f"The fine-tuning data in {data_dir} ({split}) is corrupt (its files disagree).")
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def example(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        a, b = self.offsets[i], self.offsets[i + 1]
+        return self.ids[a:b], self.mask[a:b]
+
+    def batch(self, indices, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T), y (B, T) for these examples, T = the longest minus one. y is the next token where it is
+        assistant output, else -1 (no loss), as on the padding."""
+        pairs = [self.example(int(i)) for i in indices]
+        T = max(len(ids) for ids, _ in pairs) - 1
+        x = torch.zeros(len(pairs), T, dtype=torch.long)
+        y = torch.full((len(pairs), T), -1, dtype=torch.long)
+        for r, (ids, mask) in enumerate(pairs):
+            ids = torch.from_numpy(ids.astype(np.int64))
+            n = len(ids) - 1
+            x[r, :n] = ids[:-1]
+            y[r, :n] = torch.where(torch.from_numpy(mask[1:].astype(bool)), ids[1:], -1)
+        return x.to(device), y.to(device)
+
+    def random_batch(self, batch_size: int, generator: torch.Generator, device="cpu"):
+        """batch_size examples drawn at random (with replacement) with `generator`, so restoring its state
+        reproduces the batches, as for pretraining."""
+        return self.batch(torch.randint(len(self), (batch_size,), generator=generator).tolist(), device)
+
+    def target_tokens(self) -> int:
+        return int(sum(self.mask[self.offsets[i] + 1:self.offsets[i + 1]].sum() for i in range(len(self))))
+
+
+def write_conversations(path, conversations: list[list[dict]]) -> None:
+    """Conversations as JSONL ({"messages": [...]} per line), atomically: the validation set is kept readable in
+    the run so evaluation and the app can show prompts, references and replies."""
+    from core.runs import atomic_write_text
+    atomic_write_text(path, "".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in conversations))
+
+
+def read_conversations(path) -> list[list[dict]]:
+    from core.runs import read_jsonl
+    records, _ = read_jsonl(path)
+    return [r["messages"] for r in records]

@@ -1,0 +1,376 @@
+"""The app's words, in English and Simplified Chinese. Every string of each language lives here, in EN and
+ZH (same keys); components are built with `tr(...)` so the language switch can relabel them all at once.
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+LANGUAGES = {"English": "en", "简体中文": "zh"}
+
+EN: dict[str, str] = {
+    # -- app -------------------------------------------------------------------------------------------------
+    "app.title": "## 🌱 Newleaf — train your own small GPT",
+    "app.intro": "Pick some text, choose a model size, press **Start** and watch a GPT learn to write like it. "
+                 "Everything runs on this machine.",
+    "app.language": "Language",
+    "tab.data": "1 · Data", "tab.model": "2 · Model", "tab.train": "3 · Train", "tab.finetune": "4 · Fine-tune",
+    "tab.generate": "5 · Generate", "tab.attention": "6 · Attention", "tab.runs": "7 · Runs",
+
+    # -- data ------------------------------------------------------------------------------------------------
+    "data.explainer": "**What is happening here.** A language model learns from a *corpus*: plain text. "
+                      "Before the model sees it, a *tokenizer* cuts the text into tokens — single characters, or "
+                      "pieces of words learned by byte-pair encoding (BPE) — and gives each a number. The "
+                      "colours below show where the tokens begin and end. The first 90% of the text is used "
+                      "for training, the last 10% to check how well the model does on text it never trained on.",
+    "data.source": "Corpus",
+    "data.upload": "Or upload your own text (.txt, .md, .jsonl, .csv — several at once)",
+    "data.csv_column": "CSV text column (optional)",
+    "data.tokenizer": "Tokenizer",
+    "data.bpe_vocab": "BPE vocabulary size",
+    "data.load": "Load and tokenize",
+    "data.stats": "Statistics",
+    "data.preview": "Preview, coloured by tokens",
+    "data.uploaded": "Uploaded files",
+    "data.tok.char": "Characters", "data.tok.gpt2": "GPT-2 BPE (50,257 tokens)", "data.tok.bpe": "Train my own BPE",
+    "data.none": "No corpus loaded yet: pick one above and press *Load and tokenize*.",
+
+    # -- model -----------------------------------------------------------------------------------------------
+    "model.explainer": "**What is happening here.** A GPT is a stack of *layers*. Each layer lets every token "
+                       "look back at the tokens before it (*attention*, split into *heads*) and then transforms "
+                       "it (an MLP). *Width* is how many numbers describe each token; *context* is how many "
+                       "tokens it can see at once. More of each means a better model — and more memory and "
+                       "time. The estimates below are for this machine.",
+    "model.preset": "Preset",
+    "model.n_layer": "Layers", "model.n_head": "Attention heads", "model.n_embd": "Width (n_embd)",
+    "model.block_size": "Context length (tokens)", "model.dropout": "Dropout",
+    "model.estimate": "Estimate",
+
+    # -- train -----------------------------------------------------------------------------------------------
+    "train.explainer": "**What is happening here.** Training shows the model a batch of text windows, measures "
+                       "how surprised it was by each next token (the *loss*), and nudges every weight to be "
+                       "less surprised next time. The *training loss* is measured on the batches it learns "
+                       "from; the *validation loss* on text it never trains on — when the two drift apart, "
+                       "the model is memorising. The learning rate warms up, then decays smoothly to the end "
+                       "of the budget.",
+    "train.lr": "Learning rate", "train.batch_size": "Batch size", "train.max_steps": "Steps",
+    "train.max_time": "Time budget (seconds, 0 = no limit)", "train.eval_every": "Evaluate every (steps)",
+    "train.seed": "Seed", "train.start": "Start", "train.stop": "Stop", "train.resume": "Resume",
+    "train.title": "Run name",
+    "train.status": "Status", "train.samples": "Newest samples", "train.log_scale": "Log scale",
+    "train.smoothing": "Smoothing",
+    "train.no_job": "No training job yet. Load a corpus (tab 1), pick a model (tab 2), then press Start.",
+    "train.queued": "Waiting for a free training slot (position {position}).",
+
+    # -- generate ----------------------------------------------------------------------------------------------
+    "gen.explainer": "**What is happening here.** The model never writes a whole text at once. It reads the text so far "
+                     "and gives every token of its vocabulary a score (a *logit*); softmax turns the scores into "
+                     "probabilities, one token is drawn and appended, and the model runs again — one token at a time. "
+                     "The knobs only change how that one token is drawn. **Temperature** T divides the logits before "
+                     "the softmax, softmax(logits / T): below 1 the likely tokens get likelier (T = 0 always takes the "
+                     "most likely one), above 1 the distribution flattens and rare tokens show up. **Top-k** keeps the "
+                     "k most likely tokens, **top-p** the smallest set whose probabilities add up to p, **min-p** drops "
+                     "tokens less likely than min-p × the most likely one; the **penalties** make tokens that already "
+                     "appeared less likely. Be honest with yourself about what you see: a small model trained for "
+                     "minutes on a CPU learns spelling, frequent words and the look of its text — not facts, and not "
+                     "reasoning. Its text *looks* right far more often than it *is* right.",
+    "gen.run": "Trained run",
+    "gen.tab.completion": "Complete a text", "gen.tab.chat": "Chat",
+    "gen.presets": "**Presets**",
+    "gen.preset.precise": "Precise", "gen.preset.balanced": "Balanced", "gen.preset.creative": "Creative",
+    "gen.sampling": "Sampling settings",
+    "gen.max_new_tokens": "Max new tokens",
+    "gen.temperature": "Temperature", "gen.temperature.info": "0 = greedy: always the most likely token",
+    "gen.top_k": "Top-k", "gen.top_k.info": "keep the k most likely tokens; 0 = off",
+    "gen.top_p": "Top-p (nucleus)", "gen.top_p.info": "keep the smallest set of tokens that holds this much "
+                                                       "probability; 1 = off",
+    "gen.min_p": "Min-p", "gen.min_p.info": "drop tokens less likely than min-p × the most likely one; 0 = off",
+    "gen.repetition_penalty": "Repetition penalty", "gen.repetition_penalty.info": "above 1 discourages tokens "
+                                                                                     "already in the text; 1 = off",
+    "gen.presence_penalty": "Presence penalty", "gen.frequency_penalty": "Frequency penalty",
+    "gen.penalty.info": "subtracted from the logit of generated tokens (once / per use); 0 = off",
+    "gen.seed": "Seed", "gen.seed.info": "blank or -1 = random; the same seed and settings give the same text",
+    "gen.seed_used": "Seed used",
+    "gen.stop": "Stop strings", "gen.stop.info": "separated by commas or new lines; write \\n for a line break",
+    "gen.stop.placeholder": "e.g. \\n\\n, THE END",
+    "gen.num_samples": "Number of samples",
+    "gen.prompt": "Prompt", "gen.prompt.placeholder": "The beginning of a text for the model to continue…",
+    "gen.generate": "Generate", "gen.stop_button": "Stop",
+    "gen.feedback.hint": "Rate each sample with 👍 / 👎: ratings are saved with the run (feedback.jsonl).",
+    "gen.feedback.saved": "Thanks! Your rating ({rating}) was saved with the run.",
+    "gen.tokens": "Tokens, coloured by the probability the model gave them — click one to see the alternatives",
+    "gen.inspect": "Show the tokens of sample",
+    "gen.alternatives": "Alternatives at the clicked token",
+    "gen.alt_title": "Token {n} “{token}”: drawn with probability {p}",
+    "gen.next.title": "Next token: what the model predicts right after the prompt",
+    "gen.next.explainer": "Press the button to run the model once on the prompt. Then move temperature, top-k, "
+                          "top-p or min-p in *Sampling settings*: the bars are recomputed from the saved logits at "
+                          "once, without running the model again. Grey: the model's own probabilities; green: what "
+                          "the sampler would actually draw from.",
+    "gen.next.compute": "Predict the next token",
+    "gen.next.plot": "Most likely next tokens",
+    "gen.next.raw": "the model: softmax(logits)", "gen.next.after": "after temperature, top-k, top-p, min-p",
+    "gen.next.summary": "After the prompt ({tokens} tokens), {kept} of {vocab} tokens can still be drawn with "
+                        "these settings; the most likely is “{top}” at {p}.",
+    "gen.next.greedy": "Temperature 0 is greedy: the most likely token, “{top}”, is always chosen.",
+    "gen.chat.note": "A model pretrained on plain text has never seen a conversation: it simply continues a "
+                     "“User: … / Assistant: …” transcript. Fine-tune it on chats for real replies.",
+    "gen.chatbot": "Conversation",
+    "gen.chat.message": "Message", "gen.chat.placeholder": "Write a message and press Enter",
+    "gen.chat.send": "Send", "gen.chat.clear": "Clear",
+
+    # -- attention ---------------------------------------------------------------------------------------------
+    "attn.explainer": "**What is happening here.** In every layer, each token (a *query*: a row of the heatmap) "
+                      "decides how much to look at each token of the prompt (a *key*: a column). The weights of a row "
+                      "are positive and add up to 1, so a row shows where that token takes its information from. A GPT "
+                      "is *causal*: a token may look only at itself and the tokens before it, never at later ones — "
+                      "everything above the diagonal is masked out (blank), which is why the map is a triangle. Each "
+                      "layer has several *heads* with their own weights, so each head can learn its own pattern (the "
+                      "previous token, the start of the word, the last line break…). Choose “all” to compare them.",
+    "attn.prompt": "Prompt", "attn.prompt.placeholder": "A short text to look inside…",
+    "attn.layer": "Layer", "attn.head": "Head", "attn.head.info": "all = every head of the layer side by side",
+    "attn.show": "Show attention",
+    "attn.plot": "Attention weights (rows: the token looking; columns: the tokens it looks at)",
+    "attn.note": "{n} tokens.",
+    "attn.note.cut": "The prompt has {n} tokens, but only the last {shown} are used and shown: {why}.",
+    "attn.why.context": "the model sees at most {block} tokens at once",
+    "attn.why.cap": "larger maps would be unreadable",
+    "attn.title": "Layer {layer}, head {head}", "attn.title.all": "Layer {layer}, all {n} heads",
+    "attn.x": "key: the token looked at", "attn.y": "query: the token looking",
+    "attn.head_n": "head {n}", "attn.weight": "weight",
+
+    # -- runs --------------------------------------------------------------------------------------------------
+    "runs.explainer": "**What is happening here.** Every training job is a *run directory*: its settings "
+                      "(`config.json`), the tokenizer, a log of the loss at every logged step (`metrics.jsonl`), "
+                      "the text it wrote while training (`samples.jsonl`), your 👍 / 👎 ratings, and checkpoints "
+                      "(`best` — the lowest validation loss — and `last`). Pick several runs to overlay their loss "
+                      "curves. A lower *validation* loss is better, but only between runs with the **same "
+                      "tokenizer**: a loss is measured per token, and tokens differ. To compare runs with different "
+                      "tokenizers, switch to **bits per character** (`val_bpc`, measured at each evaluation).",
+    "runs.table": "Your runs and the shared examples", "runs.refresh": "Refresh",
+    "runs.col.title": "Title", "runs.col.state": "State", "runs.col.steps": "Steps",
+    "runs.col.best_val": "Best val loss", "runs.col.best_bpc": "Best val bits/char", "runs.col.model": "Model",
+    "runs.col.tokenizer": "Tokenizer", "runs.col.data": "Data", "runs.col.created": "Created",
+    "runs.col.up": "👍", "runs.col.down": "👎", "runs.col.id": "Run ID",
+    "runs.example": "(example)",
+    "runs.model_size": "{layers} layers · {width} wide · {params} params",
+    "runs.state.created": "ready", "runs.state.queued": "queued", "runs.state.running": "training",
+    "runs.state.stopped": "stopped", "runs.state.completed": "completed", "runs.state.failed": "failed",
+    "runs.state.unknown": "unknown",
+    "runs.compare": "Compare runs", "runs.compare_pick": "Runs to overlay",
+    "runs.log_scale": "Log scale", "runs.bpc": "Bits per character (fair across tokenizers)",
+    "runs.plot": "Loss curves", "runs.axis.step": "Step", "runs.axis.loss": "Loss (nats per token)",
+    "runs.axis.bpc": "Bits per character", "runs.trace.train": "train", "runs.trace.val": "validation",
+    "runs.plot.empty": "Pick one or more runs above to overlay their curves.",
+    "runs.plot.no_metrics": "The chosen runs have logged nothing yet.",
+    "runs.actions": "Use, download or delete a run", "runs.pick": "Run",
+    "runs.pick_info": "Or click a row of the table.",
+    "runs.load": "Use in Generate and Attention",
+    "runs.loaded": "**{title}** is loaded: open the Generate or Attention tab to play with it.",
+    "runs.which": "Checkpoint", "runs.which_info": "best = lowest validation loss; last = the newest",
+    "runs.download_ckpt": "Download checkpoint (.zip)",
+    "runs.download_hf": "Download for Hugging Face transformers (.zip)",
+    "runs.file": "Download",
+    "runs.delete": "Delete…",
+    "runs.confirm_delete": "Really delete **{title}**? Its checkpoints, logs and samples are removed. "
+                           "This cannot be undone.",
+    "runs.confirm_yes": "Yes, delete it", "runs.cancel": "Cancel",
+    "runs.deleted": "Deleted **{title}**.",
+    "runs.confirm_first": "To delete a run, press Delete… first, then confirm with “Yes, delete it”.",
+    "runs.no_pick": "Pick a run first (in the list, or by clicking a row of the table).",
+    "runs.too_many": "Compare at most {n} runs at once.",
+    "runs.no_checkpoint": "{title} has no checkpoint yet: train it first, then download it.",
+    "runs.no_hf": "The Hugging Face export is not available in this version of Newleaf.",
+}
+
+ZH: dict[str, str] = {
+    # -- app -------------------------------------------------------------------------------------------------
+    "app.title": "## 🌱 Newleaf — 训练你自己的小型 GPT",
+    "app.intro": "选一段文本，选一个模型大小，按下**开始**，看着 GPT 学会模仿它写作。一切都在这台机器上运行。",
+    "app.language": "语言",
+    "tab.data": "1 · 数据", "tab.model": "2 · 模型", "tab.train": "3 · 训练", "tab.finetune": "4 · 微调",
+    "tab.generate": "5 · 生成", "tab.attention": "6 · 注意力", "tab.runs": "7 · 运行记录",
+
+    # -- data ------------------------------------------------------------------------------------------------
+    "data.explainer": "**这里在做什么。** 语言模型从*语料*（纯文本）中学习。模型看到文本之前，*分词器*先把文本切成"
+                      "词元（token）——单个字符，或由字节对编码（BPE）学到的词片段——并给每个词元一个编号。下面的颜色"
+                      "标出了每个词元的起止。文本的前 90% 用于训练，后 10% 用来检验模型在从未训练过的文本上的表现。",
+    "data.source": "语料",
+    "data.upload": "或上传你自己的文本（.txt、.md、.jsonl、.csv，可一次多个）",
+    "data.csv_column": "CSV 文本列（可选）",
+    "data.tokenizer": "分词器",
+    "data.bpe_vocab": "BPE 词表大小",
+    "data.load": "加载并分词",
+    "data.stats": "统计",
+    "data.preview": "预览（按词元着色）",
+    "data.uploaded": "已上传的文件",
+    "data.tok.char": "字符", "data.tok.gpt2": "GPT-2 BPE（50,257 个词元）", "data.tok.bpe": "训练我自己的 BPE",
+    "data.none": "还没有加载语料：在上面选一个，然后按“加载并分词”。",
+
+    # -- model -----------------------------------------------------------------------------------------------
+    "model.explainer": "**这里在做什么。** GPT 由多个*层*堆叠而成。每一层让每个词元回看它之前的词元（*注意力*，"
+                       "分成多个*头*），然后再对它做变换（MLP）。*宽度*是描述每个词元的数字个数；*上下文*是它一次"
+                       "能看到的词元数。越大模型越好，也越耗内存和时间。下面的估计针对这台机器。",
+    "model.preset": "预设",
+    "model.n_layer": "层数", "model.n_head": "注意力头数", "model.n_embd": "宽度（n_embd）",
+    "model.block_size": "上下文长度（词元）", "model.dropout": "Dropout",
+    "model.estimate": "估计",
+
+    # -- train -----------------------------------------------------------------------------------------------
+    "train.explainer": "**这里在做什么。** 训练时，模型每次看一批文本窗口，衡量它对每个下一个词元有多“意外”"
+                       "（*损失*），再微调每个权重，让下次少一些意外。*训练损失*在它学习的批次上测得；*验证损失*在它从未"
+                       "训练过的文本上测得——两者分开时，说明模型在死记硬背。学习率先预热，再平滑衰减到预算结束。",
+    "train.lr": "学习率", "train.batch_size": "批大小", "train.max_steps": "步数",
+    "train.max_time": "时间预算（秒，0 = 不限）", "train.eval_every": "每隔多少步评估",
+    "train.seed": "随机种子", "train.start": "开始", "train.stop": "停止", "train.resume": "继续",
+    "train.title": "运行名称",
+    "train.status": "状态", "train.samples": "最新样本", "train.log_scale": "对数坐标",
+    "train.smoothing": "平滑",
+    "train.no_job": "还没有训练任务。先加载语料（第 1 页），选择模型（第 2 页），再按“开始”。",
+    "train.queued": "正在等待空闲的训练名额（第 {position} 位）。",
+
+    # -- generate ----------------------------------------------------------------------------------------------
+    "gen.explainer": "**这里在做什么。** 模型从不一次写出整段文本。它读取目前为止的文本，给词表中的每个词元打一个分数"
+                     "（*logit*）；softmax 把分数变成概率，抽出一个词元接到末尾，然后模型再运行一次——每次只预测一个"
+                     "词元。这些旋钮只改变“如何抽出这一个词元”。**温度** T 在 softmax 之前除以 logits，即 "
+                     "softmax(logits / T)：小于 1 时，可能的词元更可能被选中（T = 0 总是选最可能的那个）；大于 1 时"
+                     "分布变平，罕见词元也会出现。**Top-k** 只保留最可能的 k 个词元，**top-p** 保留概率之和达到 p 的"
+                     "最小集合，**min-p** 去掉概率低于“min-p × 最可能词元概率”的词元；各种**惩罚**让已经出现过的"
+                     "词元变得不太可能。请如实看待结果：在 CPU 上训练几分钟的小模型能学会拼写、常见词和文本的样子，"
+                     "但学不会事实，也不会推理。它写出的文字*看起来*对，远比*真的*对要常见。",
+    "gen.run": "已训练的运行",
+    "gen.tab.completion": "续写文本", "gen.tab.chat": "对话",
+    "gen.presets": "**预设**",
+    "gen.preset.precise": "精确", "gen.preset.balanced": "均衡", "gen.preset.creative": "有创意",
+    "gen.sampling": "采样设置",
+    "gen.max_new_tokens": "最多生成的词元数",
+    "gen.temperature": "温度", "gen.temperature.info": "0 = 贪心：总是选最可能的词元",
+    "gen.top_k": "Top-k", "gen.top_k.info": "只保留最可能的 k 个词元；0 = 关闭",
+    "gen.top_p": "Top-p（核采样）", "gen.top_p.info": "保留概率之和达到该值的最小词元集合；1 = 关闭",
+    "gen.min_p": "Min-p", "gen.min_p.info": "去掉概率低于“min-p × 最可能词元概率”的词元；0 = 关闭",
+    "gen.repetition_penalty": "重复惩罚", "gen.repetition_penalty.info": "大于 1 时抑制文本中已出现的词元；1 = 关闭",
+    "gen.presence_penalty": "存在惩罚", "gen.frequency_penalty": "频率惩罚",
+    "gen.penalty.info": "从已生成词元的 logit 中减去（出现过就减一次 / 每出现一次减一次）；0 = 关闭",
+    "gen.seed": "随机种子", "gen.seed.info": "留空或 -1 = 随机；相同的种子和设置会得到相同的文本",
+    "gen.seed_used": "实际使用的种子",
+    "gen.stop": "停止字符串", "gen.stop.info": "用逗号或换行分隔；用 \\n 表示换行",
+    "gen.stop.placeholder": "例如 \\n\\n, THE END",
+    "gen.num_samples": "样本数",
+    "gen.prompt": "提示词", "gen.prompt.placeholder": "给出一段文本的开头，让模型接着写……",
+    "gen.generate": "生成", "gen.stop_button": "停止",
+    "gen.feedback.hint": "用 👍 / 👎 给每个样本打分：评分会和这次运行一起保存（feedback.jsonl）。",
+    "gen.feedback.saved": "谢谢！你的评分（{rating}）已和这次运行一起保存。",
+    "gen.tokens": "词元，按模型给出的概率着色——点击一个词元查看其他候选",
+    "gen.inspect": "显示这个样本的词元",
+    "gen.alternatives": "所点击词元处的候选词元",
+    "gen.alt_title": "第 {n} 个词元“{token}”：抽中的概率为 {p}",
+    "gen.next.title": "下一个词元：模型对提示词之后紧接着的预测",
+    "gen.next.explainer": "按下按钮，让模型在提示词上运行一次。然后在“采样设置”中移动温度、top-k、top-p 或 min-p："
+                          "柱状图会立即根据保存下来的 logits 重新计算，无需再次运行模型。灰色：模型自己的概率；"
+                          "绿色：采样器实际抽取时所用的概率。",
+    "gen.next.compute": "预测下一个词元",
+    "gen.next.plot": "最可能的下一个词元",
+    "gen.next.raw": "模型本身：softmax(logits)", "gen.next.after": "经过温度、top-k、top-p、min-p 之后",
+    "gen.next.summary": "在提示词（{tokens} 个词元）之后，按当前设置，{vocab} 个词元中还有 {kept} 个可能被抽中；"
+                        "最可能的是“{top}”，概率 {p}。",
+    "gen.next.greedy": "温度为 0 即贪心：总是选最可能的词元“{top}”。",
+    "gen.chat.note": "只在纯文本上预训练的模型从没见过对话：它只是接着写一份“User: … / Assistant: …”的记录。"
+                     "想要真正的回复，请先用对话数据微调它。",
+    "gen.chatbot": "对话",
+    "gen.chat.message": "消息", "gen.chat.placeholder": "输入一条消息，按回车发送",
+    "gen.chat.send": "发送", "gen.chat.clear": "清空",
+
+    # -- attention ---------------------------------------------------------------------------------------------
+    "attn.explainer": "**这里在做什么。** 在每一层中，每个词元（*查询*，即热力图的一行）决定要在多大程度上关注提示词中的"
+                      "每个词元（*键*，即一列）。一行中的权重都为正数，加起来等于 1，所以一行显示了这个词元从哪里获取信息。"
+                      "GPT 是*因果*模型：一个词元只能看它自己和它之前的词元，永远看不到后面的词元——对角线以上的部分都被"
+                      "遮住（留空），所以这张图是一个三角形。每一层有多个*头*，各有自己的权重，因此每个头可以学到不同的"
+                      "模式（前一个词元、词的开头、上一个换行……）。选择“all”可以把它们放在一起比较。",
+    "attn.prompt": "提示词", "attn.prompt.placeholder": "输入一小段文本，看看模型内部……",
+    "attn.layer": "层", "attn.head": "头", "attn.head.info": "all = 并排显示这一层的所有头",
+    "attn.show": "显示注意力",
+    "attn.plot": "注意力权重（行：正在“看”的词元；列：被看的词元）",
+    "attn.note": "共 {n} 个词元。",
+    "attn.note.cut": "提示词有 {n} 个词元，但只使用并显示最后 {shown} 个：{why}。",
+    "attn.why.context": "模型一次最多只能看到 {block} 个词元",
+    "attn.why.cap": "更大的图将无法看清",
+    "attn.title": "第 {layer} 层，第 {head} 个头", "attn.title.all": "第 {layer} 层，全部 {n} 个头",
+    "attn.x": "键：被看的词元", "attn.y": "查询：正在看的词元",
+    "attn.head_n": "第 {n} 个头", "attn.weight": "权重",
+
+    # -- runs --------------------------------------------------------------------------------------------------
+    "runs.explainer": "**这里在做什么。** 每个训练任务都是一个*运行目录*：它的设置（`config.json`）、分词器、"
+                      "每个记录步的损失日志（`metrics.jsonl`）、训练中写出的文本（`samples.jsonl`）、你的 👍 / 👎 "
+                      "评价，以及检查点（`best`——验证损失最低的那个——和 `last`）。选几个运行，就能把它们的损失曲线叠在"
+                      "一起比较。*验证*损失越低越好，但只有在**分词器相同**的运行之间才可比：损失是按词元计算的，而不同"
+                      "分词器的词元不一样。要比较分词器不同的运行，请切换到**每字符比特数**（`val_bpc`，每次评估时测得）。",
+    "runs.table": "你的运行和共享示例", "runs.refresh": "刷新",
+    "runs.col.title": "名称", "runs.col.state": "状态", "runs.col.steps": "步数",
+    "runs.col.best_val": "最佳验证损失", "runs.col.best_bpc": "最佳验证每字符比特数", "runs.col.model": "模型",
+    "runs.col.tokenizer": "分词器", "runs.col.data": "数据", "runs.col.created": "创建时间",
+    "runs.col.up": "👍", "runs.col.down": "👎", "runs.col.id": "运行 ID",
+    "runs.example": "（示例）",
+    "runs.model_size": "{layers} 层 · 宽 {width} · {params} 参数",
+    "runs.state.created": "就绪", "runs.state.queued": "排队中", "runs.state.running": "训练中",
+    "runs.state.stopped": "已停止", "runs.state.completed": "已完成", "runs.state.failed": "失败",
+    "runs.state.unknown": "未知",
+    "runs.compare": "比较运行", "runs.compare_pick": "要叠加的运行",
+    "runs.log_scale": "对数坐标", "runs.bpc": "每字符比特数（不同分词器之间也公平）",
+    "runs.plot": "损失曲线", "runs.axis.step": "步数", "runs.axis.loss": "损失（每词元奈特）",
+    "runs.axis.bpc": "每字符比特数", "runs.trace.train": "训练", "runs.trace.val": "验证",
+    "runs.plot.empty": "在上面选一个或多个运行，叠加它们的曲线。",
+    "runs.plot.no_metrics": "所选的运行还没有记录任何数据。",
+    "runs.actions": "使用、下载或删除一个运行", "runs.pick": "运行",
+    "runs.pick_info": "也可以点击表格中的一行。",
+    "runs.load": "在“生成”和“注意力”中使用",
+    "runs.loaded": "已加载 **{title}**：打开“生成”或“注意力”页来试试它。",
+    "runs.which": "检查点", "runs.which_info": "best = 验证损失最低的；last = 最新的",
+    "runs.download_ckpt": "下载检查点（.zip）",
+    "runs.download_hf": "下载 Hugging Face transformers 格式（.zip）",
+    "runs.file": "下载",
+    "runs.delete": "删除…",
+    "runs.confirm_delete": "确定要删除 **{title}** 吗？它的检查点、日志和样本都会被删除，且无法恢复。",
+    "runs.confirm_yes": "是的，删除", "runs.cancel": "取消",
+    "runs.deleted": "已删除 **{title}**。",
+    "runs.confirm_first": "要删除一个运行，请先按“删除…”，再按“是的，删除”确认。",
+    "runs.no_pick": "请先选择一个运行（在列表中选，或点击表格中的一行）。",
+    "runs.too_many": "一次最多比较 {n} 个运行。",
+    "runs.no_checkpoint": "{title} 还没有检查点：先训练它，再下载。",
+    "runs.no_hf": "此版本的 Newleaf 不支持导出为 Hugging Face 格式。",
+}
+
+STRINGS = {"en": EN, "zh": ZH}
+
+
+def t(key: str, lang: str = "en", **fmt) -> str:
+    """The text of `key` in `lang` (English when missing), with {placeholders} filled in."""
+    text = STRINGS.get(lang, EN).get(key) or EN[key]
+    return text.format(**fmt) if fmt else text
+
+
+class Translator:
+    """Builds components with English text and remembers which attribute shows which key, so that the
+    language switch can send every component its new text in one event."""
+
+    def __init__(self):
+        self._bindings: list[tuple[gr.components.Component, dict[str, str]]] = []
+
+    def __call__(self, component_cls, **kwargs):
+        """tr(gr.Button, value="train.start", variant="primary"): keyword values that are string keys of EN
+        are translated; the rest pass through."""
+        keys = {k: v for k, v in kwargs.items() if isinstance(v, str) and v in EN and k in
+                ("label", "value", "info", "placeholder")}
+        component = component_cls(**{**kwargs, **{k: EN[v] for k, v in keys.items()}})
+        self._bindings.append((component, keys))
+        return component
+
+    def bind(self, component, **keys):
+        """Register an existing block (e.g. a gr.Tab) whose attributes show these keys."""
+        self._bindings.append((component, keys))
+        return component
+
+    @property
+    def components(self) -> list:
+        return [c for c, _ in self._bindings]
+
+    def updates(self, lang: str) -> list:
+        return [gr.update(**{attr: t(key, lang) for attr, key in keys.items()}) for _, keys in self._bindings]

@@ -1,0 +1,101 @@
+"""The run picker of the Generate and Attention tabs: a dropdown of the runs this browser session may read
+that have a checkpoint to load. It fills itself when the page loads, on its refresh button, when a run is
+created or deleted (ctx.runs_changed), and follows "load into Generate" from the Runs tab (ctx.selected_run).
+"""
+from __future__ import annotations
+
+import gradio as gr
+
+from core import runs
+from core.errors import NewleafError
+from playground.context import AppContext, friendly
+
+NO_RUN = "No run selected: pick a trained run in the list above (train one in tab 3, or press ↻ to refresh)."
+
+
+def readable_runs(ctx: AppContext, owner: str | None) -> list[tuple[str, str]]:
+    """(label, run id) of the runs this session can read that have a checkpoint; label = title · state."""
+    if not owner:
+        return []
+    out = []
+    for r in ctx.jobs.list_runs(owner):
+        try:
+            if runs.checkpoint_dir(ctx.jobs.run_dir(r["id"])) is None:
+                continue
+        except NewleafError:
+            continue  # a corrupt pointer: the run cannot be loaded, so it is not offered
+        shared = " · shared example" if r.get("shared") else ""
+        out.append((f"{r['title']} · {r.get('state', 'unknown')}{shared}", r["id"]))
+    return out
+
+
+def require_run(ctx: AppContext, owner: str | None, run_id: str | None):
+    """The directory of `run_id` if this session may read it; a clear error otherwise."""
+    if not run_id:
+        raise NewleafError(NO_RUN)
+    return ctx.jobs.check_read(owner, run_id)
+
+
+def _selected_id(selected) -> str | None:
+    if isinstance(selected, dict):
+        selected = selected.get("id") or selected.get("run_id")
+    return selected if isinstance(selected, str) and selected else None
+
+
+def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
+    """Build the picker row (dropdown + refresh button) and wire its refresh events; returns the dropdown,
+    whose value is a run id."""
+    with gr.Row(equal_height=True):
+        # allow_custom_value: API callers name any run id; every handler checks access with check_read anyway
+        picker = ctx.tr(gr.Dropdown, label="gen.run", choices=[], value=None, scale=8, interactive=True,
+                        allow_custom_value=True, elem_id=elem_id)
+        refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
+
+    def refresh_choices(owner, current=None):
+        choices = readable_runs(ctx, owner)
+        ids = [v for _, v in choices]
+        value = current if current in ids else (ids[0] if ids else None)
+        return gr.update(choices=choices, value=value)
+
+    def on_load(owner):
+        return refresh_choices(owner)
+
+    def follow(owner, selected, current):
+        run_id = _selected_id(selected)
+        if run_id is None:
+            return gr.update()
+        ctx.jobs.check_read(owner, run_id)  # never show a run of another session
+        choices = readable_runs(ctx, owner)
+        if run_id not in [v for _, v in choices]:
+            raise NewleafError(f"Run {run_id} has no checkpoint yet: let it train a little first.")
+        return gr.update(choices=choices, value=run_id)
+
+    # triggers=None: on page load and whenever the owner token changes (a first visit gets one on load)
+    gr.on(triggers=None, fn=friendly(on_load), inputs=[ctx.owner], outputs=picker, queue=False,
+          api_visibility="private")
+    gr.on([refresh.click, ctx.runs_changed.change], friendly(refresh_choices), inputs=[ctx.owner, picker],
+          outputs=picker, queue=False, api_visibility="private")
+    ctx.selected_run.change(friendly(follow), inputs=[ctx.owner, ctx.selected_run, picker], outputs=picker,
+                            queue=False, api_visibility="private")
+    return picker
+
+
+def run_summary(ctx: AppContext, owner: str | None, run_id: str | None) -> str:
+    """One line about the picked run: tokenizer, shape, checkpoint step and loss. Reads files only."""
+    if not run_id:
+        return ""
+    path = ctx.jobs.check_read(owner, run_id)
+    config = runs.read_config(path)
+    m, tok = config.get("model", {}), config.get("tokenizer", {})
+    parts = [f"`{tok.get('kind', '?')}` tokenizer, {tok.get('vocab_size', '?')} tokens",
+             f"{m.get('n_layer', '?')} layers × {m.get('n_head', '?')} heads, width {m.get('n_embd', '?')}",
+             f"context {m.get('block_size', '?')}"]
+    meta = None
+    try:
+        meta = runs.checkpoint_meta(path, "best") or runs.checkpoint_meta(path, "last")
+    except NewleafError:
+        pass
+    if meta:
+        loss = meta.get("val_loss")
+        parts.append(f"step {meta.get('step', '?')}" + (f", val loss {loss:.3f}" if isinstance(loss, float) else ""))
+    return " · ".join(parts)

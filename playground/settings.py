@@ -1,0 +1,46 @@
+"""Limits and places of the app, from the environment; stricter on a Hugging Face Space (SPACE_ID is set)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class Settings:
+    runs_dir: Path
+    on_space: bool
+    max_upload_mb: float        # per uploaded file (also given to launch(max_file_size=...))
+    max_corpus_mb: float        # all files of a corpus together
+    max_model_mb: float         # training memory estimate a job may need
+    max_run_seconds: float      # time budget of one training job
+    max_steps: int
+    max_new_tokens: int         # per generation request
+    max_concurrent_jobs: int    # training processes at once; more wait in a queue
+    train_threads: int          # torch threads of a training process (leave the UI a core)
+    generate_concurrency: int   # generation requests served at once
+
+    @classmethod
+    def from_env(cls) -> "Settings":
+        on_space = bool(os.environ.get("SPACE_ID"))
+        cores = os.cpu_count() or 2
+        return cls(
+            runs_dir=Path(os.environ.get("NEWLEAF_RUNS") or "runs"),
+            on_space=on_space,
+            max_upload_mb=_env_float("NEWLEAF_MAX_UPLOAD_MB", 20 if on_space else 200),
+            max_corpus_mb=_env_float("NEWLEAF_MAX_CORPUS_MB", 20 if on_space else 200),
+            max_model_mb=_env_float("NEWLEAF_MAX_MODEL_MB", 1024 if on_space else 8192),
+            max_run_seconds=_env_float("NEWLEAF_MAX_RUN_SECONDS", 900 if on_space else 24 * 3600),
+            max_steps=int(_env_float("NEWLEAF_MAX_STEPS", 20_000 if on_space else 1_000_000)),
+            max_new_tokens=int(_env_float("NEWLEAF_MAX_NEW_TOKENS", 500 if on_space else 2000)),
+            max_concurrent_jobs=int(_env_float("NEWLEAF_MAX_JOBS", 1)),
+            train_threads=int(_env_float("NEWLEAF_TRAIN_THREADS", max(1, cores - 1))),
+            generate_concurrency=int(_env_float("NEWLEAF_GENERATE_CONCURRENCY", 2)),
+        )

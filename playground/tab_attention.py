@@ -1,0 +1,124 @@
+"""Tab 6 · Attention: where each token of a prompt looks, per layer and head, as a heatmap (queries as rows,
+keys as columns; the causal mask left blank). One forward pass per "Show"; choosing another layer or head
+redraws from the maps kept in a gr.State.
+"""
+import gradio as gr
+
+from core import runs
+from core.engine import attention_maps
+from core.errors import NewleafError
+from playground import charts_inspect as charts
+from playground.context import AppContext, friendly
+from playground.i18n import t
+from playground.model_cache import get_model
+from playground.run_picker import create_picker, require_run
+
+MAX_TOKENS = 128  # larger maps are unreadable (and heavy to send); longer prompts keep their last tokens
+ALL = "all"
+
+
+def layer_choices(n_layer: int) -> list[str]:
+    return [str(i + 1) for i in range(max(1, n_layer))]
+
+
+def head_choices(n_head: int) -> list[str]:
+    return [ALL, *(str(i + 1) for i in range(max(1, n_head)))]
+
+
+def compute_maps(model, tokenizer, prompt: str, lang: str = "en") -> dict:
+    """Attention weights of every layer for the prompt (its last tokens that fit), as plain lists, with the
+    token labels and a note saying what was cut."""
+    if not prompt:
+        raise NewleafError("Type a prompt first: the heatmap shows how its tokens attend to each other.")
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise NewleafError("The prompt is empty after tokenization; type at least one character.")
+    block = model.config.block_size
+    shown = min(block, MAX_TOKENS)
+    kept = ids[-shown:]
+    maps = attention_maps(model, kept)  # per layer (n_head, T, T)
+    if len(ids) > shown:
+        why = t("attn.why.context", lang, block=block) if shown == block else t("attn.why.cap", lang)
+        note = t("attn.note.cut", lang, n=len(ids), shown=shown, why=why)
+    else:
+        note = t("attn.note", lang, n=len(ids))
+    return {"labels": [tokenizer.decode([i]) for i in kept], "maps": [m.tolist() for m in maps],
+            "n_layer": len(maps), "n_head": maps[0].shape[0], "note": note}
+
+
+def draw(data: dict | None, layer, head, lang: str = "en"):
+    """The heatmap of one layer (one head, or every head) from computed maps; no model involved."""
+    if not data:
+        return None
+    try:
+        layer = int(layer or 1)
+        head_index = None if head in (None, "", ALL) else int(head) - 1
+    except (TypeError, ValueError):
+        raise NewleafError(f"Choose a layer from 1 and a head from 1 (or '{ALL}'); got {layer!r} and {head!r}.") \
+            from None
+    if not 1 <= layer <= data["n_layer"]:
+        raise NewleafError(f"This model has layers 1 to {data['n_layer']}; got {layer}.")
+    if head_index is not None and not 0 <= head_index < data["n_head"]:
+        raise NewleafError(f"This model has heads 1 to {data['n_head']} per layer; got {head_index + 1}.")
+    if head_index is None:
+        title = t("attn.title.all", lang, layer=layer, n=data["n_head"])
+    else:
+        title = t("attn.title", lang, layer=layer, head=head_index + 1)
+    return charts.attention_figure(data["maps"][layer - 1], data["labels"], head_index, title=title,
+                                   x_title=t("attn.x", lang), y_title=t("attn.y", lang),
+                                   head_title=t("attn.head_n", lang), weight=t("attn.weight", lang))
+
+
+def create_tab(ctx: AppContext) -> None:
+    tr = ctx.tr
+    tr(gr.Markdown, value="attn.explainer")
+    picker = create_picker(ctx, elem_id="attn-run")
+    prompt = tr(gr.Textbox, label="attn.prompt", placeholder="attn.prompt.placeholder", lines=2, elem_id="attn-prompt")
+    with gr.Row():
+        # the choices follow the picked run; custom values let API callers name any layer / head
+        layer = tr(gr.Dropdown, label="attn.layer", choices=layer_choices(1), value="1", scale=1,
+                   allow_custom_value=True)
+        head = tr(gr.Dropdown, label="attn.head", info="attn.head.info", choices=head_choices(1), value=ALL,
+                  scale=1, allow_custom_value=True)
+        show_btn = tr(gr.Button, value="attn.show", variant="primary", scale=1, elem_id="attn-show")
+    note = gr.Markdown()
+    plot = tr(gr.Plot, label="attn.plot", elem_id="attn-plot")
+    maps_state = gr.State(None)  # the last prompt's maps: layer / head changes redraw from here
+
+    def fit_choices(owner, run_id, layer, head):
+        """Layer and head choices of the picked run (from its config; no model loaded)."""
+        if not run_id:
+            return gr.skip(), gr.skip()
+        cfg = runs.read_config(require_run(ctx, owner, run_id)).get("model", {})
+        layers, heads = layer_choices(cfg.get("n_layer", 1)), head_choices(cfg.get("n_head", 1))
+        return (gr.update(choices=layers, value=layer if layer in layers else "1"),
+                gr.update(choices=heads, value=head if head in heads else ALL))
+
+    def show(owner, run_id, prompt, layer, head, lang="en"):
+        """Attention of the prompt: returns the figure of the chosen layer / head and a note."""
+        path = require_run(ctx, owner, run_id)
+        model, tokenizer = get_model(path)
+        data = compute_maps(model, tokenizer, prompt or "", lang)
+        return data, draw(data, layer, head, lang), data["note"]
+
+    def fit_to_maps(data, layer, head):
+        """After a Show: the layer / head choices of the model that made the maps."""
+        if not data:
+            return gr.skip(), gr.skip()
+        layers, heads = layer_choices(data["n_layer"]), head_choices(data["n_head"])
+        return (gr.update(choices=layers, value=str(layer) if str(layer) in layers else "1"),
+                gr.update(choices=heads, value=str(head) if str(head) in heads else ALL))
+
+    def redraw(data, layer, head, lang):
+        if not data:
+            return gr.skip()
+        return draw(data, layer, head, lang)
+
+    quick = dict(queue=False, api_visibility="private")
+    picker.change(friendly(fit_choices), [ctx.owner, picker, layer, head], [layer, head], **quick)
+    gr.on([show_btn.click, prompt.submit], friendly(show), [ctx.owner, picker, prompt, layer, head, ctx.lang],
+          [maps_state, plot, note], api_name="attention",
+          concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference",
+          ).success(fit_to_maps, [maps_state, layer, head], [layer, head], **quick)
+    gr.on([layer.input, head.input], friendly(redraw), [maps_state, layer, head, ctx.lang], plot,
+          trigger_mode="always_last", **quick)

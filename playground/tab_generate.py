@@ -1,0 +1,430 @@
+"""Tab 5 · Generate: complete a text or chat with a trained run, with every sampling knob; see how likely each
+generated token was and what else the model considered; watch the next-token distribution react to
+temperature / top-k / top-p / min-p without running the model again; rate samples with thumbs up / down.
+
+Layout first (`create_tab`), then the handlers it wires; the pure helpers they use are at the top.
+"""
+import math
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from core import runs
+from core.chat import normalize_history, stream_reply, template_for
+from core.engine import SamplingParams, next_token_distribution, prompt_logits, stream
+from core.errors import ConfigError, NewleafError
+from playground import charts_inspect as charts
+from playground.context import AppContext, friendly
+from playground.i18n import t
+from playground.model_cache import get_model
+from playground.run_picker import create_picker, require_run, run_summary
+
+MAX_SAMPLES = 4          # sample slots on the page (the engine allows more)
+NEXT_TOP = 15            # bars in the next-token chart
+STREAM_EVERY = 0.08      # seconds between streamed updates
+FEEDBACK = "feedback.jsonl"
+
+# Presets set only these knobs; the penalties, seed and stop strings stay as the user left them.
+PRESETS = {
+    "precise":  dict(temperature=0.3, top_k=20, top_p=0.9, min_p=0.0, repetition_penalty=1.1),
+    "balanced": dict(temperature=0.8, top_k=50, top_p=0.95, min_p=0.05, repetition_penalty=1.0),
+    "creative": dict(temperature=1.2, top_k=0, top_p=1.0, min_p=0.02, repetition_penalty=1.0),
+}
+PRESET_KNOBS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
+
+# Token probability bins of the coloured token view (labels are language-neutral).
+PROB_BINS = [(0.5, "≥ 50%", "#7bc96f"), (0.2, "20–50%", "#c6e48b"), (0.05, "5–20%", "#f6d365"),
+             (0.0, "< 5%", "#f4a582")]
+COLOR_MAP = {label: color for _, label, color in PROB_BINS}
+
+_feedback_lock = threading.Lock()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure helpers: settings, feedback, token records, next-token bars
+
+
+def parse_stop(text: str | None) -> list[str]:
+    """Stop strings from a textbox: one per line when there are several lines, else comma-separated;
+    a written \\n or \\t stands for a line break or tab."""
+    if not text or not text.strip():
+        return []
+    parts = text.splitlines() if "\n" in text.strip("\n") else text.split(",")
+    out = []
+    for p in parts:
+        p = p.strip(" ").replace("\\n", "\n").replace("\\t", "\t")
+        if p and p not in out:
+            out.append(p)
+    return out
+
+
+def _number(value, name: str, cast=float):
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise ConfigError(f"{name} is empty; give it a number.")
+    try:
+        x = cast(float(value))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number; got {value!r}.") from None
+    if isinstance(x, float) and not math.isfinite(x):
+        raise ConfigError(f"{name} must be a finite number; got {value!r}.")
+    return x
+
+
+def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+                frequency_penalty, seed, stop, num_samples=1, limit: int | None = None) -> SamplingParams:
+    """SamplingParams from the UI's values: top-k 0, top-p 1 and min-p 0 mean off; a blank seed or -1 means
+    random. Raises ConfigError with a clear message for a bad value."""
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        seed = None
+    else:
+        seed = _number(seed, "Seed", int)
+        if seed == -1:
+            seed = None
+        elif not 0 <= seed < 2 ** 63:
+            raise ConfigError(f"Seed must be a whole number from 0 (or -1 for random); got {seed}.")
+    top_k = _number(top_k, "Top-k", int)
+    top_p = _number(top_p, "Top-p")
+    min_p = _number(min_p, "Min-p")
+    params = SamplingParams(
+        max_new_tokens=_number(max_new_tokens, "Max new tokens", int),
+        temperature=_number(temperature, "Temperature"),
+        top_k=top_k if top_k > 0 else None,
+        top_p=top_p if top_p < 1 else None,
+        min_p=min_p if min_p > 0 else None,
+        repetition_penalty=_number(repetition_penalty, "Repetition penalty"),
+        presence_penalty=_number(presence_penalty, "Presence penalty"),
+        frequency_penalty=_number(frequency_penalty, "Frequency penalty"),
+        seed=seed,
+        stop=parse_stop(stop),
+        num_samples=_number(num_samples, "Number of samples", int),
+    )
+    if top_k < 0:
+        raise ConfigError(f"Top-k must be 0 (off) or more; got {top_k}.")
+    params.validate(limit)
+    return params
+
+
+def feedback_summary(run_dir) -> dict:
+    """Thumbs of a run's feedback.jsonl: {"up": n, "down": n, "total": n}."""
+    records, _ = runs.read_jsonl(Path(run_dir) / FEEDBACK)
+    up = sum(1 for r in records if r.get("rating") == 1)
+    down = sum(1 for r in records if r.get("rating") == -1)
+    return {"up": up, "down": down, "total": up + down}
+
+
+def save_feedback(run_dir, prompt: str, text: str, rating: int, params: dict) -> None:
+    """Append one rating to the run's feedback.jsonl (the only file the app writes into a run it reads)."""
+    if rating not in (1, -1):
+        raise NewleafError("A rating is +1 (thumbs up) or -1 (thumbs down).")
+    record = {"time": time.time(), "prompt": prompt, "text": text, "rating": rating, "params": params}
+    with _feedback_lock:
+        runs.append_jsonl(Path(run_dir) / FEEDBACK, record)
+
+
+def prob_label(p: float) -> str:
+    return next(label for low, label, _ in PROB_BINS if p >= low)
+
+
+def token_view(sample: dict | None) -> list[tuple[str, str]] | None:
+    """(visible token text, probability bin) per generated token, for gr.HighlightedText."""
+    if not sample:
+        return None
+    return [(charts.visible(tok, spaces=False), prob_label(p)) for tok, p in zip(sample["tokens"], sample["probs"])]
+
+
+def alternatives_plot(state: dict | None, sample_index: int, token_index: int, lang: str = "en"):
+    """The alternatives chart of one generated token, from the saved per-token data (no model)."""
+    if not state or not 0 <= sample_index < len(state["samples"]):
+        return None
+    sample = state["samples"][sample_index]
+    if not 0 <= token_index < len(sample["tokens"]):
+        return None
+    tok, p = sample["tokens"][token_index], sample["probs"][token_index]
+    title = t("gen.alt_title", lang, n=token_index + 1, token=charts.visible(tok), p=f"{p:.1%}")
+    return charts.alternatives_figure([tuple(a) for a in sample["alts"][token_index]], chosen=tok, title=title)
+
+
+def next_token_data(model, tokenizer, prompt: str) -> dict:
+    """Run the model once on the prompt; keep the raw logits and the labels of the most likely tokens."""
+    if not prompt:
+        raise NewleafError("Type a prompt first: the model predicts the token that comes right after it.")
+    ids = tokenizer.encode(prompt)
+    if not ids:
+        raise NewleafError("The prompt is empty after tokenization; type at least one character.")
+    logits = prompt_logits(model, ids)  # (V,)
+    # temperature and the cut-offs never reorder tokens, so the top bars are always among these
+    top = torch.topk(logits, min(NEXT_TOP, logits.numel())).indices.tolist()
+    return {"logits": logits.tolist(), "ids": top, "labels": [tokenizer.decode([i]) for i in top],
+            "prompt_tokens": len(ids), "block_size": model.config.block_size}
+
+
+def next_token_bars(data: dict | None, temperature, top_k, top_p, min_p, lang: str = "en"):
+    """(figure, summary) of the next-token distribution after temperature / top-k / top-p / min-p, computed
+    from the saved logits only: cheap enough for every slider move."""
+    if not data:
+        return None, ""
+    try:
+        temperature = max(0.0, float(temperature))
+        top_k = int(top_k) if top_k and int(top_k) > 0 else None
+        top_p = float(top_p) if top_p is not None and 0 < float(top_p) < 1 else None
+        min_p = float(min_p) if min_p and float(min_p) > 0 else None
+    except (TypeError, ValueError):
+        raise ConfigError("Temperature, top-k, top-p and min-p must be numbers.") from None
+    logits = torch.tensor(data["logits"], dtype=torch.float32)
+    raw = torch.softmax(logits, dim=-1)
+    probs = next_token_distribution(logits, temperature, top_k, top_p, min_p)
+    ids = data["ids"]
+    fig = charts.next_token_figure(data["labels"], raw[ids].tolist(), probs[ids].tolist(),
+                                   raw_name=t("gen.next.raw", lang), name=t("gen.next.after", lang))
+    top = charts.visible(data["labels"][0])
+    if temperature == 0:
+        summary = t("gen.next.greedy", lang, top=top)
+    else:
+        summary = t("gen.next.summary", lang, tokens=data["prompt_tokens"], kept=int((probs > 0).sum()),
+                    vocab=logits.numel(), top=top, p=f"{float(probs[ids[0]]):.1%}")
+    return fig, summary
+
+
+def _slot_texts(texts: list[str]) -> list[str]:
+    return [texts[i] if i < len(texts) else "" for i in range(MAX_SAMPLES)]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Layout
+
+
+def create_tab(ctx: AppContext) -> None:
+    tr = ctx.tr
+    tr(gr.Markdown, value="gen.explainer")
+    picker = create_picker(ctx, elem_id="gen-run")
+    run_info = gr.Markdown()
+
+    with tr(gr.Accordion, label="gen.sampling", open=True):
+        with gr.Row():
+            tr(gr.Markdown, value="gen.presets")
+            preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
+        with gr.Row():
+            cap = max(1, ctx.settings.max_new_tokens)
+            max_new_tokens = tr(gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1,
+                                label="gen.max_new_tokens")
+            temperature = tr(gr.Slider, minimum=0, maximum=2, value=0.8, step=0.05, label="gen.temperature",
+                             info="gen.temperature.info")
+            top_k = tr(gr.Slider, minimum=0, maximum=200, value=50, step=1, label="gen.top_k", info="gen.top_k.info")
+            top_p = tr(gr.Slider, minimum=0.01, maximum=1, value=0.95, step=0.01, label="gen.top_p",
+                       info="gen.top_p.info")
+            min_p = tr(gr.Slider, minimum=0, maximum=1, value=0.05, step=0.01, label="gen.min_p",
+                       info="gen.min_p.info")
+        with gr.Row():
+            repetition_penalty = tr(gr.Slider, minimum=0.5, maximum=2, value=1.0, step=0.05,
+                                    label="gen.repetition_penalty", info="gen.repetition_penalty.info")
+            presence_penalty = tr(gr.Slider, minimum=-2, maximum=2, value=0, step=0.1, label="gen.presence_penalty",
+                                  info="gen.penalty.info")
+            frequency_penalty = tr(gr.Slider, minimum=-2, maximum=2, value=0, step=0.1,
+                                   label="gen.frequency_penalty", info="gen.penalty.info")
+            seed = tr(gr.Number, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
+            stop = tr(gr.Textbox, label="gen.stop", info="gen.stop.info", placeholder="gen.stop.placeholder",
+                      lines=1, max_lines=4)
+    knobs = [max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
+             frequency_penalty, seed, stop]
+    shaping = [temperature, top_k, top_p, min_p]  # the knobs the next-token chart follows
+
+    with gr.Tabs():
+        with tr.bind(gr.Tab(t("gen.tab.completion")), label="gen.tab.completion"):
+            prompt = tr(gr.Textbox, label="gen.prompt", placeholder="gen.prompt.placeholder", lines=3, elem_id="gen-prompt")
+            with gr.Row():
+                num_samples = tr(gr.Slider, minimum=1, maximum=MAX_SAMPLES, value=1, step=1,
+                                 label="gen.num_samples", scale=3)
+                seed_used = tr(gr.Number, label="gen.seed_used", precision=0, interactive=False, scale=1)
+                generate_btn = tr(gr.Button, value="gen.generate", variant="primary", scale=1, elem_id="gen-generate")
+                stop_btn = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
+            tr(gr.Markdown, value="gen.feedback.hint")
+            slots, slot_boxes, thumbs = [], [], []
+            for i in range(MAX_SAMPLES):
+                with gr.Column(visible=i == 0) as slot:
+                    box = gr.Textbox(label=f"#{i + 1}", lines=4, max_lines=20, interactive=False,
+                                     buttons=["copy"], elem_id=f"gen-sample-{i + 1}")
+                    with gr.Row():
+                        up = gr.Button("👍", size="sm", min_width=60)
+                        down = gr.Button("👎", size="sm", min_width=60)
+                slots.append(slot)
+                slot_boxes.append(box)
+                thumbs.append((up, down))
+            gen_state = gr.State(None)  # the last completion's per-token data (see run_generate)
+            inspect = tr(gr.Radio, choices=["1"], value="1", label="gen.inspect", visible=False)
+            tokens = tr(gr.HighlightedText, label="gen.tokens", color_map=COLOR_MAP, show_legend=True,
+                        combine_adjacent=False, interactive=False)
+            alternatives = tr(gr.Plot, label="gen.alternatives")
+
+            with tr(gr.Accordion, label="gen.next.title", open=False):
+                tr(gr.Markdown, value="gen.next.explainer")
+                next_btn = tr(gr.Button, value="gen.next.compute")
+                next_summary = gr.Markdown()
+                next_plot = tr(gr.Plot, label="gen.next.plot")
+                next_state = gr.State(None)  # the raw logits of the last "predict", reused by every slider move
+
+        with tr.bind(gr.Tab(t("gen.tab.chat")), label="gen.tab.chat"):
+            tr(gr.Markdown, value="gen.chat.note")
+            chatbot = tr(gr.Chatbot, label="gen.chatbot", height=420)
+            with gr.Row():
+                message = tr(gr.Textbox, label="gen.chat.message", placeholder="gen.chat.placeholder", scale=6)
+                send_btn = tr(gr.Button, value="gen.chat.send", variant="primary", scale=1)
+                chat_stop = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
+                clear_btn = tr(gr.Button, value="gen.chat.clear", scale=1)
+
+    # -- handlers ------------------------------------------------------------------------------------------
+
+    limit = ctx.settings.max_new_tokens
+    model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
+
+    def load(owner, run_id):
+        path = require_run(ctx, owner, run_id)
+        model, tokenizer = get_model(path)
+        return path, model, tokenizer
+
+    def show_run(owner, run_id):
+        """A line about the picked run; the next-token chart of another run's logits is cleared."""
+        return run_summary(ctx, owner, run_id), None, None, ""
+
+    def apply_preset(name):
+        return [PRESETS[name][k] for k in PRESET_KNOBS]
+
+    def show_slots(n):
+        n = int(n or 1)
+        return [gr.update(visible=i < n) for i in range(MAX_SAMPLES)]
+
+    def run_generate(owner, run_id, prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                     presence_penalty, frequency_penalty, seed, stop, num_samples):
+        """Stream num_samples completions of the prompt; yields the sample texts (in slot order), the seed
+        used, the coloured tokens of sample 1, the sample chooser, the alternatives chart and the state."""
+        params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                             presence_penalty, frequency_penalty, seed, stop, num_samples, limit)
+        path, model, tokenizer = load(owner, run_id)
+        prompt = prompt or ""
+        tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
+        n = params.num_samples
+        texts = [""] * n
+        rows = [{"ids": [], "probs": [], "alts": []} for _ in range(n)]
+        events = stream(model, tokenizer, prompt, params)  # fills in params.seed
+        last = 0.0
+        for ev in events:
+            texts[ev.row] += ev.text
+            if ev.finish_reason != "eos":  # like core.engine.generate: the end-of-text token is not text
+                r = rows[ev.row]
+                r["ids"].append(ev.token_id)
+                r["probs"].append(ev.prob)
+                r["alts"].append(ev.alternatives)
+            now = time.monotonic()
+            if now - last >= STREAM_EVERY:
+                last = now
+                yield [*_slot_texts(texts), params.seed, None, gr.update(visible=False), None, None]
+        decode = tokenizer.decode
+        samples = [{"text": texts[i], "tokens": [decode([j]) for j in r["ids"]], "probs": r["probs"],
+                    "alts": [[(decode([a]), p) for a, p in alts] for alts in r["alts"]]}
+                   for i, r in enumerate(rows)]
+        state = {"run_id": run_id, "prompt": prompt, "params": asdict(params), "samples": samples}
+        choices = [str(i + 1) for i in range(n)]
+        yield [*_slot_texts(texts), params.seed, token_view(samples[0]),
+               gr.update(choices=choices, value="1", visible=n > 1), None, state]
+
+    def pick_sample(state, which):
+        if not state:
+            return None, None
+        i = int(which or 1) - 1
+        return token_view(state["samples"][i] if 0 <= i < len(state["samples"]) else None), None
+
+    def select_token(state, which, lang, evt: gr.SelectData):
+        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        return alternatives_plot(state, int(which or 1) - 1, int(index), lang)
+
+    def rate(slot: int, rating: int):
+        def handler(owner, state, lang):
+            if not state or slot >= len(state["samples"]):
+                raise NewleafError("Generate some text first, then rate it.")
+            path = ctx.jobs.check_read(owner, state["run_id"])
+            save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"])
+            gr.Info(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
+        return handler
+
+    def run_next_token(owner, run_id, prompt, temperature, top_k, top_p, min_p, lang="en"):
+        """Run the model once on the prompt; return the next-token chart and a one-line summary."""
+        path, model, tokenizer = load(owner, run_id)
+        data = next_token_data(model, tokenizer, prompt or "")
+        fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
+        return data, fig, summary
+
+    def redraw_next(data, temperature, top_k, top_p, min_p, lang):
+        if not data:
+            return gr.skip(), gr.skip()
+        return next_token_bars(data, temperature, top_k, top_p, min_p, lang)
+
+    def run_chat(owner, run_id, message, history, max_new_tokens, temperature, top_k, top_p, min_p,
+                 repetition_penalty, presence_penalty, frequency_penalty, seed, stop):
+        """Stream the assistant's reply to `message`; yields the conversation and an emptied message box."""
+        if not message or not message.strip():
+            raise NewleafError("Write a message first.")
+        params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
+                             presence_penalty, frequency_penalty, seed, stop, 1, limit)
+        path, model, tokenizer = load(owner, run_id)
+        config = runs.read_config(path)
+        messages = normalize_history(history) + [{"role": "user", "content": message}]
+        template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows
+        reply, last = "", 0.0
+        yield messages + [{"role": "assistant", "content": ""}], ""
+        for piece in stream_reply(model, tokenizer, config, messages, params):
+            reply += piece
+            now = time.monotonic()
+            if now - last >= STREAM_EVERY:
+                last = now
+                yield messages + [{"role": "assistant", "content": reply}], ""
+        yield messages + [{"role": "assistant", "content": reply}], ""
+
+    def rate_chat(owner, run_id, history, lang, data: gr.LikeData):
+        if data.liked not in (True, False):
+            return  # a thumb taken back: nothing to record
+        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+        messages = normalize_history(history)
+        if not isinstance(index, int) or not 0 <= index < len(messages):
+            return
+        path = require_run(ctx, owner, run_id)
+        prompt = next((m["content"] for m in reversed(messages[:index]) if m["role"] == "user"), "")
+        save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"})
+        gr.Info(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
+
+    # -- events --------------------------------------------------------------------------------------------
+
+    quick = dict(queue=False, api_visibility="private")
+    picker.change(friendly(show_run), [ctx.owner, picker], [run_info, next_state, next_plot, next_summary],
+                  **quick)
+    for name, button in preset_buttons.items():
+        button.click(lambda name=name: apply_preset(name), None,
+                     [temperature, top_k, top_p, min_p, repetition_penalty], **quick)
+    num_samples.change(show_slots, num_samples, slots, **quick)
+
+    gen_inputs = [ctx.owner, picker, prompt, *knobs, num_samples]
+    gen_outputs = [*slot_boxes, seed_used, tokens, inspect, alternatives, gen_state]
+    gen_event = gr.on([generate_btn.click, prompt.submit], friendly(run_generate), gen_inputs, gen_outputs,
+                      api_name="generate", **model_events)
+    stop_btn.click(None, None, None, cancels=[gen_event], **quick)
+
+    inspect.change(friendly(pick_sample), [gen_state, inspect], [tokens, alternatives], **quick)
+    tokens.select(friendly(select_token), [gen_state, inspect, ctx.lang], alternatives, **quick)
+    for i, (up, down) in enumerate(thumbs):
+        up.click(friendly(rate(i, 1)), [ctx.owner, gen_state, ctx.lang], None, api_visibility="private")
+        down.click(friendly(rate(i, -1)), [ctx.owner, gen_state, ctx.lang], None, api_visibility="private")
+
+    next_btn.click(friendly(run_next_token), [ctx.owner, picker, prompt, *shaping, ctx.lang],
+                   [next_state, next_plot, next_summary], api_name="next_token", **model_events)
+    for knob in shaping:
+        knob.change(friendly(redraw_next), [next_state, *shaping, ctx.lang], [next_plot, next_summary],
+                    trigger_mode="always_last", **quick)
+
+    chat_inputs = [ctx.owner, picker, message, chatbot, *knobs]
+    chat_event = gr.on([send_btn.click, message.submit], friendly(run_chat), chat_inputs, [chatbot, message],
+                       api_name="chat", **model_events)
+    chat_stop.click(None, None, None, cancels=[chat_event], **quick)
+    clear_btn.click(lambda: ([], ""), None, [chatbot, message], **quick)
+    chatbot.like(friendly(rate_chat), [ctx.owner, picker, chatbot, ctx.lang], None, api_visibility="private")

@@ -1,0 +1,402 @@
+"""Tab 7 · Runs: every run this browser session owns plus the shared examples, in one table; their loss
+curves overlaid; and a run's checkpoint to load into Generate / Attention, download (as a zip, or exported
+for Hugging Face transformers), or delete after a confirmation.
+
+Nothing here trains or samples: it reads run directories (core/runs.py) and asks the job manager
+(playground/jobs.py) who may read or change which run. Public endpoints, for gradio_client and the tests
+(the owner token and the language come from browser storage in the app, and are plain parameters there):
+
+    list_runs(owner, lang)                                  -> the table
+    compare_runs(owner, run_ids, log_scale, bpc, lang)      -> the overlaid curves (a plotly figure)
+    load_run(owner, run_id, lang)                           -> a message (and sets ctx.selected_run)
+    download_checkpoint(owner, run_id, which, lang)         -> a .zip of the run and its checkpoint
+    download_hf(owner, run_id, which, lang)                 -> a .zip of the transformers export
+    ask_delete(owner, run_id, lang)                         -> shows "Really delete ...?"
+    delete_run(owner, run_id, lang)                         -> deletes, only after ask_delete in the same session
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from core import runs
+from core.errors import CheckpointError, NewleafError
+from playground.charts_runs import RunCurves, loss_overlay
+from playground.context import AppContext, friendly
+from playground.i18n import t
+
+FEEDBACK = "feedback.jsonl"      # {"rating": 1 | -1, ...} per line, written by the Generate tab
+MAX_COMPARE = 10
+COLUMNS = ("title", "state", "steps", "best_val", "best_bpc", "model", "tokenizer", "data", "created", "up",
+           "down", "id")
+STATES = ("created", "queued", "running", "stopped", "completed", "failed", "unknown")  # of status.json
+DOWNLOADS = Path(tempfile.gettempdir()) / "newleaf-downloads"
+DOWNLOAD_MAX_AGE_S = 3600        # zips older than this are removed when the next one is built
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Reading runs (no Gradio here: plain functions, tested directly)
+
+
+def feedback_counts(run_dir) -> tuple[int, int]:
+    """Thumbs up and down given to the run's generations (0, 0 when nobody rated it yet)."""
+    records, _ = runs.read_jsonl(Path(run_dir) / FEEDBACK)
+    up = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == 1)
+    down = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == -1)
+    return up, down
+
+
+def metrics_of(run_dir) -> list[dict]:
+    records, _ = runs.read_jsonl(Path(run_dir) / runs.METRICS)
+    return [r for r in records if isinstance(r, dict)]
+
+
+def best_validation(records: list[dict]) -> dict | None:
+    """The logged record with the lowest finite validation loss, or None."""
+    evals = [r for r in records if isinstance(r.get("val_loss"), (int, float)) and math.isfinite(r["val_loss"])]
+    return min(evals, key=lambda r: r["val_loss"]) if evals else None
+
+
+def model_summary(config: dict, lang: str = "en") -> str:
+    from core.model import GPTConfig, format_count, param_count
+    try:
+        cfg = GPTConfig.from_dict(config["model"])
+    except (KeyError, TypeError, NewleafError):
+        return "—"
+    return t("runs.model_size", lang, layers=cfg.n_layer, width=cfg.n_embd, params=format_count(param_count(cfg)))
+
+
+def _fmt(x, digits: int = 4) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and math.isfinite(x) else "—"
+
+
+def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
+    """One table row (column key -> text) of a run summary from Jobs.list_runs."""
+    config = summary.get("config") or {}
+    title = summary.get("title") or summary["id"]
+    if summary.get("shared"):
+        title = f"{title} {t('runs.example', lang)}"
+    state = summary.get("state") or "unknown"
+    state_text = t(f"runs.state.{state}", lang) if state in STATES else str(state)
+    if state == "queued" and summary.get("queue_position"):
+        state_text += f" ({summary['queue_position']})"
+    max_steps = (config.get("train") or {}).get("max_steps")
+    best = best_validation(metrics_of(run_dir))
+    tok = config.get("tokenizer") or {}
+    vocab = tok.get("vocab_size")
+    up, down = feedback_counts(run_dir)
+    created = summary.get("created") or config.get("created")
+    return {
+        "title": title,
+        "state": state_text,
+        "steps": f"{summary.get('step', 0) or 0} / {max_steps}" if max_steps else str(summary.get("step", 0) or 0),
+        "best_val": _fmt(best and best.get("val_loss")),
+        "best_bpc": _fmt(best and best.get("val_bpc")),
+        "model": model_summary(config, lang),
+        "tokenizer": f"{tok.get('kind', '?')} ({vocab:,})" if isinstance(vocab, int) else tok.get("kind", "—"),
+        "data": str((config.get("data") or {}).get("name", "—")),
+        "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "—",
+        "up": up,
+        "down": down,
+        "id": summary["id"],
+    }
+
+
+def runs_table(jobs, token: str | None, lang: str = "en") -> pd.DataFrame:
+    """The runs this session may see (its own, then shared examples) as a DataFrame with translated headers."""
+    rows = []
+    for summary in jobs.list_runs(token):
+        try:
+            rows.append(run_row(summary, jobs.run_dir(summary["id"]), lang))
+        except NewleafError:
+            continue  # a run deleted or broken while the table was being read
+    headers = [t(f"runs.col.{c}", lang) for c in COLUMNS]
+    return pd.DataFrame([[r[c] for c in COLUMNS] for r in rows], columns=headers)
+
+
+def run_choices(jobs, token: str | None, lang: str = "en") -> list[tuple[str, str]]:
+    """(label, run id) for the pickers: the title, and the creation time to tell equal titles apart."""
+    out = []
+    for s in jobs.list_runs(token):
+        when = time.strftime("%m-%d %H:%M", time.localtime(s["created"])) if s.get("created") else ""
+        label = f"{s['title']} {t('runs.example', lang)}" if s.get("shared") else s["title"]
+        out.append((f"{label} · {when}" if when else label, s["id"]))
+    return out
+
+
+def title_of(run_dir: Path) -> str:
+    try:
+        return runs.read_config(run_dir).get("title") or run_dir.name
+    except NewleafError:
+        return run_dir.name
+
+
+def load_curves(jobs, token: str, run_ids: list[str]) -> list[RunCurves]:
+    """The metrics of each run (checked readable by this session), ready for the overlay figure."""
+    out = []
+    for run_id in run_ids:
+        path = jobs.check_read(token, run_id)
+        config = runs.read_config(path)
+        data = config.get("data") or {}
+        scale = None
+        if data.get("train_tokens") and data.get("train_chars"):
+            scale = data["train_tokens"] / data["train_chars"] / math.log(2)
+        out.append(RunCurves(name=config.get("title") or run_id, records=metrics_of(path), train_bpc_scale=scale))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Downloads: zips built in a fresh temporary folder; old ones are cleaned up as new ones are made
+
+
+def file_stem(title: str, limit: int = 48) -> str:
+    """A readable, safe file name part from a run title (letters of any script are kept)."""
+    s = re.sub(r"[^\w.-]+", "-", title, flags=re.UNICODE).strip("-._")
+    return s[:limit].strip("-._") or "run"
+
+
+def fresh_download_dir() -> Path:
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for d in DOWNLOADS.iterdir():
+        try:
+            if d.is_dir() and now - d.stat().st_mtime > DOWNLOAD_MAX_AGE_S:
+                shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
+    d = DOWNLOADS / uuid.uuid4().hex[:12]
+    d.mkdir()
+    return d
+
+
+def _zip_add(zf: zipfile.ZipFile, path: Path, arcname: str) -> None:
+    # safetensors hardly compress; storing them is much faster than deflating
+    compress = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
+    zf.write(path, arcname, compress_type=compress)
+
+
+def _write_zip(dest: Path, entries: list[tuple[Path, str]], extra: dict[str, str] | None = None) -> Path:
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    try:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for path, arcname in entries:
+                _zip_add(zf, path, arcname)
+            for arcname, text in (extra or {}).items():
+                zf.writestr(arcname, text, compress_type=zipfile.ZIP_DEFLATED)
+        tmp.replace(dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+def checkpoint_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> Path:
+    """A zip of one folder: config.json, the tokenizer, metrics / samples / feedback logs, and the `best` (or
+    `last`) checkpoint with its pointer file, so the unzipped folder loads as a run
+    (`python -m core sample --run FOLDER`). Token data (data/*.bin) is left out; nothing pickled goes in."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if which not in ("best", "last"):
+        raise NewleafError(f"Choose the best or the last checkpoint, not {which!r}.")
+    config = runs.read_config(run_dir)
+    title = title or config.get("title") or run_dir.name
+    used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
+    ck = runs.checkpoint_dir(run_dir, used)
+    if ck is None:
+        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+    step = runs.read_json(ck / "meta.json").get("step", 0)
+    base = f"{file_stem(title)}-checkpoint-{used}-step-{step}"
+    entries = [(run_dir / runs.CONFIG, f"{base}/{runs.CONFIG}")]
+    for f in sorted(run_dir.glob("tokenizer.*")):
+        entries.append((f, f"{base}/{f.name}"))
+    for name in (runs.METRICS, runs.SAMPLES, FEEDBACK):
+        if (run_dir / name).is_file():
+            entries.append((run_dir / name, f"{base}/{name}"))
+    pointer = run_dir / runs.CKPT_DIR / f"{used}.json"
+    entries.append((pointer, f"{base}/{runs.CKPT_DIR}/{used}.json"))
+    for f in sorted(ck.iterdir()):
+        if f.is_file() and f.suffix in (".safetensors", ".json"):
+            entries.append((f, f"{base}/{runs.CKPT_DIR}/{ck.name}/{f.name}"))
+    readme = (f"{title}\n\nA Newleaf run: its settings, tokenizer, training logs and the {used} checkpoint "
+              f"(step {step}).\nSample from it:  python -m core sample --run {base} --prompt \"...\"\n"
+              f"Weights are in safetensors; no file here is pickled.\n")
+    return _write_zip(out_dir / f"{base}.zip", entries, {f"{base}/README.txt": readme})
+
+
+def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> Path:
+    """The run exported for Hugging Face transformers (core.hf.export_hf), zipped as one folder."""
+    try:  # imported when used: the export pulls in the `tokenizers` library
+        from core.hf import export_hf
+    except ImportError:
+        raise NewleafError(t("runs.no_hf")) from None
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    title = title or title_of(run_dir)
+    if runs.checkpoint_dir(run_dir, "last") is None:
+        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+    used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
+    base = f"{file_stem(title)}-huggingface-{used}"
+    folder = export_hf(run_dir, out_dir / "export" / base, which=which)
+    try:
+        entries = [(f, f"{base}/{f.relative_to(folder).as_posix()}") for f in sorted(folder.rglob("*"))
+                   if f.is_file()]
+        return _write_zip(out_dir / f"{base}.zip", entries)
+    finally:
+        shutil.rmtree(out_dir / "export", ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The tab
+
+
+@dataclass
+class RunsEvents:
+    """What ui.py may chain on: `loaded` fires after a run was loaded (e.g. .then(...) to switch to the
+    Generate tab); `refresh` is (fn, inputs, outputs) to refresh the table from any event."""
+    loaded: object
+    refresh: tuple
+
+
+def create_tab(ctx: AppContext) -> RunsEvents:
+    tr, jobs = ctx.tr, ctx.jobs
+    pending = gr.State(None)  # the run id a "Really delete?" is showing for, in this session
+
+    tr(gr.Markdown, value="runs.explainer")
+    table = tr(gr.Dataframe, label="runs.table", value=pd.DataFrame(columns=[t(f"runs.col.{c}") for c in COLUMNS]),
+               interactive=False, wrap=True, max_height=420)
+    refresh = tr(gr.Button, value="runs.refresh", size="sm")
+
+    with gr.Accordion(t("runs.compare"), open=True) as compare_box:
+        tr.bind(compare_box, label="runs.compare")
+        with gr.Row():
+            compare = tr(gr.Dropdown, label="runs.compare_pick", choices=[], value=[], multiselect=True,
+                         allow_custom_value=True, max_choices=MAX_COMPARE, scale=4)
+            with gr.Column(scale=1, min_width=180):
+                log_scale = tr(gr.Checkbox, label="runs.log_scale", value=False)
+                bpc = tr(gr.Checkbox, label="runs.bpc", value=False)
+        plot = tr(gr.Plot, label="runs.plot", value=loss_overlay([]))
+
+    with gr.Accordion(t("runs.actions"), open=True) as actions_box:
+        tr.bind(actions_box, label="runs.actions")
+        with gr.Row():
+            picker = tr(gr.Dropdown, label="runs.pick", info="runs.pick_info", choices=[], value=None,
+                        allow_custom_value=True, scale=3)
+            which = tr(gr.Radio, label="runs.which", info="runs.which_info", choices=["best", "last"],
+                       value="best", scale=2)
+        with gr.Row():
+            load = tr(gr.Button, value="runs.load", variant="primary")
+            dl_ckpt = tr(gr.Button, value="runs.download_ckpt")
+            dl_hf = tr(gr.Button, value="runs.download_hf")
+            delete = tr(gr.Button, value="runs.delete", variant="stop")
+        with gr.Group(visible=False) as confirm_box:
+            confirm_text = gr.Markdown()
+            with gr.Row():
+                confirm = tr(gr.Button, value="runs.confirm_yes", variant="stop")
+                cancel = tr(gr.Button, value="runs.cancel")
+        message = gr.Markdown()
+        download = tr(gr.File, label="runs.file", interactive=False)
+
+    # -- handlers ---------------------------------------------------------------------------------------
+
+    def need_pick(run_id, lang):
+        if not run_id or not isinstance(run_id, str):
+            raise NewleafError(t("runs.no_pick", lang))
+        return run_id
+
+    @friendly
+    def list_runs(owner, lang):
+        return runs_table(jobs, owner, lang)
+
+    @friendly
+    def update_pickers(owner, picked, compared, lang):
+        choices = run_choices(jobs, owner, lang)
+        ids = {v for _, v in choices}
+        compared = [r for r in (compared or []) if r in ids]
+        return (gr.update(choices=choices, value=picked if picked in ids else None),
+                gr.update(choices=choices, value=compared))
+
+    @friendly
+    def compare_runs(owner, run_ids, log_scale, bpc, lang):
+        run_ids = [r for r in (run_ids or []) if r]
+        if len(run_ids) > MAX_COMPARE:
+            raise NewleafError(t("runs.too_many", lang, n=MAX_COMPARE))
+        text = {k: t(f"runs.{key}", lang) for k, key in (
+            ("step", "axis.step"), ("loss", "axis.loss"), ("bpc", "axis.bpc"), ("train", "trace.train"),
+            ("val", "trace.val"), ("empty", "plot.empty"), ("no_metrics", "plot.no_metrics"))}
+        return loss_overlay(load_curves(jobs, owner, run_ids), log_scale=bool(log_scale), bpc=bool(bpc), text=text)
+
+    @friendly
+    def pick_row(evt: gr.SelectData):
+        row = evt.row_value or []
+        return row[-1] if row else gr.skip()
+
+    @friendly
+    def load_run(owner, run_id, lang):
+        path = jobs.check_read(owner, need_pick(run_id, lang))
+        if runs.checkpoint_dir(path, "last") is None:  # Generate and Attention need weights to load
+            raise NewleafError(t("runs.no_checkpoint", lang, title=title_of(path)))
+        return run_id, t("runs.loaded", lang, title=title_of(path))
+
+    @friendly
+    def download_checkpoint(owner, run_id, which, lang):
+        path = jobs.check_read(owner, need_pick(run_id, lang))
+        return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
+
+    @friendly
+    def download_hf(owner, run_id, which, lang):
+        path = jobs.check_read(owner, need_pick(run_id, lang))
+        return str(hf_zip(path, fresh_download_dir(), which or "best"))
+
+    @friendly
+    def ask_delete(owner, run_id, lang):
+        path = jobs.check_write(owner, need_pick(run_id, lang))  # says why, before asking to confirm
+        return gr.update(visible=True), t("runs.confirm_delete", lang, title=title_of(path)), run_id
+
+    @friendly
+    def delete_run(owner, run_id, asked, changed, lang):
+        run_id = need_pick(run_id, lang)
+        if asked != run_id:
+            raise NewleafError(t("runs.confirm_first", lang))
+        title = title_of(jobs.run_dir(run_id))
+        jobs.delete(owner, run_id)  # refuses another session's run, a shared example, and a running job
+        return t("runs.deleted", lang, title=title), gr.update(visible=False), None, (changed or 0) + 1
+
+    def hide_confirm():
+        return gr.update(visible=False), None
+
+    # -- events -----------------------------------------------------------------------------------------
+
+    triggers = [refresh.click, ctx.runs_changed.change, ctx.owner.change]
+    tab = gr.context.Context.block
+    if isinstance(tab, gr.Tab):  # opening the tab shows the runs as they are now
+        triggers.append(tab.select)
+    refresh_args = (list_runs, [ctx.owner, ctx.lang], [table])
+    gr.on(triggers, *refresh_args, api_name="list_runs").then(
+        update_pickers, [ctx.owner, picker, compare, ctx.lang], [picker, compare], api_visibility="private")
+
+    gr.on([compare.change, log_scale.change, bpc.change], compare_runs,
+          [ctx.owner, compare, log_scale, bpc, ctx.lang], [plot], api_name="compare_runs",
+          trigger_mode="always_last")
+
+    table.select(pick_row, None, [picker], api_visibility="private", queue=False)
+    picker.change(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
+
+    loaded = load.click(load_run, [ctx.owner, picker, ctx.lang], [ctx.selected_run, message], api_name="load_run")
+    dl_ckpt.click(download_checkpoint, [ctx.owner, picker, which, ctx.lang], [download],
+                  api_name="download_checkpoint")
+    dl_hf.click(download_hf, [ctx.owner, picker, which, ctx.lang], [download], api_name="download_hf")
+
+    delete.click(ask_delete, [ctx.owner, picker, ctx.lang], [confirm_box, confirm_text, pending],
+                 api_name="ask_delete")
+    confirm.click(delete_run, [ctx.owner, picker, pending, ctx.runs_changed, ctx.lang],
+                  [message, confirm_box, pending, ctx.runs_changed], api_name="delete_run")
+    cancel.click(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
+
+    return RunsEvents(loaded=loaded, refresh=refresh_args)

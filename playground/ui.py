@@ -1,0 +1,81 @@
+"""Builds the app: the shared states, one tab per module, the language switch, and re-attaching a
+refreshed page to its running job."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from playground import tab_attention, tab_data, tab_generate, tab_model, tab_runs, tab_train
+from playground.context import AppContext
+from playground.i18n import LANGUAGES, Translator, t
+from playground.jobs import Jobs, new_owner_token
+from playground.settings import Settings
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+CSS_PATH = ASSETS / "newleaf.css"
+
+
+def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tuple[gr.Blocks, AppContext]:
+    settings = settings or Settings.from_env()
+    jobs = jobs or Jobs(settings.runs_dir, settings.max_concurrent_jobs, settings.train_threads)
+    tr = Translator()
+    # delete_cache: downloads copied into Gradio's cache are removed after an hour
+    with gr.Blocks(title="Newleaf", delete_cache=(3600, 3600)) as demo:
+        ctx = AppContext(
+            settings=settings, jobs=jobs, tr=tr,
+            owner=gr.BrowserState(None, storage_key="newleaf-owner"),
+            lang=gr.BrowserState("en", storage_key="newleaf-lang"),
+            current_run=gr.BrowserState(None, storage_key="newleaf-current-run"),
+            corpus=gr.State(None),
+            selected_run=gr.State(None),
+            runs_changed=gr.State(0),
+        )
+        with gr.Row(elem_id="header"):
+            with gr.Column(scale=5):
+                tr(gr.Markdown, value="app.title", elem_id="title")
+                tr(gr.Markdown, value="app.intro")
+            language = gr.Radio(list(LANGUAGES), value="English", label="Language / 语言", scale=1,
+                                elem_id="language")
+        with gr.Tabs() as tabs:
+            with tr.bind(gr.Tab(t("tab.data"), id="data"), label="tab.data"):
+                tab_data.create_tab(ctx)
+            with tr.bind(gr.Tab(t("tab.model"), id="model"), label="tab.model"):
+                tab_model.create_tab(ctx)
+            with tr.bind(gr.Tab(t("tab.train"), id="train"), label="tab.train"):
+                train_events = tab_train.create_tab(ctx)
+            with tr.bind(gr.Tab(t("tab.generate"), id="generate"), label="tab.generate"):
+                tab_generate.create_tab(ctx)
+            with tr.bind(gr.Tab(t("tab.attention"), id="attention"), label="tab.attention"):
+                tab_attention.create_tab(ctx)
+            with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
+                runs_events = tab_runs.create_tab(ctx)
+        runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
+
+        def switch_language(choice):
+            lang = LANGUAGES.get(choice, "en")
+            return [lang, *tr.updates(lang)]
+
+        language.change(switch_language, language, [ctx.lang, *tr.components], api_visibility="private",
+                        queue=False)
+
+        def on_load(owner, lang):
+            # a first visit gets a fresh secret owner token, kept in this browser's storage
+            owner = owner or new_owner_token()
+            lang = lang if lang in LANGUAGES.values() else "en"
+            choice = next(k for k, v in LANGUAGES.items() if v == lang)
+            return owner, choice
+
+        estimate_fn, estimate_inputs = tab_model.wire_estimate(ctx, train_events.batch_size)
+        demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private",
+                  queue=False).then(*train_events.reattach).then(*runs_events.refresh).then(
+            estimate_fn, estimate_inputs, ctx.model_inputs["estimate"], api_visibility="private")
+    return demo, ctx
+
+
+def launch_kwargs(settings: Settings) -> dict:
+    return dict(
+        theme=gr.themes.Soft(primary_hue="green", secondary_hue="emerald"),
+        css_paths=[CSS_PATH] if CSS_PATH.exists() else None,
+        max_file_size=f"{settings.max_upload_mb:g}mb",
+    )

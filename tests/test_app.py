@@ -1,0 +1,168 @@
+"""The whole app, launched in-process, driven through its API with gradio_client as several sessions:
+load data, start a tiny training run, poll until losses arrive, stop, generate, attention; isolation
+between sessions; the concurrent-jobs queue; a bad upload."""
+import socket
+import time
+
+import plotly.io
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from core import runs
+from playground.i18n import EN, ZH
+from playground.jobs import Jobs
+from playground.settings import Settings
+from playground.ui import build_app
+
+TOKEN_A, TOKEN_B = "session-a-secret", "session-b-secret"
+TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, preset="tiny")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    root = tmp_path_factory.mktemp("app-runs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEWLEAF_RUNS", str(root))
+        mp.setenv("NEWLEAF_TRAIN_THREADS", "1")
+        settings = Settings.from_env()
+        jobs = Jobs(root, max_concurrent=1, train_threads=1, poll_seconds=0.2)
+        demo, ctx = build_app(settings, jobs)
+        port = free_port()
+        demo.queue(default_concurrency_limit=4)
+        demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            yield {"url": url, "root": root, "jobs": jobs,
+                   "client": lambda: Client(url, verbose=False, download_files=str(root.parent / "downloads"))}
+        finally:
+            demo.close()
+            jobs.shutdown()
+
+
+def start(client, token, title, steps=400, eval_every=20, lang="en"):
+    m = TINY
+    out = client.predict(token, title, 3e-3, 8, steps, 0, eval_every, 1, lang, m["n_layer"], m["n_head"],
+                         m["n_embd"], m["block_size"], m["dropout"], m["preset"], api_name="/start_training")
+    return out[0], out
+
+
+def poll(client, token, run_id):
+    return client.predict(token, run_id, False, 0.6, "en", api_name="/poll_training")
+
+
+def wait_for(predicate, timeout=120, every=0.5):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("timed out")
+
+
+def loss_traces(plot_value):
+    """Traces with points; a tick that sent nothing new gives no figure."""
+    if not isinstance(plot_value, dict) or "plot" not in plot_value:
+        return []
+    return [t for t in plotly.io.from_json(plot_value["plot"]).data if len(t.x or ())]
+
+
+def test_train_poll_stop_generate_attention(app):
+    a = app["client"]()
+    a.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
+    run_id, first = start(a, TOKEN_A, "alpha", steps=5000)
+    assert run_id and ("queued" in first[1] or "running" in first[1])
+
+    def losses_arrived():
+        out = poll(a, TOKEN_A, run_id)
+        names = {t.name for t in loss_traces(out[2])}
+        return out if "validation" in names else None
+
+    out = wait_for(losses_arrived)
+    assert "running" in out[0]
+    a.predict(TOKEN_A, run_id, "en", api_name="/stop_training")
+    wait_for(lambda: "stopped" in poll(a, TOKEN_A, run_id)[0])
+    assert runs.checkpoint_meta(app["root"] / run_id)["step"] > 0
+
+    gen = a.predict(TOKEN_A, run_id, "ROMEO:", 30, 0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, -1, "", 1, api_name="/generate")
+    assert len(gen[0]) == 30  # a character-level model: 30 new tokens are 30 characters
+    plot, note = a.predict(TOKEN_A, run_id, "To be or not", "1", "1", "en", api_name="/attention")
+    heat = plotly.io.from_json(plot["plot"]).data[0]
+    assert heat.type == "heatmap" and len(heat.z) == len("To be or not")
+
+
+def test_sessions_cannot_touch_each_others_runs(app):
+    a, b = app["client"](), app["client"]()
+    a.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
+    run_id, _ = start(a, TOKEN_A, "private", steps=3000)
+    try:
+        with pytest.raises(AppError, match="belongs to another session"):
+            b.predict(TOKEN_B, run_id, "en", api_name="/stop_training")
+        with pytest.raises(AppError, match="belongs to another session"):
+            b.predict(TOKEN_B, run_id, "en", api_name="/ask_delete")
+        table = b.predict(TOKEN_B, "en", api_name="/list_runs")
+        assert run_id not in str(table)
+        assert run_id in str(a.predict(TOKEN_A, "en", api_name="/list_runs"))
+        # B's poll of A's run shows nothing of it
+        assert not loss_traces(poll(b, TOKEN_B, run_id)[2])
+    finally:
+        a.predict(TOKEN_A, run_id, "en", api_name="/stop_training")
+        wait_for(lambda: app["jobs"].state(run_id)["state"] in ("stopped", "completed"))
+
+
+def test_concurrent_jobs_wait_in_a_queue(app):
+    a, b = app["client"](), app["client"]()
+    for c in (a, b):
+        c.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
+    first, _ = start(a, TOKEN_A, "first", steps=3000)
+    second, out = start(b, TOKEN_B, "second", steps=50)
+    try:
+        wait_for(lambda: app["jobs"].state(first)["state"] == "running")
+        status = poll(b, TOKEN_B, second)[0]
+        assert "queued" in status and "position 1" in status
+        a.predict(TOKEN_A, first, "en", api_name="/stop_training")
+        wait_for(lambda: app["jobs"].state(first)["state"] == "stopped")
+        wait_for(lambda: app["jobs"].state(second)["state"] == "completed", timeout=180)
+    finally:
+        for c, tok, rid in ((a, TOKEN_A, first), (b, TOKEN_B, second)):
+            try:
+                c.predict(tok, rid, "en", api_name="/stop_training")
+            except AppError:
+                pass
+
+
+def test_bad_upload_gives_a_specific_message(app, tmp_path):
+    c = app["client"]()
+    binary = tmp_path / "photo.txt"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 200)
+    with pytest.raises(AppError, match="binary"):
+        c.predict("upload", [handle_file(str(binary))], "", "char", 1024, api_name="/load_data")
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("na\xefve caf\xe9 ".encode("latin-1") * 50)
+    with pytest.raises(AppError, match="not valid UTF-8.*byte offset 2"):
+        c.predict("upload", [handle_file(str(latin))], "", "char", 1024, api_name="/load_data")
+    good = tmp_path / "notes.md"
+    good.write_text("# Notes\n" + "A small corpus of my own notes. " * 200)
+    stats = c.predict("upload", [handle_file(str(good))], "", "char", 1024, api_name="/load_data")
+    assert "notes.md" in stats[0] and "tokens" in stats[0]
+
+
+def test_model_too_large_is_refused_before_training(app):
+    c = app["client"]()
+    c.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
+    with pytest.raises(AppError, match="needs about .* more than the"):
+        c.predict(TOKEN_A, "huge", 1e-3, 128, 10, 0, 5, 1, "en", 24, 16, 1024, 1024, 0.0, "gpt2",
+                  api_name="/start_training")
+
+
+def test_every_string_has_both_languages():
+    assert set(EN) == set(ZH)
+    for key in EN:
+        assert EN[key].count("{") == ZH[key].count("{"), key

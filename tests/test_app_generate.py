@@ -1,0 +1,249 @@
+"""The Generate and Attention tabs: generation, next-token bars and attention maps through gradio_client
+against the two tabs launched in-process (with ownership and error messages); and their pure pieces
+(settings, figures, the next-token bars from cached logits, feedback, the model cache) directly."""
+import math
+import socket
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+import plotly.io
+import pytest
+import torch
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from core import runs
+from core.engine import SamplingParams, generate
+from core.errors import ConfigError
+from core.model import GPT
+from core.train import Trainer
+from playground import charts_inspect, tab_attention, tab_generate
+from playground.context import AppContext
+from playground.i18n import EN, ZH, Translator
+from playground.jobs import Jobs, owner_id
+from playground.model_cache import ModelCache, get_model
+from playground.run_picker import readable_runs, run_summary
+from playground.settings import Settings
+from tests.test_train import make_run
+
+TOKEN_A, TOKEN_B = "token-of-browser-a", "token-of-browser-b"
+RUN = "alpha"
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, shakespeare_text):
+    root = tmp_path_factory.mktemp("runs")
+    run = make_run(root / RUN, shakespeare_text[:30_000], max_steps=20, eval_every=10)
+    Trainer(run).fit()
+    config = runs.read_config(run)
+    config.update(owner=owner_id(TOKEN_A), title="Alpha")
+    runs.atomic_write_json(run / runs.CONFIG, config)
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(runs_dir):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEWLEAF_RUNS", str(runs_dir))
+        jobs = Jobs(runs_dir)
+        with gr.Blocks() as demo:
+            ctx = AppContext(settings=Settings.from_env(), jobs=jobs, tr=Translator(), owner=gr.BrowserState(None),
+                             lang=gr.BrowserState("en"), current_run=gr.BrowserState(None), corpus=gr.State(None),
+                             selected_run=gr.State(None), runs_changed=gr.State(0))
+            with gr.Tab("Generate"):
+                tab_generate.create_tab(ctx)
+            with gr.Tab("Attention"):
+                tab_attention.create_tab(ctx)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+        try:
+            yield {"client": Client(f"http://127.0.0.1:{port}/", verbose=False,
+                                    download_files=str(runs_dir.parent / "client-downloads")),
+                   "root": runs_dir, "jobs": jobs}
+        finally:
+            demo.close()
+            jobs.shutdown()
+
+
+def knobs(**over):
+    k = dict(max_new_tokens=40, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
+             presence_penalty=0.0, frequency_penalty=0.0, seed=None, stop="")
+    k.update(over)
+    return k
+
+
+def plot_data(value) -> tuple:
+    """The traces of a gr.Plot value as gradio_client returns it (plotly JSON, arrays possibly base64)."""
+    return plotly.io.from_json(value["plot"]).data
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Through the app
+
+
+def test_generate_greedy_matches_the_engine(app, runs_dir):
+    out = app["client"].predict(TOKEN_A, RUN, "ROMEO:", **knobs(), num_samples=1, api_name="/generate")
+    text, seed_used = out[0], out[4]
+    model, tok = runs.load_model(runs_dir / RUN)
+    expected = generate(model, tok, "ROMEO:", SamplingParams(max_new_tokens=40, temperature=0))[0].text
+    assert text == expected and len(text) > 0
+    assert out[1:4] == ("", "", "") and isinstance(seed_used, (int, float))
+    tokens = out[5]  # the coloured token view: one entry per generated token
+    assert "".join(t["token"] for t in tokens) == text.replace("\n", "⏎")
+
+
+def test_generate_several_samples_with_a_seed_is_reproducible(app):
+    args = dict(**knobs(temperature=1.0, seed=1234, max_new_tokens=20), num_samples=3)
+    a = app["client"].predict(TOKEN_A, RUN, "ROMEO", **args, api_name="/generate")
+    b = app["client"].predict(TOKEN_A, RUN, "ROMEO", **args, api_name="/generate")
+    assert a[:3] == b[:3] and all(a[:3]) and a[3] == "" and a[4] == 1234
+
+
+def test_next_token_bars(app):
+    fig, summary = app["client"].predict(TOKEN_A, RUN, "ROMEO", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token")
+    raw, after = plot_data(fig)
+    assert len(raw["x"]) == tab_generate.NEXT_TOP and list(raw["x"]) == sorted(raw["x"], reverse=True)
+    assert math.isclose(sum(after["x"]) , sum(raw["x"]), rel_tol=1e-4)  # T=1 and no cut-offs: unchanged
+    assert "can still be drawn" in summary
+    fig, _ = app["client"].predict(TOKEN_A, RUN, "ROMEO", 1.0, 3, 1.0, 0.0, "en", api_name="/next_token")
+    assert sum(p > 0 for p in plot_data(fig)[1]["x"]) == 3  # top-k = 3
+
+
+def test_attention_figure(app):
+    fig, note = app["client"].predict(TOKEN_A, RUN, "To be, or", "1", "2", "en", api_name="/attention")
+    assert "9 tokens" in note
+    (trace,) = plot_data(fig)
+    z = np.array(trace["z"], dtype=float)
+    assert z.shape == (9, 9)
+    assert np.isnan(z[np.triu_indices(9, 1)]).all()  # the causal mask is blank
+    assert np.allclose(np.nansum(z, axis=1), 1, atol=2e-3)  # every row sums to 1
+    # all heads: one small heatmap per head; a prompt longer than the context keeps its last block_size tokens
+    fig, note = app["client"].predict(TOKEN_A, RUN, "ROMEO: " * 10, "2", "all", "en",
+                                               api_name="/attention")
+    block = runs.read_config(app["root"] / RUN)["model"]["block_size"]
+    traces = plot_data(fig)
+    assert len(traces) == runs.read_config(app["root"] / RUN)["model"]["n_head"]
+    assert np.array(traces[0]["z"], dtype=float).shape == (block, block)
+    assert f"only the last {block}" in note
+
+
+def test_other_sessions_cannot_use_a_run(app):
+    c = app["client"]
+    for call in (lambda: c.predict(TOKEN_B, RUN, "ROMEO:", **knobs(), num_samples=1, api_name="/generate"),
+                 lambda: c.predict(TOKEN_B, RUN, "ROMEO", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token"),
+                 lambda: c.predict(TOKEN_B, RUN, "ROMEO", "1", "all", "en", api_name="/attention")):
+        with pytest.raises(AppError, match="belongs to another session"):
+            call()
+    with pytest.raises(AppError, match="No run selected"):
+        c.predict(TOKEN_A, None, "ROMEO:", **knobs(), num_samples=1, api_name="/generate")
+
+
+def test_clear_errors_for_bad_input(app):
+    c = app["client"]
+    with pytest.raises(AppError, match="never saw in training: '€'"):
+        c.predict(TOKEN_A, RUN, "ROMEO €", **knobs(), num_samples=1, api_name="/generate")
+    with pytest.raises(AppError, match="never saw in training"):
+        c.predict(TOKEN_A, RUN, "€", "1", "all", "en", api_name="/attention")
+    with pytest.raises(AppError, match="greater than maximum value"):
+        c.predict(TOKEN_A, RUN, "ROMEO", **knobs(max_new_tokens=10 ** 6), num_samples=1, api_name="/generate")
+    with pytest.raises(AppError, match="Type a prompt first"):
+        c.predict(TOKEN_A, RUN, "", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token")
+
+
+def test_the_run_picker_offers_only_readable_runs_with_a_checkpoint(app):
+    (app["root"] / "untrained").mkdir(exist_ok=True)
+    runs.atomic_write_json(app["root"] / "untrained" / runs.CONFIG, {"owner": owner_id(TOKEN_A), "title": "New"})
+    ctx = SimpleNamespace(jobs=app["jobs"])
+    assert readable_runs(ctx, TOKEN_A) == [("Alpha · completed", RUN)]
+    assert readable_runs(ctx, TOKEN_B) == [] and readable_runs(ctx, None) == []
+    assert "tokenizer" in run_summary(ctx, TOKEN_A, RUN)
+
+
+def test_chat_streams_a_reply(app):
+    history, box = app["client"].predict(TOKEN_A, RUN, "Hello", [], **knobs(max_new_tokens=15), api_name="/chat")
+    assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
+    content = history[0]["content"]  # Gradio may hand content back as a list of parts
+    assert ("".join(p["text"] for p in content) if isinstance(content, list) else content) == "Hello"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure pieces
+
+
+def test_settings_from_the_ui():
+    p = tab_generate.make_params(50, 0.7, 0, 1.0, 0.0, 1.0, 0.0, 0.0, -1, "\\n\\n, THE END", 2, limit=100)
+    assert (p.top_k, p.top_p, p.min_p, p.seed, p.num_samples) == (None, None, None, None, 2)
+    assert p.stop == ["\n\n", "THE END"]
+    assert tab_generate.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
+    assert tab_generate.make_params(5, 0, 3, 0.5, 0.1, 1.2, 0, 0, 7, "", limit=10).seed == 7
+    with pytest.raises(ConfigError, match="limited to 10"):
+        tab_generate.make_params(11, 0, 0, 1, 0, 1, 0, 0, None, "", limit=10)
+    with pytest.raises(ConfigError, match="Temperature is empty"):
+        tab_generate.make_params(5, None, 0, 1, 0, 1, 0, 0, None, "")
+
+
+def test_attention_heatmap_blanks_the_causal_mask():
+    T, H = 5, 3
+    att = torch.softmax(torch.randn(H, T, T).masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1),
+                                                           float("-inf")), dim=-1)
+    labels = ["a", " ", "\n", "b", "a"]
+    fig = charts_inspect.attention_figure(att.numpy(), labels, head=1)
+    z = np.array(fig.data[0].z, dtype=float)
+    assert np.isnan(z[np.triu_indices(T, 1)]).all()
+    assert np.allclose(z[np.tril_indices(T)], att[1].numpy()[np.tril_indices(T)], atol=1e-4)
+    assert list(fig.layout.yaxis.ticktext) == ["a", "␠", "⏎", "b", "a"]  # repeated tokens keep their own row
+    grid = charts_inspect.attention_figure(att.numpy(), labels, head=None)
+    assert len(grid.data) == H and all(np.isnan(np.array(d.z, dtype=float)[0, 1:]).all() for d in grid.data)
+
+
+def test_next_token_bars_follow_the_sliders_without_the_model(runs_dir, monkeypatch):
+    model, tok = runs.load_model(runs_dir / RUN)
+    data = tab_generate.next_token_data(model, tok, "ROMEO")
+
+    def no_forward(*a, **k):
+        raise AssertionError("the model must not run again")
+
+    monkeypatch.setattr(GPT, "forward", no_forward)
+    cold, _ = tab_generate.next_token_bars(data, 0.5, 0, 1.0, 0.0)
+    hot, _ = tab_generate.next_token_bars(data, 1.5, 0, 1.0, 0.0)
+    assert cold.data[1].x[0] > hot.data[1].x[0]  # lower temperature: the favourite gets likelier
+    assert cold.data[0].x == hot.data[0].x       # the model's own distribution does not move
+    greedy, summary = tab_generate.next_token_bars(data, 0, 0, 1.0, 0.0)
+    assert list(greedy.data[1].x) == [1.0] + [0.0] * (len(greedy.data[1].x) - 1) and "greedy" in summary
+    nucleus, _ = tab_generate.next_token_bars(data, 1.0, 0, 0.1, 0.0)
+    kept = [p for p in nucleus.data[1].x if p > 0]
+    assert 1 <= len(kept) < len(nucleus.data[1].x) and math.isclose(sum(kept), 1, rel_tol=1e-5)
+    assert tab_generate.next_token_bars(None, 1, 0, 1, 0) == (None, "")
+
+
+def test_alternatives_chart_shows_whitespace():
+    state = {"samples": [{"tokens": ["a", " "], "probs": [0.9, 0.4],
+                          "alts": [[("a", 0.9), ("b", 0.1)], [("\n", 0.5), (" ", 0.4)]]}]}
+    fig = tab_generate.alternatives_plot(state, 0, 1)
+    assert list(fig.data[0].y) == ["⏎", "␠"] and "0.4" not in fig.layout.title.text
+    assert fig.data[0].marker.color[1] == charts_inspect.ORANGE  # the token drawn
+    assert tab_generate.alternatives_plot(state, 0, 5) is None
+
+
+def test_feedback_is_saved_with_the_run(tmp_path):
+    assert tab_generate.feedback_summary(tmp_path) == {"up": 0, "down": 0, "total": 0}
+    for rating in (1, 1, -1):
+        tab_generate.save_feedback(tmp_path, "ROMEO:", "text", rating, {"temperature": 0.8})
+    assert tab_generate.feedback_summary(tmp_path) == {"up": 2, "down": 1, "total": 3}
+    records, _ = runs.read_jsonl(tmp_path / tab_generate.FEEDBACK)
+    assert set(records[0]) == {"time", "prompt", "text", "rating", "params"}
+
+
+def test_model_cache_reuses_and_evicts(runs_dir):
+    cache = ModelCache(max_models=1)
+    first, _ = cache.get(runs_dir / RUN)
+    assert cache.get(runs_dir / RUN)[0] is first and len(cache) == 1
+    assert get_model(runs_dir / RUN)[0] is get_model(runs_dir / RUN)[0]
+
+
+def test_strings_exist_in_both_languages():
+    mine = [k for k in EN if k.startswith(("gen.", "attn."))]
+    assert mine and all(ZH.get(k) for k in mine)

@@ -1,0 +1,223 @@
+"""The Runs tab: its table, compared curves, downloads and deletes, through gradio_client against the tab
+launched in-process; and its zip and figure builders directly."""
+import json
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+from gradio_client.exceptions import AppError
+
+from core import runs
+from core.errors import CheckpointError
+from core.train import Trainer
+from playground import tab_runs
+from playground.charts_runs import RunCurves, loss_overlay
+from playground.context import AppContext
+from playground.i18n import Translator
+from playground.jobs import SHARED_OWNER, Jobs, owner_id
+from playground.settings import Settings
+from tests.test_train import make_run
+
+TOKEN_A, TOKEN_B = "token-of-browser-a", "token-of-browser-b"
+PICKLE = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def _own(run_dir: Path, owner: str, title: str) -> Path:
+    config = runs.read_config(run_dir)
+    config.update(owner=owner, title=title)
+    runs.atomic_write_json(run_dir / runs.CONFIG, config)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory, shakespeare_text):
+    root = tmp_path_factory.mktemp("runs")
+    text = shakespeare_text[:30_000]
+    alpha = make_run(root / "alpha", text, max_steps=20, eval_every=10)
+    Trainer(alpha).fit()
+    _own(alpha, owner_id(TOKEN_A), "Alpha")
+    with open(alpha / tab_runs.FEEDBACK, "w", encoding="utf-8") as f:
+        f.write('{"rating": 1}\n{"rating": 1}\n{"rating": -1, "text": "meh"}\n{"rating": 1, "te')  # last cut short
+    beta = make_run(root / "beta", text, max_steps=10, eval_every=5, lr=1e-3)
+    Trainer(beta).fit()
+    _own(beta, owner_id(TOKEN_A), "Beta")
+    shutil.copytree(alpha, root / "example")
+    _own(root / "example", SHARED_OWNER, "Example")
+    shutil.copytree(beta, root / "other")
+    _own(root / "other", owner_id(TOKEN_B), "Other")
+    return root
+
+
+@pytest.fixture(scope="module")
+def app(runs_dir):
+    jobs = Jobs(runs_dir)
+    with gr.Blocks() as demo:
+        ctx = AppContext(settings=Settings.from_env(), jobs=jobs, tr=Translator(), owner=gr.BrowserState(None),
+                         lang=gr.BrowserState("en"), current_run=gr.BrowserState(None), corpus=gr.State(None),
+                         selected_run=gr.State(None), runs_changed=gr.State(0))
+        with gr.Tab("Runs"):
+            tab_runs.create_tab(ctx)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
+    url = f"http://127.0.0.1:{port}/"
+    yield {"url": url, "jobs": jobs, "root": runs_dir}
+    demo.close()
+    jobs.shutdown()
+
+
+def client(app):
+    return Client(app["url"], verbose=False, download_files=str(app["root"].parent / "client-downloads"))
+
+
+def table(c, token, lang="en"):
+    out = c.predict(token, lang, api_name="/list_runs")
+    return [dict(zip(out["headers"], row)) for row in out["data"]], out["headers"]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Through the app
+
+
+def test_list_shows_own_runs_and_shared_examples_only(app):
+    c = client(app)
+    rows, headers = table(c, TOKEN_A)
+    by_id = {r["Run ID"]: r for r in rows}
+    assert set(by_id) == {"alpha", "beta", "example"}
+    alpha = by_id["alpha"]
+    assert alpha["Title"] == "Alpha" and by_id["example"]["Title"] == "Example (example)"
+    assert alpha["State"] == "completed" and alpha["Steps"] == "20 / 20"
+    assert (alpha["👍"], alpha["👎"]) == (2, 1) and (by_id["beta"]["👍"], by_id["beta"]["👎"]) == (0, 0)
+    best = min(r["val_loss"] for r in runs.read_jsonl(app["root"] / "alpha" / runs.METRICS)[0] if "val_loss" in r)
+    assert float(alpha["Best val loss"]) == pytest.approx(best, abs=1e-4)
+    assert float(alpha["Best val bits/char"]) > 0
+    assert "layers" in alpha["Model"] and "params" in alpha["Model"] and alpha["Tokenizer"].startswith("char (")
+    assert alpha["Data"] == "test"
+
+    rows_b, _ = table(c, TOKEN_B)
+    assert {r["Run ID"] for r in rows_b} == {"other", "example"}
+    _, headers_zh = table(c, TOKEN_A, "zh")
+    assert headers_zh[0] == "名称" and len(headers_zh) == len(headers)
+
+
+def test_compare_overlays_the_curves_of_both_runs(app):
+    c = client(app)
+    out = c.predict(TOKEN_A, ["alpha", "beta"], True, False, "en", api_name="/compare_runs")
+    fig = json.loads(out["plot"])
+    names = [tr["name"] for tr in fig["data"]]
+    assert names == ["Alpha · train", "Alpha · validation", "Beta · train", "Beta · validation"]
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    val = fig["data"][1]
+    assert val["x"][-1] == 20 and "markers" in val["mode"]
+    # a run of another session cannot be compared (or even confirmed to exist)
+    with pytest.raises(AppError, match="does not exist"):
+        c.predict(TOKEN_A, ["alpha", "other"], False, False, "en", api_name="/compare_runs")
+
+
+def test_download_checkpoint_zip_holds_safetensors_and_config(app):
+    c = client(app)
+    path = Path(c.predict(TOKEN_A, "alpha", "best", "en", api_name="/download_checkpoint"))
+    assert path.name.startswith("Alpha-checkpoint-best-step-") and path.suffix == ".zip"
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    base = path.stem
+    assert f"{base}/config.json" in names and f"{base}/tokenizer.json" in names
+    assert any(n.endswith("/model.safetensors") for n in names)
+    assert not any(n.endswith(PICKLE) for n in names) and not any("/data/" in n for n in names)
+    # a shared example can be downloaded by anyone; another session's run by no one else
+    assert Path(c.predict(TOKEN_B, "example", "last", "en", api_name="/download_checkpoint")).exists()
+    with pytest.raises(AppError, match="does not exist"):
+        c.predict(TOKEN_B, "alpha", "best", "en", api_name="/download_checkpoint")
+    with pytest.raises(AppError, match="Pick a run"):
+        c.predict(TOKEN_A, None, "best", "en", api_name="/download_checkpoint")
+
+
+def test_load_run_answers_with_its_title(app):
+    c = client(app)
+    assert "Example" in c.predict(TOKEN_A, "example", "en", api_name="/load_run")
+    with pytest.raises(AppError, match="does not exist"):
+        c.predict(TOKEN_A, "other", "en", api_name="/load_run")
+
+
+def test_delete_needs_confirmation_and_the_owner(app):
+    root = app["root"]
+    shutil.copytree(root / "beta", root / "gamma")
+    _own(root / "gamma", owner_id(TOKEN_A), "Gamma")
+    a, b = client(app), client(app)
+
+    with pytest.raises(AppError, match="confirm"):  # no "Really delete?" was shown
+        a.predict(TOKEN_A, "gamma", "en", api_name="/delete_run")
+    assert "Really delete **Gamma**" in a.predict(TOKEN_A, "gamma", "en", api_name="/ask_delete")
+    with pytest.raises(AppError, match="confirm"):  # confirming is for the run that was asked about
+        a.predict(TOKEN_A, "beta", "en", api_name="/delete_run")
+
+    # another browser session can neither ask nor confirm, not even with the owner's confirmation pending
+    with pytest.raises(AppError, match="belongs to another session"):
+        b.predict(TOKEN_B, "gamma", "en", api_name="/ask_delete")
+    with pytest.raises(AppError, match="confirm"):
+        b.predict(TOKEN_B, "gamma", "en", api_name="/delete_run")
+    with pytest.raises(AppError, match="shared example"):
+        a.predict(TOKEN_A, "example", "en", api_name="/ask_delete")
+    assert (root / "gamma").is_dir() and (root / "example").is_dir()
+
+    assert "Deleted **Gamma**" in a.predict(TOKEN_A, "gamma", "en", api_name="/delete_run")
+    assert not (root / "gamma").exists()
+    rows, _ = table(a, TOKEN_A)
+    assert "gamma" not in {r["Run ID"] for r in rows}
+    with pytest.raises(AppError, match="confirm"):  # one confirmation deletes one run once
+        a.predict(TOKEN_A, "gamma", "en", api_name="/delete_run")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The builders
+
+
+def test_checkpoint_zip_unzips_to_a_loadable_run(runs_dir, tmp_path):
+    path = tab_runs.checkpoint_zip(runs_dir / "alpha", tmp_path, "last", title="Alpha: 1st try / ok")
+    assert path.name.startswith("Alpha-1st-try-ok-checkpoint-last-step-20")
+    with zipfile.ZipFile(path) as zf:
+        zf.extractall(tmp_path / "x")
+        assert zf.getinfo(f"{path.stem}/feedback.jsonl")
+    folder = tmp_path / "x" / path.stem
+    assert (folder / "metrics.jsonl").read_bytes() == (runs_dir / "alpha" / "metrics.jsonl").read_bytes()
+    model, tok = runs.load_model(folder)  # config + tokenizer + checkpoint pointer are all there
+    assert model.config.vocab_size == tok.vocab_size
+
+
+def test_checkpoint_zip_of_an_untrained_run_says_so(tmp_path, shakespeare_text):
+    run = _own(make_run(tmp_path / "fresh", shakespeare_text[:30_000]), "x", "Fresh")
+    with pytest.raises(CheckpointError, match="Fresh has no checkpoint yet"):
+        tab_runs.checkpoint_zip(run, tmp_path, "best")
+    assert tab_runs.feedback_counts(run) == (0, 0)
+
+
+def test_download_hf_zip(runs_dir, tmp_path):
+    pytest.importorskip("tokenizers")
+    path = tab_runs.hf_zip(runs_dir / "alpha", tmp_path, "best")
+    assert path.name == "Alpha-huggingface-best.zip" and not (tmp_path / "export").exists()
+    with zipfile.ZipFile(path) as zf:
+        names = {n.split("/", 1)[1] for n in zf.namelist()}
+    assert {"config.json", "model.safetensors"} <= names and not any(n.endswith(PICKLE) for n in names)
+
+
+def test_overlay_figure(tmp_path):
+    a = RunCurves("A", [{"step": 5, "train_loss": 3.0}, {"step": 10, "train_loss": 2.5, "val_loss": 2.6,
+                                                           "val_bpc": 3.7}], train_bpc_scale=1.5)
+    b = RunCurves("B", [{"step": 10, "train_loss": float("nan")}, {"step": 20, "train_loss": 2.0}])
+    fig = loss_overlay([a, b], log_scale=False)
+    assert [tr.name for tr in fig.data] == ["A · train", "A · validation", "B · train"]
+    assert list(fig.data[2].x) == [20]  # a non-finite loss is left out, not drawn as a gap at infinity
+    assert fig.data[0].line.color == fig.data[1].line.color != fig.data[2].line.color
+    assert fig.layout.yaxis.type == "linear"
+
+    bpc = loss_overlay([a, b], log_scale=True, bpc=True, text={"bpc": "bits"})
+    assert [tr.name for tr in bpc.data] == ["A · train", "A · validation"]  # B records no data sizes
+    assert list(bpc.data[0].y) == [4.5, 3.75] and list(bpc.data[1].y) == [3.7]
+    assert bpc.layout.yaxis.type == "log" and bpc.layout.yaxis.title.text == "bits"
+
+    assert "Pick one or more runs" in loss_overlay([]).layout.annotations[0].text
