@@ -140,13 +140,37 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
+    from core import distributed, runs
+    from core.train import StopOnSignal, Trainer
+
+    out = Path(args.out)
+    info = distributed.setup()  # several processes under torchrun; a no-op otherwise
+    try:
+        if info.is_main:  # one process prepares the run directory, the others wait for it
+            _prepare_train_run(args, out)
+        distributed.barrier(info)
+        if runs.read_config(out).get("finetune"):  # the app runs every job as `train --resume`: fine-tuning too
+            if info.enabled:
+                raise NewleafError("Fine-tuning runs train in one process; start them without torchrun.")
+            return _fit_finetune(out, args.quiet)
+        trainer = Trainer(out)
+        with StopOnSignal(trainer), _progress(trainer, args.quiet or not info.is_main) as callback:
+            result = trainer.fit(callbacks=[callback], resume=True)
+    finally:
+        distributed.cleanup()
+    if info.is_main:
+        print(result.message)
+    return 0 if result.state in ("completed", "stopped") else 1
+
+
+def _prepare_train_run(args, out: Path) -> None:
+    """Create the run directory, or update a resumed run's settings."""
     from core import runs
     from core.datasets import default_corpus, resolve_corpus
     from core.model import preset_config
     from core.tokenizer import make_tokenizer
-    from core.train import StopOnSignal, Trainer, TrainConfig, prepare_run
+    from core.train import TrainConfig, prepare_run
 
-    out = Path(args.out)
     overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
     if args.resume:
         config = runs.read_config(out)
@@ -154,33 +178,25 @@ def cmd_train(args) -> int:
             config["train"] = {**config["train"], **overrides}
             TrainConfig.from_dict(config["train"])
             runs.atomic_write_json(out / runs.CONFIG, config)
-        if config.get("finetune"):  # the app runs every job as `train --resume`: a fine-tuning run too
-            return _fit_finetune(out, args.quiet)
+        return
+    if (out / runs.CONFIG).exists():
+        raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
+    # check the settings before the (possibly slow) corpus and tokenizer work
+    shape = dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
+                 dropout=args.dropout)
+    preset_config(args.preset, 1, **shape)
+    train_cfg = TrainConfig(**overrides)
+    if args.corpus:
+        corpus = resolve_corpus(args.corpus, csv_column=args.csv_column)
     else:
-        if (out / runs.CONFIG).exists():
-            raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
-        # check the settings before the (possibly slow) corpus and tokenizer work
-        shape = dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
-                     dropout=args.dropout)
-        preset_config(args.preset, 1, **shape)
-        train_cfg = TrainConfig(**overrides)
-        if args.corpus:
-            corpus = resolve_corpus(args.corpus, csv_column=args.csv_column)
-        else:
-            corpus, note = default_corpus()
-            print(note, file=sys.stderr)
-        print(f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {args.tokenizer} tokenizer...",
-              file=sys.stderr)
-        tokenizer = make_tokenizer(args.tokenizer, corpus.text)
-        model_cfg = preset_config(args.preset, tokenizer.vocab_size, **shape)
-        prepare_run(out, corpus.text, tokenizer, model_cfg, train_cfg, data_name=corpus.name,
-                    extra={"preset": args.preset})
-
-    trainer = Trainer(out)
-    with StopOnSignal(trainer), _progress(trainer, args.quiet) as callback:
-        result = trainer.fit(callbacks=[callback], resume=True)
-    print(result.message)
-    return 0 if result.state in ("completed", "stopped") else 1
+        corpus, note = default_corpus()
+        print(note, file=sys.stderr)
+    print(f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {args.tokenizer} tokenizer...",
+          file=sys.stderr)
+    tokenizer = make_tokenizer(args.tokenizer, corpus.text)
+    model_cfg = preset_config(args.preset, tokenizer.vocab_size, **shape)
+    prepare_run(out, corpus.text, tokenizer, model_cfg, train_cfg, data_name=corpus.name,
+                extra={"preset": args.preset})
 
 
 def cmd_finetune(args) -> int:

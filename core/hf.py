@@ -146,8 +146,8 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     if model_type != "gpt2":
         refuse(f"it is a {model_type!r} model, and only GPT-2-family models (model_type 'gpt2') are supported")
     act = hf.get("activation_function", "gelu_new")
-    if act not in TANH_GELUS:
-        refuse(f"its activation_function is {act!r}; Newleaf's MLP uses GELU's tanh approximation (gelu_new)")
+    if act not in (*TANH_GELUS, "gelu"):
+        refuse(f"its activation_function is {act!r}; Newleaf's MLP uses GELU (exact, or GPT-2's tanh approximation)")
     eps = hf.get("layer_norm_epsilon", 1e-5)
     if not isinstance(eps, (int, float)) or not math.isclose(eps, 1e-5, rel_tol=1e-6):
         refuse(f"its layer_norm_epsilon is {eps}; Newleaf's LayerNorm uses 1e-5")
@@ -167,7 +167,7 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
         pdrop = float(hf.get("resid_pdrop", 0.0) or 0.0)
         return GPTConfig(n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=n_embd,
                          block_size=hf.get("n_positions") or hf["n_ctx"], vocab_size=hf["vocab_size"],
-                         dropout=pdrop, bias=True)
+                         dropout=pdrop, bias=True, activation="gelu" if act == "gelu" else "gelu_tanh")
     except KeyError as e:
         raise CheckpointError(f"{name}'s config.json lacks {e.args[0]!r}.") from None
     except (ConfigError, TypeError, ValueError) as e:
@@ -272,7 +272,7 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
         "n_layer": cfg.n_layer,
         "n_head": cfg.n_head,
         "n_inner": None,
-        "activation_function": "gelu_new",
+        "activation_function": "gelu_new" if cfg.activation == "gelu_tanh" else "gelu",
         "resid_pdrop": cfg.dropout,
         "embd_pdrop": cfg.dropout,
         "attn_pdrop": cfg.dropout,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import signal
+from contextlib import nullcontext
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -22,7 +23,7 @@ from typing import Callable
 
 import torch
 
-from core import runs
+from core import distributed, runs
 from core.data import check_token_counts, get_batch, open_tokens, split_text, write_tokens
 from core.device import autocast, available_memory, pick_device
 from core.engine import SamplingParams, generate
@@ -172,7 +173,10 @@ class Trainer:
         self.config = config
         self.finetune = config.get("finetune") or None  # what to start from and which parameters train
         self.tokenizer = load_tokenizer(self.run_dir)
+        self.dist = distributed.current()  # several processes under torchrun, or one
         self.device = pick_device(device or self.cfg.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.stop_event = threading.Event()
         vocab = self.model_cfg.vocab_size
         self.sft = self.data_info.get("format") == "sft"  # conversations (ids + loss mask), not a token stream
@@ -298,18 +302,25 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
 
+        main = self.dist.is_main  # only process 0 writes the run directory and reports progress
+
         def emit(event, data):
-            for cb in callbacks:
+            for cb in callbacks if main else ():
                 cb(event, data)
 
         model, optimizer, batch_gen = self._build()
         meta = self._restore(model, optimizer, batch_gen) if resume else None
+        micro = distributed.local_micro_batches(cfg.grad_accum, self.dist)  # this process's micro-batches
+        net = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+            net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         step = meta["step"] if meta else 0
         elapsed_before = meta.get("elapsed_s", 0.0) if meta else 0.0
         best = runs.checkpoint_meta(run_dir, "best") if meta else None
         best_val = best.get("val_loss") if best else None
         # what was logged after the checkpoint will be logged again, identically
-        for name in (runs.METRICS, runs.SAMPLES):
+        for name in (runs.METRICS, runs.SAMPLES) if main else ():
             if meta:
                 runs.truncate_jsonl(run_dir / name, step)
             else:
@@ -320,8 +331,13 @@ class Trainer:
             d = self.data_info
             tokens_per_step = cfg.batch_size * cfg.grad_accum * d["train_tokens"] / max(1, d["train_examples"])
         doing = "Fine-tuning" if self.finetune else "Training"
-        runs.write_status(run_dir, "running", f"{doing} on {self.device.type}.", step=step,
-                          max_steps=cfg.max_steps, max_time=cfg.max_time)
+        where = self.device.type + (f" x {self.dist.world} processes" if self.dist.enabled else "")
+
+        def status(state, message):
+            if main:
+                runs.write_status(run_dir, state, message, step=step, max_steps=cfg.max_steps, max_time=cfg.max_time)
+
+        status("running", f"{doing} on {where}.")
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         if self.finetune:
             from core.finetune import trainable_count
@@ -341,6 +357,8 @@ class Trainer:
 
         def checkpoint(record):
             nonlocal best_val
+            if not main:
+                return
             is_best = record.get("val_loss") is not None and (best_val is None or record["val_loss"] < best_val)
             if is_best:
                 best_val = record["val_loss"]
@@ -352,30 +370,45 @@ class Trainer:
             if self.finetune:  # plain GPT weights, LoRA merged in: every checkpoint loads as an ordinary model
                 from core.finetune import checkpoint_tensors
                 weights = checkpoint_tensors(model)
-            runs.save_checkpoint(run_dir, weights, tensors, ck_meta, best=is_best)
+            try:
+                runs.save_checkpoint(run_dir, weights, tensors, ck_meta, best=is_best)
+            except CheckpointError as e:  # e.g. a full disk: the run says why it ended; the last checkpoint stays
+                try:
+                    runs.write_status(run_dir, "failed", str(e), step=step, max_steps=cfg.max_steps)
+                except NewleafError:
+                    pass
+                raise
             emit("checkpoint", {"step": step, "best": is_best})
 
         while True:
             elapsed = time.time() - t_start
-            if step >= cfg.max_steps or (cfg.max_time and elapsed >= cfg.max_time):
+            # every process takes the same branch: the budget and a stop request are agreed on
+            if distributed.any_across(step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
+                                      self.dist, self.device):
                 break
-            if self._stop_requested():
+            if distributed.any_across(self._stop_requested(), self.dist, self.device):
                 state, message = "stopped", f"Stopped at step {step}."
                 break
             lr = lr_at(cfg, step, progress(elapsed))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             step_loss = 0.0
-            for _ in range(cfg.grad_accum):
+            for i in range(cfg.grad_accum):
+                # every process draws every micro-batch (same generator, same windows) and keeps its share
                 if self.sft:
                     x, y = self.train_examples.random_batch(cfg.batch_size, batch_gen, self.device)
                 else:
                     x, y = get_batch(self.train_data, cfg.batch_size, self.model_cfg.block_size, batch_gen,
                                      self.device)
-                with autocast(self.device):
-                    _, loss = model(x, y)
-                (loss / cfg.grad_accum).backward()
+                if i not in micro:
+                    continue
+                # DDP averages gradients over processes once, at the last local micro-batch
+                sync = nullcontext() if not self.dist.enabled or i == micro[-1] else net.no_sync()
+                with sync, autocast(self.device):
+                    _, loss = net(x, y)
+                    (loss / len(micro)).backward()
                 step_loss += loss.item() / cfg.grad_accum
+            step_loss = distributed.sum_across(step_loss, self.dist, self.device)
             if not math.isfinite(step_loss):
                 state = "failed"
                 last = runs.checkpoint_meta(run_dir, "last")
@@ -393,7 +426,7 @@ class Trainer:
 
             final = step >= cfg.max_steps or (cfg.max_time and time.time() - t_start >= cfg.max_time)
             do_eval = step % cfg.eval_every == 0 or final
-            if step % cfg.log_every == 0 or do_eval:
+            if main and (step % cfg.log_every == 0 or do_eval):
                 now = time.time()
                 record = {"step": step, "train_loss": loss_sum / steps_since_log, "lr": lr,
                           "tokens_per_sec": tokens_per_step * steps_since_log / max(1e-9, now - t_log),
@@ -413,16 +446,16 @@ class Trainer:
                 t_log, steps_since_log, loss_sum = time.time(), 0, 0.0
                 if step % (cfg.checkpoint_every or cfg.eval_every) == 0 or final:
                     checkpoint(record)
-                runs.write_status(run_dir, "running", f"{doing} on {self.device.type}.", step=step,
-                                  max_steps=cfg.max_steps, max_time=cfg.max_time)
+                status("running", f"{doing} on {where}.")
 
         if state != "failed" and _needs_final_checkpoint(run_dir, step):
             checkpoint({"step": step, "elapsed_s": time.time() - t_start})
         if state == "completed":
             message = f"Finished {step} steps." + (f" Best validation loss {best_val:.4f}." if best_val else "")
-        runs.write_status(run_dir, state, message, step=step, max_steps=cfg.max_steps, max_time=cfg.max_time)
+        status(state, message)
         # a stop request is used up once honoured; one that arrived while the run started is honoured too
-        (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
+        if main:
+            (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
         emit("end", {"state": state, "message": message, "step": step, "best_val_loss": best_val})
         return FitResult(state, message, step, best_val)
 

@@ -120,3 +120,18 @@ def test_masked_targets_carry_no_loss():
     logits, loss = model(x, y_masked)
     expected = torch.nn.functional.cross_entropy(logits[0, 4:], y[0, 4:])
     assert torch.allclose(loss, expected)
+
+
+def test_activation_choice_and_old_configs():
+    old = GPTConfig.from_dict(dict(n_layer=1, n_head=1, n_embd=8, block_size=4, vocab_size=5))
+    assert old.activation == "gelu_tanh"  # runs saved before the setting existed keep GPT-2's GELU
+    assert GPTConfig().activation == "gelu"
+    with pytest.raises(ConfigError, match="activation"):
+        tiny(activation="relu")
+    torch.manual_seed(0)
+    a = GPT(tiny(activation="gelu")).eval()
+    b = GPT(tiny(activation="gelu_tanh")).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.randint(0, 50, (1, 8))
+    la, lb = a(x)[0], b(x)[0]
+    assert torch.allclose(la, lb, atol=1e-2) and not torch.equal(la, lb)
