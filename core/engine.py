@@ -29,6 +29,8 @@ class KVCache:
         shape = (n_layer, batch, n_head, max_len, head_size)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.k_layers = [self.k[i] for i in range(n_layer)]  # per-layer views: cheaper to index each step
+        self.v_layers = [self.v[i] for i in range(n_layer)]
         self.max_len = max_len
         self.pos = 0  # positions filled so far
 
@@ -41,16 +43,79 @@ class KVCache:
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
         """Store this step's (B, nh, T, hs) keys/values; return all keys/values up to and including them."""
         T = k.size(2)
-        end = self.pos + T
-        self.k[layer, :, :, self.pos:end] = k
-        self.v[layer, :, :, self.pos:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        kl, vl = self.k_layers[layer], self.v_layers[layer]
+        kl.narrow(2, self.pos, T).copy_(k)
+        vl.narrow(2, self.pos, T).copy_(v)
+        return kl.narrow(2, 0, self.pos + T), vl.narrow(2, 0, self.pos + T)
 
     def advance(self, T: int) -> None:
         self.pos += T
 
     def reset(self) -> None:
         self.pos = 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# One-token decode step
+
+
+class Decoder:
+    """The model's forward pass for ONE new token per row, with the weights pre-transposed so each
+    projection is a plain (B, C) @ (C, out) product.
+
+    Decoding a small model on a CPU is dominated by per-operation overhead, not arithmetic: nn.Module calls
+    and F.linear on a single row cost several times a bare matrix product. This computes exactly what
+    GPT.forward computes for a (B, 1) input with a KV cache (the KV-cache tests compare it with a full
+    recompute), with about half the operations. Built per generation, so it sees the current weights."""
+
+    def __init__(self, model):
+        cfg = model.config
+        self.nh, self.hs, self.C = cfg.n_head, cfg.head_size, cfg.n_embd
+        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
+        t = model.transformer
+        self.wte, self.wpe = t.wte.weight, t.wpe.weight
+        self.head = t.wte.weight.t().contiguous()  # (C, V): the tied LM head
+        self.ln_f = (t.ln_f.weight, t.ln_f.bias)
+        self.layers = []
+        for block in t.h:
+            a, m = block.attn, block.mlp
+            self.layers.append((
+                (block.ln_1.weight, block.ln_1.bias),
+                a.c_attn.weight.t().contiguous(), a.c_attn.bias,
+                a.c_proj.weight.t().contiguous(), a.c_proj.bias,
+                (block.ln_2.weight, block.ln_2.bias),
+                m.c_fc.weight.t().contiguous(), m.c_fc.bias,
+                m.c_proj.weight.t().contiguous(), m.c_proj.bias,
+            ))
+
+    @staticmethod
+    def supports(model) -> bool:
+        """Only a plain GPT (no LoRA wrappers, no hooks): anything else decodes through model.forward."""
+        from core.model import GPT
+        if not isinstance(model, GPT):
+            return False
+        projections = [p for b in model.transformer.h for p in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj)]
+        return all(type(p) is torch.nn.Linear and not p._forward_hooks and not p._forward_pre_hooks
+                   for p in projections)
+
+    @staticmethod
+    def _proj(x, w_t, b):
+        return x @ w_t if b is None else torch.addmm(b, x, w_t)
+
+    def step(self, ids: torch.Tensor, cache: "KVCache") -> torch.Tensor:
+        """ids (B,) at position cache.pos -> logits (B, V); appends to the cache."""
+        B, nh, hs, C, pos = ids.size(0), self.nh, self.hs, self.C, cache.pos
+        x = self.wte[ids] + self.wpe[pos]  # (B, C)
+        for layer, ((w1, b1), qkv_w, qkv_b, o_w, o_b, (w2, b2), fc_w, fc_b, pr_w, pr_b) in enumerate(self.layers):
+            h = F.layer_norm(x, (C,), w1, b1, 1e-5)
+            q, k, v = self._proj(h, qkv_w, qkv_b).view(B, 3, nh, 1, hs).unbind(1)  # each (B, nh, 1, hs)
+            k, v = cache.update(layer, k, v)                                         # (B, nh, pos + 1, hs)
+            y = F.scaled_dot_product_attention(q, k, v)                              # (B, nh, 1, hs)
+            x = x + self._proj(y.view(B, C), o_w, o_b)
+            h = F.layer_norm(x, (C,), w2, b2, 1e-5)
+            x = x + self._proj(F.gelu(self._proj(h, fc_w, fc_b), approximate=self.approximate), pr_w, pr_b)
+        cache.advance(1)
+        return F.layer_norm(x, (C,), *self.ln_f, 1e-5) @ self.head
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -97,7 +162,7 @@ def apply_penalties(logits: torch.Tensor, history: torch.Tensor, counts: torch.T
     """logits (B, V); history (B, V) bool: token occurs in the prompt or output; counts (B, V): how often
     each token was generated. Repetition penalty divides positive logits and multiplies negative ones by
     the penalty (CTRL, as in transformers); presence/frequency penalties subtract (OpenAI's definition)."""
-    if p.repetition_penalty != 1.0:
+    if p.repetition_penalty != 1.0 and history is not None:
         penalized = torch.where(logits > 0, logits / p.repetition_penalty, logits * p.repetition_penalty)
         logits = torch.where(history, penalized, logits)
     if counts is not None and (p.presence_penalty or p.frequency_penalty):
@@ -110,7 +175,7 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None = 
     """Temperature, then top-k, top-p and min-p; removed tokens get -inf. With temperature 0 the scaling is
     skipped (greedy takes the argmax anyway; the filtered distribution is still useful to display)."""
     logits = logits.float()
-    if temperature > 0:
+    if temperature > 0 and temperature != 1.0:
         logits = logits / temperature
     if top_k is not None and top_k < logits.size(-1):
         kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
@@ -181,18 +246,26 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
     B, V = params.num_samples, cfg.vocab_size
     keep = slide_keep or max(1, cfg.block_size - cfg.block_size // 4)
     keep = min(keep, cfg.block_size)
-    seq = torch.tensor(prompt_ids, dtype=torch.long, device=device).unsqueeze(0).repeat(B, 1)  # (B, L)
-    history = torch.zeros(B, V, dtype=torch.bool, device=device)
-    history[:, seq[0].clamp(max=V - 1)] = True
+    # the prompt and every new token, preallocated: the window slides over its end
+    n_prompt = len(prompt_ids)
+    seq = torch.empty(B, n_prompt + params.max_new_tokens, dtype=torch.long, device=device)
+    seq[:, :n_prompt] = torch.tensor(prompt_ids, dtype=torch.long, device=device)
+    length = n_prompt
+    history = None  # which tokens occur so far: only the repetition penalty needs it
+    if params.repetition_penalty != 1.0:
+        history = torch.zeros(B, V, dtype=torch.bool, device=device)
+        history[:, seq[0, :n_prompt].clamp(max=V - 1)] = True
     needs_counts = bool(params.presence_penalty or params.frequency_penalty)
     counts = torch.zeros(B, V, device=device) if needs_counts else None
     cache = KVCache.for_model(model, B)
+    decoder = Decoder(model) if Decoder.supports(model) else None
     try:
-        window = seq[:, -cfg.block_size:]
+        window = seq[:, max(0, length - cfg.block_size):length]
         logits, _ = model(window, kv_cache=cache, last_only=True)
+        logits = logits[:, -1, :]
         for _ in range(params.max_new_tokens):
             context_len = cache.pos
-            logits = apply_penalties(logits[:, -1, :].float(), history, counts, params)
+            logits = apply_penalties(logits.float(), history, counts, params)
             shown = filter_logits(logits, params.temperature or 1.0, params.top_k, params.top_p, params.min_p)
             probs = F.softmax(shown, dim=-1)  # (B, V)
             if params.temperature == 0:
@@ -206,15 +279,19 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
                 alternatives=[list(zip(i.tolist(), v.tolist())) for i, v in zip(top.indices, top.values)],
                 context_len=context_len,
             )
-            history.scatter_(1, nxt, True)
+            if history is not None:
+                history.scatter_(1, nxt, True)
             if counts is not None:
                 counts.scatter_add_(1, nxt, torch.ones_like(nxt, dtype=counts.dtype))
-            seq = torch.cat([seq, nxt], dim=1)
+            seq[:, length] = nxt[:, 0]
+            length += 1
             if cache.pos >= cfg.block_size:  # full: rebuild the cache from the most recent tokens
                 cache.reset()
-                logits, _ = model(seq[:, -keep:], kv_cache=cache, last_only=True)
+                logits = model(seq[:, length - keep:length], kv_cache=cache, last_only=True)[0][:, -1, :]
+            elif decoder is not None:
+                logits = decoder.step(nxt[:, 0], cache)
             else:
-                logits, _ = model(nxt, kv_cache=cache)
+                logits = model(nxt, kv_cache=cache)[0][:, -1, :]
     finally:
         model.train(was_training)
 
