@@ -134,6 +134,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-samples", type=int, default=1)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable); not printed")
     g.add_argument("--device", default="cpu")
+    g.add_argument("--int8", action="store_true", help="int8 weights for faster CPU sampling (slightly different output)")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -386,6 +387,9 @@ def cmd_sample(args) -> int:
     from core.runs import load_model
 
     model, tokenizer = load_model(args.run, which=args.checkpoint, device=args.device)
+    if args.int8:
+        from core.engine import quantize_int8
+        model = quantize_int8(model)
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         min_p=args.min_p, repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
@@ -411,6 +415,9 @@ def cmd_chat(args) -> int:
 
     config = runs.read_config(args.run)
     model, tokenizer = runs.load_model(args.run, which=args.checkpoint, device=args.device)
+    if args.int8:
+        from core.engine import quantize_int8
+        model = quantize_int8(model)
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
         min_p=args.min_p, repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,

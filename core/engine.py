@@ -118,6 +118,23 @@ class Decoder:
         return F.layer_norm(x, (C,), *self.ln_f, 1e-5) @ self.head
 
 
+def quantize_int8(model):
+    """An int8 copy for CPU sampling: every Linear's weights stored as int8 and its activations quantized on
+    the fly (PyTorch's dynamic quantization). About 4x less weight memory to read per token, which is what
+    bounds a larger model's decoding speed; the logits move slightly (BENCHMARKS.md reports the effect on
+    validation loss). Opt-in, CPU only."""
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+    if model.transformer.wte.weight.device.type != "cpu":
+        raise ConfigError("int8 sampling is for the CPU; this model is on "
+                          f"{model.transformer.wte.weight.device.type}.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization is marked deprecated in favour of torchao
+        return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Sampling parameters and the logits -> probabilities pipeline
 

@@ -309,8 +309,14 @@ class GPT(nn.Module):
             x = x[:, -1:, :]
         return self.lm_head(x), None
 
-    def optimizer_groups(self, weight_decay: float) -> list[dict]:
-        """Weight decay on 2-D weights (matmuls, embeddings) only; biases and LayerNorm gains decay not."""
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    def optimizer_groups(self, weight_decay: float, split_hidden: bool = False) -> list[dict]:
+        """Weight decay on 2-D weights (matmuls, embeddings) only; biases and LayerNorm gains decay not.
+        split_hidden puts the blocks' weight matrices in a group of their own, marked "hidden" (for Muon)."""
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        no_decay = {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0}
+        if not split_hidden:
+            return [{"params": [p for _, p in params if p.dim() >= 2], "weight_decay": weight_decay}, no_decay]
+        hidden = [p for n, p in params if p.dim() >= 2 and n.startswith("transformer.h.")]
+        embeddings = [p for n, p in params if p.dim() >= 2 and not n.startswith("transformer.h.")]
+        return [{"params": hidden, "weight_decay": weight_decay, "hidden": True},
+                {"params": embeddings, "weight_decay": weight_decay}, no_decay]

@@ -29,6 +29,7 @@ from core.device import autocast, available_memory, pick_device
 from core.engine import SamplingParams, generate
 from core.errors import CheckpointError, ConfigError, NewleafError
 from core.model import GPT, GPTConfig, format_bytes, training_memory
+from core.optim import OPTIMIZERS, make_optimizer
 from core.tokenizer import Tokenizer, load_tokenizer
 
 # ----------------------------------------------------------------------------------------------------------
@@ -40,6 +41,9 @@ class TrainConfig:
     batch_size: int = 16
     grad_accum: int = 1              # micro-batches per optimizer step
     lr: float = 1e-3
+    optimizer: str = "adamw"         # "adamw", or "muon" for the hidden weight matrices (core/optim.py)
+    schedule: str = "cosine"         # "cosine", or "wsd": warmup, stable, then a linear decay
+    cooldown_frac: float = 0.4       # wsd: the final fraction of the budget spent decaying
     min_lr_ratio: float = 0.1        # the schedule decays to lr * min_lr_ratio
     warmup_steps: int = 100
     max_steps: int = 2000
@@ -75,6 +79,12 @@ class TrainConfig:
             raise ConfigError(f"max_time must be a positive number of seconds; got {self.max_time!r}.")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}.")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}.")
+        if self.schedule not in ("cosine", "wsd"):
+            raise ConfigError(f"schedule must be 'cosine' or 'wsd'; got {self.schedule!r}.")
+        if not 0 < self.cooldown_frac <= 1:
+            raise ConfigError(f"cooldown_frac must be in (0, 1]; got {self.cooldown_frac}.")
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -83,13 +93,18 @@ class TrainConfig:
 
 
 def lr_at(cfg: TrainConfig, step: int, progress: float) -> float:
-    """Linear warmup over the first warmup_steps, then cosine decay from lr to lr * min_lr_ratio as
-    `progress` (the fraction of the step or time budget used) goes from the end of warmup to 1."""
+    """Linear warmup over the first warmup_steps, then a decay from lr to lr * min_lr_ratio driven by
+    `progress`, the fraction of the step or time budget used: cosine from the end of warmup to 1, or
+    (wsd) constant until the last cooldown_frac of the budget and linear from there."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
+    lo = cfg.min_lr_ratio
+    if cfg.schedule == "wsd":
+        t = min(1.0, max(0.0, (progress - (1 - cfg.cooldown_frac)) / cfg.cooldown_frac))
+        return cfg.lr * (1 - (1 - lo) * t)
     warm = cfg.warmup_steps / cfg.max_steps if cfg.max_time is None else 0.0
     t = min(1.0, max(0.0, (progress - warm) / max(1e-9, 1.0 - warm)))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+    return cfg.lr * (lo + (1 - lo) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -206,9 +221,9 @@ class Trainer:
             groups = finetune.optimizer_groups(model, self.cfg.weight_decay)
         else:
             model = GPT(self.model_cfg).to(self.device)
-            groups = model.optimizer_groups(self.cfg.weight_decay)
-        fused = self.device.type in ("cuda", "cpu")
-        optimizer = torch.optim.AdamW(groups, lr=self.cfg.lr, betas=(self.cfg.beta1, self.cfg.beta2), fused=fused)
+            groups = model.optimizer_groups(self.cfg.weight_decay, split_hidden=self.cfg.optimizer == "muon")
+        optimizer = make_optimizer(groups, self.cfg.optimizer, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2),
+                                   self.device)
         batch_gen = torch.Generator().manual_seed(self.cfg.seed)
         return model, optimizer, batch_gen
 

@@ -191,3 +191,15 @@ def test_token_probabilities_are_reported(trained):
         assert 0 < p <= 1 and len(alts) == 10
         assert [a[1] for a in alts] == sorted((a[1] for a in alts), reverse=True)
         assert math.isclose(dict(alts).get(tid, p), p, rel_tol=1e-6)
+
+
+def test_int8_sampling_stays_close_to_fp32(trained):
+    from core.engine import quantize_int8
+    model, tok = trained
+    q = quantize_int8(model)
+    ids = tok.encode("ROMEO:\nWhat light through yonder")
+    full, quant = F.softmax(prompt_logits(model, ids), -1), F.softmax(prompt_logits(q, ids), -1)
+    assert (full - quant).abs().max() < 0.05
+    assert type(model.transformer.h[0].attn.c_attn) is torch.nn.Linear  # the original is untouched
+    out = generate(q, tok, "KING:", SamplingParams(max_new_tokens=20, temperature=0))[0]
+    assert len(out.token_ids) == 20

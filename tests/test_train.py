@@ -205,3 +205,30 @@ def test_gradient_accumulation_matches_a_bigger_batch(tmp_path, shakespeare_text
         (l / 2).backward()
     for n, p in model.named_parameters():
         assert torch.allclose(p.grad, expected[n], atol=1e-6), n
+
+
+def test_wsd_schedule_holds_then_decays():
+    cfg = TrainConfig(lr=1.0, warmup_steps=0, max_steps=100, schedule="wsd", cooldown_frac=0.4, min_lr_ratio=0.0)
+    assert lr_at(cfg, 10, 0.1) == 1.0 and lr_at(cfg, 60, 0.6) == 1.0
+    assert lr_at(cfg, 80, 0.8) == pytest.approx(0.5)
+    assert lr_at(cfg, 100, 1.0) == pytest.approx(0.0)
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainConfig(schedule="linear")
+
+
+def test_muon_trains_and_resumes_exactly(tmp_path, shakespeare_text):
+    text = shakespeare_text[:60_000]
+    whole = make_run(tmp_path / "whole", text, optimizer="muon", schedule="wsd", max_steps=30)
+    Trainer(whole).fit()
+    parts = make_run(tmp_path / "parts", text, optimizer="muon", schedule="wsd", max_steps=30)
+    trainer = Trainer(parts)
+
+    def stop(event, data):
+        if event in ("step", "eval") and data["step"] == 15:
+            trainer.request_stop()
+
+    trainer.fit(callbacks=[stop])
+    Trainer(parts).fit()
+    assert metrics(parts) == metrics(whole)
+    records = [r for r in metrics(whole) if "val_loss" in r]
+    assert records[-1]["val_loss"] < records[0]["val_loss"]
