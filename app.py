@@ -3,13 +3,13 @@ runs). Everything it does goes through core/; the UI is built in playground/."""
 import os
 
 from playground.settings import Settings
-from playground.ui import build_app, launch_kwargs
+from playground.ui import build_app, launch_kwargs, queue_kwargs
 
 settings = Settings.from_env()
 demo, ctx = build_app(settings)
 
 if __name__ == "__main__":
     on_space = settings.on_space
-    demo.queue(default_concurrency_limit=settings.generate_concurrency)
+    demo.queue(**queue_kwargs(settings))
     demo.launch(server_name="0.0.0.0" if on_space else os.environ.get("NEWLEAF_HOST", "127.0.0.1"),
                 server_port=int(os.environ.get("PORT", 7860)), **launch_kwargs(settings))

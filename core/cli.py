@@ -12,14 +12,18 @@ from pathlib import Path
 
 from core.errors import NewleafError
 
-DEFAULT_PRESET = "micro"
-DEMO_BASE = "scratch:nano"  # `finetune --data builtin:arithmetic` without --from
+DEMO_BASE = "scratch:nano"
+UNBOUNDED_STEPS = 10 ** 8  # a step budget this large means: train until the time budget runs out  # `finetune --data builtin:arithmetic` without --from
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from core.model import PRESETS
+    from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
     g = p.add_argument_group("model")
-    g.add_argument("--preset", default=DEFAULT_PRESET, help=f"model shape: {', '.join(PRESETS)} (default {DEFAULT_PRESET})")
+    g.add_argument("--recipe", default=DEFAULT_CPU_RECIPE, choices=list(RECIPES),
+                   help=f"a tuned shape + training settings (default {DEFAULT_CPU_RECIPE}: the best model in 3 "
+                        f"minutes on a CPU); flags below override it")
+    g.add_argument("--preset", help=f"a model shape instead of the recipe's: {', '.join(PRESETS)}")
     g.add_argument("--n-layer", type=int)
     g.add_argument("--n-head", type=int)
     g.add_argument("--n-embd", type=int)
@@ -169,6 +173,7 @@ def _prepare_train_run(args, out: Path) -> None:
     from core import runs
     from core.datasets import default_corpus, resolve_corpus
     from core.model import preset_config
+    from core.recipes import RECIPES
     from core.tokenizer import make_tokenizer
     from core.train import TrainConfig, prepare_run
 
@@ -182,11 +187,17 @@ def _prepare_train_run(args, out: Path) -> None:
         return
     if (out / runs.CONFIG).exists():
         raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
-    # check the settings before the (possibly slow) corpus and tokenizer work
-    shape = dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd, block_size=args.block_size,
-                 dropout=args.dropout)
-    preset_config(args.preset, 1, **shape)
-    train_cfg = TrainConfig(**overrides)
+    # the recipe, then the preset and flags the user gave; checked before the (possibly slow) corpus work
+    recipe = RECIPES[args.recipe]
+    preset = args.preset or recipe["preset"]
+    shape = {} if args.preset else dict(recipe.get("overrides", {}))
+    shape.update({k: v for k, v in dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                                        block_size=args.block_size, dropout=args.dropout).items() if v is not None})
+    preset_config(preset, 1, **shape)
+    train = dict(recipe["train"])
+    if args.max_steps or args.max_time:  # the user's budget replaces the recipe's
+        train.update(max_steps=args.max_steps or 10 ** 9, max_time=args.max_time)
+    train_cfg = TrainConfig(**{**train, **overrides})
     if args.corpus:
         corpus = resolve_corpus(args.corpus, csv_column=args.csv_column)
     else:
@@ -195,9 +206,9 @@ def _prepare_train_run(args, out: Path) -> None:
     print(f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {args.tokenizer} tokenizer...",
           file=sys.stderr)
     tokenizer = make_tokenizer(args.tokenizer, corpus.text)
-    model_cfg = preset_config(args.preset, tokenizer.vocab_size, **shape)
+    model_cfg = preset_config(preset, tokenizer.vocab_size, **shape)
     prepare_run(out, corpus.text, tokenizer, model_cfg, train_cfg, data_name=corpus.name,
-                extra={"preset": args.preset})
+                extra={"preset": args.preset or f"recipe:{args.recipe}"})
 
 
 def cmd_finetune(args) -> int:
@@ -301,8 +312,10 @@ class _progress:
             return
         from tqdm import tqdm
         if event == "start":
-            self.bar = tqdm(total=data["max_steps"], initial=data["step"], unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
+            budget = f" (time budget {data['max_time']:.0f} s)" if data.get("max_time") else ""
+            total = data["max_steps"] if data["max_steps"] < UNBOUNDED_STEPS else None  # a time budget only
+            self.bar = tqdm(total=total, initial=data["step"], unit="step", file=sys.stderr, dynamic_ncols=True,
+                            desc=f"training{budget}")
             self.bar.write(f"{data['params']:,} parameters on {data['device']}", file=sys.stderr)
         elif event in ("step", "eval") and self.bar is not None:
             self.bar.update(data["step"] - self.bar.n)

@@ -135,6 +135,25 @@ def _decode(data: bytes, name: str) -> str:
     return text.replace("\r\n", "\n")
 
 
+def json_problem(e: Exception) -> str:
+    """What json.loads disliked, in a few words: its own message, or what Python itself refused."""
+    if isinstance(e, json.JSONDecodeError):
+        return e.msg
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e).split(";")[0]  # e.g. an integer of thousands of digits
+
+
+def check_unicode(text: str, where: str) -> None:
+    """JSON can spell a lone surrogate ("\\ud800"), which is not a character: refuse it here, by name, rather
+    than fail later when the text is tokenized or saved."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CorpusError(f"{where}: the text holds an invalid character (a lone surrogate, "
+                          f"U+{ord(text[e.start]):04X}); fix the \\u escape or remove it.") from None
+
+
 def _parse_jsonl(text: str, name: str) -> str:
     """One JSON object per line; its "text" string is a document. Blank lines are skipped."""
     docs = []
@@ -143,11 +162,12 @@ def _parse_jsonl(text: str, name: str) -> str:
             continue
         try:
             obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise CorpusError(f"{name}, line {lineno}: not valid JSON ({e.msg}). {_JSONL_HINT}") from None
+        except (ValueError, RecursionError) as e:
+            raise CorpusError(f"{name}, line {lineno}: not valid JSON ({json_problem(e)}). {_JSONL_HINT}") from None
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
             raise CorpusError(f'{name}, line {lineno}: no "text" string field. {_JSONL_HINT}')
         if obj["text"]:
+            check_unicode(obj["text"], f"{name}, line {lineno}")
             docs.append(obj["text"])
     text = "\n\n".join(docs)  # a blank line between documents, as between files
     if not text or text.isspace():

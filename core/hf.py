@@ -51,6 +51,8 @@ def hf_to_newleaf(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             continue
         key = name if name.startswith("transformer.") else f"transformer.{name}"
         t = t.to(torch.float32)
+        if key.endswith(CONV1D) and t.ndim != 2:
+            raise CheckpointError(f"{name} has shape {tuple(t.shape)}, but a GPT-2 projection weight is a matrix.")
         out[key] = t.t().contiguous() if key.endswith(CONV1D) else t.contiguous()
     return out
 
@@ -118,9 +120,13 @@ def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
     if single.is_file():
         return runs.load_tensors(single)
     if index.is_file():
-        weight_map = runs.read_json(index).get("weight_map")
+        doc = runs.read_json(index)
+        weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} is corrupt (it has no weight_map).")
+        odd = [v for v in weight_map.values() if not isinstance(v, str)]
+        if odd:
+            raise CheckpointError(f"{index} names an unsafe shard {odd[0]!r}.")
         tensors = {}
         for shard in sorted(set(weight_map.values())):
             if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".safetensors"):
@@ -142,6 +148,8 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     def refuse(why):
         raise CheckpointError(f"{name} cannot be loaded as a Newleaf GPT: {why}.")
 
+    if not isinstance(hf, dict):
+        refuse("its config.json is not a JSON object of settings")
     model_type = hf.get("model_type", "gpt2")
     if model_type != "gpt2":
         refuse(f"it is a {model_type!r} model, and only GPT-2-family models (model_type 'gpt2') are supported")
@@ -149,7 +157,7 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     if act not in (*TANH_GELUS, "gelu"):
         refuse(f"its activation_function is {act!r}; Newleaf's MLP uses GELU (exact, or GPT-2's tanh approximation)")
     eps = hf.get("layer_norm_epsilon", 1e-5)
-    if not isinstance(eps, (int, float)) or not math.isclose(eps, 1e-5, rel_tol=1e-6):
+    if not isinstance(eps, (int, float)) or not math.isclose(float(min(eps, 1.0)), 1e-5, rel_tol=1e-6):
         refuse(f"its layer_norm_epsilon is {eps}; Newleaf's LayerNorm uses 1e-5")
     if hf.get("scale_attn_by_inverse_layer_idx"):
         refuse("it scales attention by the inverse layer index (scale_attn_by_inverse_layer_idx), "
@@ -160,8 +168,9 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
         refuse("it has cross-attention layers (add_cross_attention), which a decoder-only GPT lacks")
     n_embd = hf.get("n_embd")
     n_inner = hf.get("n_inner")
-    if n_inner is not None and n_inner != 4 * (n_embd or 0):
-        refuse(f"its MLP is {n_inner} wide (n_inner); Newleaf's is 4 x n_embd = {4 * (n_embd or 0)}")
+    width = n_embd if isinstance(n_embd, int) else 0
+    if n_inner is not None and n_inner != 4 * width:
+        refuse(f"its MLP is {n_inner} wide (n_inner); Newleaf's is 4 x n_embd = {4 * width}")
     # reorder_and_upcast_attn only changes the order of fp16 operations: in fp32 it computes the same thing.
     try:
         pdrop = float(hf.get("resid_pdrop", 0.0) or 0.0)
@@ -170,7 +179,7 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
                          dropout=pdrop, bias=True, activation="gelu" if act == "gelu" else "gelu_tanh")
     except KeyError as e:
         raise CheckpointError(f"{name}'s config.json lacks {e.args[0]!r}.") from None
-    except (ConfigError, TypeError, ValueError) as e:
+    except (ConfigError, TypeError, ValueError, OverflowError) as e:
         raise CheckpointError(f"{name}'s config.json describes an impossible model: {e}") from None
 
 
@@ -187,6 +196,7 @@ def load_hf_model(name_or_path) -> tuple[GPT, dict]:
     if head is not None and wte is not None and not torch.equal(head.to(torch.float32), wte):
         raise CheckpointError(f"{name} has an output layer (lm_head) separate from its token embedding; Newleaf's "
                               f"GPT ties the two, as GPT-2 does.")
+    runs.check_size(cfg, tensors, name)  # before building a model of whatever size config.json claims
     model = GPT(cfg)
     runs.load_model_weights(model, tensors, name)
     return model.eval(), hf

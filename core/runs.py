@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -35,6 +36,7 @@ from core.errors import CheckpointError
 CONFIG, STATUS, METRICS, SAMPLES = "config.json", "status.json", "metrics.jsonl", "samples.jsonl"
 CKPT_DIR = "checkpoints"
 STOP_FILE = "STOP"  # its presence asks a running trainer to stop at the next step
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")  # refused: unpickling can run code
 
 
 def runs_root() -> Path:
@@ -59,6 +61,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def write_error(e: OSError, what) -> CheckpointError:
+    """A disk problem (full, read-only, no permission...) as one sentence naming what could not be written."""
+    reason = e.strerror or str(e) or type(e).__name__
+    err = CheckpointError(f"Could not write {what}: {reason}.")
+    err.reason = reason
+    return err
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
@@ -68,6 +78,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # the old file, if any, is untouched
+        raise write_error(e, path) from None
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
@@ -87,7 +99,11 @@ def read_json(path) -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"{path} is missing.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:  # a folder in its place, no permission...
+        raise CheckpointError(f"{path} cannot be read ({e.strerror or e}).") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is corrupt (its JSON is nested too deeply).") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of thousands of digits
         raise CheckpointError(f"{path} is corrupt (not valid JSON: {e}).") from None
 
 
@@ -96,8 +112,11 @@ def read_json(path) -> dict:
 
 
 def append_jsonl(path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as e:  # a line cut short by a full disk is skipped by readers
+        raise write_error(e, path) from None
 
 
 def read_jsonl(path, offset: int = 0) -> tuple[list[dict], int]:
@@ -203,28 +222,53 @@ def save_checkpoint(run_dir, model, trainer_tensors: dict[str, torch.Tensor], me
     """Write a complete checkpoint directory, then point `last` (and `best`) at it; returns its name.
     `model` is a module, or its weights already as a name -> tensor dict (fine-tuning passes LoRA merged in)."""
     ckdir = Path(run_dir) / CKPT_DIR
-    ckdir.mkdir(parents=True, exist_ok=True)
     name = f"step-{meta['step']:07d}-{uuid.uuid4().hex[:4]}"
     tmp = ckdir / f".tmp-{name}"
-    tmp.mkdir()
     weights = model if isinstance(model, dict) else model_tensors(model)
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    save_file(trainer_tensors, str(tmp / "trainer.safetensors"), metadata={"format": "pt"})
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    os.rename(tmp, ckdir / name)
+    try:
+        ckdir.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        save_file(trainer_tensors, str(tmp / "trainer.safetensors"), metadata={"format": "pt"})
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.rename(tmp, ckdir / name)
+    except (OSError, SafetensorError) as e:  # a full disk, say: the previous checkpoint stays as it was
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _checkpoint_write_error(e, run_dir, meta["step"]) from None
     _fsync_dir(ckdir)
     pointer = {"dir": name, **{k: meta[k] for k in ("step", "val_loss", "train_loss", "elapsed_s") if k in meta}}
-    atomic_write_json(ckdir / "last.json", pointer)
+    try:
+        atomic_write_json(ckdir / "last.json", pointer)
+    except CheckpointError as e:  # `last` still names the previous checkpoint: drop the new one
+        shutil.rmtree(ckdir / name, ignore_errors=True)
+        raise _checkpoint_write_error(e, run_dir, meta["step"]) from None
     if best:
         atomic_write_json(ckdir / "best.json", pointer)
     _remove_unreferenced(ckdir)
     return name
 
 
+def _checkpoint_write_error(e: Exception, run_dir, step: int) -> CheckpointError:
+    reason = getattr(e, "reason", None) or (e.strerror if isinstance(e, OSError) else None) or str(e)
+    os_error = re.search(r"os error (\d+)", reason)  # safetensors: "... I/O error: ... (os error 28)"
+    if os_error:
+        reason = os.strerror(int(os_error.group(1)))
+    try:
+        previous = checkpoint_meta(run_dir, "last")
+    except CheckpointError:
+        previous = None
+    kept = (f"the previous checkpoint (step {previous['step']}) is intact" if previous
+            else "no earlier checkpoint exists")
+    return CheckpointError(f"Could not save the checkpoint of step {step}: {reason}; {kept}. Free some disk "
+                           f"space (or fix the folder's permissions), then resume.")
+
+
 def _remove_unreferenced(ckdir: Path) -> None:
+    """Remove checkpoint directories no pointer names, and what a killed writer left half-done (`.tmp-*`
+    directories, hidden `.*.tmp` files). Only the trainer writes here, and only it calls this."""
     keep = set()
     for which in ("last", "best"):
         try:
@@ -234,6 +278,8 @@ def _remove_unreferenced(ckdir: Path) -> None:
     for d in ckdir.iterdir():
         if d.is_dir() and d.name not in keep:
             shutil.rmtree(d, ignore_errors=True)
+        elif d.name.startswith(".") and d.name.endswith(".tmp"):
+            d.unlink(missing_ok=True)
 
 
 def checkpoint_dir(run_dir, which: str = "last") -> Path | None:
@@ -260,10 +306,14 @@ def checkpoint_meta(run_dir, which: str = "last") -> dict | None:
 def load_tensors(path) -> dict[str, torch.Tensor]:
     """safetensors only: a weights file can never run code when loaded."""
     path = Path(path)
-    if path.suffix in (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt"):
+    if path.suffix in PICKLE_SUFFIXES:
         raise CheckpointError(f"{path.name}: Newleaf loads weights only from .safetensors files; pickle-based "
                               f"files ({path.suffix}) can run arbitrary code when loaded and are refused.")
     if not path.exists():
+        pickled = [p.name for p in (path.with_suffix(s) for s in PICKLE_SUFFIXES) if p.exists()]
+        if pickled:  # e.g. a model.pt put where model.safetensors belongs
+            raise CheckpointError(f"{path} is missing; there is only {pickled[0]}, a pickle-based file, which can "
+                                  f"run arbitrary code when loaded: Newleaf loads weights only from .safetensors.")
         raise CheckpointError(f"{path} is missing.")
     try:
         return load_file(str(path))
@@ -286,6 +336,17 @@ def load_model_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     model.load_state_dict(tensors, strict=False)  # lm_head.weight is tied to transformer.wte.weight
 
 
+def check_size(cfg, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse a config that describes a bigger model than the weights hold, before building it: a corrupt or
+    hostile config.json must not make the app allocate a model of any size it names."""
+    from core.model import param_count
+
+    need, have = param_count(cfg), sum(t.numel() for t in tensors.values())
+    if need > have:
+        raise CheckpointError(f"{source} holds {have:,} weights, but the model in config.json needs {need:,}; "
+                              f"they do not belong together.")
+
+
 def load_model(run_dir, which: str = "best", device: str = "cpu"):
     """The trained model of a run (its `best` checkpoint, else `last`) and its tokenizer, ready to sample."""
     from core.device import pick_device
@@ -297,9 +358,12 @@ def load_model(run_dir, which: str = "best", device: str = "cpu"):
     if ck is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet: train it first.")
     try:
-        model = GPT(GPTConfig.from_dict(config["model"]))
-    except (KeyError, TypeError) as e:
+        cfg = GPTConfig.from_dict(config["model"])
+    except (KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{Path(run_dir) / CONFIG} has no valid model section ({e}).") from None
-    load_model_weights(model, load_tensors(ck / "model.safetensors"), str(ck / "model.safetensors"))
+    tensors = load_tensors(ck / "model.safetensors")
+    check_size(cfg, tensors, str(ck / "model.safetensors"))
+    model = GPT(cfg)
+    load_model_weights(model, tensors, str(ck / "model.safetensors"))
     model.to(pick_device(device)).eval()
     return model, load_tokenizer(run_dir)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from core import demo_task
-from core.data import _decode, _mb, max_corpus_bytes, token_dtype
+from core.data import _decode, _mb, check_unicode, json_problem, max_corpus_bytes, token_dtype
 from core.errors import ConfigError, CorpusError
 
 ROLES = ("system", "user", "assistant")
@@ -141,6 +141,8 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
             items = json.loads(text)
         except json.JSONDecodeError as e:
             raise CorpusError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+        except (ValueError, RecursionError) as e:  # nested too deeply, an integer of thousands of digits
+            raise CorpusError(f"{path.name}: not valid JSON ({json_problem(e)}).") from None
         if not isinstance(items, list):
             raise CorpusError(f"{path.name} must hold a JSON array of examples (or use .jsonl: one per line).")
         records = [(f"{path.name}, item {i}", obj) for i, obj in enumerate(items, 1)]
@@ -154,6 +156,8 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
             except json.JSONDecodeError as e:
                 raise CorpusError(f"{path.name}, line {lineno}: not valid JSON ({e.msg}, column {e.colno}). "
                                   f"{_HINT}") from None
+            except (ValueError, RecursionError) as e:
+                raise CorpusError(f"{path.name}, line {lineno}: not valid JSON ({json_problem(e)}). {_HINT}") from None
             records.append((f"{path.name}, line {lineno}", obj))
     if not records:
         raise CorpusError(f"{path.name} holds no examples.")
@@ -217,7 +221,8 @@ def _message(m, key: str, i: int, where: str) -> dict:
     if not isinstance(m, dict):
         raise CorpusError(f"{where}, message {i}: expected an object with a role and content.")
     if key == "conversations" and "from" in m:
-        role, content = SHAREGPT_ROLES.get(m.get("from")), m.get("value")
+        speaker = m.get("from")
+        role, content = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None, m.get("value")
         if role is None:
             raise CorpusError(f"{where}, message {i}: unknown speaker {m.get('from')!r}; use human, gpt or system.")
     else:
@@ -237,6 +242,7 @@ def check_conversation(messages: list[dict], where: str) -> list[dict]:
     if not any(m["role"] == "assistant" for m in messages):
         raise CorpusError(f"{where}: no assistant message; an example needs a reply to learn from.")
     for i, m in enumerate(messages, 1):
+        check_unicode(m["content"], f"{where}, message {i}")
         if m["role"] == "assistant" and not m["content"].strip():
             raise CorpusError(f"{where}, message {i}: empty assistant turn; every assistant reply needs text to "
                               f"learn from (remove the example or write the reply).")

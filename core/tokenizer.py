@@ -332,7 +332,9 @@ def load_tokenizer(directory) -> Tokenizer:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TokenizerError(f"No tokenizer in {directory}: {CONFIG_FILE} is missing.") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:
+        raise TokenizerError(f"{path} is corrupt (its JSON is nested too deeply).") from None
+    except ValueError as e:  # UnicodeDecodeError, JSONDecodeError, an integer of thousands of digits
         raise TokenizerError(f"{path} is corrupt (not valid JSON: {e}).") from None
     except OSError as e:
         raise TokenizerError(f"Could not read {path}: {e}") from None

@@ -180,6 +180,94 @@ EN: dict[str, str] = {
     "runs.too_many": "Compare at most {n} runs at once.",
     "runs.no_checkpoint": "{title} has no checkpoint yet: train it first, then download it.",
     "runs.no_hf": "The Hugging Face export is not available in this version of Newleaf.",
+    "runs.upload": "Upload a run (.zip downloaded from this tab): it becomes one of your runs",
+    "runs.upload_none": "Choose a .zip file of a run first.",
+    "runs.upload_too_big": "That file is larger than the {mb} MB upload limit.",
+    "runs.uploaded": "Uploaded **{title}**: it is one of your runs now; use it in Generate and Attention.",
+
+    # -- finetune ----------------------------------------------------------------------------------------------
+    "ft.explainer": "**What is happening here.** *Fine-tuning* starts from a model that has already learned something "
+                    "(one of your runs, or GPT-2) and trains it a little more on new data, with a lower learning rate "
+                    "so that it keeps what it knew. With *conversations*, each example is written with chat markers "
+                    "(`<|user|>…<|end|><|assistant|>…<|end|>`) and the loss counts **only the assistant's tokens**: "
+                    "the model should learn to *answer*, not to write the questions. The base model is measured "
+                    "before training and the result after, on held-out examples it never trains on. **Full** "
+                    "fine-tuning updates every weight (you may freeze the first layers). **LoRA** freezes every "
+                    "weight and learns a small low-rank update next to the big matrices, W + (α / r)·B·A: far fewer "
+                    "trainable parameters, and the base stays as it was. To be honest about it: LoRA is good at "
+                    "adjusting how a model uses what it already knows; a tiny model learns a brand-new skill such "
+                    "as arithmetic with LoRA only slowly, so full fine-tuning is the method for the demo. The demo "
+                    "asks sums like “What is 37 + 45?” and scores the exact answers to held-out questions.",
+    "ft.base.title": "#### Base model: where the weights start",
+    "ft.base.kind": "Start from",
+    "ft.base.run": "Your run (or a shared example)",
+    "ft.base.hub": "GPT-2 model from the Hugging Face Hub",
+    "ft.base.hub.info": "downloaded once (this needs the network the first time), then read from the cache",
+    "ft.base.folder": "Local folder with a Hugging Face GPT-2 model",
+    "ft.base.folder.placeholder": "/path/to/a folder with config.json and model.safetensors",
+    "ft.base.preset": "Size of the fresh model",
+    "ft.base.preset.info": "a model from scratch knows nothing yet: enough for the arithmetic demo",
+    "ft.data.title": "#### Data",
+    "ft.data.source": "Fine-tune on",
+    "ft.data.upload": "Or upload files: .jsonl conversations or instructions, .csv with prompt and response columns, "
+                      ".txt / .md plain text",
+    "ft.data.prompt_column": "CSV prompt column", "ft.data.response_column": "CSV response column",
+    "ft.data.column.info": "blank: found by name (prompt/response, instruction/output, question/answer…)",
+    "ft.data.too_long": "Examples longer than the context",
+    "ft.data.check": "Check data",
+    "ft.data.none": "Press **Check data** to see how the data is understood, or just press **Start**: the arithmetic "
+                    "demo is ready.",
+    "ft.check.chat": "✅ **{name}**: {n} conversations. The loss counts only the assistant's replies.",
+    "ft.check.held_out": "{n} of them are held-out questions, never trained on: they are the score.",
+    "ft.check.text": "✅ **{name}**: plain text, {chars} characters ({tokens} tokens). Continued pretraining: every "
+                     "token counts.",
+    "ft.check.fits": "Every example fits the context of {block} tokens.",
+    "ft.check.later": "Examples too long for the context are counted when training starts ({why}).",
+    "ft.check.preview": "One example, as the model sees it:",
+    "ft.method.title": "#### Method",
+    "ft.method": "Method",
+    "ft.freeze": "Freeze the first N layers", "ft.freeze.info": "0 = every layer trains",
+    "ft.lora_rank": "LoRA rank r", "ft.lora_alpha": "LoRA alpha α", "ft.lora_dropout": "LoRA dropout",
+    "ft.lora_layers": "Layers with adapters", "ft.lora_layers.info": "block numbers such as 0,1; blank = all",
+    "ft.params": "🧮 **{trainable}** of {total} parameters train ({fraction}).",
+    "ft.params.approx": "About: a fresh model's vocabulary comes from the data.",
+    "ft.params.unknown": "🧮 The number of parameters is known once the model is downloaded.",
+    "ft.train.title": "#### Training",
+    "ft.lr.info": "the default follows the method: lower for full fine-tuning, higher for LoRA",
+    "ft.no_job": "No fine-tuning job yet. The arithmetic demo is ready: press Start.",
+    "ft.results.title": "#### Before and after",
+    "ft.results.waiting": "The base model is measured before training and the fine-tuned model after; the numbers "
+                          "appear here.",
+    "ft.result.em": "🎯 Exact match on {n} held-out questions: base **{before}** → fine-tuned **{after}**",
+    "ft.result.em_base": "🎯 Exact match of the base model on {n} held-out questions: **{before}**. The fine-tuned "
+                         "model is measured when training ends.",
+    "ft.result.loss": "Validation loss (lower is better): base **{before}** → fine-tuned **{after}**",
+    "ft.result.loss_base": "Validation loss of the base model: **{before}**. The fine-tuned model is measured when "
+                           "training ends.",
+    "ft.results.table": "Base vs fine-tuned, on held-out data",
+    "ft.col.metric": "Metric", "ft.col.base": "Base", "ft.col.finetuned": "Fine-tuned", "ft.col.prompt": "Prompt",
+    "ft.metric.val_loss": "Validation loss", "ft.metric.perplexity": "Perplexity",
+    "ft.metric.exact_match": "Exact match (%)", "ft.metric.bleu": "BLEU (0–100)", "ft.metric.rouge_l": "ROUGE-L (0–1)",
+    "ft.metric.distinct_1": "Distinct-1", "ft.metric.distinct_2": "Distinct-2",
+    "ft.compare.title": "#### Compare outputs",
+    "ft.compare.prompts": "Prompts, one per line",
+    "ft.compare.placeholder": "What is 12 + 30?",
+    "ft.compare.run": "Compare base and fine-tuned",
+    "ft.compare.table": "Greedy replies, side by side",
+    "ft.compare.none": "Type at least one prompt (one per line).",
+    "ft.compare.no_run": "Start a fine-tuning run first: its base and its result are compared.",
+    "ft.compare.no_checkpoint": "This run has no checkpoint yet: let it train a little first.",
+    "ft.compare.not_finetune": "This run is not a fine-tuning run: it has no base model to compare with.",
+    "ft.no_run": "There is no fine-tuning job to stop.",
+    "ft.base.pick_run": "Pick one of your runs as the base (train one in tab 3), or choose another kind of base.",
+    "ft.base.bad_hub": "“{name}” is not a Hugging Face Hub model id like gpt2, distilgpt2 or owner/name.",
+    "ft.base.no_folder": "Type the path of a folder that holds a Hugging Face GPT-2 model (config.json and "
+                         "model.safetensors).",
+    "ft.base.folder_in_runs": "That folder is inside the runs directory: to start from one of your runs, choose "
+                              "“Your run”.",
+    "ft.base.folder_space": "Local folders cannot be used on this shared server: choose one of your runs or a Hub "
+                            "model.",
+    "ft.started": "Fine-tuning {trainable} of {total} parameters ({fraction}), starting from {base}.",
 }
 
 ZH: dict[str, str] = {
@@ -336,6 +424,81 @@ ZH: dict[str, str] = {
     "runs.too_many": "一次最多比较 {n} 个运行。",
     "runs.no_checkpoint": "{title} 还没有检查点：先训练它，再下载。",
     "runs.no_hf": "此版本的 Newleaf 不支持导出为 Hugging Face 格式。",
+    "runs.upload": "上传一个运行（从本页下载的 .zip）：它会成为你的运行之一",
+    "runs.upload_none": "请先选择一个运行的 .zip 文件。",
+    "runs.upload_too_big": "该文件超过了 {mb} MB 的上传上限。",
+    "runs.uploaded": "已上传 **{title}**：它现在是你的运行之一；可以在“生成”和“注意力”中使用。",
+
+    # -- finetune ----------------------------------------------------------------------------------------------
+    "ft.explainer": "**这里在做什么。** *微调*从一个已经学到了一些东西的模型（你的某个运行，或 GPT-2）出发，在新数据上"
+                    "再训练一小会儿，并使用较低的学习率，让它保留原来学会的东西。对于*对话*数据，每个样例都用对话标记"
+                    "（`<|user|>…<|end|><|assistant|>…<|end|>`）写出，损失**只计算助手的词元**：模型要学会的是*回答*，"
+                    "而不是写出问题。训练前先在从未训练过的留出样例上测一次基础模型，训练后再测一次结果。**全量**微调"
+                    "更新所有权重（可以冻结前几层）。**LoRA** 冻结所有权重，只在大矩阵旁学习一个小小的低秩更新 "
+                    "W + (α / r)·B·A：可训练的参数少得多，基础模型也保持原样。实话实说：LoRA 擅长调整模型如何运用它"
+                    "已有的知识；而让一个很小的模型用 LoRA 学会算术这样的全新技能会很慢，所以演示请用全量微调。演示"
+                    "会问“What is 37 + 45?”这样的加法题，并按留出问题的答案是否完全正确来打分。",
+    "ft.base.title": "#### 基础模型：权重从哪里开始",
+    "ft.base.kind": "起点",
+    "ft.base.run": "你的运行（或共享示例）",
+    "ft.base.hub": "Hugging Face Hub 上的 GPT-2 模型",
+    "ft.base.hub.info": "只下载一次（第一次需要联网），之后从缓存读取",
+    "ft.base.folder": "本地的 Hugging Face GPT-2 模型文件夹",
+    "ft.base.folder.placeholder": "/path/to/含有 config.json 和 model.safetensors 的文件夹",
+    "ft.base.preset": "新模型的大小",
+    "ft.base.preset.info": "从零开始的模型什么都还不懂：用于算术演示已经足够",
+    "ft.data.title": "#### 数据",
+    "ft.data.source": "微调数据",
+    "ft.data.upload": "或上传文件：.jsonl 对话或指令数据，含 prompt 和 response 列的 .csv，.txt / .md 纯文本",
+    "ft.data.prompt_column": "CSV 提示列", "ft.data.response_column": "CSV 回复列",
+    "ft.data.column.info": "留空：按列名自动识别（prompt/response、instruction/output、question/answer……）",
+    "ft.data.too_long": "超出上下文长度的样例",
+    "ft.data.check": "检查数据",
+    "ft.data.none": "按**检查数据**看看数据是如何被理解的，或者直接按**开始**：算术演示已经准备好了。",
+    "ft.check.chat": "✅ **{name}**：{n} 段对话。损失只计算助手的回复。",
+    "ft.check.held_out": "其中 {n} 个是留出的问题，从不参与训练：它们用来打分。",
+    "ft.check.text": "✅ **{name}**：纯文本，{chars} 个字符（{tokens} 个词元）。继续预训练：每个词元都计入损失。",
+    "ft.check.fits": "每个样例都能放进 {block} 个词元的上下文。",
+    "ft.check.later": "超出上下文的样例会在开始训练时统计（{why}）。",
+    "ft.check.preview": "一个样例，模型看到的样子：",
+    "ft.method.title": "#### 方法",
+    "ft.method": "方法",
+    "ft.freeze": "冻结前 N 层", "ft.freeze.info": "0 = 所有层都训练",
+    "ft.lora_rank": "LoRA 秩 r", "ft.lora_alpha": "LoRA alpha α", "ft.lora_dropout": "LoRA dropout",
+    "ft.lora_layers": "加适配器的层", "ft.lora_layers.info": "层编号，例如 0,1；留空 = 全部",
+    "ft.params": "🧮 {total} 个参数中有 **{trainable}** 个参与训练（{fraction}）。",
+    "ft.params.approx": "约数：新模型的词表来自数据。",
+    "ft.params.unknown": "🧮 模型下载之后才能知道参数个数。",
+    "ft.train.title": "#### 训练",
+    "ft.lr.info": "默认值随方法而定：全量微调较低，LoRA 较高",
+    "ft.no_job": "还没有微调任务。算术演示已经准备好了：按“开始”。",
+    "ft.results.title": "#### 微调前后",
+    "ft.results.waiting": "训练前会先测基础模型，训练后再测微调后的模型；数字会显示在这里。",
+    "ft.result.em": "🎯 {n} 个留出问题的完全正确率：基础模型 **{before}** → 微调后 **{after}**",
+    "ft.result.em_base": "🎯 基础模型在 {n} 个留出问题上的完全正确率：**{before}**。训练结束后再测微调后的模型。",
+    "ft.result.loss": "验证损失（越低越好）：基础模型 **{before}** → 微调后 **{after}**",
+    "ft.result.loss_base": "基础模型的验证损失：**{before}**。训练结束后再测微调后的模型。",
+    "ft.results.table": "基础模型与微调后模型在留出数据上的对比",
+    "ft.col.metric": "指标", "ft.col.base": "基础模型", "ft.col.finetuned": "微调后", "ft.col.prompt": "提示词",
+    "ft.metric.val_loss": "验证损失", "ft.metric.perplexity": "困惑度",
+    "ft.metric.exact_match": "完全正确率（%）", "ft.metric.bleu": "BLEU（0–100）", "ft.metric.rouge_l": "ROUGE-L（0–1）",
+    "ft.metric.distinct_1": "Distinct-1", "ft.metric.distinct_2": "Distinct-2",
+    "ft.compare.title": "#### 比较输出",
+    "ft.compare.prompts": "提示词，每行一个",
+    "ft.compare.placeholder": "What is 12 + 30?",
+    "ft.compare.run": "比较基础模型与微调后模型",
+    "ft.compare.table": "贪心解码的回复，并排显示",
+    "ft.compare.none": "请至少输入一个提示词（每行一个）。",
+    "ft.compare.no_run": "请先开始一次微调：比较的是它的基础模型和微调结果。",
+    "ft.compare.no_checkpoint": "这个运行还没有检查点：先让它训练一会儿。",
+    "ft.compare.not_finetune": "这个运行不是微调运行：没有可以对比的基础模型。",
+    "ft.no_run": "没有可以停止的微调任务。",
+    "ft.base.pick_run": "请选择你的一个运行作为基础模型（可在第 3 页训练一个），或选择其他类型的基础模型。",
+    "ft.base.bad_hub": "“{name}”不是 Hugging Face Hub 的模型 ID（例如 gpt2、distilgpt2 或 owner/name）。",
+    "ft.base.no_folder": "请输入一个含有 Hugging Face GPT-2 模型（config.json 和 model.safetensors）的文件夹路径。",
+    "ft.base.folder_in_runs": "这个文件夹在运行目录里：要从你的某个运行开始，请选择“你的运行”。",
+    "ft.base.folder_space": "在这台共享服务器上不能使用本地文件夹：请选择你的某个运行或 Hub 上的模型。",
+    "ft.started": "正在微调 {total} 个参数中的 {trainable} 个（{fraction}），起点是 {base}。",
 }
 
 STRINGS = {"en": EN, "zh": ZH}

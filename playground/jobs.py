@@ -70,7 +70,7 @@ class Jobs:
 
     def run_dir(self, run_id: str) -> Path:
         """The directory of a run id; ids that could leave the runs directory are refused."""
-        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
             raise NewleafError(f"{run_id!r} is not a valid run name.")
         path = (self.root / run_id)
         if path.is_symlink() or path.resolve().parent != self.root:
@@ -107,7 +107,7 @@ class Jobs:
         mine = owner_id(token) if token else None
         out = []
         for d in self.root.iterdir() if self.root.exists() else ():
-            if not d.is_dir() or d.is_symlink() or not _RUN_ID.match(d.name):
+            if not d.is_dir() or d.is_symlink() or not _RUN_ID.fullmatch(d.name):
                 continue
             try:
                 config = runs.read_config(d)

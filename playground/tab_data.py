@@ -15,6 +15,7 @@ from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
 from core.errors import CorpusError
 from core.tokenizer import make_tokenizer
 from playground.context import AppContext, friendly
+from playground.i18n import t
 
 DEFAULT_CHOICE = "default"
 UPLOAD_CHOICE = "upload"
@@ -119,7 +120,7 @@ def create_tab(ctx: AppContext) -> None:
             vocab = tr(gr.Slider, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab",
                        visible=False)
             load = tr(gr.Button, value="data.load", variant="primary")
-    stats = tr(gr.Markdown, value="data.none", elem_id="data-stats")
+    stats = gr.Markdown(t("data.none"), elem_id="data-stats")  # live content: not relabelled by the language switch
     preview = gr.HTML(label="Preview", elem_id="data-preview")
 
     tok_kind.change(lambda k: gr.update(visible=k == "bpe"), tok_kind, vocab, queue=False, api_visibility="private")

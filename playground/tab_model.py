@@ -39,7 +39,11 @@ def memory_limit(settings) -> int:
 
 
 def check_fits(cfg: GPTConfig, batch_size: int, settings) -> int:
-    """Bytes the job needs; raises ConfigError when it is more than may be used."""
+    """Bytes the job needs; raises ConfigError when it is more than may be used (or the context is too long)."""
+    max_context = getattr(settings, "max_context", None)
+    if max_context and cfg.block_size > max_context:
+        raise ConfigError(f"A context of {cfg.block_size} tokens is more than the {max_context} allowed here; "
+                          f"choose a shorter context length.")
     need = training_memory(cfg, int(batch_size))["total"]
     limit = memory_limit(settings)
     if need > limit:

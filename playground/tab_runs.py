@@ -13,6 +13,8 @@ Nothing here trains or samples: it reads run directories (core/runs.py) and asks
     download_hf(owner, run_id, which, lang)                 -> a .zip of the transformers export
     ask_delete(owner, run_id, lang)                         -> shows "Really delete ...?"
     delete_run(owner, run_id, lang)                         -> deletes, only after ask_delete in the same session
+    upload_run(owner, zip_file, lang)                       -> imports a run's zip (checked by core/run_archive.py)
+                                                               as a new run of this session
 """
 from __future__ import annotations
 
@@ -31,9 +33,11 @@ import pandas as pd
 
 from core import runs
 from core.errors import CheckpointError, NewleafError
+from core.run_archive import ArchiveLimits, import_run_zip
 from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
 from playground.i18n import t
+from playground.jobs import owner_id
 
 FEEDBACK = "feedback.jsonl"      # {"rating": 1 | -1, ...} per line, written by the Generate tab
 MAX_COMPARE = 10
@@ -302,6 +306,7 @@ def create_tab(ctx: AppContext) -> RunsEvents:
                 cancel = tr(gr.Button, value="runs.cancel")
         message = gr.Markdown()
         download = tr(gr.File, label="runs.file", interactive=False)
+        upload = tr(gr.File, label="runs.upload", file_types=[".zip"], type="filepath", file_count="single")
 
     # -- handlers ---------------------------------------------------------------------------------------
 
@@ -368,6 +373,21 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         jobs.delete(owner, run_id)  # refuses another session's run, a shared example, and a running job
         return t("runs.deleted", lang, title=title), gr.update(visible=False), None, (changed or 0) + 1
 
+    @friendly
+    def upload_run(owner, file, changed, lang):
+        if not file:
+            raise NewleafError(t("runs.upload_none", lang))
+        path, s = Path(file), ctx.settings
+        if path.stat().st_size > s.max_upload_mb * 1024 * 1024:  # checked again: a client may bypass the browser
+            raise NewleafError(t("runs.upload_too_big", lang, mb=f"{s.max_upload_mb:g}"))
+        owner_hash = owner_id(owner)
+        # the run's name is ours; the uploaded file's name only lends a slug to it
+        run_id, dest = jobs.new_run_dir(path.stem)
+        limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
+        import_run_zip(path, dest, limits, source_name=path.name,
+                       config_update={"owner": owner_hash, "created": time.time()})
+        return t("runs.uploaded", lang, title=title_of(dest)), (changed or 0) + 1
+
     def hide_confirm():
         return gr.update(visible=False), None
 
@@ -398,5 +418,7 @@ def create_tab(ctx: AppContext) -> RunsEvents:
     confirm.click(delete_run, [ctx.owner, picker, pending, ctx.runs_changed, ctx.lang],
                   [message, confirm_box, pending, ctx.runs_changed], api_name="delete_run")
     cancel.click(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
+    upload.upload(upload_run, [ctx.owner, upload, ctx.runs_changed, ctx.lang], [message, ctx.runs_changed],
+                  api_name="upload_run")
 
     return RunsEvents(loaded=loaded, refresh=refresh_args)

@@ -84,8 +84,11 @@ def progress_html(state: dict, records: list[dict]) -> str:
     eta = ""
     if state.get("state") == "running" and 0 < frac < 1 and elapsed > 0:
         eta = f" · about {max(0, elapsed / frac - elapsed):,.0f} s left"
+    of = f"step {step:,} of {max_steps:,}" if max_steps < 10 ** 8 else f"step {step:,}"
+    if max_time:
+        of += f" · {elapsed:,.0f} s of {max_time:,.0f} s"
     return (f'<div class="nl-progress"><div class="nl-progress-bar" style="width:{frac * 100:.1f}%"></div></div>'
-            f'<div class="nl-progress-label">step {step:,} of {max_steps:,} ({frac * 100:.0f}%){eta}</div>')
+            f'<div class="nl-progress-label">{of} ({frac * 100:.0f}%){eta}</div>')
 
 
 def samples_text(run_dir, limit: int = 3) -> str:
@@ -111,7 +114,8 @@ def create_tab(ctx: AppContext) -> TrainEvents:
         start = tr(gr.Button, value="train.start", variant="primary", elem_id="train-start")
         stop = tr(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
         resume = tr(gr.Button, value="train.resume", elem_id="train-resume")
-    status = tr(gr.Markdown, value="train.no_job", elem_id="train-status")
+    # not bound to the language switch: it shows the live state of a job, which a relabel would wipe
+    status = gr.Markdown(t("train.no_job"), elem_id="train-status")
     progress = gr.HTML(elem_id="train-progress")
     with gr.Row():
         log_scale = tr(gr.Checkbox, value=False, label="train.log_scale")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from playground import tab_attention, tab_data, tab_generate, tab_model, tab_runs, tab_train
+from playground import tab_attention, tab_data, tab_finetune, tab_generate, tab_model, tab_runs, tab_train
 from playground.context import AppContext
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
@@ -37,6 +37,8 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
                 tr(gr.Markdown, value="app.intro")
             language = gr.Radio(list(LANGUAGES), value="English", label="Language / 语言", scale=1,
                                 elem_id="language")
+        # the Fine-tune tab's followed run; out here because a BrowserState in a hidden tab does not load
+        finetune_run = gr.BrowserState(None, storage_key=tab_finetune.STORAGE_KEY)
         with gr.Tabs() as tabs:
             with tr.bind(gr.Tab(t("tab.data"), id="data"), label="tab.data"):
                 tab_data.create_tab(ctx)
@@ -44,6 +46,8 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
                 tab_model.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.train"), id="train"), label="tab.train"):
                 train_events = tab_train.create_tab(ctx)
+            with tr.bind(gr.Tab(t("tab.finetune"), id="finetune"), label="tab.finetune"):
+                finetune_events = tab_finetune.create_tab(ctx, finetune_run)
             with tr.bind(gr.Tab(t("tab.generate"), id="generate"), label="tab.generate"):
                 tab_generate.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.attention"), id="attention"), label="tab.attention"):
@@ -68,9 +72,17 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
 
         estimate_fn, estimate_inputs = tab_model.wire_estimate(ctx, train_events.batch_size)
         demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private",
-                  queue=False).then(*train_events.reattach).then(*runs_events.refresh).then(
+                  queue=False).then(*train_events.reattach, api_visibility="private").then(
+            *finetune_events.reattach, api_visibility="private").then(
+            *runs_events.refresh, api_visibility="private").then(
             estimate_fn, estimate_inputs, ctx.model_inputs["estimate"], api_visibility="private")
     return demo, ctx
+
+
+def queue_kwargs(settings: Settings) -> dict:
+    """demo.queue(...): generation requests share `generate_concurrency` slots, and past `max_queue` waiting
+    requests a client is refused at once (Gradio: "Queue is full! Please try again.") instead of waiting."""
+    return dict(default_concurrency_limit=settings.generate_concurrency, max_size=settings.max_queue)
 
 
 def launch_kwargs(settings: Settings) -> dict:

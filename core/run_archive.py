@@ -1,0 +1,265 @@
+"""A run uploaded as a zip: checked through before any of it is used.
+
+The zip the Runs tab downloads (a folder with config.json, the tokenizer, the logs and one checkpoint) is what
+this accepts, with or without its top folder. Checks, cheapest first:
+
+  1. the archive   a real zip, no bigger than the limits, with few entries, none encrypted; the sizes its
+                   entries declare are within the limits before anything is unpacked
+  2. every name    relative, no `..`, no backslash, not a link or a device; and one of the files a run holds
+                   (a pickle-based .pt / .bin is refused with the reason)
+  3. unpacking     into a hidden folder beside the destination, reading no more than each entry declared
+  4. the contents  config.json and the pointers are JSON objects; each checkpoint is named by `last` or `best`;
+                   the weights are safetensors whose shapes fit config.json's model (the model is built and
+                   loaded, as the app will); the tokenizer loads and fits the model's vocabulary
+  5. a rename      makes the run appear complete, or not at all
+
+Nothing in an archive is ever unpickled or executed.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import time
+import uuid
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from core import runs
+from core.errors import CheckpointError, NewleafError
+
+TOP_FILES = {runs.CONFIG, runs.STATUS, runs.METRICS, runs.SAMPLES, "tokenizer.json", "tokenizer.bpe",
+             "feedback.jsonl", "eval.json", "README.txt"}
+POINTERS = ("last", "best")
+CHECKPOINT_FILES = {"model.safetensors", "trainer.safetensors", "meta.json"}
+PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a checkpoint directory (no dots: no `..`)
+_EXPECTED = ("config.json, status.json, tokenizer.json, tokenizer.bpe, metrics.jsonl, samples.jsonl, "
+             "feedback.jsonl, eval.json, and checkpoints/last.json, checkpoints/best.json, "
+             "checkpoints/DIR/{model.safetensors, trainer.safetensors, meta.json}")
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_total_bytes: int = 2048 * MB   # everything unpacked together (and the zip itself)
+    max_text_bytes: int = 64 * MB      # each JSON / JSONL / tokenizer file
+    max_entries: int = 64
+
+
+def _mb(n: int) -> str:
+    return f"{n / MB:,.1f} MB" if n >= MB else f"{n:,} bytes"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Names
+
+
+def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
+    """The entry's path, or a CheckpointError when it could leave the folder it is unpacked into."""
+    name = info.filename
+    if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
+        raise CheckpointError(f"The zip holds an unsafe path {name!r} (absolute, or with a backslash); nothing "
+                              f"was imported.")
+    path = PurePosixPath(name)
+    if any(part in ("..", ".") for part in path.parts) or not path.parts:
+        raise CheckpointError(f"The zip holds an unsafe path {name!r} (it climbs out with '..'); nothing was "
+                              f"imported.")
+    mode = info.external_attr >> 16  # Unix mode; its type bits are 0 when the zip did not record one
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise CheckpointError(f"{name} in the zip is {what}; a run holds only regular files. Nothing was "
+                              f"imported.")
+    return path
+
+
+def _strip_top_folder(paths: list[PurePosixPath]) -> int:
+    """How many leading folders to drop: 1 when everything sits in one top folder (as in a downloaded zip)."""
+    files = [p for p in paths if p.parts]
+    if not files or any(len(p.parts) < 2 for p in files):
+        return 0
+    return 1 if len({p.parts[0] for p in files}) == 1 else 0
+
+
+def _pickled(name: str) -> bool:
+    """A name that says pickle (data/*.bin are a run's token files, which are not uploaded, but not pickles)."""
+    path = PurePosixPath(name.lower())
+    return path.suffix in PICKLE_SUFFIXES and not (path.suffix == ".bin" and path.parent.name == "data")
+
+
+def _check_name(rel: PurePosixPath, original: str) -> str:
+    """The kind of an expected file ("text", "weights", "pointer"), or a CheckpointError saying what is wrong."""
+    parts = rel.parts
+    if _pickled(original):
+        raise CheckpointError(f"{original}: pickle-based files (.pt, .pth, .bin, .pkl, .ckpt...) can run arbitrary "
+                              f"code when loaded, so Newleaf refuses them; a run's weights must be .safetensors. "
+                              f"Nothing was imported.")
+    if len(parts) == 1 and parts[0] in TOP_FILES:
+        return "text"
+    if len(parts) == 2 and parts[0] == runs.CKPT_DIR and parts[1] in {f"{w}.json" for w in POINTERS}:
+        return "pointer"
+    in_checkpoint = len(parts) == 3 and parts[0] == runs.CKPT_DIR and _SAFE_NAME.fullmatch(parts[1])
+    if in_checkpoint and parts[2] in CHECKPOINT_FILES:
+        return "weights" if parts[2].endswith(".safetensors") else "text"
+    raise CheckpointError(f"{original} is not part of a Newleaf run, so the zip was refused (a run holds only "
+                          f"{_EXPECTED}).")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Unpacking
+
+
+def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipfile.ZipInfo, PurePosixPath, str]]:
+    infos = zf.infolist()
+    if len(infos) > limits.max_entries:
+        raise CheckpointError(f"The zip holds {len(infos):,} entries; a run has at most {limits.max_entries}.")
+    paths = [_member_path(i) for i in infos]
+    pickled = [i.filename for i in infos if _pickled(i.filename)]
+    if pickled:  # the most important reason first, whatever else is wrong
+        _check_name(PurePosixPath(pickled[0]), pickled[0])
+    drop = _strip_top_folder([p for p, i in zip(paths, infos) if not i.is_dir()])
+    entries, seen, total = [], set(), 0
+    for info, path in zip(infos, paths):
+        if info.is_dir():
+            continue
+        rel = PurePosixPath(*path.parts[drop:])
+        kind = _check_name(rel, info.filename)
+        if rel in seen:
+            raise CheckpointError(f"The zip holds {rel} twice; nothing was imported.")
+        seen.add(rel)
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"{info.filename} in the zip is encrypted; upload an ordinary zip.")
+        if kind != "weights" and info.file_size > limits.max_text_bytes:
+            raise CheckpointError(f"{info.filename} unpacks to {_mb(info.file_size)}, more than the "
+                                  f"{_mb(limits.max_text_bytes)} allowed for such a file.")
+        total += info.file_size
+        if total > limits.max_total_bytes:
+            raise CheckpointError(f"The zip unpacks to more than the {_mb(limits.max_total_bytes)} allowed for an "
+                                  f"uploaded run.")
+        entries.append((info, rel, kind))
+    if PurePosixPath(runs.CONFIG) not in seen:
+        raise CheckpointError(f"The zip has no {runs.CONFIG}: it is not a Newleaf run (download one from the Runs "
+                              f"tab to see what a run holds).")
+    return entries
+
+
+def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
+    """Copy one entry, reading at most what it declared (a zip bomb may lie about its sizes)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    left = info.file_size
+    with zf.open(info) as src, open(dest, "wb") as out:
+        while True:
+            chunk = src.read(min(1 << 20, left + 1))
+            if not chunk:
+                break
+            left -= len(chunk)
+            if left < 0:
+                raise CheckpointError(f"{info.filename} in the zip holds more than the size it declares; the zip "
+                                      f"is corrupt or hostile, and was refused.")
+            out.write(chunk)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Contents
+
+
+def _check_contents(folder: Path) -> dict:
+    """The config of an unpacked run once everything in it has been checked (see the top of this file)."""
+    from core.model import GPTConfig
+    from core.tokenizer import load_tokenizer
+
+    config = runs.read_json(folder / runs.CONFIG)
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{runs.CONFIG} in the zip has no model section: it is not a Newleaf run's config.")
+    try:
+        cfg = GPTConfig.from_dict(config["model"])
+    except (NewleafError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{runs.CONFIG} in the zip describes an impossible model ({e}).") from None
+    tokenizer = load_tokenizer(folder)
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise CheckpointError(f"The tokenizer in the zip has {tokenizer.vocab_size:,} tokens but the model expects "
+                              f"{cfg.vocab_size:,}; they do not belong together.")
+
+    ckdir = folder / runs.CKPT_DIR
+    named = {}
+    for which in POINTERS:
+        d = runs.checkpoint_dir(folder, which)  # refuses a pointer naming a missing or odd directory
+        if d is not None:
+            named[which] = d
+    if not named:
+        raise CheckpointError("The zip has no checkpoint (checkpoints/last.json or best.json and the folder it "
+                              "names): there are no weights to use.")
+    present = {d.name for d in ckdir.iterdir() if d.is_dir()} if ckdir.is_dir() else set()
+    extra = present - {d.name for d in named.values()}
+    if extra:
+        raise CheckpointError(f"checkpoints/{sorted(extra)[0]} in the zip is named by neither last.json nor "
+                              f"best.json; the zip was refused.")
+    for which, d in named.items():
+        meta = runs.read_json(d / "meta.json")
+        if not isinstance(meta, dict) or isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
+            raise CheckpointError(f"checkpoints/{d.name}/meta.json in the zip has no step number.")
+        if (d / "trainer.safetensors").exists():
+            runs.load_tensors(d / "trainer.safetensors")
+        runs.load_model(folder, which=which)  # safetensors only; shapes checked against config.json's model
+    if "last" not in named:  # the app and the trainer follow `last`
+        runs.atomic_write_json(ckdir / "last.json", runs.read_json(ckdir / "best.json"))
+    return config
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The whole import
+
+
+def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), config_update: dict | None = None,
+                   source_name: str | None = None) -> Path:
+    """Unpack and check a run's zip into `dest_dir` (which must not exist yet); returns it. `config_update` is
+    merged into its config.json (the app sets the owner and title this way: whatever the zip claims about
+    them is overwritten). The run is marked completed: it has weights to use, but no training data."""
+    zip_path, dest_dir = Path(zip_path), Path(dest_dir)
+    source_name = source_name or zip_path.name
+    if dest_dir.exists():
+        raise CheckpointError(f"{dest_dir} already exists; an uploaded run needs a new folder.")
+    try:
+        size = zip_path.stat().st_size
+    except OSError as e:
+        raise CheckpointError(f"The uploaded file cannot be read ({e.strerror or e}).") from None
+    if size > limits.max_total_bytes:
+        raise CheckpointError(f"{source_name} is {_mb(size)}, more than the {_mb(limits.max_total_bytes)} allowed "
+                              f"for an uploaded run.")
+    tmp = dest_dir.parent / f".{dest_dir.name}.upload-{uuid.uuid4().hex[:8]}"
+    try:
+        try:
+            tmp.mkdir(parents=True)
+        except OSError as e:
+            raise runs.write_error(e, dest_dir) from None
+        try:
+            with zipfile.ZipFile(zip_path) as zf:
+                for info, rel, _ in _read_entries(zf, limits):
+                    _unpack(zf, info, tmp.joinpath(*rel.parts))
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
+            raise CheckpointError(f"{source_name} is not a readable zip ({e}).") from None
+        except OSError as e:
+            raise runs.write_error(e, dest_dir) from None
+        try:
+            config = _check_contents(tmp)
+        except NewleafError as e:  # name the upload, not the hidden folder it was unpacked into
+            raise type(e)(str(e).replace(str(tmp), source_name)) from None
+        step = (runs.checkpoint_meta(tmp, "last") or {}).get("step", 0)
+        config.update(config_update or {})
+        config["title"] = str(config.get("title") or Path(source_name).stem)[:80]
+        config["source"] = {"upload": source_name, "original_source": config.get("source"), "uploaded": time.time()}
+        runs.atomic_write_json(tmp / runs.CONFIG, config)
+        runs.write_status(tmp, "completed", f"Uploaded from {source_name} (checkpoint of step {step}); it has no "
+                                            f"training data here, so it can be used but not trained further.",
+                          step=step)
+        try:
+            os.rename(tmp, dest_dir)
+        except OSError as e:
+            raise runs.write_error(e, dest_dir) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    runs._fsync_dir(dest_dir.parent)
+    return dest_dir

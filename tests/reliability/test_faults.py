@@ -1,0 +1,204 @@
+"""Faults that are not a kill: a full disk while a checkpoint is written, a runs directory that cannot be written,
+and a loss that becomes NaN or infinite. Each ends in one clear message and a run whose last good checkpoint
+still loads and resumes."""
+from __future__ import annotations
+
+import errno
+import math
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import SafetensorError
+
+from core import cli, runs
+from core.errors import CheckpointError, NewleafError
+from core.model import GPT
+from core.train import Trainer
+from playground.jobs import Jobs
+from tests.reliability.helpers import make_run
+
+STEPS, EVERY = 6, 2  # checkpoints at steps 2, 4, 6
+
+
+def no_leftovers(run: Path) -> bool:
+    ckdir = run / runs.CKPT_DIR
+    return not any(p.name.startswith(".") for p in ckdir.iterdir())
+
+
+class FullDisk:
+    """safetensors' save_file that writes half a file, then fails as a full disk makes it fail."""
+
+    def __init__(self, fail_from_call: int):
+        self.calls, self.fail_from = 0, fail_from_call
+        self.real = runs.save_file
+
+    def __call__(self, tensors, filename, metadata=None):
+        self.calls += 1
+        if self.calls < self.fail_from:
+            return self.real(tensors, filename, metadata=metadata)
+        Path(filename).write_bytes(b"\0" * 1000)  # what had fit
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A full disk
+
+
+def test_disk_full_during_a_checkpoint_fails_clearly_and_keeps_the_previous_one(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run", max_steps=STEPS, eval_every=EVERY)
+    monkeypatch.setattr(runs, "save_file", FullDisk(fail_from_call=3))  # 2 files per checkpoint: step 4 fails
+    with pytest.raises(CheckpointError) as e:
+        Trainer(run).fit()
+    message = str(e.value)
+    assert "Could not save the checkpoint of step 4: No space left on device" in message
+    assert "the previous checkpoint (step 2) is intact" in message
+    status = runs.read_status(run)
+    assert status["state"] == "failed" and status["message"] == message
+    assert no_leftovers(run)  # the half-written checkpoint folder is gone
+    assert runs.checkpoint_meta(run, "last")["step"] == 2
+    runs.load_model(run, "last")
+
+    monkeypatch.undo()  # space was freed: resume finishes the run
+    result = Trainer(run).fit()
+    assert result.state == "completed" and result.step == STEPS
+
+
+def test_disk_full_while_writing_the_pointer_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "run", max_steps=STEPS, eval_every=EVERY)
+    real = runs.atomic_write_bytes
+    calls = {"last.json": 0}
+
+    def full_on_second_pointer(path, data):
+        if Path(path).name == "last.json":
+            calls["last.json"] += 1
+            if calls["last.json"] == 2:
+                raise runs.write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
+        return real(path, data)
+
+    monkeypatch.setattr(runs, "atomic_write_bytes", full_on_second_pointer)
+    with pytest.raises(CheckpointError, match=r"step 4: No space left on device; the previous checkpoint \(step 2\)"):
+        Trainer(run).fit()
+    assert runs.checkpoint_meta(run, "last")["step"] == 2 and no_leftovers(run)
+    assert [d.name for d in (run / runs.CKPT_DIR).iterdir() if d.is_dir()] == [runs.checkpoint_dir(run).name]
+
+
+def test_cli_says_one_clear_line_and_exits_non_zero_on_a_full_disk(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "run", max_steps=STEPS, eval_every=EVERY)
+    monkeypatch.setattr(runs, "save_file", FullDisk(fail_from_call=3))
+    code = cli.main(["train", "--out", str(run), "--resume", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code != 0
+    assert len(err) == 1 and err[0].startswith("newleaf: error: Could not save the checkpoint of step 4: No space "
+                                               "left on device; the previous checkpoint (step 2) is intact")
+    assert "Traceback" not in "\n".join(err)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real, small filesystem (tmpfs) when this machine lets us mount one (root in a container usually can)."""
+    mnt = tmp_path / "small-disk"
+    mnt.mkdir()
+    size = 2 * 1024 * 1024
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_really_full_disk(small_tmpfs, tmp_path):
+    """2 MB of disk: the token files and the first checkpoint (1.3 MB) fit, the second does not."""
+    run = make_run(small_tmpfs / "run", n_layer=2, n_head=4, n_embd=64, block_size=32, max_steps=STEPS,
+                   eval_every=EVERY)
+    code = cli.main(["train", "--out", str(run), "--resume", "--quiet"])
+    assert code != 0
+    status = runs.read_status(run)
+    assert status["state"] == "failed" and "No space left on device" in status["message"], status
+    last = runs.checkpoint_meta(run, "last")
+    assert last is not None and last["step"] == 2
+    runs.load_model(run, "last")
+    assert not any(p.name.startswith(".tmp-") for p in (run / runs.CKPT_DIR).iterdir())
+    # with room again (the run copied to a bigger disk), it resumes from step 2 and finishes
+    moved = shutil.copytree(run, tmp_path / "moved")
+    result = Trainer(moved).fit()
+    assert result.state == "completed" and result.step == STEPS
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A runs directory that cannot be written
+
+
+@pytest.fixture
+def not_a_folder(tmp_path) -> Path:
+    """A path that can never be created: its parent is a regular file (works as root, where chmod does not)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return blocker / "runs"
+
+
+def test_unwritable_runs_directory_gives_a_clear_error(not_a_folder):
+    with pytest.raises(NewleafError, match="Cannot create the runs directory .*: Not a directory"):
+        Jobs(not_a_folder)
+    with pytest.raises(NewleafError, match="Cannot create the run directory .*: Not a directory"):
+        make_run(not_a_folder / "run")
+    assert not_a_folder.parent.read_text() == "not a folder"
+
+
+def test_read_only_runs_directory(tmp_path):
+    """A read-only filesystem under the runs directory: creating a run says so; nothing half-made is left."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs here")
+    try:
+        jobs = Jobs(mnt)  # an existing (empty) runs directory is fine to list...
+        try:
+            assert jobs.list_runs("someone") == []
+            run_id, path = jobs.new_run_dir("x")
+            with pytest.raises(NewleafError, match="Read-only file system"):  # ...but no run can be made in it
+                make_run(path)
+            assert not path.exists()
+        finally:
+            jobs.shutdown()
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# NaN / inf
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch, poison):
+    run = make_run(tmp_path / f"run-{uuid.uuid4().hex[:4]}", max_steps=10, eval_every=EVERY, log_every=1)
+    real_forward, calls = GPT.forward, {"n": 0}
+
+    def forward(self, *args, **kwargs):  # the 6th training step's loss goes bad
+        out = real_forward(self, *args, **kwargs)
+        if self.training and isinstance(out, tuple) and out[-1] is not None:
+            calls["n"] += 1
+            if calls["n"] == 6:
+                return (*out[:-1], out[-1] * poison)
+        return out
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    result = Trainer(run).fit()
+    assert result.state == "failed" and result.step == 5
+    assert f"the loss became {poison}" in result.message
+    assert "the last good checkpoint (step 4) is kept" in result.message and "lower learning rate" in result.message
+    status = runs.read_status(run)
+    assert status["state"] == "failed" and status["message"] == result.message
+    assert runs.checkpoint_meta(run, "last")["step"] == 4
+    model, _ = runs.load_model(run, "last")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    for r in runs.read_jsonl(run / runs.METRICS)[0]:  # nothing non-finite was logged
+        assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))
+
+    monkeypatch.undo()  # e.g. with a lower learning rate: resume from step 4
+    assert Trainer(run).fit().state == "completed"
