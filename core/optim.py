@@ -13,22 +13,24 @@ OPTIMIZERS = ("adamw", "muon")
 
 
 def newton_schulz(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """An approximately orthogonal matrix with g's row and column spaces (the quintic iteration of Muon)."""
+    """Approximately orthogonal matrices with g's row and column spaces (the quintic iteration of Muon).
+    g is (m, n) or a batch (k, m, n) of same-shaped matrices, done in one go."""
     a, b, c = 3.4445, -4.7750, 2.0315
     x = g.float()
-    transposed = x.size(0) > x.size(1)
+    transposed = x.size(-2) > x.size(-1)
     if transposed:
-        x = x.T
-    x = x / (x.norm() + 1e-7)
+        x = x.mT
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)
     for _ in range(steps):
-        s = x @ x.T
+        s = x @ x.mT
         x = a * x + (b * s + c * s @ s) @ x
-    return x.T if transposed else x
+    return x.mT if transposed else x
 
 
 class Muon(torch.optim.Optimizer):
     """Momentum, orthogonalised per matrix, scaled so the update's RMS matches AdamW's (0.2 * sqrt(max dim))
-    and can share AdamW's learning rate and weight decay."""
+    and can share AdamW's learning rate and weight decay. Matrices of the same shape (one per layer) are
+    orthogonalised together, as a batch: on a CPU the many small products otherwise cost more than the math."""
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.95, weight_decay: float = 0.0,
                  nesterov: bool = True, ns_steps: int = 5):
@@ -38,20 +40,25 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self):
         for group in self.param_groups:
+            by_shape: dict[tuple, list] = {}
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - group["momentum"])
-                g = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
-                update = newton_schulz(g, group["ns_steps"]).to(p.dtype)
-                scale = 0.2 * max(p.size(0), p.size(1)) ** 0.5
-                if group["weight_decay"]:
-                    p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=-group["lr"] * scale)
+                if p.grad is not None:
+                    by_shape.setdefault(tuple(p.shape), []).append(p)
+            for shape, params in by_shape.items():
+                grads = []
+                for p in params:
+                    state = self.state[p]
+                    if "momentum_buffer" not in state:
+                        state["momentum_buffer"] = torch.zeros_like(p)
+                    buf = state["momentum_buffer"]
+                    buf.lerp_(p.grad, 1 - group["momentum"])
+                    grads.append(p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf)
+                updates = newton_schulz(torch.stack(grads), group["ns_steps"])
+                scale = 0.2 * max(shape[0], shape[1]) ** 0.5
+                for p, update in zip(params, updates.unbind(0)):
+                    if group["weight_decay"]:
+                        p.mul_(1 - group["lr"] * group["weight_decay"])
+                    p.add_(update.to(p.dtype), alpha=-group["lr"] * scale)
 
 
 class Combined:

@@ -8,10 +8,11 @@ from core.device import available_memory
 from core.errors import ConfigError
 from core.model import PRESETS, GPTConfig, format_bytes, format_count, param_count, training_memory
 from core.probe import estimate_step_seconds
+from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from playground.context import AppContext
 
 KNOBS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
-DEFAULT_PRESET = "micro"
+DEFAULT_PRESET = RECIPES[DEFAULT_CPU_RECIPE]["preset"]  # the tuned CPU recipe's shape (core/recipes.py)
 DEFAULT_VOCAB = 65  # Tiny Shakespeare's characters, until a corpus is loaded
 
 
@@ -84,7 +85,8 @@ def create_tab(ctx: AppContext) -> None:
         with gr.Column(scale=3):
             preset = tr(gr.Dropdown, choices=preset_choices(), value=DEFAULT_PRESET, label="model.preset",
                         elem_id="model-preset")
-            values = dict(zip(KNOBS, preset_values(DEFAULT_PRESET)))
+            values = {**dict(zip(KNOBS, preset_values(DEFAULT_PRESET))),
+                      **RECIPES[DEFAULT_CPU_RECIPE].get("overrides", {})}
             knobs = {
                 "n_layer": tr(gr.Slider, minimum=1, maximum=24, step=1, value=values["n_layer"], label="model.n_layer"),
                 "n_head": tr(gr.Slider, minimum=1, maximum=16, step=1, value=values["n_head"], label="model.n_head"),

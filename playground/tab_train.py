@@ -13,6 +13,7 @@ import gradio as gr
 
 from core import runs
 from core.errors import NewleafError
+from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.train import TrainConfig, prepare_run
 from playground import tab_data, tab_model
 from playground.charts_train import loss_figure, rate_figure
@@ -21,6 +22,7 @@ from playground.i18n import t
 from playground.jobs import ACTIVE_STATES, owner_id
 
 TICK_SECONDS = 1.0
+RECIPE = RECIPES[DEFAULT_CPU_RECIPE]  # the tab's defaults: the best model in 3 minutes on a CPU
 
 
 @dataclass
@@ -42,8 +44,11 @@ def create_run(ctx: AppContext, owner: str, corpus_choice: dict | None, title: s
     steps = int(train_values.pop("max_steps"))
     if steps > s.max_steps:
         raise NewleafError(f"At most {s.max_steps:,} steps per run here; got {steps:,}.")
-    train_cfg = TrainConfig(max_steps=steps, max_time=max_time, threads=s.train_threads, device="auto",
-                            warmup_steps=min(100, max(1, steps // 10)), **train_values)
+    # the tuned recipe's optimizer and schedule; the tab's own fields override the rest
+    recipe = {k: v for k, v in RECIPE["train"].items() if k not in ("max_steps", "max_time", *train_values)}
+    recipe["warmup_steps"] = min(recipe.get("warmup_steps", 100), max(1, steps // 10))
+    train_cfg = TrainConfig(**{**recipe, "max_steps": steps, "max_time": max_time, "threads": s.train_threads,
+                               "device": "auto", **train_values})
     # check the shape and memory before reading the corpus
     tab_model.check_fits(tab_model.model_config(model_values, corpus_choice), train_cfg.batch_size, s)
     corpus, note = tab_data.load_choice(corpus_choice, s)
@@ -101,10 +106,11 @@ def create_tab(ctx: AppContext) -> TrainEvents:
     tr(gr.Markdown, value="train.explainer")
     with gr.Row():
         title = tr(gr.Textbox, label="train.title", placeholder="e.g. shakespeare-micro", scale=2)
-        lr = tr(gr.Number, value=1e-3, label="train.lr", minimum=1e-6, maximum=1.0)
-        batch = tr(gr.Slider, minimum=1, maximum=128, step=1, value=16, label="train.batch_size")
+        lr = tr(gr.Number, value=RECIPE["train"]["lr"], label="train.lr", minimum=1e-6, maximum=1.0)
+        batch = tr(gr.Slider, minimum=1, maximum=128, step=1, value=RECIPE["train"]["batch_size"],
+                   label="train.batch_size")
     with gr.Row():
-        steps = tr(gr.Number, value=2000, precision=0, minimum=1, maximum=s.max_steps, label="train.max_steps",
+        steps = tr(gr.Number, value=min(100_000, s.max_steps), precision=0, minimum=1, maximum=s.max_steps, label="train.max_steps",
                    elem_id="train-steps")
         max_time = tr(gr.Number, value=min(180, s.max_run_seconds), minimum=0, maximum=s.max_run_seconds,
                       label="train.max_time")
