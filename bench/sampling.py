@@ -11,8 +11,9 @@ import time
 import torch
 
 from bench.common import report, timed
-from core.engine import SamplingParams, generate_tokens
-from core.model import GPT, GPTConfig
+from core.engine import SamplingParams, generate_tokens, quantize_int8
+from core.model import GPT, GPTConfig, preset_config
+from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 
 
 def ours_cached(model, prompt, n) -> list[int]:
@@ -38,7 +39,9 @@ def hf_model_from(model):
     c = model.config
     hf = GPT2LMHeadModel(GPT2Config(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.block_size,
                                     vocab_size=c.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                                    bos_token_id=None, eos_token_id=None))
+                                    bos_token_id=None, eos_token_id=None,
+                                    # the same function as ours, not GPT-2's default tanh GELU
+                                    activation_function="gelu_new" if c.activation == "gelu_tanh" else "gelu"))
     missing, unexpected = hf.load_state_dict(newleaf_to_hf(model_tensors(model)), strict=False)
     assert not unexpected and all(k.endswith("lm_head.weight") or ".attn." in k for k in missing), missing
     return hf.eval()
@@ -53,19 +56,24 @@ def hf_generate(hf, prompt, n):
     return out[0, len(prompt):].tolist()
 
 
-def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=256, repeats=3, name="sampling"):
+def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=256, repeats=3, name="sampling",
+        int8=True):
     torch.manual_seed(0)
     cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=max(block_size, new_tokens + 8),
                     vocab_size=vocab)
     model = GPT(cfg).eval()
     hf = hf_model_from(model)
     prompt = torch.randint(0, vocab, (8,)).tolist()
-    same = ours_cached(model, prompt, new_tokens) == hf_generate(hf, prompt, new_tokens)
-    print(f"same greedy tokens as HF: {same}")
+    # the same weights and function: both must produce the same greedy tokens, or the timing means nothing
+    assert ours_cached(model, prompt, new_tokens) == hf_generate(hf, prompt, new_tokens), "greedy tokens differ from HF"
     ours = timed(lambda: ours_cached(model, prompt, new_tokens), repeats)
     peer = timed(lambda: hf_generate(hf, prompt, new_tokens), repeats)
     shape = f"{n_layer}L/{n_embd}w, {new_tokens} tokens"
     report(f"{name} vs HF generate ({shape})", new_tokens / ours, new_tokens / peer, "tokens/s")
+    if int8:
+        q = quantize_int8(model)
+        ours_q = timed(lambda: ours_cached(q, prompt, new_tokens), repeats)
+        report(f"{name} int8 (opt-in) vs HF generate ({shape})", new_tokens / ours_q, new_tokens / peer, "tokens/s")
     return new_tokens / ours, new_tokens / peer
 
 
@@ -88,8 +96,15 @@ def main(argv=None):
     p.add_argument("--new-tokens", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--no-scaling", action="store_true")
+    p.add_argument("--shape-only", action="store_true", help="only the shape given, not also the default CPU shape")
     a = p.parse_args(argv)
     run(a.n_layer, a.n_head, a.n_embd, new_tokens=a.new_tokens, repeats=a.repeats)
+    if not a.shape_only:
+        # the app's default CPU shape (core/recipes.py), its context widened to hold all 256 tokens for both
+        recipe = RECIPES[DEFAULT_CPU_RECIPE]
+        c = preset_config(recipe["preset"], 65, **recipe.get("overrides", {}))
+        run(c.n_layer, c.n_head, c.n_embd, new_tokens=a.new_tokens, repeats=a.repeats,
+            name="sampling (default CPU shape)")
     if not a.no_scaling:
         run_cache_scaling()
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from core.datasets import load_builtin
+from core.engine import quantize_int8
 from core.model import preset_config
 from core.recipes import RECIPES
 from core.runs import load_model
@@ -30,10 +31,13 @@ REFERENCE = dict(preset="micro", overrides=dict(block_size=64),
 
 
 @torch.no_grad()
-def full_val_loss(run_dir: Path) -> float:
-    """Mean loss over every non-overlapping window of the validation split (the last 10% of the text)."""
+def full_val_loss(run_dir: Path, int8: bool = False) -> float:
+    """Mean loss over every non-overlapping window of the validation split (the last 10% of the text);
+    int8: with the opt-in int8 sampling weights (core.engine.quantize_int8) instead of fp32."""
     import numpy as np
     model, _ = load_model(run_dir, which="last")
+    if int8:
+        model = quantize_int8(model)
     data = np.fromfile(run_dir / "data" / "val.bin", dtype=np.uint16).astype(np.int64)
     T = model.config.block_size
     n = (len(data) - 1) // T
@@ -46,7 +50,7 @@ def full_val_loss(run_dir: Path) -> float:
     return total / n
 
 
-def train(name: str, recipe: dict, budget: float, root: Path, text: str) -> tuple[float, int, float]:
+def train(name: str, recipe: dict, budget: float, root: Path, text: str) -> tuple[float, int, float, float]:
     tok = CharTokenizer.from_text(text)
     cfg = preset_config(recipe["preset"], tok.vocab_size, **recipe.get("overrides", {}))
     # the time budget cuts both recipes off; the learning rate decays to whichever of steps or time runs out first
@@ -55,7 +59,7 @@ def train(name: str, recipe: dict, budget: float, root: Path, text: str) -> tupl
     t = time.time()
     result = Trainer(run).fit()
     wall = time.time() - t
-    return full_val_loss(run), result.step, wall
+    return full_val_loss(run), result.step, wall, full_val_loss(run, int8=True)
 
 
 def main(argv=None):
@@ -72,11 +76,12 @@ def main(argv=None):
             results["reference"] = train("reference", REFERENCE, a.budget, root, text)
         for name in a.recipe or ["cpu-3min"]:
             results[name] = train(name, RECIPES[name], a.budget, root, text)
-    for name, (loss, steps, wall) in results.items():
-        print(f"time to quality [{name}]: val loss {loss:.4f} after {wall:.0f} s ({steps} steps)")
+    for name, (loss, steps, wall, loss_int8) in results.items():
+        print(f"time to quality [{name}]: val loss {loss:.4f} after {wall:.0f} s ({steps} steps); "
+              f"with int8 sampling weights {loss_int8:.4f} ({loss_int8 - loss:+.4f})")
     if "reference" in results:
         ref = results["reference"][0]
-        for name, (loss, _, _) in results.items():
+        for name, (loss, *_) in results.items():
             if name != "reference":
                 print(f"time-to-quality {name} ({a.budget:.0f} s): ours {loss:.4f}, peer {ref:.4f}, "
                       f"ratio {ref / loss:.2f} (lower loss is better; ratio = peer / ours)")

@@ -49,8 +49,16 @@ TRAIN_FIELDS = ("batch_size", "grad_accum", "lr", "warmup_steps", "max_steps", "
                 "device", "threads")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake in the arguments is one clear line (argparse prints its whole usage block)."""
+
+    def error(self, message):
+        print(f"newleaf: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="Newleaf: train and play with a small GPT.")
+    parser = _Parser(prog="python -m core", description="Newleaf: train and play with a small GPT.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on a corpus (or resume a run)")
@@ -173,13 +181,20 @@ def _prepare_train_run(args, out: Path) -> None:
     from core import runs
     from core.datasets import default_corpus, resolve_corpus
     from core.model import preset_config
-    from core.recipes import RECIPES
+    from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
     from core.tokenizer import make_tokenizer
     from core.train import TrainConfig, prepare_run
 
     overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
     if args.resume:
         config = runs.read_config(out)
+        # the data, tokenizer and shape are the run's own: say so rather than silently ignore such flags
+        ignored = [f"--{k.replace('_', '-')}" for k in ("corpus", "csv_column", "preset", "n_layer", "n_head", "n_embd",
+                                                        "block_size", "dropout") if getattr(args, k, None) is not None]
+        ignored += ["--tokenizer"] * (args.tokenizer != "char") + ["--recipe"] * (args.recipe != DEFAULT_CPU_RECIPE)
+        if ignored:
+            print(f"newleaf: note: a resumed run keeps its own data, tokenizer and model shape; ignoring "
+                  f"{', '.join(ignored)}.", file=sys.stderr)
         if overrides:  # e.g. a larger --max-steps to train further; validated before it is saved
             config["train"] = {**config["train"], **overrides}
             TrainConfig.from_dict(config["train"])
@@ -369,7 +384,13 @@ def cmd_info(args) -> int:
               f"conversations")
     else:
         print(f"data:       {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens")
-    print(f"steps done: {info['steps_done']} of {config['train']['max_steps']}")
+    t = config["train"]
+    budget = []
+    if t["max_steps"] < UNBOUNDED_STEPS:
+        budget.append(f"{t['max_steps']:,} steps")
+    if t.get("max_time"):
+        budget.append(f"{t['max_time']:g} s")
+    print(f"steps done: {info['steps_done']:,}" + (f" (budget: {' or '.join(budget)})" if budget else ""))
     bv = info["best_val_loss"]
     print(f"best val:   {bv:.4f}" if bv is not None else "best val:   (not evaluated yet)")
     ft = config.get("finetune")
@@ -379,7 +400,7 @@ def cmd_info(args) -> int:
         p = ft["params"]
         print(f"fine-tune:  {ft['method']} from {describe_base(ft['base'])}; {p['trainable']:,} of {p['total']:,} "
               f"parameters train")
-        line = summarize(read_eval(args.run))
+        line = summarize(read_eval(args.run), config["data"].get("val_is_train", False))
         if line:
             print(f"evaluation: {line}")
     return 0

@@ -3,8 +3,9 @@ attention maps. The app, the CLI, chat and the trainer's periodic samples all sa
 
 Generation prefills the prompt once, then decodes one token per step, reusing the keys and values of
 earlier positions from a preallocated cache instead of recomputing them. When the context fills up, the
-window slides: the cache is rebuilt from the most recent tokens (learned absolute positions mean the old
-keys cannot simply be shifted).
+window slides: the cache is rebuilt from the last block_size tokens (learned absolute positions mean the old
+keys cannot simply be shifted), so every token past the context sees exactly the window a full recompute
+would see.
 """
 from __future__ import annotations
 
@@ -74,48 +75,55 @@ class Decoder:
         self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         t = model.transformer
         self.wte, self.wpe = t.wte.weight, t.wpe.weight
-        self.head = t.wte.weight.t().contiguous()  # (C, V): the tied LM head
+        self.head = self._projection(model.lm_head)  # tied to wte (quantize_int8 makes an int8 copy)
         self.ln_f = (t.ln_f.weight, t.ln_f.bias)
         self.layers = []
         for block in t.h:
             a, m = block.attn, block.mlp
             self.layers.append((
-                (block.ln_1.weight, block.ln_1.bias),
-                a.c_attn.weight.t().contiguous(), a.c_attn.bias,
-                a.c_proj.weight.t().contiguous(), a.c_proj.bias,
-                (block.ln_2.weight, block.ln_2.bias),
-                m.c_fc.weight.t().contiguous(), m.c_fc.bias,
-                m.c_proj.weight.t().contiguous(), m.c_proj.bias,
+                (block.ln_1.weight, block.ln_1.bias), self._projection(a.c_attn), self._projection(a.c_proj),
+                (block.ln_2.weight, block.ln_2.bias), self._projection(m.c_fc), self._projection(m.c_proj),
             ))
 
     @staticmethod
+    def _projection(linear):
+        """x (B, C) -> (B, out) as one op: a product with the pre-transposed weight, or for quantize_int8's
+        layers the same int8 kernel their forward calls."""
+        if type(linear) is torch.nn.Linear:
+            w_t, b = linear.weight.t().contiguous(), linear.bias
+            return (lambda x: x @ w_t) if b is None else (lambda x: torch.addmm(b, x, w_t))
+        packed = linear._packed_params._packed_params
+        reduce_range = not (linear.version is None or linear.version < 4)
+        return lambda x: torch.ops.quantized.linear_dynamic(x, packed, reduce_range=reduce_range)
+
+    @staticmethod
     def supports(model) -> bool:
-        """Only a plain GPT (no LoRA wrappers, no hooks): anything else decodes through model.forward."""
+        """Only a plain GPT, fp32 or int8 (no LoRA wrappers, no hooks): anything else decodes through
+        model.forward."""
+        from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+
         from core.model import GPT
         if not isinstance(model, GPT):
             return False
         projections = [p for b in model.transformer.h for p in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj)]
-        return all(type(p) is torch.nn.Linear and not p._forward_hooks and not p._forward_pre_hooks
-                   for p in projections)
-
-    @staticmethod
-    def _proj(x, w_t, b):
-        return x @ w_t if b is None else torch.addmm(b, x, w_t)
+        projections.append(model.lm_head)
+        return all((type(p) is torch.nn.Linear or (type(p) is Int8Linear and p._packed_params.dtype == torch.qint8))
+                   and not p._forward_hooks and not p._forward_pre_hooks for p in projections)
 
     def step(self, ids: torch.Tensor, cache: "KVCache") -> torch.Tensor:
         """ids (B,) at position cache.pos -> logits (B, V); appends to the cache."""
         B, nh, hs, C, pos = ids.size(0), self.nh, self.hs, self.C, cache.pos
         x = self.wte[ids] + self.wpe[pos]  # (B, C)
-        for layer, ((w1, b1), qkv_w, qkv_b, o_w, o_b, (w2, b2), fc_w, fc_b, pr_w, pr_b) in enumerate(self.layers):
+        for layer, ((w1, b1), qkv, out, (w2, b2), fc, proj) in enumerate(self.layers):
             h = F.layer_norm(x, (C,), w1, b1, 1e-5)
-            q, k, v = self._proj(h, qkv_w, qkv_b).view(B, 3, nh, 1, hs).unbind(1)  # each (B, nh, 1, hs)
-            k, v = cache.update(layer, k, v)                                         # (B, nh, pos + 1, hs)
-            y = F.scaled_dot_product_attention(q, k, v)                              # (B, nh, 1, hs)
-            x = x + self._proj(y.view(B, C), o_w, o_b)
+            q, k, v = qkv(h).view(B, 3, nh, 1, hs).unbind(1)  # each (B, nh, 1, hs)
+            k, v = cache.update(layer, k, v)                 # (B, nh, pos + 1, hs)
+            y = F.scaled_dot_product_attention(q, k, v)      # (B, nh, 1, hs)
+            x = x + out(y.view(B, C))
             h = F.layer_norm(x, (C,), w2, b2, 1e-5)
-            x = x + self._proj(F.gelu(self._proj(h, fc_w, fc_b), approximate=self.approximate), pr_w, pr_b)
+            x = x + proj(F.gelu(fc(h), approximate=self.approximate))
         cache.advance(1)
-        return F.layer_norm(x, (C,), *self.ln_f, 1e-5) @ self.head
+        return self.head(F.layer_norm(x, (C,), *self.ln_f, 1e-5))
 
 
 def quantize_int8(model):
@@ -250,8 +258,10 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
     """Yield one TokenStep per new token, for params.num_samples rows sampled in one batch.
 
     The cache holds at most block_size positions. When it is full, the window slides: the cache is
-    rebuilt from the last `slide_keep` tokens (default three quarters of the context), so most steps stay
-    cheap. Rows never stop early here; the caller decides when a row is finished."""
+    rebuilt from the last `slide_keep` tokens (default block_size: exactly what a full recompute of the
+    window gives, at the cost of one window's forward pass per token from then on; a smaller slide_keep
+    re-prefills less often but conditions on fewer tokens). Rows never stop early here; the caller decides
+    when a row is finished."""
     cfg = model.config
     if not prompt_ids:
         raise NewleafError("The prompt is empty after tokenization; type at least one character.")
@@ -261,17 +271,18 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
     if generator is None:
         generator, _ = _make_generator(params.seed, device)
     B, V = params.num_samples, cfg.vocab_size
-    keep = slide_keep or max(1, cfg.block_size - cfg.block_size // 4)
-    keep = min(keep, cfg.block_size)
-    # the prompt and every new token, preallocated: the window slides over its end
+    keep = min(slide_keep or cfg.block_size, cfg.block_size)
+    history = None  # which tokens occur so far (the whole prompt counts): only the repetition penalty needs it
+    if params.repetition_penalty != 1.0:
+        history = torch.zeros(B, V, dtype=torch.bool, device=device)
+        history[:, torch.tensor(prompt_ids, dtype=torch.long, device=device).clamp(max=V - 1)] = True
+    # the prompt's last window and every new token, preallocated (memory bounded whatever the prompt's
+    # length): the window slides over its end
+    prompt_ids = prompt_ids[-cfg.block_size:]
     n_prompt = len(prompt_ids)
     seq = torch.empty(B, n_prompt + params.max_new_tokens, dtype=torch.long, device=device)
     seq[:, :n_prompt] = torch.tensor(prompt_ids, dtype=torch.long, device=device)
     length = n_prompt
-    history = None  # which tokens occur so far: only the repetition penalty needs it
-    if params.repetition_penalty != 1.0:
-        history = torch.zeros(B, V, dtype=torch.bool, device=device)
-        history[:, seq[0, :n_prompt].clamp(max=V - 1)] = True
     needs_counts = bool(params.presence_penalty or params.frequency_penalty)
     counts = torch.zeros(B, V, device=device) if needs_counts else None
     cache = KVCache.for_model(model, B)

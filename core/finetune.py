@@ -492,19 +492,20 @@ def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | No
         evals = write_eval(run_dir, "finetuned", result, step=fit.step)
         for cb in callbacks:
             cb("evaluation", {"which": "finetuned", **result})
-        message = fit.message + " " + summarize(evals)
+        message = fit.message + " " + summarize(evals, runs.read_config(run_dir)["data"].get("val_is_train", False))
         fit.message = message.strip()
         runs.write_status(run_dir, fit.state, fit.message, **{k: v for k, v in state.items()
                                                                if k not in ("state", "message", "updated", "pid")})
     return fit
 
 
-def summarize(evals: dict) -> str:
-    """One line: the headline metric before -> after."""
+def summarize(evals: dict, val_is_train: bool = False) -> str:
+    """One line: the headline metric before -> after (val_is_train: the data was too small to hold any out)."""
     before, after = evals.get("base") or {}, evals.get("finetuned") or {}
     if "exact_match" in after:
         b = f"{before['exact_match']:.0%}" if "exact_match" in before else "?"
-        return f"Exact match on {after['items']} held-out prompts: base {b} -> fine-tuned {after['exact_match']:.0%}."
+        which = "training prompts (too few examples to hold any out)" if val_is_train else "held-out prompts"
+        return f"Exact match on {after['items']} {which}: base {b} -> fine-tuned {after['exact_match']:.0%}."
     if "val_loss" in after:
         b = f"{before['val_loss']:.3f}" if "val_loss" in before else "?"
         return f"Validation loss: base {b} -> fine-tuned {after['val_loss']:.3f}."

@@ -166,8 +166,9 @@ def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
 # Contents
 
 
-def _check_contents(folder: Path) -> dict:
-    """The config of an unpacked run once everything in it has been checked (see the top of this file)."""
+def _check_contents(folder: Path, check_model=None) -> dict:
+    """The config of an unpacked run once everything in it has been checked (see the top of this file);
+    check_model(GPTConfig) may refuse the model's shape (e.g. the app's context and memory limits)."""
     from core.model import GPTConfig
     from core.tokenizer import load_tokenizer
 
@@ -178,6 +179,8 @@ def _check_contents(folder: Path) -> dict:
         cfg = GPTConfig.from_dict(config["model"])
     except (NewleafError, TypeError, ValueError) as e:
         raise CheckpointError(f"{runs.CONFIG} in the zip describes an impossible model ({e}).") from None
+    if check_model is not None:
+        check_model(cfg)  # before any weights are read
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != cfg.vocab_size:
         raise CheckpointError(f"The tokenizer in the zip has {tokenizer.vocab_size:,} tokens but the model expects "
@@ -214,7 +217,7 @@ def _check_contents(folder: Path) -> dict:
 
 
 def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), config_update: dict | None = None,
-                   source_name: str | None = None) -> Path:
+                   source_name: str | None = None, check_model=None) -> Path:
     """Unpack and check a run's zip into `dest_dir` (which must not exist yet); returns it. `config_update` is
     merged into its config.json (the app sets the owner and title this way: whatever the zip claims about
     them is overwritten). The run is marked completed: it has weights to use, but no training data."""
@@ -244,7 +247,7 @@ def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), 
         except OSError as e:
             raise runs.write_error(e, dest_dir) from None
         try:
-            config = _check_contents(tmp)
+            config = _check_contents(tmp, check_model)
         except NewleafError as e:  # name the upload, not the hidden folder it was unpacked into
             raise type(e)(str(e).replace(str(tmp), source_name)) from None
         step = (runs.checkpoint_meta(tmp, "last") or {}).get("step", 0)

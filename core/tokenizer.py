@@ -179,7 +179,12 @@ class _TiktokenTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         # Ordinary text only: "<|endoftext|>" typed by a user stays plain text and can't inject the special token.
-        return self.enc.encode_ordinary(text)
+        try:
+            return self.enc.encode_ordinary(text)
+        except BaseException as e:  # the regex engine's panic is a BaseException; turn it into a clear error
+            if type(e).__name__ != "PanicException":
+                raise
+            raise TokenizerError(f"The tokenizer could not split this text ({e}).") from None
 
     def decode(self, ids) -> str:
         ids = _as_ids(ids, self.vocab_size)
@@ -223,6 +228,13 @@ class GPT2Tokenizer(_TiktokenTokenizer):
 
     def describe(self) -> str:
         return f"GPT-2 BPE, {self.base_vocab_size} tokens" + _describe_specials(self)
+
+
+# The split patterns a saved BPE tokenizer may use: GPT-4's (rustbpe's default) and GPT-2's (tiktoken's r50k).
+SPLIT_PATTERNS = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
+)
 
 
 class BPETokenizer(_TiktokenTokenizer):
@@ -367,6 +379,11 @@ def _load_base(directory: Path, path: Path, kind: str, config: dict) -> Tokenize
     if not (isinstance(pattern, str) and isinstance(n, int) and isinstance(requested, int)):
         raise TokenizerError(f"{path} is corrupt: a BPE tokenizer needs 'pattern', 'vocab_size' and "
                              f"'requested_vocab_size'.")
+    if pattern not in SPLIT_PATTERNS:
+        # A split pattern is a regular expression run on every text: one from a file could backtrack for
+        # minutes or make the regex engine panic, so only the patterns Newleaf itself writes are accepted.
+        raise TokenizerError(f"{path} is not a tokenizer Newleaf wrote: its 'pattern' is not one of the known "
+                             f"split patterns (GPT-4's, as rustbpe trains with, or GPT-2's).")
     ranks = _read_ranks(directory / RANKS_FILE)
     if len(ranks) != n:
         raise TokenizerError(f"{directory / RANKS_FILE} holds {len(ranks)} tokens but {CONFIG_FILE} says {n}.")

@@ -121,7 +121,8 @@ def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, 
     if model_cfg.vocab_size != tokenizer.vocab_size:
         raise ConfigError(f"The model's vocab_size ({model_cfg.vocab_size}) differs from the tokenizer's "
                           f"({tokenizer.vocab_size}).")
-    check_memory(model_cfg, train_cfg)
+    # the device must exist before anything is written, and the memory check is for that device
+    check_memory(model_cfg, train_cfg, pick_device(train_cfg.device))
     train_text, val_text = split_text(text, val_fraction)
     train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
     check_token_counts(len(train_ids), len(val_ids), model_cfg.block_size)
@@ -395,7 +396,11 @@ class Trainer:
                 raise
             emit("checkpoint", {"step": step, "best": is_best})
 
+        diverged = None  # set by the main process when the validation loss goes bad; all processes stop on it
         while True:
+            if distributed.any_across(diverged is not None, self.dist, self.device):
+                state, message = "failed", diverged or "Training stopped: the main process found the weights diverged."
+                break
             elapsed = time.time() - t_start
             # every process takes the same branch: the budget and a stop request are agreed on
             if distributed.any_across(step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
@@ -424,15 +429,14 @@ class Trainer:
                     (loss / len(micro)).backward()
                 step_loss += loss.item() / cfg.grad_accum
             step_loss = distributed.sum_across(step_loss, self.dist, self.device)
-            if not math.isfinite(step_loss):
+            # the norm is measured (and clipped) either way: a finite loss can still have non-finite gradients
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf).item()
+            if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
                 state = "failed"
-                last = runs.checkpoint_meta(run_dir, "last")
-                kept = f"the last good checkpoint (step {last['step']}) is kept" if last else "no checkpoint was saved yet"
-                message = (f"Training stopped at step {step + 1}: the loss became {step_loss}. {kept}; "
-                           f"try a lower learning rate.")
+                what = f"the loss became {step_loss}" if not math.isfinite(step_loss) else \
+                    f"the gradients became {grad_norm}"
+                message = _diverged_message(run_dir, step + 1, what)
                 break
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -448,6 +452,9 @@ class Trainer:
                           "elapsed_s": now - t_start, "tokens_seen": step * tokens_per_step}
                 if do_eval:
                     val = self.evaluate(model)
+                    if not math.isfinite(val):  # the weights went bad: no checkpoint of them, stop at the loop's top
+                        diverged = _diverged_message(run_dir, step, f"the validation loss became {val}")
+                        continue
                     record.update(val_loss=val, val_bpc=self.bits_per_char(val))
                     if self.finetune:
                         record["val_ppl"] = math.exp(min(val, 50.0))
@@ -473,6 +480,12 @@ class Trainer:
             (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
         emit("end", {"state": state, "message": message, "step": step, "best_val_loss": best_val})
         return FitResult(state, message, step, best_val)
+
+
+def _diverged_message(run_dir, step: int, what: str) -> str:
+    last = runs.checkpoint_meta(run_dir, "last")
+    kept = f"the last good checkpoint (step {last['step']}) is kept" if last else "no checkpoint was saved yet"
+    return f"Training stopped at step {step}: {what}. {kept}; try a lower learning rate."
 
 
 def _needs_final_checkpoint(run_dir, step: int) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from playground.i18n import t
+
 TRAIN_COLOR, VAL_COLOR = "#16a34a", "#ea580c"
 
 
@@ -22,7 +24,7 @@ def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
     return fig
 
 
-def loss_figure(records: list[dict], smoothing: float = 0.6, log_scale: bool = False) -> go.Figure:
+def loss_figure(records: list[dict], smoothing: float = 0.6, log_scale: bool = False, lang: str = "en") -> go.Figure:
     """Train loss (raw, faint, and smoothed) and validation loss (markers) by step."""
     fig = go.Figure()
     train = [r for r in records if r.get("train_loss") is not None]
@@ -30,27 +32,27 @@ def loss_figure(records: list[dict], smoothing: float = 0.6, log_scale: bool = F
     if train:
         steps = [r["step"] for r in train]
         losses = [r["train_loss"] for r in train]
-        fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines", name="train (raw)", opacity=0.3,
-                                 line=dict(color=TRAIN_COLOR, width=1), showlegend=smoothing > 0))
+        fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines", name=t("train.chart.train_raw", lang),
+                                 opacity=0.3, line=dict(color=TRAIN_COLOR, width=1), showlegend=smoothing > 0))
         if smoothing > 0:
-            fig.add_trace(go.Scatter(x=steps, y=ema(losses, smoothing), mode="lines", name="train",
-                                     line=dict(color=TRAIN_COLOR, width=2)))
+            fig.add_trace(go.Scatter(x=steps, y=ema(losses, smoothing), mode="lines",
+                                     name=t("train.chart.train", lang), line=dict(color=TRAIN_COLOR, width=2)))
     if val:
         fig.add_trace(go.Scatter(x=[r["step"] for r in val], y=[r["val_loss"] for r in val], mode="lines+markers",
-                                 name="validation", line=dict(color=VAL_COLOR, width=2)))
-    fig.update_xaxes(title="step")
-    fig.update_yaxes(title="loss (nats per token)", type="log" if log_scale else "linear")
-    return _layout(fig, "Loss")
+                                 name=t("train.chart.val", lang), line=dict(color=VAL_COLOR, width=2)))
+    fig.update_xaxes(title=t("train.chart.step", lang))
+    fig.update_yaxes(title=t("train.chart.loss_axis", lang), type="log" if log_scale else "linear")
+    return _layout(fig, t("train.chart.loss", lang))
 
 
-def rate_figure(records: list[dict]) -> go.Figure:
+def rate_figure(records: list[dict], lang: str = "en") -> go.Figure:
     """Learning rate and throughput by step, side by side."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("learning rate", "tokens / second"))
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(t("train.chart.lr", lang), t("train.chart.tps", lang)))
     rows = [r for r in records if r.get("lr") is not None]
     steps = [r["step"] for r in rows]
-    fig.add_trace(go.Scatter(x=steps, y=[r["lr"] for r in rows], mode="lines", name="lr",
+    fig.add_trace(go.Scatter(x=steps, y=[r["lr"] for r in rows], mode="lines", name=t("train.chart.lr_trace", lang),
                              line=dict(color="#2563eb")), row=1, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=[r.get("tokens_per_sec") for r in rows], mode="lines", name="tokens/s",
-                             line=dict(color="#7c3aed")), row=1, col=2)
+    fig.add_trace(go.Scatter(x=steps, y=[r.get("tokens_per_sec") for r in rows], mode="lines",
+                             name=t("train.chart.tps_trace", lang), line=dict(color="#7c3aed")), row=1, col=2)
     fig.update_layout(showlegend=False)
     return _layout(fig, "", height=260)

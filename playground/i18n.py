@@ -33,6 +33,22 @@ EN: dict[str, str] = {
     "data.uploaded": "Uploaded files",
     "data.tok.char": "Characters", "data.tok.gpt2": "GPT-2 BPE (50,257 tokens)", "data.tok.bpe": "Train my own BPE",
     "data.none": "No corpus loaded yet: pick one above and press *Load and tokenize*.",
+    "data.src.default": "Default: Tiny Shakespeare (the offline dataset when there is no network)",
+    "data.src.shakespeare": "Tiny Shakespeare — About 1.1 million characters of Shakespeare's plays; the classic "
+                            "character-level corpus.",
+    "data.src.python-stdlib": "Python standard library source — About 2 million characters of this machine's "
+                              "Python standard library source; no download.",
+    "data.src.upload": "My own files (upload below)",
+    "data.using": "Using {name}.",
+    "data.using_offline": "Tiny Shakespeare is not available offline; using the offline dataset {name} instead.",
+    "data.no_files": "No files uploaded yet: drop one or more text files in the upload box.",
+    "data.too_big": "{name} is larger than the {mb} MB upload limit.",
+    "data.bpe_small": "This corpus only supports {got} BPE tokens (asked for {asked}); the model will use {got}.",
+    "data.stat.characters": "characters", "data.stat.lines_words": "lines / words",
+    "data.stat.distinct": "distinct characters", "data.stat.tokenizer": "tokenizer", "data.stat.tokens": "tokens",
+    "data.stat.tokens_value": "{tokens} ({cpt} characters per token)",
+    "data.stat.split": "training / validation", "data.stat.split_value": "first 90% / last 10% of the text",
+    "data.stat.top": "most common characters",
 
     # -- model -----------------------------------------------------------------------------------------------
     "model.explainer": "**What is happening here.** A GPT is a stack of *layers*. Each layer lets every token "
@@ -44,6 +60,22 @@ EN: dict[str, str] = {
     "model.n_layer": "Layers", "model.n_head": "Attention heads", "model.n_embd": "Width (n_embd)",
     "model.block_size": "Context length (tokens)", "model.dropout": "Dropout",
     "model.estimate": "Estimate",
+    "model.preset.tiny": "2 layers, width 32: for tests; learns in seconds, writes gibberish",
+    "model.preset.nano": "3 layers, width 64: a first look in under a minute on a CPU",
+    "model.preset.micro": "4 layers, width 128: the classic small CPU model",
+    "model.preset.mini": "6 layers, width 192: better text, needs ~10+ minutes on a CPU",
+    "model.preset.small": "6 layers, width 384 (nanoGPT's Shakespeare model): best on a GPU",
+    "model.preset.gpt2": "GPT-2 small (124M parameters with its 50257-token vocabulary): GPU only",
+    "model.est.params": "**{params} parameters**",
+    "model.est.vocab_note": "(vocabulary of {n} characters until a corpus is loaded)",
+    "model.est.memory": "- memory to train at batch {batch}: **{total}** (weights {weights}, gradients {gradients}, "
+                        "AdamW state {optimizer}, activations {activations})",
+    "model.est.time": "- time per training step on this machine: about **{ms} ms** (≈ {tps} tokens/s, from a "
+                      "measured probe)",
+    "model.too_long": "A context of {block} tokens is more than the {max} allowed here; choose a shorter context "
+                      "length.",
+    "model.too_big": "This model needs about {need} to train at batch size {batch}, more than the {limit} allowed "
+                     "here. Choose fewer layers, a smaller width or context, or a smaller batch.",
 
     # -- train -----------------------------------------------------------------------------------------------
     "train.explainer": "**What is happening here.** Training shows the model a batch of text windows, measures "
@@ -60,6 +92,22 @@ EN: dict[str, str] = {
     "train.smoothing": "Smoothing",
     "train.no_job": "No training job yet. Load a corpus (tab 1), pick a model (tab 2), then press Start.",
     "train.queued": "Waiting for a free training slot (position {position}).",
+    "train.title.placeholder": "e.g. shakespeare-micro",
+    "train.state.created": "created", "train.state.queued": "queued", "train.state.running": "running",
+    "train.state.stopped": "stopped", "train.state.completed": "completed", "train.state.failed": "failed",
+    "train.state.unknown": "unknown",
+    "train.progress.step_of": "step {step} of {max_steps}", "train.progress.step": "step {step}",
+    "train.progress.time": "{elapsed} s of {max_time} s", "train.progress.eta": "about {eta} s left",
+    "train.sample_header": "— step {step} —",
+    "train.no_stop": "There is no training job to stop.",
+    "train.no_resume": "There is no run to resume: start one first.",
+    "train.already": "This run is already training.",
+    "train.finished": "This run has finished all its steps; start a new run to train more.",
+    "train.too_many_steps": "At most {max} steps per run here; got {steps}.",
+    "train.chart.loss": "Loss", "train.chart.step": "step", "train.chart.loss_axis": "loss (nats per token)",
+    "train.chart.train_raw": "train (raw)", "train.chart.train": "train", "train.chart.val": "validation",
+    "train.chart.lr": "learning rate", "train.chart.tps": "tokens / second",
+    "train.chart.lr_trace": "lr", "train.chart.tps_trace": "tokens/s",
 
     # -- generate ----------------------------------------------------------------------------------------------
     "gen.explainer": "**What is happening here.** The model never writes a whole text at once. It reads the text so far "
@@ -74,6 +122,14 @@ EN: dict[str, str] = {
                      "minutes on a CPU learns spelling, frequent words and the look of its text — not facts, and not "
                      "reasoning. Its text *looks* right far more often than it *is* right.",
     "gen.run": "Trained run",
+    "gen.no_run": "No run selected: pick a trained run in the list above (train one in tab 3, or press ↻ to "
+                  "refresh).",
+    "gen.shared_example": "shared example",
+    "gen.no_checkpoint_yet": "Run {run_id} has no checkpoint yet: let it train a little first.",
+    "gen.summary.tokenizer": "`{kind}` tokenizer, {vocab} tokens",
+    "gen.summary.shape": "{layers} layers × {heads} heads, width {width}",
+    "gen.summary.context": "context {block}", "gen.summary.step": "step {step}",
+    "gen.summary.val_loss": ", val loss {loss}",
     "gen.tab.completion": "Complete a text", "gen.tab.chat": "Chat",
     "gen.presets": "**Presets**",
     "gen.preset.precise": "Precise", "gen.preset.balanced": "Balanced", "gen.preset.creative": "Creative",
@@ -293,6 +349,20 @@ ZH: dict[str, str] = {
     "data.uploaded": "已上传的文件",
     "data.tok.char": "字符", "data.tok.gpt2": "GPT-2 BPE（50,257 个词元）", "data.tok.bpe": "训练我自己的 BPE",
     "data.none": "还没有加载语料：在上面选一个，然后按“加载并分词”。",
+    "data.src.default": "默认：Tiny Shakespeare（没有网络时改用离线数据集）",
+    "data.src.shakespeare": "Tiny Shakespeare —— 约 110 万个字符的莎士比亚戏剧；经典的字符级语料。",
+    "data.src.python-stdlib": "Python 标准库源码 —— 这台机器上约 200 万个字符的 Python 标准库源代码；无需下载。",
+    "data.src.upload": "我自己的文件（在下方上传）",
+    "data.using": "使用 {name}。",
+    "data.using_offline": "Tiny Shakespeare 无法离线获取；改用离线数据集 {name}。",
+    "data.no_files": "还没有上传文件：把一个或多个文本文件拖到上传框里。",
+    "data.too_big": "{name} 超过了 {mb} MB 的上传上限。",
+    "data.bpe_small": "这份语料只能支持 {got} 个 BPE 词元（你要求的是 {asked} 个）；模型将使用 {got} 个。",
+    "data.stat.characters": "字符数", "data.stat.lines_words": "行数 / 词数",
+    "data.stat.distinct": "不同字符数", "data.stat.tokenizer": "分词器", "data.stat.tokens": "词元数",
+    "data.stat.tokens_value": "{tokens}（平均每个词元 {cpt} 个字符）",
+    "data.stat.split": "训练 / 验证", "data.stat.split_value": "文本的前 90% / 后 10%",
+    "data.stat.top": "最常见的字符",
 
     # -- model -----------------------------------------------------------------------------------------------
     "model.explainer": "**这里在做什么。** GPT 由多个*层*堆叠而成。每一层让每个词元回看它之前的词元（*注意力*，"
@@ -302,6 +372,20 @@ ZH: dict[str, str] = {
     "model.n_layer": "层数", "model.n_head": "注意力头数", "model.n_embd": "宽度（n_embd）",
     "model.block_size": "上下文长度（词元）", "model.dropout": "Dropout",
     "model.estimate": "估计",
+    "model.preset.tiny": "2 层，宽 32：用于测试；几秒就学完，写出来的是乱码",
+    "model.preset.nano": "3 层，宽 64：在 CPU 上不到一分钟就能先看一眼",
+    "model.preset.micro": "4 层，宽 128：经典的 CPU 小模型",
+    "model.preset.mini": "6 层，宽 192：文本更好，在 CPU 上要 10 分钟以上",
+    "model.preset.small": "6 层，宽 384（nanoGPT 的莎士比亚模型）：最好在 GPU 上训练",
+    "model.preset.gpt2": "GPT-2 small（1.24 亿参数，词表 50257 个词元）：只适合 GPU",
+    "model.est.params": "**{params} 个参数**",
+    "model.est.vocab_note": "（加载语料之前按 {n} 个字符的词表计算）",
+    "model.est.memory": "- 以批大小 {batch} 训练所需内存：**{total}**（权重 {weights}，梯度 {gradients}，"
+                        "AdamW 状态 {optimizer}，激活值 {activations}）",
+    "model.est.time": "- 在这台机器上每个训练步约 **{ms} 毫秒**（≈ 每秒 {tps} 个词元，来自实测）",
+    "model.too_long": "{block} 个词元的上下文超过了这里允许的 {max} 个；请选择更短的上下文长度。",
+    "model.too_big": "以批大小 {batch} 训练这个模型大约需要 {need}，超过了这里允许的 {limit}。请减少层数、"
+                     "宽度或上下文长度，或减小批大小。",
 
     # -- train -----------------------------------------------------------------------------------------------
     "train.explainer": "**这里在做什么。** 训练时，模型每次看一批文本窗口，衡量它对每个下一个词元有多“意外”"
@@ -315,6 +399,22 @@ ZH: dict[str, str] = {
     "train.smoothing": "平滑",
     "train.no_job": "还没有训练任务。先加载语料（第 1 页），选择模型（第 2 页），再按“开始”。",
     "train.queued": "正在等待空闲的训练名额（第 {position} 位）。",
+    "train.title.placeholder": "例如 shakespeare-micro",
+    "train.state.created": "已创建", "train.state.queued": "排队中", "train.state.running": "训练中",
+    "train.state.stopped": "已停止", "train.state.completed": "已完成", "train.state.failed": "失败",
+    "train.state.unknown": "未知",
+    "train.progress.step_of": "第 {step} 步，共 {max_steps} 步", "train.progress.step": "第 {step} 步",
+    "train.progress.time": "已用 {elapsed} 秒，共 {max_time} 秒", "train.progress.eta": "约剩 {eta} 秒",
+    "train.sample_header": "— 第 {step} 步 —",
+    "train.no_stop": "没有可以停止的训练任务。",
+    "train.no_resume": "没有可以继续的运行：请先开始一个。",
+    "train.already": "这个运行已经在训练了。",
+    "train.finished": "这个运行已经跑完了所有步数；要继续训练，请开始一个新的运行。",
+    "train.too_many_steps": "这里每个运行最多 {max} 步；收到的是 {steps} 步。",
+    "train.chart.loss": "损失", "train.chart.step": "步数", "train.chart.loss_axis": "损失（每词元奈特）",
+    "train.chart.train_raw": "训练（原始）", "train.chart.train": "训练", "train.chart.val": "验证",
+    "train.chart.lr": "学习率", "train.chart.tps": "词元 / 秒",
+    "train.chart.lr_trace": "学习率", "train.chart.tps_trace": "词元/秒",
 
     # -- generate ----------------------------------------------------------------------------------------------
     "gen.explainer": "**这里在做什么。** 模型从不一次写出整段文本。它读取目前为止的文本，给词表中的每个词元打一个分数"
@@ -326,6 +426,13 @@ ZH: dict[str, str] = {
                      "词元变得不太可能。请如实看待结果：在 CPU 上训练几分钟的小模型能学会拼写、常见词和文本的样子，"
                      "但学不会事实，也不会推理。它写出的文字*看起来*对，远比*真的*对要常见。",
     "gen.run": "已训练的运行",
+    "gen.no_run": "还没有选择运行：在上面的列表中选一个已训练的运行（可在第 3 页训练一个，或按 ↻ 刷新）。",
+    "gen.shared_example": "共享示例",
+    "gen.no_checkpoint_yet": "运行 {run_id} 还没有检查点：先让它训练一会儿。",
+    "gen.summary.tokenizer": "分词器 `{kind}`，{vocab} 个词元",
+    "gen.summary.shape": "{layers} 层 × {heads} 个头，宽 {width}",
+    "gen.summary.context": "上下文 {block}", "gen.summary.step": "第 {step} 步",
+    "gen.summary.val_loss": "，验证损失 {loss}",
     "gen.tab.completion": "续写文本", "gen.tab.chat": "对话",
     "gen.presets": "**预设**",
     "gen.preset.precise": "精确", "gen.preset.balanced": "均衡", "gen.preset.creative": "有创意",
@@ -515,14 +622,18 @@ class Translator:
     language switch can send every component its new text in one event."""
 
     def __init__(self):
-        self._bindings: list[tuple[gr.components.Component, dict[str, str]]] = []
+        self._bindings: list[tuple[gr.components.Component, dict]] = []
+        self.hooks: list[tuple] = []  # (fn, inputs, outputs) run after a switch, to redraw live content
 
     def __call__(self, component_cls, **kwargs):
         """tr(gr.Button, value="train.start", variant="primary"): keyword values that are string keys of EN
-        are translated; the rest pass through."""
+        are translated; the rest pass through. `choices` may be a function of the language that returns
+        (label, value) pairs: only the labels change with the language."""
         keys = {k: v for k, v in kwargs.items() if isinstance(v, str) and v in EN and k in
                 ("label", "value", "info", "placeholder")}
-        component = component_cls(**{**kwargs, **{k: EN[v] for k, v in keys.items()}})
+        if callable(kwargs.get("choices")):
+            keys["choices"] = kwargs["choices"]
+        component = component_cls(**{**kwargs, **{k: _text(v, "en") for k, v in keys.items()}})
         self._bindings.append((component, keys))
         return component
 
@@ -531,9 +642,18 @@ class Translator:
         self._bindings.append((component, keys))
         return component
 
+    def on_switch(self, fn, inputs, outputs):
+        """Run fn(*inputs) -> outputs after each language switch (it reads the new language from ctx.lang)."""
+        self.hooks.append((fn, inputs, outputs))
+
     @property
     def components(self) -> list:
         return [c for c, _ in self._bindings]
 
     def updates(self, lang: str) -> list:
-        return [gr.update(**{attr: t(key, lang) for attr, key in keys.items()}) for _, keys in self._bindings]
+        # no `value` for choices: the selection stays as it is
+        return [gr.update(**{attr: _text(key, lang) for attr, key in keys.items()}) for _, keys in self._bindings]
+
+
+def _text(key, lang: str):
+    return key(lang) if callable(key) else t(key, lang)

@@ -9,11 +9,13 @@ import gradio as gr
 from core import runs
 from core.errors import NewleafError
 from playground.context import AppContext, friendly
+from playground.i18n import t
+from playground.tab_train import state_name
 
-NO_RUN = "No run selected: pick a trained run in the list above (train one in tab 3, or press ↻ to refresh)."
+NO_RUN = t("gen.no_run")  # English; require_run(..., lang) says it in the page's language
 
 
-def readable_runs(ctx: AppContext, owner: str | None) -> list[tuple[str, str]]:
+def readable_runs(ctx: AppContext, owner: str | None, lang: str = "en") -> list[tuple[str, str]]:
     """(label, run id) of the runs this session can read that have a checkpoint; label = title · state."""
     if not owner:
         return []
@@ -24,15 +26,15 @@ def readable_runs(ctx: AppContext, owner: str | None) -> list[tuple[str, str]]:
                 continue
         except NewleafError:
             continue  # a corrupt pointer: the run cannot be loaded, so it is not offered
-        shared = " · shared example" if r.get("shared") else ""
-        out.append((f"{r['title']} · {r.get('state', 'unknown')}{shared}", r["id"]))
+        shared = f" · {t('gen.shared_example', lang)}" if r.get("shared") else ""
+        out.append((f"{r['title']} · {state_name(r.get('state', 'unknown'), lang)}{shared}", r["id"]))
     return out
 
 
-def require_run(ctx: AppContext, owner: str | None, run_id: str | None):
+def require_run(ctx: AppContext, owner: str | None, run_id: str | None, lang: str = "en"):
     """The directory of `run_id` if this session may read it; a clear error otherwise."""
     if not run_id:
-        raise NewleafError(NO_RUN)
+        raise NewleafError(t("gen.no_run", lang))
     return ctx.jobs.check_read(owner, run_id)
 
 
@@ -51,8 +53,8 @@ def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
                         allow_custom_value=True, elem_id=elem_id)
         refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
 
-    def refresh_choices(owner, current=None):
-        choices = readable_runs(ctx, owner)
+    def refresh_choices(owner, current=None, lang="en"):
+        choices = readable_runs(ctx, owner, lang)
         ids = [v for _, v in choices]
         value = current if current in ids else (ids[0] if ids else None)
         return gr.update(choices=choices, value=value)
@@ -60,36 +62,39 @@ def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
     def on_load(owner):
         return refresh_choices(owner)
 
-    def follow(owner, selected, current):
+    def follow(owner, selected, current, lang="en"):
         run_id = _selected_id(selected)
         if run_id is None:
             return gr.update()
         ctx.jobs.check_read(owner, run_id)  # never show a run of another session
-        choices = readable_runs(ctx, owner)
+        choices = readable_runs(ctx, owner, lang)
         if run_id not in [v for _, v in choices]:
-            raise NewleafError(f"Run {run_id} has no checkpoint yet: let it train a little first.")
+            raise NewleafError(t("gen.no_checkpoint_yet", lang, run_id=run_id))
         return gr.update(choices=choices, value=run_id)
 
-    # triggers=None: on page load and whenever the owner token changes (a first visit gets one on load)
+    # triggers=None: on page load and whenever the owner token changes (a first visit gets one on load); not
+    # on a language change (it would lose the selection): the switch relabels the list below
     gr.on(triggers=None, fn=friendly(on_load), inputs=[ctx.owner], outputs=picker, queue=False,
           api_visibility="private")
-    gr.on([refresh.click, ctx.runs_changed.change], friendly(refresh_choices), inputs=[ctx.owner, picker],
-          outputs=picker, queue=False, api_visibility="private")
-    ctx.selected_run.change(friendly(follow), inputs=[ctx.owner, ctx.selected_run, picker], outputs=picker,
-                            queue=False, api_visibility="private")
+    gr.on([refresh.click, ctx.runs_changed.change], friendly(refresh_choices),
+          inputs=[ctx.owner, picker, ctx.lang], outputs=picker, queue=False, api_visibility="private")
+    ctx.selected_run.change(friendly(follow), inputs=[ctx.owner, ctx.selected_run, picker, ctx.lang],
+                            outputs=picker, queue=False, api_visibility="private")
+    ctx.tr.on_switch(friendly(refresh_choices), [ctx.owner, picker, ctx.lang], picker)
     return picker
 
 
-def run_summary(ctx: AppContext, owner: str | None, run_id: str | None) -> str:
+def run_summary(ctx: AppContext, owner: str | None, run_id: str | None, lang: str = "en") -> str:
     """One line about the picked run: tokenizer, shape, checkpoint step and loss. Reads files only."""
     if not run_id:
         return ""
     path = ctx.jobs.check_read(owner, run_id)
     config = runs.read_config(path)
     m, tok = config.get("model", {}), config.get("tokenizer", {})
-    parts = [f"`{tok.get('kind', '?')}` tokenizer, {tok.get('vocab_size', '?')} tokens",
-             f"{m.get('n_layer', '?')} layers × {m.get('n_head', '?')} heads, width {m.get('n_embd', '?')}",
-             f"context {m.get('block_size', '?')}"]
+    parts = [t("gen.summary.tokenizer", lang, kind=tok.get("kind", "?"), vocab=tok.get("vocab_size", "?")),
+             t("gen.summary.shape", lang, layers=m.get("n_layer", "?"), heads=m.get("n_head", "?"),
+               width=m.get("n_embd", "?")),
+             t("gen.summary.context", lang, block=m.get("block_size", "?"))]
     meta = None
     try:
         meta = runs.checkpoint_meta(path, "best") or runs.checkpoint_meta(path, "last")
@@ -97,5 +102,6 @@ def run_summary(ctx: AppContext, owner: str | None, run_id: str | None) -> str:
         pass
     if meta:
         loss = meta.get("val_loss")
-        parts.append(f"step {meta.get('step', '?')}" + (f", val loss {loss:.3f}" if isinstance(loss, float) else ""))
+        parts.append(t("gen.summary.step", lang, step=meta.get("step", "?")) +
+                     (t("gen.summary.val_loss", lang, loss=f"{loss:.3f}") if isinstance(loss, float) else ""))
     return " · ".join(parts)

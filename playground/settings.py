@@ -23,6 +23,7 @@ class Settings:
     max_run_seconds: float      # time budget of one training job
     max_steps: int
     max_new_tokens: int         # per generation request
+    max_prompt_chars: int       # a prompt or chat conversation (only its last context window is used)
     max_context: int            # context length (block_size) of a model trained here
     max_queue: int              # requests waiting in Gradio's queue; more are refused as "busy"
     max_concurrent_jobs: int    # training processes at once; more wait in a queue
@@ -42,9 +43,18 @@ class Settings:
             max_run_seconds=_env_float("NEWLEAF_MAX_RUN_SECONDS", 900 if on_space else 24 * 3600),
             max_steps=int(_env_float("NEWLEAF_MAX_STEPS", 20_000 if on_space else 1_000_000)),
             max_new_tokens=int(_env_float("NEWLEAF_MAX_NEW_TOKENS", 500 if on_space else 2000)),
+            max_prompt_chars=int(_env_float("NEWLEAF_MAX_PROMPT_CHARS", 20_000 if on_space else 200_000)),
             max_context=int(_env_float("NEWLEAF_MAX_CONTEXT", 256 if on_space else 1024)),
             max_queue=int(_env_float("NEWLEAF_MAX_QUEUE", 32 if on_space else 64)),
             max_concurrent_jobs=int(_env_float("NEWLEAF_MAX_JOBS", 1)),
             train_threads=int(_env_float("NEWLEAF_TRAIN_THREADS", max(1, cores - 1))),
             generate_concurrency=int(_env_float("NEWLEAF_GENERATE_CONCURRENCY", 2)),
         )
+
+
+def check_prompt_length(text: str, settings: Settings) -> None:
+    """Refuse a prompt longer than allowed: encoding it costs time and memory before it is cut to the context."""
+    from core.errors import ConfigError
+    if len(text) > settings.max_prompt_chars:
+        raise ConfigError(f"The prompt is {len(text):,} characters; at most {settings.max_prompt_chars:,} are "
+                          f"allowed here (the model reads only its last context window anyway).")

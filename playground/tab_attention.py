@@ -12,6 +12,7 @@ from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run
+from playground.settings import check_prompt_length
 
 MAX_TOKENS = 128  # larger maps are unreadable (and heavy to send); longer prompts keep their last tokens
 ALL = "all"
@@ -96,6 +97,7 @@ def create_tab(ctx: AppContext) -> None:
 
     def show(owner, run_id, prompt, layer, head, lang="en"):
         """Attention of the prompt: returns the figure of the chosen layer / head and a note."""
+        check_prompt_length(prompt or "", ctx.settings)
         path = require_run(ctx, owner, run_id)
         model, tokenizer = get_model(path)
         data = compute_maps(model, tokenizer, prompt or "", lang)

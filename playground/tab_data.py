@@ -15,7 +15,7 @@ from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
 from core.errors import CorpusError
 from core.tokenizer import make_tokenizer
 from playground.context import AppContext, friendly
-from playground.i18n import t
+from playground.i18n import EN, t
 
 DEFAULT_CHOICE = "default"
 UPLOAD_CHOICE = "upload"
@@ -24,11 +24,17 @@ TOKEN_COLORS = ("#dcfce7", "#dbeafe", "#fef9c3", "#fce7f3", "#e0e7ff", "#ffedd5"
 MB = 1024 * 1024
 
 
-def source_choices() -> list[tuple[str, str]]:
-    out = [("Default: Tiny Shakespeare (the offline dataset when there is no network)", DEFAULT_CHOICE)]
-    out += [(f"{d.title} — {d.description}", d.name) for d in BUILTIN_DATASETS.values()]
-    out.append(("My own files (upload below)", UPLOAD_CHOICE))
+def source_choices(lang: str = "en") -> list[tuple[str, str]]:
+    out = [(t("data.src.default", lang), DEFAULT_CHOICE)]
+    for d in BUILTIN_DATASETS.values():
+        key = f"data.src.{d.name}"
+        out.append((t(key, lang) if key in EN else f"{d.title} — {d.description}", d.name))
+    out.append((t("data.src.upload", lang), UPLOAD_CHOICE))
     return out
+
+
+def tokenizer_choices(lang: str = "en") -> list[tuple[str, str]]:
+    return [(t(f"data.tok.{k}", lang), k) for k in ("char", "gpt2", "bpe")]
 
 
 def tokenizer_spec(kind: str, vocab: int) -> str:
@@ -41,25 +47,40 @@ _cache_lock = threading.Lock()
 _tokenizers: OrderedDict = OrderedDict()  # (source key, spec) -> tokenizer; a trained BPE is not retrained
 
 
-def load_choice(choice: dict | None, settings) -> tuple:
+def corpus_note(source: str, name: str, default_note: str, lang: str = "en") -> str:
+    """The "Using …" line; the default corpus's own (English) note says more: cached, downloaded or why not."""
+    if source != DEFAULT_CHOICE:
+        return t("data.using", lang, name=name)
+    if lang == "en" and default_note:
+        return default_note
+    shakespeare = BUILTIN_DATASETS["shakespeare"].title
+    return t("data.using", lang, name=name) if name == shakespeare else t("data.using_offline", lang, name=name)
+
+
+def load_choice(choice: dict | None, settings, lang: str = "en") -> tuple:
     """(corpus, note) for the Data tab's choice; None means the default corpus."""
     choice = choice or {"source": DEFAULT_CHOICE}
+    corpus, default_note = _read(choice, settings, lang)
+    return corpus, corpus_note(choice.get("source", DEFAULT_CHOICE), corpus.name, default_note, lang)
+
+
+def _read(choice: dict, settings, lang: str) -> tuple:
+    """(corpus, the default corpus's own note, or "" for the others)."""
     source = choice.get("source", DEFAULT_CHOICE)
     if source == DEFAULT_CHOICE:
         return default_corpus()
     if source == UPLOAD_CHOICE:
         paths = choice.get("files") or []
         if not paths:
-            raise CorpusError("No files uploaded yet: drop one or more text files in the upload box.")
+            raise CorpusError(t("data.no_files", lang))
         limit = int(settings.max_upload_mb * MB)
         for p in paths:  # checked again here: the browser's limit can be bypassed
             if os.path.getsize(p) > limit:
-                raise CorpusError(f"{os.path.basename(p)} is larger than the {settings.max_upload_mb:g} MB upload limit.")
+                raise CorpusError(t("data.too_big", lang, name=os.path.basename(p), mb=f"{settings.max_upload_mb:g}"))
         corpus = load_corpus(paths, csv_column=choice.get("csv_column") or None,
                              max_bytes=int(settings.max_corpus_mb * MB))
-        return corpus, f"Using {corpus.name}."
-    corpus = load_builtin(source)
-    return corpus, f"Using {corpus.name}."
+        return corpus, ""
+    return load_builtin(source), ""
 
 
 def tokenizer_for(choice: dict | None, text: str):
@@ -85,21 +106,26 @@ def token_html(tokenizer, text: str) -> str:
     return f'<div class="token-view">{"".join(spans)}</div>'
 
 
-def stats_markdown(stats: dict, tokenizer, note: str) -> str:
+def stats_markdown(stats: dict, tokenizer_text: str, note: str, lang: str = "en") -> str:
     top = " ".join(f"`{c!r}`×{n:,}" for c, n in stats["top_characters"][:10])
-    return "\n".join([
-        f"{note}",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| characters | {stats['characters']:,} |",
-        f"| lines / words | {stats['lines']:,} / {stats['words']:,} |",
-        f"| distinct characters | {stats['distinct_characters']:,} |",
-        f"| tokenizer | {tokenizer.describe()} |",
-        f"| tokens | {stats['tokens']:,} ({stats['chars_per_token']:.2f} characters per token) |",
-        f"| training / validation | first 90% / last 10% of the text |",
-        f"| most common characters | {top} |",
-    ])
+    tokens = t("data.stat.tokens_value", lang, tokens=f"{stats['tokens']:,}", cpt=f"{stats['chars_per_token']:.2f}")
+    rows = [("characters", f"{stats['characters']:,}"),
+            ("lines_words", f"{stats['lines']:,} / {stats['words']:,}"),
+            ("distinct", f"{stats['distinct_characters']:,}"),
+            ("tokenizer", tokenizer_text),
+            ("tokens", tokens),
+            ("split", t("data.stat.split_value", lang)),
+            ("top", top)]
+    return "\n".join([note, "", "| | |", "|---|---|",
+                      *(f"| {t(f'data.stat.{key}', lang)} | {value} |" for key, value in rows)])
+
+
+def render_stats(shown: dict | None, lang: str = "en") -> str:
+    """The statistics box from what the last load kept (`shown`), in `lang`."""
+    if not shown:
+        return t("data.none", lang)
+    note = corpus_note(shown["source"], shown["name"], shown["default_note"], lang)
+    return stats_markdown(shown["stats"], shown["tokenizer"], note, lang)
 
 
 # -- the tab -------------------------------------------------------------------------------------------------
@@ -110,35 +136,40 @@ def create_tab(ctx: AppContext) -> None:
     tr(gr.Markdown, value="data.explainer")
     with gr.Row():
         with gr.Column(scale=3):
-            source = tr(gr.Radio, choices=source_choices(), value=DEFAULT_CHOICE, label="data.source")
+            source = tr(gr.Radio, choices=source_choices, value=DEFAULT_CHOICE, label="data.source")
             files = tr(gr.File, label="data.upload", file_count="multiple", type="filepath",
                        file_types=[".txt", ".md", ".jsonl", ".csv"])
             csv_column = tr(gr.Textbox, label="data.csv_column", placeholder="text")
         with gr.Column(scale=2):
-            tok_kind = tr(gr.Radio, choices=[("Characters", "char"), ("GPT-2 BPE", "gpt2"), ("My own BPE", "bpe")],
-                          value="char", label="data.tokenizer")
+            tok_kind = tr(gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer")
             vocab = tr(gr.Slider, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab",
                        visible=False)
             load = tr(gr.Button, value="data.load", variant="primary")
-    stats = gr.Markdown(t("data.none"), elem_id="data-stats")  # live content: not relabelled by the language switch
-    preview = gr.HTML(label="Preview", elem_id="data-preview")
+    # live content: not relabelled by the language switch, but redrawn after it from `shown`
+    stats = gr.Markdown(t("data.none"), elem_id="data-stats")
+    shown = gr.State(None)  # what the stats box shows, to redraw it in another language
+    preview = tr(gr.HTML, label="data.preview", elem_id="data-preview")
 
     tok_kind.change(lambda k: gr.update(visible=k == "bpe"), tok_kind, vocab, queue=False, api_visibility="private")
     files.upload(lambda f: UPLOAD_CHOICE, files, source, queue=False, api_visibility="private")
 
     @friendly
-    def on_load(source_value, file_paths, column, kind, vocab_size):
+    def on_load(source_value, file_paths, column, kind, vocab_size, lang=None):
+        lang = lang or "en"
         choice = {"source": source_value, "files": list(file_paths or []), "csv_column": (column or "").strip(),
                   "tokenizer": tokenizer_spec(kind, vocab_size)}
-        corpus, note = load_choice(choice, ctx.settings)
+        corpus, default_note = _read(choice, ctx.settings, lang)
         tokenizer = tokenizer_for(choice, corpus.text)
         st = corpus_stats(corpus.text, tokenizer)
         choice.update(name=corpus.name, characters=st["characters"], vocab_size=tokenizer.vocab_size,
                       tokens=st["tokens"])
         if kind == "bpe" and tokenizer.vocab_size < int(vocab_size):
-            gr.Warning(f"This corpus only supports {tokenizer.vocab_size} BPE tokens (asked for {int(vocab_size)}); "
-                       f"the model will use {tokenizer.vocab_size}.")
-        return choice, stats_markdown(st, tokenizer, note), token_html(tokenizer, corpus.text[:PREVIEW_CHARS])
+            gr.Warning(t("data.bpe_small", lang, got=tokenizer.vocab_size, asked=int(vocab_size)))
+        kept = {"source": source_value, "name": corpus.name, "default_note": default_note, "stats": st,
+                "tokenizer": tokenizer.describe()}
+        return choice, render_stats(kept, lang), token_html(tokenizer, corpus.text[:PREVIEW_CHARS]), kept
 
-    load.click(on_load, [source, files, csv_column, tok_kind, vocab], [ctx.corpus, stats, preview],
+    # lang last, default None (so optional for API callers, who get English)
+    load.click(on_load, [source, files, csv_column, tok_kind, vocab, ctx.lang], [ctx.corpus, stats, preview, shown],
                api_name="load_data", concurrency_limit=2)
+    tr.on_switch(friendly(render_stats), [shown, ctx.lang], stats)

@@ -22,6 +22,7 @@ from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run, run_summary
+from playground.settings import check_prompt_length
 
 MAX_SAMPLES = 4          # sample slots on the page (the engine allows more)
 NEXT_TOP = 15            # bars in the next-token chart
@@ -302,8 +303,9 @@ def create_tab(ctx: AppContext) -> None:
         used, the coloured tokens of sample 1, the sample chooser, the alternatives chart and the state."""
         params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                              presence_penalty, frequency_penalty, seed, stop, num_samples, limit)
-        path, model, tokenizer = load(owner, run_id)
         prompt = prompt or ""
+        check_prompt_length(prompt, ctx.settings)
+        path, model, tokenizer = load(owner, run_id)
         tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
         n = params.num_samples
         texts = [""] * n
@@ -351,6 +353,7 @@ def create_tab(ctx: AppContext) -> None:
 
     def run_next_token(owner, run_id, prompt, temperature, top_k, top_p, min_p, lang="en"):
         """Run the model once on the prompt; return the next-token chart and a one-line summary."""
+        check_prompt_length(prompt or "", ctx.settings)
         path, model, tokenizer = load(owner, run_id)
         data = next_token_data(model, tokenizer, prompt or "")
         fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
@@ -368,9 +371,10 @@ def create_tab(ctx: AppContext) -> None:
             raise NewleafError("Write a message first.")
         params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                              presence_penalty, frequency_penalty, seed, stop, 1, limit)
+        messages = normalize_history(history) + [{"role": "user", "content": message}]
+        check_prompt_length("".join(str(m.get("content", "")) for m in messages), ctx.settings)
         path, model, tokenizer = load(owner, run_id)
         config = runs.read_config(path)
-        messages = normalize_history(history) + [{"role": "user", "content": message}]
         template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows
         reply, last = "", 0.0
         yield messages + [{"role": "assistant", "content": ""}], ""

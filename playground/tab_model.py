@@ -9,15 +9,19 @@ from core.errors import ConfigError
 from core.model import PRESETS, GPTConfig, format_bytes, format_count, param_count, training_memory
 from core.probe import estimate_step_seconds
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
-from playground.context import AppContext
+from playground.context import AppContext, friendly
+from playground.i18n import EN, t
 
 KNOBS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 DEFAULT_PRESET = RECIPES[DEFAULT_CPU_RECIPE]["preset"]  # the tuned CPU recipe's shape (core/recipes.py)
 DEFAULT_VOCAB = 65  # Tiny Shakespeare's characters, until a corpus is loaded
 
 
-def preset_choices() -> list[tuple[str, str]]:
-    return [(f"{name} — {p['description']}", name) for name, p in PRESETS.items()]
+def preset_choices(lang: str = "en") -> list[tuple[str, str]]:
+    def description(name):
+        key = f"model.preset.{name}"
+        return t(key, lang) if key in EN else PRESETS[name]["description"]
+    return [(f"{name} — {description(name)}", name) for name in PRESETS]
 
 
 def preset_values(name: str) -> list:
@@ -39,40 +43,37 @@ def memory_limit(settings) -> int:
     return min(cap, int(0.9 * free)) if free else cap
 
 
-def check_fits(cfg: GPTConfig, batch_size: int, settings) -> int:
+def check_fits(cfg: GPTConfig, batch_size: int, settings, lang: str = "en") -> int:
     """Bytes the job needs; raises ConfigError when it is more than may be used (or the context is too long)."""
     max_context = getattr(settings, "max_context", None)
     if max_context and cfg.block_size > max_context:
-        raise ConfigError(f"A context of {cfg.block_size} tokens is more than the {max_context} allowed here; "
-                          f"choose a shorter context length.")
+        raise ConfigError(t("model.too_long", lang, block=cfg.block_size, max=max_context))
     need = training_memory(cfg, int(batch_size))["total"]
     limit = memory_limit(settings)
     if need > limit:
-        raise ConfigError(f"This model needs about {format_bytes(need)} to train at batch size {int(batch_size)}, "
-                          f"more than the {format_bytes(limit)} allowed here. Choose fewer layers, a smaller width "
-                          f"or context, or a smaller batch.")
+        raise ConfigError(t("model.too_big", lang, need=format_bytes(need), batch=int(batch_size),
+                            limit=format_bytes(limit)))
     return need
 
 
-def estimate_markdown(values: dict, corpus: dict | None, batch_size: int, settings) -> str:
+def estimate_markdown(values: dict, corpus: dict | None, batch_size: int, settings, lang: str = "en") -> str:
     try:
         cfg = model_config(values, corpus)
     except ConfigError as e:
         return f"⚠️ **{e}**"
     n = param_count(cfg)
     mem = training_memory(cfg, int(batch_size))
-    vocab_note = "" if corpus else " (vocabulary of 65 characters until a corpus is loaded)"
+    vocab_note = "" if corpus else " " + t("model.est.vocab_note", lang, n=DEFAULT_VOCAB)
     lines = [
-        f"**{format_count(n)} parameters**{vocab_note}",
-        f"- memory to train at batch {int(batch_size)}: **{format_bytes(mem['total'])}** "
-        f"(weights {format_bytes(mem['weights'])}, gradients {format_bytes(mem['gradients'])}, "
-        f"AdamW state {format_bytes(mem['optimizer'])}, activations {format_bytes(mem['activations'])})",
+        t("model.est.params", lang, params=format_count(n)) + vocab_note,
+        t("model.est.memory", lang, batch=int(batch_size), **{k: format_bytes(mem[k]) for k in
+          ("total", "weights", "gradients", "optimizer", "activations")}),
     ]
     try:
-        check_fits(cfg, batch_size, settings)
+        check_fits(cfg, batch_size, settings, lang)
         secs = estimate_step_seconds(cfg, int(batch_size))
-        lines.append(f"- time per training step on this machine: about **{secs * 1000:,.0f} ms** "
-                     f"(≈ {int(batch_size) * cfg.block_size / secs:,.0f} tokens/s, from a measured probe)")
+        lines.append(t("model.est.time", lang, ms=f"{secs * 1000:,.0f}",
+                       tps=f"{int(batch_size) * cfg.block_size / secs:,.0f}"))
     except ConfigError as e:
         lines.append(f"- ⛔ **{e}**")
     return "\n".join(lines)
@@ -83,7 +84,7 @@ def create_tab(ctx: AppContext) -> None:
     tr(gr.Markdown, value="model.explainer")
     with gr.Row():
         with gr.Column(scale=3):
-            preset = tr(gr.Dropdown, choices=preset_choices(), value=DEFAULT_PRESET, label="model.preset",
+            preset = tr(gr.Dropdown, choices=preset_choices, value=DEFAULT_PRESET, label="model.preset",
                         elem_id="model-preset")
             values = {**dict(zip(KNOBS, preset_values(DEFAULT_PRESET))),
                       **RECIPES[DEFAULT_CPU_RECIPE].get("overrides", {})}
@@ -106,15 +107,17 @@ def create_tab(ctx: AppContext) -> None:
                   api_visibility="private")
 
 
-def wire_estimate(ctx: AppContext, batch_size: gr.components.Component) -> None:
-    """Refresh the estimate whenever a knob, the corpus or the Train tab's batch size changes (called by the
-    app once both tabs exist)."""
+def wire_estimate(ctx: AppContext, batch_size: gr.components.Component) -> tuple:
+    """Refresh the estimate whenever a knob, the corpus, the Train tab's batch size or the language changes
+    (called by the app once both tabs exist); returns (fn, inputs) for the page load."""
     knobs = [ctx.model_inputs[k] for k in KNOBS]
 
-    def update(corpus, batch, *vals):
-        return estimate_markdown(dict(zip(KNOBS, vals)), corpus, batch, ctx.settings)
+    @friendly
+    def update(corpus, batch, lang, *vals):
+        return estimate_markdown(dict(zip(KNOBS, vals)), corpus, batch, ctx.settings, lang)
 
-    inputs = [ctx.corpus, batch_size, *knobs]
+    inputs = [ctx.corpus, batch_size, ctx.lang, *knobs]
     for trigger in (*knobs, ctx.corpus, batch_size):
         trigger.change(update, inputs, ctx.model_inputs["estimate"], api_visibility="private", queue=False)
+    ctx.tr.on_switch(update, inputs, ctx.model_inputs["estimate"])
     return update, inputs

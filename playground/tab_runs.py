@@ -52,6 +52,22 @@ DOWNLOAD_MAX_AGE_S = 3600        # zips older than this are removed when the nex
 # Reading runs (no Gradio here: plain functions, tested directly)
 
 
+def check_upload_fits(cfg, settings) -> None:
+    """An uploaded run is used here like one trained here: the same context limit, and its weights plus the
+    KV cache of the most samples the Generate tab asks for must fit in the memory a job may use."""
+    from core.errors import ConfigError
+    from core.model import format_bytes, inference_memory
+    from playground.tab_generate import MAX_SAMPLES
+    from playground.tab_model import memory_limit
+    if cfg.block_size > settings.max_context:
+        raise ConfigError(f"The uploaded model's context is {cfg.block_size:,} tokens, more than the "
+                          f"{settings.max_context:,} allowed here.")
+    need, limit = inference_memory(cfg, MAX_SAMPLES), memory_limit(settings)
+    if need > limit:
+        raise ConfigError(f"The uploaded model needs about {format_bytes(need)} to sample, more than the "
+                          f"{format_bytes(limit)} allowed here.")
+
+
 def feedback_counts(run_dir) -> tuple[int, int]:
     """Thumbs up and down given to the run's generations (0, 0 when nobody rated it yet)."""
     records, _ = runs.read_jsonl(Path(run_dir) / FEEDBACK)
@@ -385,7 +401,8 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         run_id, dest = jobs.new_run_dir(path.stem)
         limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
         import_run_zip(path, dest, limits, source_name=path.name,
-                       config_update={"owner": owner_hash, "created": time.time()})
+                       config_update={"owner": owner_hash, "created": time.time()},
+                       check_model=lambda cfg: check_upload_fits(cfg, s))
         return t("runs.uploaded", lang, title=title_of(dest)), (changed or 0) + 1
 
     def hide_confirm():

@@ -7,7 +7,7 @@ from pathlib import Path
 import gradio as gr
 
 from playground import tab_attention, tab_data, tab_finetune, tab_generate, tab_model, tab_runs, tab_train
-from playground.context import AppContext
+from playground.context import AppContext, friendly
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
 from playground.settings import Settings
@@ -55,14 +55,21 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
                 runs_events = tab_runs.create_tab(ctx)
         runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
+        estimate_fn, estimate_inputs = tab_model.wire_estimate(ctx, train_events.batch_size)
 
+        @friendly
         def switch_language(choice):
             lang = LANGUAGES.get(choice, "en")
             return [lang, *tr.updates(lang)]
 
-        language.change(switch_language, language, [ctx.lang, *tr.components], api_visibility="private",
-                        queue=False)
+        # a page load with a saved language other than English switches too (on_load sets `language`); then
+        # the live boxes that the relabel leaves alone (status, statistics, estimate…) are drawn again
+        switched = language.change(switch_language, language, [ctx.lang, *tr.components], api_visibility="private",
+                                   queue=False)
+        for fn, inputs, outputs in tr.hooks:
+            switched.then(fn, inputs, outputs, api_visibility="private", queue=False)
 
+        @friendly
         def on_load(owner, lang):
             # a first visit gets a fresh secret owner token, kept in this browser's storage
             owner = owner or new_owner_token()
@@ -70,7 +77,6 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             choice = next(k for k, v in LANGUAGES.items() if v == lang)
             return owner, choice
 
-        estimate_fn, estimate_inputs = tab_model.wire_estimate(ctx, train_events.batch_size)
         demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private",
                   queue=False).then(*train_events.reattach, api_visibility="private").then(
             *finetune_events.reattach, api_visibility="private").then(

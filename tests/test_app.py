@@ -1,8 +1,12 @@
 """The whole app, launched in-process, driven through its API with gradio_client as several sessions:
 load data, start a tiny training run, poll until losses arrive, stop, generate, attention; isolation
-between sessions; the concurrent-jobs queue; a bad upload."""
+between sessions; the concurrent-jobs queue; a bad upload. Also the language switch, called directly."""
+import os
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import plotly.io
 import pytest
@@ -10,7 +14,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from core import runs
-from playground.i18n import EN, ZH
+from playground import tab_model
+from playground.i18n import EN, ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.ui import build_app
@@ -112,6 +117,14 @@ def test_sessions_cannot_touch_each_others_runs(app):
         assert run_id in str(a.predict(TOKEN_A, "en", api_name="/list_runs"))
         # B's poll of A's run shows nothing of it
         assert not loss_traces(poll(b, TOKEN_B, run_id)[2])
+        # nor does a resume: the same answer as for a run that does not exist (not "already training")
+        with pytest.raises(AppError) as theirs:
+            b.predict(TOKEN_B, run_id, False, 0.6, "en", api_name="/resume_training")
+        with pytest.raises(AppError) as missing:
+            b.predict(TOKEN_B, "no-such-run", False, 0.6, "en", api_name="/resume_training")
+        assert "does not exist" in str(theirs.value)
+        assert str(theirs.value).replace(run_id, "RUN") == str(missing.value).replace("no-such-run", "RUN")
+        assert app["jobs"].state(run_id)["state"] in ("queued", "running")
     finally:
         a.predict(TOKEN_A, run_id, "en", api_name="/stop_training")
         wait_for(lambda: app["jobs"].state(run_id)["state"] in ("stopped", "completed"))
@@ -166,3 +179,54 @@ def test_every_string_has_both_languages():
     assert set(EN) == set(ZH)
     for key in EN:
         assert EN[key].count("{") == ZH[key].count("{"), key
+
+
+def _hook(ctx, elem_id):
+    """The handler the language switch runs to redraw the component `elem_id`."""
+    for fn, _, outputs in ctx.tr.hooks:
+        if elem_id in [getattr(o, "elem_id", None) for o in (outputs if isinstance(outputs, list) else [outputs])]:
+            return fn
+    raise AssertionError(f"no language hook draws #{elem_id}")
+
+
+def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
+    jobs = Jobs(tmp_path / "runs", max_concurrent=1, train_threads=1)
+    try:
+        demo, ctx = build_app(Settings.from_env(), jobs)
+        # choices: Chinese labels, the same values, and no value sent (the selection stays)
+        updates = dict(zip(ctx.tr.components, ctx.tr.updates("zh")))
+        radios = {c.elem_id or c.label: u for c, u in updates.items() if "choices" in u}
+        tokenizer = next(u for u in radios.values() if "char" in [v for _, v in u["choices"]])
+        assert tokenizer["choices"][0] == (ZH["data.tok.char"], "char") and "value" not in tokenizer
+        preset = radios["model-preset"]["choices"]
+        assert [v for _, v in preset] == [v for _, v in tab_model.preset_choices("en")]
+        assert {v: label for label, v in preset}["tiny"] == f"tiny — {ZH['model.preset.tiny']}"
+        # the Train status with no job, and the Model estimate, drawn again in Chinese
+        status = _hook(ctx, "train-status")(None, None, [], False, 0.6, "zh")
+        assert status[0] == ZH["train.no_job"]
+        estimate = _hook(ctx, "model-estimate")(None, 8, "zh", 2, 2, 32, 32, 0.0)
+        assert "个参数" in estimate and "训练所需内存" in estimate and "parameters" not in estimate
+        assert "parameters" in _hook(ctx, "model-estimate")(None, 8, "en", 2, 2, 32, 32, 0.0)
+        assert _hook(ctx, "data-stats")(None, "zh") == ZH["data.none"]
+    finally:
+        jobs.shutdown()
+
+
+def test_status_and_progress_of_a_run_in_chinese():
+    from playground.tab_train import progress_html, status_markdown
+    state = {"state": "running", "message": "Training on cpu.", "max_steps": 500, "max_time": 180}
+    records = [{"step": 20, "elapsed_s": 10.0}]
+    assert status_markdown(state, "zh").startswith(f"🏃 **{ZH['train.state.running']}**")
+    assert "running" in status_markdown(state, "en")
+    assert t("train.progress.step_of", "zh", step="20", max_steps="500") in progress_html(state, records, "zh")
+    assert "step 20 of 500" in progress_html(state, records, "en")
+
+
+def test_app_exits_with_one_line_when_the_runs_directory_cannot_be_made(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    env = {**os.environ, "NEWLEAF_RUNS": str(blocker / "runs")}
+    out = subprocess.run([sys.executable, "app.py"], cwd=Path(__file__).resolve().parents[1], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("newleaf: error:") and "Traceback" not in out.stderr

@@ -43,7 +43,7 @@ def test_train_info_and_resume(trained_run):
     assert r.returncode == 0, r.stderr
     assert json.loads(cli("info", "--run", trained_run, "--json").stdout)["steps_done"] == 45
     r = cli("info", "--run", trained_run)
-    assert "steps done: 45 of 45" in r.stdout
+    assert "steps done: 45 (budget: 45 steps)" in r.stdout
 
 
 def test_default_corpus_is_named(tmp_path):
@@ -67,10 +67,13 @@ def test_offline_default_corpus(tmp_path):
     (["--tokenizer", "bpe:100"], "between 256 and 65536"),
     (["--corpus", "builtin:nope"], "nope"),
     (["--lr", "-1"], "learning rate"),
+    (["--n-layer", "two"], "--n-layer: invalid int value"),
+    (["--device", "bogus"], "Unknown device"),
 ])
 def test_user_mistakes_give_one_clear_line(tmp_path, args, fragment):
     r = cli("train", "--out", tmp_path / "r", "--quiet", "--max-steps", 1, *args)
     assert_user_error(r, fragment)
+    assert not (tmp_path / "r").exists()  # nothing half-made is left to block the corrected command
 
 
 def test_bad_corpus_files(tmp_path):

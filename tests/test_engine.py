@@ -31,8 +31,8 @@ def test_kv_cache_equals_full_recompute_at_every_step_including_after_the_window
     slid = 0
     for step in generate_tokens(model, prompt, params):
         window = seq[-step.context_len:]
-        assert step.context_len <= block
-        slid += step.context_len < min(len(seq), block)
+        assert step.context_len == min(len(seq), block)  # past the context: exactly the last block_size tokens
+        slid += len(seq) > block
         full = F.softmax(prompt_logits(model, window), dim=-1)
         cached = torch.zeros(tok.vocab_size)
         for i, p in step.alternatives[0]:
@@ -40,6 +40,23 @@ def test_kv_cache_equals_full_recompute_at_every_step_including_after_the_window
         assert torch.allclose(cached, full, atol=1e-5), len(seq)
         seq.append(step.tokens[0])
     assert slid > 0  # the window did slide
+
+
+def test_a_shorter_slide_keep_re_prefills_less_often_and_still_matches_recompute_of_its_window(trained):
+    model, tok = trained
+    block = model.config.block_size
+    prompt = tok.encode("ROMEO:\nWhat light")
+    params = SamplingParams(max_new_tokens=60, temperature=1.0, seed=0, top_alternatives=tok.vocab_size)
+    seq, lengths = list(prompt), []
+    for step in generate_tokens(model, prompt, params, slide_keep=block // 2):
+        lengths.append(step.context_len)
+        full = F.softmax(prompt_logits(model, seq[-step.context_len:]), dim=-1)
+        cached = torch.zeros(tok.vocab_size)
+        for i, p in step.alternatives[0]:
+            cached[i] = p
+        assert torch.allclose(cached, full, atol=1e-5), len(seq)
+        seq.append(step.tokens[0])
+    assert block // 2 in lengths and max(lengths) == block
 
 
 def test_kv_cache_chunked_prefill_matches_full_forward():
@@ -203,3 +220,20 @@ def test_int8_sampling_stays_close_to_fp32(trained):
     assert type(model.transformer.h[0].attn.c_attn) is torch.nn.Linear  # the original is untouched
     out = generate(q, tok, "KING:", SamplingParams(max_new_tokens=20, temperature=0))[0]
     assert len(out.token_ids) == 20
+
+
+def test_int8_decode_step_equals_the_int8_models_forward(trained):
+    """The fast one-token path runs the same int8 kernels as the quantized model's own forward."""
+    from core.engine import Decoder, quantize_int8
+    model, tok = trained
+    q = quantize_int8(model)
+    assert Decoder.supports(q)
+    ids = tok.encode("ROMEO:\nWhat light")
+    # int8 activations are scaled per call, so the reference is the module path on the same one new row
+    a, b = KVCache.for_model(q, 1), KVCache.for_model(q, 1)
+    with torch.inference_mode():
+        q(torch.tensor([ids[:-1]]), kv_cache=a)
+        q(torch.tensor([ids[:-1]]), kv_cache=b)
+        fast = Decoder(q).step(torch.tensor([ids[-1]]), a)[0]
+        module = q(torch.tensor([[ids[-1]]]), kv_cache=b)[0][0, -1]
+    assert torch.allclose(fast, module, atol=1e-5)

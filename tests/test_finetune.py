@@ -326,3 +326,10 @@ def test_reply_metrics():
     assert rouge_l(refs, refs) == pytest.approx(1.0) and 0 < rouge_l(preds, refs) < 1
     assert rouge_l(["你好"], ["你好"]) == pytest.approx(1.0)  # no ASCII words: compared by characters
     assert distinct_n(["a b a b"], 1) == 0.5 and distinct_n(["a b", "c d"], 2) == 1.0 and distinct_n([], 2) == 0
+
+
+def test_the_summary_says_when_validation_reuses_the_training_examples():
+    from core.finetune import summarize
+    evals = {"base": {"exact_match": 0.0}, "finetuned": {"exact_match": 0.5, "items": 4}}
+    assert summarize(evals) == "Exact match on 4 held-out prompts: base 0% -> fine-tuned 50%."
+    assert "4 training prompts (too few examples to hold any out)" in summarize(evals, val_is_train=True)

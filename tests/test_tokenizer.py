@@ -212,6 +212,17 @@ def test_load_bpe_missing_or_corrupt_ranks(toks, tmp_path):
         load_tokenizer(tmp_path)
 
 
+def test_load_refuses_a_split_pattern_newleaf_did_not_write(toks, tmp_path):
+    toks["bpe"].save(tmp_path)
+    assert load_tokenizer(tmp_path).encode("hello") == toks["bpe"].encode("hello")
+    config = json.loads((tmp_path / "tokenizer.json").read_text())
+    # this one makes tiktoken's regex engine panic (a BaseException, not an Exception) on "aaaa...c"
+    config["pattern"] = r"((a|aa)+)\2(?=b)|\S|\s"
+    (tmp_path / "tokenizer.json").write_text(json.dumps(config))
+    with pytest.raises(TokenizerError, match="known split patterns"):
+        load_tokenizer(tmp_path)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Char
 

@@ -202,3 +202,42 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
 
     monkeypatch.undo()  # e.g. with a lower learning rate: resume from step 4
     assert Trainer(run).fit().state == "completed"
+
+
+def test_finite_loss_with_non_finite_gradients_stops_before_the_update(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "grads", max_steps=10, eval_every=EVERY, log_every=1)
+    real_forward, calls = GPT.forward, {"n": 0}
+
+    def forward(self, *args, **kwargs):  # step 6: the loss's value is unchanged, its gradient is NaN
+        out = real_forward(self, *args, **kwargs)
+        if self.training and isinstance(out, tuple) and out[-1] is not None:
+            calls["n"] += 1
+            if calls["n"] == 6:
+                w = self.transformer.wte.weight[0, 0]
+                return (*out[:-1], out[-1] + torch.sqrt(w * 0))  # + 0, with d/dw = 0 * inf = NaN
+        return out
+
+    monkeypatch.setattr(GPT, "forward", forward)
+    result = Trainer(run).fit()
+    assert result.state == "failed" and result.step == 5 and "the gradients became nan" in result.message
+    assert "the last good checkpoint (step 4) is kept" in result.message
+    model, _ = runs.load_model(run, "last")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_non_finite_validation_loss_saves_no_checkpoint_of_those_weights(tmp_path, monkeypatch):
+    run = make_run(tmp_path / "val", max_steps=10, eval_every=EVERY, log_every=1)
+    real_evaluate, calls = Trainer.evaluate, {"n": 0}
+
+    def evaluate(self, model):  # the second evaluation (step 2 x EVERY) finds bad weights
+        calls["n"] += 1
+        return float("nan") if calls["n"] == 2 else real_evaluate(self, model)
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    result = Trainer(run).fit()
+    assert result.state == "failed" and "the validation loss became nan" in result.message
+    assert f"the last good checkpoint (step {EVERY}) is kept" in result.message
+    assert runs.checkpoint_meta(run, "last")["step"] == EVERY
+    assert runs.read_status(run)["state"] == "failed"
+    for r in runs.read_jsonl(run / runs.METRICS)[0]:
+        assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))

@@ -17,14 +17,16 @@ from playground import tab_data, tab_model, tab_train
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.tab_generate import make_params
+from core.engine import SamplingParams
 from playground.ui import launch_kwargs, queue_kwargs
 from tests.reliability.helpers import make_run
 
 STRICTER_ON_A_SPACE = ("max_upload_mb", "max_corpus_mb", "max_model_mb", "max_run_seconds", "max_steps",
-                       "max_new_tokens", "max_context", "max_queue")
+                       "max_new_tokens", "max_prompt_chars", "max_context", "max_queue")
 ENV = {"max_upload_mb": "NEWLEAF_MAX_UPLOAD_MB", "max_corpus_mb": "NEWLEAF_MAX_CORPUS_MB",
        "max_model_mb": "NEWLEAF_MAX_MODEL_MB", "max_run_seconds": "NEWLEAF_MAX_RUN_SECONDS",
        "max_steps": "NEWLEAF_MAX_STEPS", "max_new_tokens": "NEWLEAF_MAX_NEW_TOKENS",
+       "max_prompt_chars": "NEWLEAF_MAX_PROMPT_CHARS",
        "max_context": "NEWLEAF_MAX_CONTEXT", "max_queue": "NEWLEAF_MAX_QUEUE",
        "max_concurrent_jobs": "NEWLEAF_MAX_JOBS",
        "generate_concurrency": "NEWLEAF_GENERATE_CONCURRENCY"}
@@ -139,3 +141,20 @@ def test_a_huge_line_is_fine_within_the_size_limit(tmp_path):
     path = tmp_path / "one-line.txt"
     path.write_text("x" * 3_000_000)  # one 3 MB line: read, not refused, and not slow
     assert len(read_text_file(path)) == 3_000_000
+
+
+def test_prompt_length_is_limited_and_a_long_prompt_keeps_memory_bounded(tmp_path):
+    from core.engine import generate_tokens
+    from playground.settings import check_prompt_length
+    with pytest.raises(ConfigError, match="The prompt is 11 characters; at most 10 are allowed"):
+        check_prompt_length("x" * 11, settings(max_prompt_chars=10))
+    check_prompt_length("x" * 10, settings(max_prompt_chars=10))
+    # the engine holds only the prompt's last window: a long prompt samples as its last block_size tokens do
+    run = make_run(tmp_path / "r", max_steps=2, eval_every=2)
+    Trainer(run).fit()
+    model, tok = runs.load_model(run)
+    block = model.config.block_size
+    ids = tok.encode("ROMEO: " * 2000)
+    params = lambda: SamplingParams(max_new_tokens=5, temperature=0.0)
+    long = [s.tokens[0] for s in generate_tokens(model, ids, params())]
+    assert long == [s.tokens[0] for s in generate_tokens(model, ids[-block:], params())]

@@ -197,6 +197,46 @@ def test_the_zip_cannot_claim_an_owner(good_run, tmp_path):
     assert runs.read_config(dest)["owner"] == "uploader"
 
 
+def test_an_upload_obeys_the_apps_context_and_memory_limits(good_run, tmp_path):
+    import dataclasses
+
+    from core.errors import ConfigError
+    from playground.settings import Settings
+    z = download(good_run, tmp_path)
+    block = runs.read_config(good_run)["model"]["block_size"]
+    strict = dataclasses.replace(Settings.from_env(), max_context=block - 1)
+    with pytest.raises(ConfigError, match=f"context is {block} tokens, more than the {block - 1} allowed"):
+        import_run_zip(z, tmp_path / "long", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, strict))
+    tiny = dataclasses.replace(Settings.from_env(), max_model_mb=0.01)
+    with pytest.raises(ConfigError, match="needs about .* to sample, more than the"):
+        import_run_zip(z, tmp_path / "big", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, tiny))
+    assert nothing_left(tmp_path / "long") and nothing_left(tmp_path / "big")
+    ok = import_run_zip(z, tmp_path / "ok", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, Settings.from_env()))
+    assert runs.checkpoint_dir(ok, "last") is not None
+
+
+def test_a_zip_whose_tokenizer_pattern_newleaf_did_not_write_is_refused(good_run, tmp_path):
+    bpe = tmp_path / "bpe"
+    from core.tokenizer import BPETokenizer
+    BPETokenizer.train("the cat sat on the mat. " * 400, 300).save(bpe)
+    config = json.loads((bpe / "tokenizer.json").read_text())
+    config["pattern"] = r"((a|aa)+)\2(?=b)|\S|\s"  # makes the regex engine panic on "aaaa...c"
+
+    def edit(name, data):
+        if name.endswith("/tokenizer.json"):
+            return [(name, json.dumps(config).encode(), None)]
+        if name.endswith("/tokenizer.bpe"):
+            return []
+        return [(name, data, None)]
+    z = rezip(download(good_run, tmp_path), tmp_path / "pattern.zip", edit)
+    top = zipfile.ZipFile(z).namelist()[0].split("/")[0]
+    with zipfile.ZipFile(z, "a") as zf:
+        zf.writestr(f"{top}/tokenizer.bpe", (bpe / "tokenizer.bpe").read_bytes())
+    with pytest.raises(NewleafError, match="known split patterns"):
+        import_run_zip(z, tmp_path / "pattern")
+    assert nothing_left(tmp_path / "pattern")
+
+
 def symlink_info(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name)
     info.external_attr = (stat.S_IFLNK | 0o777) << 16
