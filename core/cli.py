@@ -43,10 +43,12 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (default), cpu, cuda, mps")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step (default: on CUDA only)")
 
 
 TRAIN_FIELDS = ("batch_size", "grad_accum", "lr", "warmup_steps", "max_steps", "max_time", "eval_every", "seed",
-                "device", "threads")
+                "device", "threads", "compile")
 
 
 class _Parser(argparse.ArgumentParser):

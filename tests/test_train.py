@@ -245,3 +245,26 @@ def test_newton_schulz_batch_equals_one_matrix_at_a_time():
         # orthogonalised: the singular values are pulled towards 1 (Muon's quintic lands in about 0.7..1.2)
         sv = torch.linalg.svdvals(batched[0])
         assert sv.min() > 0.5 and sv.max() < 1.3
+
+
+def test_compile_wraps_the_training_step_and_changes_nothing_else(tmp_path, shakespeare_text, monkeypatch):
+    """torch.compile is on by default on CUDA only; asked for, it wraps the training forward. Here with
+    dynamo's eager backend (no C++ toolchain needed), whose results equal the plain model's."""
+    text = shakespeare_text[:60_000]
+    plain = make_run(tmp_path / "plain", text, max_steps=12)
+    Trainer(plain).fit()
+    real_compile, compiled = torch.compile, []
+
+    def eager_compile(module, **kw):
+        compiled.append(module)
+        return real_compile(module, backend="eager")
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    run = make_run(tmp_path / "compiled", text, max_steps=12, compile=True)
+    Trainer(run).fit()
+    assert len(compiled) == 1
+    assert metrics(run) == metrics(plain)
+    Trainer(make_run(tmp_path / "auto", text, max_steps=2)).fit()  # automatic: not on the CPU
+    assert len(compiled) == 1
+    with pytest.raises(ConfigError, match="compile"):
+        TrainConfig(compile="yes")
