@@ -56,6 +56,7 @@ class Jobs:
         self.lock = threading.RLock()
         self.queue: list[str] = []                     # run ids waiting for a free slot, oldest first
         self.procs: dict[str, subprocess.Popen] = {}   # run id -> its training process
+        self.orphans: dict[str, int] = {}              # run id -> pid of a process an earlier app started
         self._closed = threading.Event()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ class Jobs:
         """Queue a run (new, or stopped / failed to be resumed); it starts when a slot is free."""
         path = self.check_write(token, run_id)
         with self.lock:
-            if run_id in self.procs or run_id in self.queue:
+            if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("This run is already training or waiting to train.")
             self.queue.append(run_id)
             runs.write_status(path, "queued", "Waiting for a free training slot.",
@@ -154,7 +155,7 @@ class Jobs:
     def delete(self, token: str, run_id: str) -> None:
         path = self.check_write(token, run_id)
         with self.lock:
-            if run_id in self.procs or run_id in self.queue:
+            if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("Stop this run before deleting it.")
             shutil.rmtree(path)
 
@@ -207,7 +208,8 @@ class Jobs:
 
     def _schedule(self) -> None:
         with self.lock:
-            while self.queue and len(self.procs) < self.max_concurrent and not self._closed.is_set():
+            while self.queue and len(self.procs) + len(self.orphans) < self.max_concurrent \
+                    and not self._closed.is_set():
                 run_id = self.queue.pop(0)
                 try:
                     self._launch(run_id)
@@ -219,6 +221,15 @@ class Jobs:
             finished = [(rid, p) for rid, p in self.procs.items() if p.poll() is not None]
             for rid, _ in finished:
                 del self.procs[rid]
+            gone = [rid for rid, pid in self.orphans.items() if not _worker_alive(pid, self.run_dir(rid))]
+            for rid in gone:
+                del self.orphans[rid]
+        for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
+            path = self.run_dir(rid)
+            if runs.read_status(path).get("state") in ACTIVE_STATES:
+                runs.write_status(path, "failed", "The training process (started before the app restarted) ended "
+                                                  "without saying why; resume it from its last checkpoint.",
+                                  step=(runs.checkpoint_meta(path) or {}).get("step", 0))
         for rid, proc in finished:
             path = self.run_dir(rid)
             status = runs.read_status(path)
@@ -235,13 +246,18 @@ class Jobs:
                 print(f"newleaf jobs: {e}", file=sys.stderr)
 
     def _recover(self) -> None:
-        """After an app restart: jobs the old app queued or ran are no longer followed; say so (they can
-        be resumed from their last checkpoint)."""
+        """After an app restart: a job the old app queued, or whose process has gone, is stopped (it can be
+        resumed from its last checkpoint); a process still training is followed until it ends and holds
+        its slot meanwhile."""
         for d in self.root.iterdir():
             if not d.is_dir() or not (d / runs.STATUS).exists():
                 continue
             status = runs.read_status(d)
-            if status.get("state") in ACTIVE_STATES and not _alive(status.get("pid")):
+            if status.get("state") not in ACTIVE_STATES:
+                continue
+            if status.get("state") == "running" and _worker_alive(status.get("pid"), d):
+                self.orphans[d.name] = status["pid"]
+            else:
                 runs.write_status(d, "stopped", "Interrupted when the app restarted; resume it to continue.",
                                   step=(runs.checkpoint_meta(d) or {}).get("step", 0))
 
@@ -256,6 +272,18 @@ def _alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _worker_alive(pid, run_dir: Path) -> bool:
+    """The process is alive and (where /proc tells) is the training process of this run, not a later
+    process that reused its pid."""
+    if not _alive(pid):
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc (macOS) or not readable: trust the pid
+    return str(run_dir).encode() in cmdline
 
 
 def _death_reason(returncode: int, path: Path) -> str:

@@ -85,7 +85,7 @@ def _read(choice: dict, settings, lang: str) -> tuple:
 
 def tokenizer_for(choice: dict | None, text: str):
     spec = (choice or {}).get("tokenizer", "char")
-    key = (repr(sorted((choice or {}).items())), spec, len(text))
+    key = (spec, len(text), hash(text))  # what the tokenizer depends on (the choice dict gains keys later)
     with _cache_lock:
         if key in _tokenizers:
             _tokenizers.move_to_end(key)

@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -241,3 +242,42 @@ def test_a_non_finite_validation_loss_saves_no_checkpoint_of_those_weights(tmp_p
     assert runs.read_status(run)["state"] == "failed"
     for r in runs.read_jsonl(run / runs.METRICS)[0]:
         assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# An app restart while jobs run
+
+
+def test_after_an_app_restart_a_still_running_job_holds_its_slot_and_its_end_is_noticed(tmp_path):
+    import sys
+
+    from tests.reliability.helpers import own, wait_for
+    root = (tmp_path / "runs").resolve()
+    root.mkdir()
+    gone = own(make_run(root / "gone"), "a")
+    runs.write_status(gone, "running", "Training.", pid=2 ** 22 + 12345)  # a process that no longer exists
+    orphan = own(make_run(root / "orphan"), "a")
+    # stands in for a worker the previous app started: its command line names the run, as the real one does
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(orphan)])
+    waiting = own(make_run(root / "waiting", max_steps=2, eval_every=2), "a")
+    try:
+        runs.write_status(orphan, "running", "Training.", pid=proc.pid)
+        jobs = Jobs(root, max_concurrent=1, poll_seconds=0.1)
+        try:
+            assert runs.read_status(gone)["state"] == "stopped"
+            assert "Interrupted when the app restarted" in runs.read_status(gone)["message"]
+            assert jobs.state("orphan")["state"] == "running"
+            with pytest.raises(NewleafError, match="already training"):
+                jobs.start("a", "orphan")
+            jobs.start("a", "waiting")
+            time.sleep(1.0)
+            assert jobs.state("waiting")["state"] == "queued"  # the orphan still holds the only slot
+            proc.kill()
+            proc.wait()
+            wait_for(lambda: runs.read_status(orphan)["state"] == "failed", 30, what="the orphan marked failed")
+            assert "started before the app restarted" in runs.read_status(orphan)["message"]
+            wait_for(lambda: jobs.state("waiting")["state"] == "completed", 120, what="the queued job to run")
+        finally:
+            jobs.shutdown()
+    finally:
+        proc.kill()
