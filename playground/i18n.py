@@ -173,6 +173,19 @@ EN: dict[str, str] = {
     "gen.chatbot": "Conversation",
     "gen.chat.message": "Message", "gen.chat.placeholder": "Write a message and press Enter",
     "gen.chat.send": "Send", "gen.chat.clear": "Clear",
+    "gen.chat.empty": "Write a message first.",
+    "gen.rate_first": "Generate some text first, then rate it.",
+    "gen.no_prompt": "Type a prompt first: the model predicts the token that comes right after it.",
+    "gen.prompt_empty": "The prompt is empty after tokenization; type at least one character.",
+    "gen.prompt_too_long": "The prompt is {n} characters; at most {max} are allowed here (the model reads only its "
+                           "last context window anyway).",
+    "gen.err.empty": "{name} is empty; give it a number.",
+    "gen.err.number": "{name} must be a number; got {value}.",
+    "gen.err.finite": "{name} must be a finite number; got {value}.",
+    "gen.err.seed": "Seed must be a whole number from 0 (or -1 for random); got {seed}.",
+    "gen.err.top_k": "Top-k must be 0 (off) or more; got {top_k}.",
+    "gen.err.shaping": "Temperature, top-k, top-p and min-p must be numbers.",
+    "gen.err.rating": "A rating is +1 (thumbs up) or -1 (thumbs down).",
 
     # -- attention ---------------------------------------------------------------------------------------------
     "attn.explainer": "**What is happening here.** In every layer, each token (a *query*: a row of the heatmap) "
@@ -193,6 +206,11 @@ EN: dict[str, str] = {
     "attn.title": "Layer {layer}, head {head}", "attn.title.all": "Layer {layer}, all {n} heads",
     "attn.x": "key: the token looked at", "attn.y": "query: the token looking",
     "attn.head_n": "head {n}", "attn.weight": "weight",
+    "attn.head.all": "all",
+    "attn.no_prompt": "Type a prompt first: the heatmap shows how its tokens attend to each other.",
+    "attn.err.pick": "Choose a layer from 1 and a head from 1 (or “{all}”); got {layer} and {head}.",
+    "attn.err.layer": "This model has layers 1 to {n}; got {layer}.",
+    "attn.err.head": "This model has heads 1 to {n} per layer; got {head}.",
 
     # -- runs --------------------------------------------------------------------------------------------------
     "runs.explainer": "**What is happening here.** Every training job is a *run directory*: its settings "
@@ -265,8 +283,8 @@ EN: dict[str, str] = {
     "ft.base.preset.info": "a model from scratch knows nothing yet: enough for the arithmetic demo",
     "ft.data.title": "#### Data",
     "ft.data.source": "Fine-tune on",
-    "ft.data.upload": "Or upload files: .jsonl conversations or instructions, .csv with prompt and response columns, "
-                      ".txt / .md plain text",
+    "ft.data.upload": "Or upload files: .jsonl conversations or instructions, .csv with prompt and response columns "
+                      "(or one text column), .txt / .md plain text",
     "ft.data.prompt_column": "CSV prompt column", "ft.data.response_column": "CSV response column",
     "ft.data.column.info": "blank: found by name (prompt/response, instruction/output, question/answer…)",
     "ft.data.too_long": "Examples longer than the context",
@@ -300,7 +318,7 @@ EN: dict[str, str] = {
     "ft.result.loss": "Validation loss (lower is better): base **{before}** → fine-tuned **{after}**",
     "ft.result.loss_base": "Validation loss of the base model: **{before}**. The fine-tuned model is measured when "
                            "training ends.",
-    "ft.results.table": "Base vs fine-tuned, on held-out data",
+    "ft.results.table": "Base vs fine-tuned, on the validation examples",
     "ft.col.metric": "Metric", "ft.col.base": "Base", "ft.col.finetuned": "Fine-tuned", "ft.col.prompt": "Prompt",
     "ft.metric.val_loss": "Validation loss", "ft.metric.perplexity": "Perplexity",
     "ft.metric.exact_match": "Exact match (%)", "ft.metric.bleu": "BLEU (0–100)", "ft.metric.rouge_l": "ROUGE-L (0–1)",
@@ -324,6 +342,40 @@ EN: dict[str, str] = {
     "ft.base.folder_space": "Local folders cannot be used on this shared server: choose one of your runs or a Hub "
                             "model.",
     "ft.started": "Fine-tuning {trainable} of {total} parameters ({fraction}), starting from {base}.",
+    "ft.title.placeholder": "e.g. arithmetic-full",
+    "ft.kind.scratch": "A fresh small model (for the demo)", "ft.kind.run": "One of my runs",
+    "ft.kind.hub": "GPT-2 from the Hugging Face Hub", "ft.kind.folder": "A local folder",
+    "ft.method.full": "Full fine-tuning", "ft.method.lora": "LoRA",
+    "ft.too_long.truncate": "cut their end", "ft.too_long.drop": "leave them out",
+    "ft.src.demo": "Demo: {title}: {train} training questions and {test} held-out ones, scored by exact match",
+    "ft.src.text": "{title} (plain text)",
+    "ft.task.arithmetic": "Two-digit addition", "ft.task.arithmetic-small": "One-digit addition",
+    "ft.dataset.shakespeare": "Tiny Shakespeare", "ft.dataset.python-stdlib": "Python standard library source",
+    "ft.data.csv_column": "CSV text column",
+    "ft.data.csv_column.info": "for plain text: blank = the column named text, or the only column",
+    "ft.data.no_files": "No files uploaded yet: drop a .jsonl, .csv, .txt or .md file in the upload box.",
+    "ft.data.unknown": "Unknown data choice {value}.",
+    "ft.data.columns_clash": "Name either a prompt and a response column (conversations) or a text column (plain "
+                             "text), not both.",
+    "ft.check.context_unknown": "the base model's context is not known yet",
+    "ft.check.no_hold_out": "Only {n} examples: too few to hold some out, so validation will reuse the training "
+                            "examples.",
+    "ft.params.approx_data": "About: the data may add tokens to the vocabulary (chat markers, new characters), whose "
+                             "embeddings train too; exact numbers after Start.",
+    "ft.result.em_train": "🎯 Exact match on {n} training questions (too few examples to hold any out): base "
+                          "**{before}** → fine-tuned **{after}**",
+    "ft.result.em_base_train": "🎯 Exact match of the base model on {n} training questions (too few examples to hold "
+                               "any out): **{before}**. The fine-tuned model is measured when training ends.",
+    "ft.base.fresh_label": "a fresh {preset} model",
+    "ft.base.no_such_folder": "No folder {path}.",
+    "ft.name.freeze": "Frozen layers", "ft.name.lora_rank": "LoRA rank", "ft.name.lora_alpha": "LoRA alpha",
+    "ft.name.lora_dropout": "LoRA dropout", "ft.name.max_time": "Time budget",
+    "ft.err.number": "{name} must be a number; got {value}.",
+    "ft.err.finite": "{name} must be a finite number; got {value}.",
+    "ft.err.layers": "Layers with adapters are block numbers separated by commas, like 0,1; got {value}.",
+    "ft.err.preset": "Choose a fresh model size among {sizes}; got {value}.",
+    "ft.err.kind": "Unknown kind of base model {value}; choose one of {kinds}.",
+    "ft.err.steps": "Steps must be from 1 to {max}; got {steps}.",
 }
 
 ZH: dict[str, str] = {
@@ -473,6 +525,18 @@ ZH: dict[str, str] = {
     "gen.chatbot": "对话",
     "gen.chat.message": "消息", "gen.chat.placeholder": "输入一条消息，按回车发送",
     "gen.chat.send": "发送", "gen.chat.clear": "清空",
+    "gen.chat.empty": "请先输入一条消息。",
+    "gen.rate_first": "请先生成一些文本，再给它打分。",
+    "gen.no_prompt": "请先输入提示词：模型预测的是紧跟在它后面的词元。",
+    "gen.prompt_empty": "分词之后提示词是空的；请至少输入一个字符。",
+    "gen.prompt_too_long": "提示词有 {n} 个字符；这里最多允许 {max} 个（反正模型只读最后一个上下文窗口）。",
+    "gen.err.empty": "“{name}”是空的；请填一个数字。",
+    "gen.err.number": "“{name}”必须是数字；收到的是 {value}。",
+    "gen.err.finite": "“{name}”必须是有限的数字；收到的是 {value}。",
+    "gen.err.seed": "随机种子必须是从 0 起的整数（或 -1 表示随机）；收到的是 {seed}。",
+    "gen.err.top_k": "Top-k 必须是 0（关闭）或更大；收到的是 {top_k}。",
+    "gen.err.shaping": "温度、top-k、top-p 和 min-p 都必须是数字。",
+    "gen.err.rating": "评分只能是 +1（赞）或 -1（踩）。",
 
     # -- attention ---------------------------------------------------------------------------------------------
     "attn.explainer": "**这里在做什么。** 在每一层中，每个词元（*查询*，即热力图的一行）决定要在多大程度上关注提示词中的"
@@ -481,7 +545,7 @@ ZH: dict[str, str] = {
                       "遮住（留空），所以这张图是一个三角形。每一层有多个*头*，各有自己的权重，因此每个头可以学到不同的"
                       "模式（前一个词元、词的开头、上一个换行……）。选择“all”可以把它们放在一起比较。",
     "attn.prompt": "提示词", "attn.prompt.placeholder": "输入一小段文本，看看模型内部……",
-    "attn.layer": "层", "attn.head": "头", "attn.head.info": "all = 并排显示这一层的所有头",
+    "attn.layer": "层", "attn.head": "头", "attn.head.info": "全部 = 并排显示这一层的所有头",
     "attn.show": "显示注意力",
     "attn.plot": "注意力权重（行：正在“看”的词元；列：被看的词元）",
     "attn.note": "共 {n} 个词元。",
@@ -491,6 +555,11 @@ ZH: dict[str, str] = {
     "attn.title": "第 {layer} 层，第 {head} 个头", "attn.title.all": "第 {layer} 层，全部 {n} 个头",
     "attn.x": "键：被看的词元", "attn.y": "查询：正在看的词元",
     "attn.head_n": "第 {n} 个头", "attn.weight": "权重",
+    "attn.head.all": "全部",
+    "attn.no_prompt": "请先输入提示词：热力图显示它的词元之间如何相互关注。",
+    "attn.err.pick": "请选择从 1 开始的层和从 1 开始的头（或“{all}”）；收到的是 {layer} 和 {head}。",
+    "attn.err.layer": "这个模型的层编号是 1 到 {n}；收到的是 {layer}。",
+    "attn.err.head": "这个模型每层的头编号是 1 到 {n}；收到的是 {head}。",
 
     # -- runs --------------------------------------------------------------------------------------------------
     "runs.explainer": "**这里在做什么。** 每个训练任务都是一个*运行目录*：它的设置（`config.json`）、分词器、"
@@ -556,7 +625,8 @@ ZH: dict[str, str] = {
     "ft.base.preset.info": "从零开始的模型什么都还不懂：用于算术演示已经足够",
     "ft.data.title": "#### 数据",
     "ft.data.source": "微调数据",
-    "ft.data.upload": "或上传文件：.jsonl 对话或指令数据，含 prompt 和 response 列的 .csv，.txt / .md 纯文本",
+    "ft.data.upload": "或上传文件：.jsonl 对话或指令数据，含 prompt 和 response 列（或一个文本列）的 .csv，"
+                      ".txt / .md 纯文本",
     "ft.data.prompt_column": "CSV 提示列", "ft.data.response_column": "CSV 回复列",
     "ft.data.column.info": "留空：按列名自动识别（prompt/response、instruction/output、question/answer……）",
     "ft.data.too_long": "超出上下文长度的样例",
@@ -585,7 +655,7 @@ ZH: dict[str, str] = {
     "ft.result.em_base": "🎯 基础模型在 {n} 个留出问题上的完全正确率：**{before}**。训练结束后再测微调后的模型。",
     "ft.result.loss": "验证损失（越低越好）：基础模型 **{before}** → 微调后 **{after}**",
     "ft.result.loss_base": "基础模型的验证损失：**{before}**。训练结束后再测微调后的模型。",
-    "ft.results.table": "基础模型与微调后模型在留出数据上的对比",
+    "ft.results.table": "基础模型与微调后模型在验证样例上的对比",
     "ft.col.metric": "指标", "ft.col.base": "基础模型", "ft.col.finetuned": "微调后", "ft.col.prompt": "提示词",
     "ft.metric.val_loss": "验证损失", "ft.metric.perplexity": "困惑度",
     "ft.metric.exact_match": "完全正确率（%）", "ft.metric.bleu": "BLEU（0–100）", "ft.metric.rouge_l": "ROUGE-L（0–1）",
@@ -606,6 +676,38 @@ ZH: dict[str, str] = {
     "ft.base.folder_in_runs": "这个文件夹在运行目录里：要从你的某个运行开始，请选择“你的运行”。",
     "ft.base.folder_space": "在这台共享服务器上不能使用本地文件夹：请选择你的某个运行或 Hub 上的模型。",
     "ft.started": "正在微调 {total} 个参数中的 {trainable} 个（{fraction}），起点是 {base}。",
+    "ft.title.placeholder": "例如 arithmetic-full",
+    "ft.kind.scratch": "一个新的小模型（用于演示）", "ft.kind.run": "我的某个运行",
+    "ft.kind.hub": "Hugging Face Hub 上的 GPT-2", "ft.kind.folder": "本地文件夹",
+    "ft.method.full": "全量微调", "ft.method.lora": "LoRA",
+    "ft.too_long.truncate": "截掉末尾", "ft.too_long.drop": "不使用它们",
+    "ft.src.demo": "演示：{title}：{train} 道训练题和 {test} 道留出题，按完全正确率打分",
+    "ft.src.text": "{title}（纯文本）",
+    "ft.task.arithmetic": "两位数加法", "ft.task.arithmetic-small": "一位数加法",
+    "ft.dataset.shakespeare": "Tiny Shakespeare", "ft.dataset.python-stdlib": "Python 标准库源码",
+    "ft.data.csv_column": "CSV 文本列",
+    "ft.data.csv_column.info": "用于纯文本：留空 = 名为 text 的列，或唯一的一列",
+    "ft.data.no_files": "还没有上传文件：把 .jsonl、.csv、.txt 或 .md 文件拖到上传框里。",
+    "ft.data.unknown": "未知的数据选项 {value}。",
+    "ft.data.columns_clash": "请只填写提示列和回复列（对话数据）或文本列（纯文本）中的一种，不要同时填写。",
+    "ft.check.context_unknown": "还不知道基础模型的上下文长度",
+    "ft.check.no_hold_out": "只有 {n} 个样例：太少了，无法留出一部分，所以验证会重用训练样例。",
+    "ft.params.approx_data": "约数：数据可能会给词表添加新词元（对话标记、新字符），它们的嵌入也会参与训练；"
+                             "按“开始”之后会给出准确数字。",
+    "ft.result.em_train": "🎯 {n} 个训练问题的完全正确率（样例太少，无法留出）：基础模型 **{before}** → 微调后 "
+                          "**{after}**",
+    "ft.result.em_base_train": "🎯 基础模型在 {n} 个训练问题上的完全正确率（样例太少，无法留出）：**{before}**。"
+                               "训练结束后再测微调后的模型。",
+    "ft.base.fresh_label": "一个新的 {preset} 模型",
+    "ft.base.no_such_folder": "没有文件夹 {path}。",
+    "ft.name.freeze": "冻结的层数", "ft.name.lora_rank": "LoRA 秩", "ft.name.lora_alpha": "LoRA alpha",
+    "ft.name.lora_dropout": "LoRA dropout", "ft.name.max_time": "时间预算",
+    "ft.err.number": "“{name}”必须是数字；收到的是 {value}。",
+    "ft.err.finite": "“{name}”必须是有限的数字；收到的是 {value}。",
+    "ft.err.layers": "加适配器的层是用逗号分隔的层编号，例如 0,1；收到的是 {value}。",
+    "ft.err.preset": "新模型的大小请从 {sizes} 中选择；收到的是 {value}。",
+    "ft.err.kind": "未知的基础模型类型 {value}；请从 {kinds} 中选择。",
+    "ft.err.steps": "步数必须在 1 到 {max} 之间；收到的是 {steps}。",
 }
 
 STRINGS = {"en": EN, "zh": ZH}

@@ -12,7 +12,7 @@ from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run
-from playground.settings import check_prompt_length
+from playground.tab_generate import check_prompt
 
 MAX_TOKENS = 128  # larger maps are unreadable (and heavy to send); longer prompts keep their last tokens
 ALL = "all"
@@ -22,29 +22,40 @@ def layer_choices(n_layer: int) -> list[str]:
     return [str(i + 1) for i in range(max(1, n_layer))]
 
 
-def head_choices(n_head: int) -> list[str]:
-    return [ALL, *(str(i + 1) for i in range(max(1, n_head)))]
+def head_choices(n_head: int, lang: str = "en") -> list[tuple[str, str]]:
+    """(label, value): "all" (its label in `lang`), then the heads by number."""
+    return [(t("attn.head.all", lang), ALL), *((str(i + 1), str(i + 1)) for i in range(max(1, n_head)))]
+
+
+def _values(choices: list) -> list[str]:
+    return [c[1] if isinstance(c, tuple) else c for c in choices]
 
 
 def compute_maps(model, tokenizer, prompt: str, lang: str = "en") -> dict:
     """Attention weights of every layer for the prompt (its last tokens that fit), as plain lists, with the
     token labels and a note saying what was cut."""
     if not prompt:
-        raise NewleafError("Type a prompt first: the heatmap shows how its tokens attend to each other.")
+        raise NewleafError(t("attn.no_prompt", lang))
     ids = tokenizer.encode(prompt)
     if not ids:
-        raise NewleafError("The prompt is empty after tokenization; type at least one character.")
+        raise NewleafError(t("gen.prompt_empty", lang))
     block = model.config.block_size
     shown = min(block, MAX_TOKENS)
     kept = ids[-shown:]
     maps = attention_maps(model, kept)  # per layer (n_head, T, T)
-    if len(ids) > shown:
+    data = {"labels": [tokenizer.decode([i]) for i in kept], "maps": [m.tolist() for m in maps],
+            "n_layer": len(maps), "n_head": maps[0].shape[0], "n_tokens": len(ids), "block_size": block}
+    data["note"] = map_note(data, lang)
+    return data
+
+
+def map_note(data: dict, lang: str = "en") -> str:
+    """How many tokens the maps show, and why some were cut, in `lang`."""
+    n, shown, block = data["n_tokens"], len(data["labels"]), data["block_size"]
+    if n > shown:
         why = t("attn.why.context", lang, block=block) if shown == block else t("attn.why.cap", lang)
-        note = t("attn.note.cut", lang, n=len(ids), shown=shown, why=why)
-    else:
-        note = t("attn.note", lang, n=len(ids))
-    return {"labels": [tokenizer.decode([i]) for i in kept], "maps": [m.tolist() for m in maps],
-            "n_layer": len(maps), "n_head": maps[0].shape[0], "note": note}
+        return t("attn.note.cut", lang, n=n, shown=shown, why=why)
+    return t("attn.note", lang, n=n)
 
 
 def draw(data: dict | None, layer, head, lang: str = "en"):
@@ -55,12 +66,11 @@ def draw(data: dict | None, layer, head, lang: str = "en"):
         layer = int(layer or 1)
         head_index = None if head in (None, "", ALL) else int(head) - 1
     except (TypeError, ValueError):
-        raise NewleafError(f"Choose a layer from 1 and a head from 1 (or '{ALL}'); got {layer!r} and {head!r}.") \
-            from None
+        raise NewleafError(t("attn.err.pick", lang, all=ALL, layer=repr(layer), head=repr(head))) from None
     if not 1 <= layer <= data["n_layer"]:
-        raise NewleafError(f"This model has layers 1 to {data['n_layer']}; got {layer}.")
+        raise NewleafError(t("attn.err.layer", lang, n=data["n_layer"], layer=layer))
     if head_index is not None and not 0 <= head_index < data["n_head"]:
-        raise NewleafError(f"This model has heads 1 to {data['n_head']} per layer; got {head_index + 1}.")
+        raise NewleafError(t("attn.err.head", lang, n=data["n_head"], head=head_index + 1))
     if head_index is None:
         title = t("attn.title.all", lang, layer=layer, n=data["n_head"])
     else:
@@ -80,47 +90,70 @@ def create_tab(ctx: AppContext) -> None:
         layer = tr(gr.Dropdown, label="attn.layer", choices=layer_choices(1), value="1", scale=1,
                    allow_custom_value=True)
         head = tr(gr.Dropdown, label="attn.head", info="attn.head.info", choices=head_choices(1), value=ALL,
-                  scale=1, allow_custom_value=True)
+                  scale=1, allow_custom_value=True, elem_id="attn-head")
         show_btn = tr(gr.Button, value="attn.show", variant="primary", scale=1, elem_id="attn-show")
-    note = gr.Markdown()
+    note = gr.Markdown(elem_id="attn-note")
     plot = tr(gr.Plot, label="attn.plot", elem_id="attn-plot")
     maps_state = gr.State(None)  # the last prompt's maps: layer / head changes redraw from here
 
-    def fit_choices(owner, run_id, layer, head):
+    def n_heads(owner, run_id, data) -> int:
+        """Heads per layer of the picked run (its config), else of the model that made the maps."""
+        if run_id:
+            try:
+                return runs.read_config(require_run(ctx, owner, run_id)).get("model", {}).get("n_head", 1)
+            except NewleafError:
+                pass
+        return data["n_head"] if data else 1
+
+    def fit_choices(owner, run_id, layer, head, lang="en"):
         """Layer and head choices of the picked run (from its config; no model loaded)."""
         if not run_id:
             return gr.skip(), gr.skip()
-        cfg = runs.read_config(require_run(ctx, owner, run_id)).get("model", {})
-        layers, heads = layer_choices(cfg.get("n_layer", 1)), head_choices(cfg.get("n_head", 1))
+        cfg = runs.read_config(require_run(ctx, owner, run_id, lang)).get("model", {})
+        layers, heads = layer_choices(cfg.get("n_layer", 1)), head_choices(cfg.get("n_head", 1), lang)
         return (gr.update(choices=layers, value=layer if layer in layers else "1"),
-                gr.update(choices=heads, value=head if head in heads else ALL))
+                gr.update(choices=heads, value=head if head in _values(heads) else ALL))
 
-    def show(owner, run_id, prompt, layer, head, lang="en"):
+    def show(owner, run_id, prompt, layer, head, lang=None):
         """Attention of the prompt: returns the figure of the chosen layer / head and a note."""
-        check_prompt_length(prompt or "", ctx.settings)
-        path = require_run(ctx, owner, run_id)
+        lang = lang or "en"
+        check_prompt(prompt or "", ctx.settings, lang)
+        path = require_run(ctx, owner, run_id, lang)
         model, tokenizer = get_model(path)
         data = compute_maps(model, tokenizer, prompt or "", lang)
         return data, draw(data, layer, head, lang), data["note"]
 
-    def fit_to_maps(data, layer, head):
+    def fit_to_maps(data, layer, head, lang="en"):
         """After a Show: the layer / head choices of the model that made the maps."""
         if not data:
             return gr.skip(), gr.skip()
-        layers, heads = layer_choices(data["n_layer"]), head_choices(data["n_head"])
+        layers, heads = layer_choices(data["n_layer"]), head_choices(data["n_head"], lang)
         return (gr.update(choices=layers, value=str(layer) if str(layer) in layers else "1"),
-                gr.update(choices=heads, value=str(head) if str(head) in heads else ALL))
+                gr.update(choices=heads, value=str(head) if str(head) in _values(heads) else ALL))
 
     def redraw(data, layer, head, lang):
         if not data:
             return gr.skip()
         return draw(data, layer, head, lang)
 
+    def relabel(owner, run_id, data, layer, head, lang):
+        """After a language switch: the head labels ("all"), the note and the heatmap's titles in the new
+        language; the chosen layer and head stay."""
+        heads = gr.update(choices=head_choices(n_heads(owner, run_id, data), lang))
+        if not data:
+            return heads, gr.skip(), gr.skip()
+        try:
+            figure = draw(data, layer, head, lang)
+        except NewleafError:
+            figure = gr.skip()
+        return heads, map_note(data, lang) if "n_tokens" in data else gr.skip(), figure
+
     quick = dict(queue=False, api_visibility="private")
-    picker.change(friendly(fit_choices), [ctx.owner, picker, layer, head], [layer, head], **quick)
+    picker.change(friendly(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], **quick)
     gr.on([show_btn.click, prompt.submit], friendly(show), [ctx.owner, picker, prompt, layer, head, ctx.lang],
           [maps_state, plot, note], api_name="attention",
           concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference",
-          ).success(fit_to_maps, [maps_state, layer, head], [layer, head], **quick)
+          ).success(fit_to_maps, [maps_state, layer, head, ctx.lang], [layer, head], **quick)
     gr.on([layer.input, head.input], friendly(redraw), [maps_state, layer, head, ctx.lang], plot,
           trigger_mode="always_last", **quick)
+    tr.on_switch(friendly(relabel), [ctx.owner, picker, maps_state, layer, head, ctx.lang], [head, note, plot])

@@ -63,48 +63,61 @@ def parse_stop(text: str | None) -> list[str]:
     return out
 
 
-def _number(value, name: str, cast=float):
+def _number(value, name_key: str, cast=float, lang: str = "en"):
+    """`value` as a number; `name_key` is the i18n key of the knob's label, for the message."""
+    name = t(name_key, lang)
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise ConfigError(f"{name} is empty; give it a number.")
+        raise ConfigError(t("gen.err.empty", lang, name=name))
     try:
         x = cast(float(value))
     except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a number; got {value!r}.") from None
+        raise ConfigError(t("gen.err.number", lang, name=name, value=repr(value))) from None
     if isinstance(x, float) and not math.isfinite(x):
-        raise ConfigError(f"{name} must be a finite number; got {value!r}.")
+        raise ConfigError(t("gen.err.finite", lang, name=name, value=repr(value)))
     return x
 
 
+def check_prompt(text: str, settings, lang: str = "en") -> None:
+    """playground.settings.check_prompt_length, with its message in `lang`."""
+    try:
+        check_prompt_length(text, settings)
+    except ConfigError:
+        raise ConfigError(t("gen.prompt_too_long", lang, n=f"{len(text):,}",
+                            max=f"{settings.max_prompt_chars:,}")) from None
+
+
 def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-                frequency_penalty, seed, stop, num_samples=1, limit: int | None = None) -> SamplingParams:
+                frequency_penalty, seed, stop, num_samples=1, limit: int | None = None,
+                lang: str = "en") -> SamplingParams:
     """SamplingParams from the UI's values: top-k 0, top-p 1 and min-p 0 mean off; a blank seed or -1 means
-    random. Raises ConfigError with a clear message for a bad value."""
+    random. Raises ConfigError with a clear message for a bad value (in `lang`; the engine's own checks, in
+    SamplingParams.validate, speak English)."""
     if seed is None or (isinstance(seed, str) and not seed.strip()):
         seed = None
     else:
-        seed = _number(seed, "Seed", int)
+        seed = _number(seed, "gen.seed", int, lang)
         if seed == -1:
             seed = None
         elif not 0 <= seed < 2 ** 63:
-            raise ConfigError(f"Seed must be a whole number from 0 (or -1 for random); got {seed}.")
-    top_k = _number(top_k, "Top-k", int)
-    top_p = _number(top_p, "Top-p")
-    min_p = _number(min_p, "Min-p")
+            raise ConfigError(t("gen.err.seed", lang, seed=seed))
+    top_k = _number(top_k, "gen.top_k", int, lang)
+    top_p = _number(top_p, "gen.top_p", float, lang)
+    min_p = _number(min_p, "gen.min_p", float, lang)
     params = SamplingParams(
-        max_new_tokens=_number(max_new_tokens, "Max new tokens", int),
-        temperature=_number(temperature, "Temperature"),
+        max_new_tokens=_number(max_new_tokens, "gen.max_new_tokens", int, lang),
+        temperature=_number(temperature, "gen.temperature", float, lang),
         top_k=top_k if top_k > 0 else None,
         top_p=top_p if top_p < 1 else None,
         min_p=min_p if min_p > 0 else None,
-        repetition_penalty=_number(repetition_penalty, "Repetition penalty"),
-        presence_penalty=_number(presence_penalty, "Presence penalty"),
-        frequency_penalty=_number(frequency_penalty, "Frequency penalty"),
+        repetition_penalty=_number(repetition_penalty, "gen.repetition_penalty", float, lang),
+        presence_penalty=_number(presence_penalty, "gen.presence_penalty", float, lang),
+        frequency_penalty=_number(frequency_penalty, "gen.frequency_penalty", float, lang),
         seed=seed,
         stop=parse_stop(stop),
-        num_samples=_number(num_samples, "Number of samples", int),
+        num_samples=_number(num_samples, "gen.num_samples", int, lang),
     )
     if top_k < 0:
-        raise ConfigError(f"Top-k must be 0 (off) or more; got {top_k}.")
+        raise ConfigError(t("gen.err.top_k", lang, top_k=top_k))
     params.validate(limit)
     return params
 
@@ -117,10 +130,10 @@ def feedback_summary(run_dir) -> dict:
     return {"up": up, "down": down, "total": up + down}
 
 
-def save_feedback(run_dir, prompt: str, text: str, rating: int, params: dict) -> None:
+def save_feedback(run_dir, prompt: str, text: str, rating: int, params: dict, lang: str = "en") -> None:
     """Append one rating to the run's feedback.jsonl (the only file the app writes into a run it reads)."""
     if rating not in (1, -1):
-        raise NewleafError("A rating is +1 (thumbs up) or -1 (thumbs down).")
+        raise NewleafError(t("gen.err.rating", lang))
     record = {"time": time.time(), "prompt": prompt, "text": text, "rating": rating, "params": params}
     with _feedback_lock:
         runs.append_jsonl(Path(run_dir) / FEEDBACK, record)
@@ -149,13 +162,13 @@ def alternatives_plot(state: dict | None, sample_index: int, token_index: int, l
     return charts.alternatives_figure([tuple(a) for a in sample["alts"][token_index]], chosen=tok, title=title)
 
 
-def next_token_data(model, tokenizer, prompt: str) -> dict:
+def next_token_data(model, tokenizer, prompt: str, lang: str = "en") -> dict:
     """Run the model once on the prompt; keep the raw logits and the labels of the most likely tokens."""
     if not prompt:
-        raise NewleafError("Type a prompt first: the model predicts the token that comes right after it.")
+        raise NewleafError(t("gen.no_prompt", lang))
     ids = tokenizer.encode(prompt)
     if not ids:
-        raise NewleafError("The prompt is empty after tokenization; type at least one character.")
+        raise NewleafError(t("gen.prompt_empty", lang))
     logits = prompt_logits(model, ids)  # (V,)
     # temperature and the cut-offs never reorder tokens, so the top bars are always among these
     top = torch.topk(logits, min(NEXT_TOP, logits.numel())).indices.tolist()
@@ -174,7 +187,7 @@ def next_token_bars(data: dict | None, temperature, top_k, top_p, min_p, lang: s
         top_p = float(top_p) if top_p is not None and 0 < float(top_p) < 1 else None
         min_p = float(min_p) if min_p and float(min_p) > 0 else None
     except (TypeError, ValueError):
-        raise ConfigError("Temperature, top-k, top-p and min-p must be numbers.") from None
+        raise ConfigError(t("gen.err.shaping", lang)) from None
     logits = torch.tensor(data["logits"], dtype=torch.float32)
     raw = torch.softmax(logits, dim=-1)
     probs = next_token_distribution(logits, temperature, top_k, top_p, min_p)
@@ -202,7 +215,7 @@ def create_tab(ctx: AppContext) -> None:
     tr = ctx.tr
     tr(gr.Markdown, value="gen.explainer")
     picker = create_picker(ctx, elem_id="gen-run")
-    run_info = gr.Markdown()
+    run_info = gr.Markdown(elem_id="gen-run-info")
 
     with tr(gr.Accordion, label="gen.sampling", open=True):
         with gr.Row():
@@ -263,7 +276,7 @@ def create_tab(ctx: AppContext) -> None:
             with tr(gr.Accordion, label="gen.next.title", open=False):
                 tr(gr.Markdown, value="gen.next.explainer")
                 next_btn = tr(gr.Button, value="gen.next.compute")
-                next_summary = gr.Markdown()
+                next_summary = gr.Markdown(elem_id="gen-next-summary")
                 next_plot = tr(gr.Plot, label="gen.next.plot")
                 next_state = gr.State(None)  # the raw logits of the last "predict", reused by every slider move
 
@@ -281,14 +294,18 @@ def create_tab(ctx: AppContext) -> None:
     limit = ctx.settings.max_new_tokens
     model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
 
-    def load(owner, run_id):
-        path = require_run(ctx, owner, run_id)
+    def load(owner, run_id, lang="en"):
+        path = require_run(ctx, owner, run_id, lang)
         model, tokenizer = get_model(path)
         return path, model, tokenizer
 
-    def show_run(owner, run_id):
+    def show_run(owner, run_id, lang="en"):
         """A line about the picked run; the next-token chart of another run's logits is cleared."""
-        return run_summary(ctx, owner, run_id), None, None, ""
+        return run_summary(ctx, owner, run_id, lang), None, None, ""
+
+    def describe_run(owner, run_id, lang="en"):
+        """After a language switch: the line about the picked run again, in the new language."""
+        return run_summary(ctx, owner, run_id, lang)
 
     def apply_preset(name):
         return [PRESETS[name][k] for k in PRESET_KNOBS]
@@ -298,14 +315,16 @@ def create_tab(ctx: AppContext) -> None:
         return [gr.update(visible=i < n) for i in range(MAX_SAMPLES)]
 
     def run_generate(owner, run_id, prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                     presence_penalty, frequency_penalty, seed, stop, num_samples):
+                     presence_penalty, frequency_penalty, seed, stop, num_samples, lang=None):
         """Stream num_samples completions of the prompt; yields the sample texts (in slot order), the seed
-        used, the coloured tokens of sample 1, the sample chooser, the alternatives chart and the state."""
+        used, the coloured tokens of sample 1, the sample chooser, the alternatives chart and the state.
+        lang last, default None (English): optional for API callers, whose calls made without it keep working."""
+        lang = lang or "en"
         params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                             presence_penalty, frequency_penalty, seed, stop, num_samples, limit)
+                             presence_penalty, frequency_penalty, seed, stop, num_samples, limit, lang)
         prompt = prompt or ""
-        check_prompt_length(prompt, ctx.settings)
-        path, model, tokenizer = load(owner, run_id)
+        check_prompt(prompt, ctx.settings, lang)
+        path, model, tokenizer = load(owner, run_id, lang)
         tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
         n = params.num_samples
         texts = [""] * n
@@ -345,17 +364,18 @@ def create_tab(ctx: AppContext) -> None:
     def rate(slot: int, rating: int):
         def handler(owner, state, lang):
             if not state or slot >= len(state["samples"]):
-                raise NewleafError("Generate some text first, then rate it.")
+                raise NewleafError(t("gen.rate_first", lang))
             path = ctx.jobs.check_read(owner, state["run_id"])
-            save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"])
+            save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"], lang)
             gr.Info(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
         return handler
 
-    def run_next_token(owner, run_id, prompt, temperature, top_k, top_p, min_p, lang="en"):
+    def run_next_token(owner, run_id, prompt, temperature, top_k, top_p, min_p, lang=None):
         """Run the model once on the prompt; return the next-token chart and a one-line summary."""
-        check_prompt_length(prompt or "", ctx.settings)
-        path, model, tokenizer = load(owner, run_id)
-        data = next_token_data(model, tokenizer, prompt or "")
+        lang = lang or "en"
+        check_prompt(prompt or "", ctx.settings, lang)
+        path, model, tokenizer = load(owner, run_id, lang)
+        data = next_token_data(model, tokenizer, prompt or "", lang)
         fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
         return data, fig, summary
 
@@ -365,15 +385,17 @@ def create_tab(ctx: AppContext) -> None:
         return next_token_bars(data, temperature, top_k, top_p, min_p, lang)
 
     def run_chat(owner, run_id, message, history, max_new_tokens, temperature, top_k, top_p, min_p,
-                 repetition_penalty, presence_penalty, frequency_penalty, seed, stop):
-        """Stream the assistant's reply to `message`; yields the conversation and an emptied message box."""
+                 repetition_penalty, presence_penalty, frequency_penalty, seed, stop, lang=None):
+        """Stream the assistant's reply to `message`; yields the conversation and an emptied message box.
+        lang last, default None (English): optional for API callers, whose calls made without it keep working."""
+        lang = lang or "en"
         if not message or not message.strip():
-            raise NewleafError("Write a message first.")
+            raise NewleafError(t("gen.chat.empty", lang))
         params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                             presence_penalty, frequency_penalty, seed, stop, 1, limit)
+                             presence_penalty, frequency_penalty, seed, stop, 1, limit, lang)
         messages = normalize_history(history) + [{"role": "user", "content": message}]
-        check_prompt_length("".join(str(m.get("content", "")) for m in messages), ctx.settings)
-        path, model, tokenizer = load(owner, run_id)
+        check_prompt("".join(str(m.get("content", "")) for m in messages), ctx.settings, lang)
+        path, model, tokenizer = load(owner, run_id, lang)
         config = runs.read_config(path)
         template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows
         reply, last = "", 0.0
@@ -393,22 +415,25 @@ def create_tab(ctx: AppContext) -> None:
         messages = normalize_history(history)
         if not isinstance(index, int) or not 0 <= index < len(messages):
             return
-        path = require_run(ctx, owner, run_id)
+        path = require_run(ctx, owner, run_id, lang)
         prompt = next((m["content"] for m in reversed(messages[:index]) if m["role"] == "user"), "")
-        save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"})
+        save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"}, lang)
         gr.Info(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
 
     # -- events --------------------------------------------------------------------------------------------
 
     quick = dict(queue=False, api_visibility="private")
-    picker.change(friendly(show_run), [ctx.owner, picker], [run_info, next_state, next_plot, next_summary],
+    picker.change(friendly(show_run), [ctx.owner, picker, ctx.lang], [run_info, next_state, next_plot, next_summary],
                   **quick)
+    # after a language switch: the run's line and the next-token bars again, in the new language
+    tr.on_switch(friendly(describe_run), [ctx.owner, picker, ctx.lang], run_info)
+    tr.on_switch(friendly(redraw_next), [next_state, *shaping, ctx.lang], [next_plot, next_summary])
     for name, button in preset_buttons.items():
         button.click(lambda name=name: apply_preset(name), None,
                      [temperature, top_k, top_p, min_p, repetition_penalty], **quick)
     num_samples.change(show_slots, num_samples, slots, **quick)
 
-    gen_inputs = [ctx.owner, picker, prompt, *knobs, num_samples]
+    gen_inputs = [ctx.owner, picker, prompt, *knobs, num_samples, ctx.lang]  # lang last: see run_generate
     gen_outputs = [*slot_boxes, seed_used, tokens, inspect, alternatives, gen_state]
     gen_event = gr.on([generate_btn.click, prompt.submit], friendly(run_generate), gen_inputs, gen_outputs,
                       api_name="generate", **model_events)
@@ -426,7 +451,7 @@ def create_tab(ctx: AppContext) -> None:
         knob.change(friendly(redraw_next), [next_state, *shaping, ctx.lang], [next_plot, next_summary],
                     trigger_mode="always_last", **quick)
 
-    chat_inputs = [ctx.owner, picker, message, chatbot, *knobs]
+    chat_inputs = [ctx.owner, picker, message, chatbot, *knobs, ctx.lang]  # lang last: see run_chat
     chat_event = gr.on([send_btn.click, message.submit], friendly(run_chat), chat_inputs, [chatbot, message],
                        api_name="chat", **model_events)
     chat_stop.click(None, None, None, cancels=[chat_event], **quick)

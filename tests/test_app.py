@@ -14,7 +14,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from core import runs
-from playground import tab_model
+from playground import tab_finetune, tab_model
 from playground.i18n import EN, ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
@@ -208,6 +208,22 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         assert "个参数" in estimate and "训练所需内存" in estimate and "parameters" not in estimate
         assert "parameters" in _hook(ctx, "model-estimate")(None, 8, "en", 2, 2, 32, 32, 0.0)
         assert _hook(ctx, "data-stats")(None, "zh") == ZH["data.none"]
+        # the Fine-tune, Generate and Attention tabs: choices relabelled, live text drawn again
+        for elem_id in ("ft-base-kind", "ft-source", "ft-method", "ft-too-long"):
+            component = next(c for c in updates if c.elem_id == elem_id)
+            zh_choices = updates[component]["choices"]
+            assert [v for _, v in zh_choices] == [v for _, v in component.choices] and "value" not in updates[component]
+            assert [label for label, _ in zh_choices] != [label for label, _ in component.choices]
+        ft_view = _hook(ctx, "ft-status")(None, None, [], "zh")
+        assert ft_view[0] == ZH["ft.no_job"] and ft_view[4] == ZH["ft.results.waiting"]
+        assert _hook(ctx, "ft-data-info")(None, "zh") == ZH["ft.data.none"]
+        compared = _hook(ctx, "ft-compared")(tab_finetune.compare_table([{"prompt": "p", "base": "b",
+                                                                          "finetuned": "f"}]), "zh")
+        assert list(compared.columns) == [ZH["ft.col.prompt"], ZH["ft.col.base"], ZH["ft.col.finetuned"]]
+        assert compared.values.tolist() == [["p", "b", "f"]]
+        assert _hook(ctx, "gen-run-info")(None, None, "zh") == ""
+        heads = _hook(ctx, "attn-head")(None, None, None, "1", "all", "zh")[0]
+        assert heads["choices"] == [(ZH["attn.head.all"], "all"), ("1", "1")] and "value" not in heads
     finally:
         jobs.shutdown()
 
@@ -230,3 +246,14 @@ def test_app_exits_with_one_line_when_the_runs_directory_cannot_be_made(tmp_path
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("newleaf: error:") and "Traceback" not in out.stderr
+
+
+def test_the_data_tabs_tokenizer_is_reused_at_start():
+    """A BPE trained when the corpus is loaded is not trained again when Start reads the same corpus."""
+    from playground import tab_data
+    text = "the cat sat on the mat. " * 300
+    choice = {"source": "upload", "tokenizer": "bpe:300"}
+    first = tab_data.tokenizer_for(choice, text)
+    choice.update(name="x", characters=len(text), vocab_size=first.vocab_size)  # as the Data tab does
+    assert tab_data.tokenizer_for(choice, "".join(list(text))) is first
+    assert tab_data.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first

@@ -2,6 +2,7 @@
 against the two tabs launched in-process (with ownership and error messages); and their pure pieces
 (settings, figures, the next-token bars from cached logits, feedback, the model cache) directly."""
 import math
+import re
 import socket
 from types import SimpleNamespace
 
@@ -15,7 +16,7 @@ from gradio_client.exceptions import AppError
 
 from core import runs
 from core.engine import SamplingParams, generate
-from core.errors import ConfigError
+from core.errors import ConfigError, NewleafError
 from core.model import GPT
 from core.train import Trainer
 from playground import charts_inspect, tab_attention, tab_generate
@@ -162,6 +163,29 @@ def test_the_run_picker_offers_only_readable_runs_with_a_checkpoint(app):
     assert "tokenizer" in run_summary(ctx, TOKEN_A, RUN)
 
 
+def test_generate_and_attention_in_chinese(app):
+    """The session language reaches every handler: the tabs' own messages and the run's line are Chinese."""
+    c = app["client"]
+    with pytest.raises(AppError, match=re.escape(ZH["gen.no_run"])):
+        c.predict(TOKEN_A, None, "ROMEO:", **knobs(), num_samples=1, lang="zh", api_name="/generate")
+    with pytest.raises(AppError, match=re.escape(ZH["gen.chat.empty"])):
+        c.predict(TOKEN_A, RUN, "  ", [], **knobs(), lang="zh", api_name="/chat")
+    with pytest.raises(AppError, match=re.escape(ZH["gen.no_prompt"])):
+        c.predict(TOKEN_A, RUN, "", 1.0, 0, 1.0, 0.0, "zh", api_name="/next_token")
+    with pytest.raises(AppError, match=re.escape(ZH["attn.no_prompt"])):
+        c.predict(TOKEN_A, RUN, "", "1", "all", "zh", api_name="/attention")
+    with pytest.raises(AppError, match=re.escape(ZH["gen.no_run"])):
+        c.predict(TOKEN_A, None, "ROMEO", "1", "all", "zh", api_name="/attention")
+    fig, note = c.predict(TOKEN_A, RUN, "To be, or", "1", "all", "zh", api_name="/attention")
+    assert note == ZH["attn.note"].format(n=9) and "全部" in plotly.io.from_json(fig["plot"]).layout.title.text
+    _, summary = c.predict(TOKEN_A, RUN, "ROMEO", 1.0, 0, 1.0, 0.0, "zh", api_name="/next_token")
+    assert "可能被抽中" in summary
+    ctx = SimpleNamespace(jobs=app["jobs"])
+    line = run_summary(ctx, TOKEN_A, RUN, "zh")
+    assert "分词器" in line and "层" in line and "tokenizer" not in line
+    assert readable_runs(ctx, TOKEN_A, "zh") == [("Alpha · 已完成", RUN)]
+
+
 def test_chat_streams_a_reply(app):
     history, box = app["client"].predict(TOKEN_A, RUN, "Hello", [], **knobs(max_new_tokens=15), api_name="/chat")
     assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
@@ -183,6 +207,30 @@ def test_settings_from_the_ui():
         tab_generate.make_params(11, 0, 0, 1, 0, 1, 0, 0, None, "", limit=10)
     with pytest.raises(ConfigError, match="Temperature is empty"):
         tab_generate.make_params(5, None, 0, 1, 0, 1, 0, 0, None, "")
+
+
+def test_the_tabs_own_messages_in_chinese():
+    with pytest.raises(ConfigError, match="“温度”是空的"):
+        tab_generate.make_params(5, None, 0, 1, 0, 1, 0, 0, None, "", lang="zh")
+    with pytest.raises(ConfigError, match="Top-k 必须是 0"):
+        tab_generate.make_params(5, 1, -2, 1, 0, 1, 0, 0, None, "", lang="zh")
+    with pytest.raises(ConfigError, match="随机种子必须"):
+        tab_generate.make_params(5, 1, 0, 1, 0, 1, 0, 0, -5, "", lang="zh")
+    with pytest.raises(ConfigError, match="这里最多允许 10 个"):
+        tab_generate.check_prompt("x" * 11, SimpleNamespace(max_prompt_chars=10), "zh")
+    with pytest.raises(ConfigError, match="at most 10 are allowed here"):
+        tab_generate.check_prompt("x" * 11, SimpleNamespace(max_prompt_chars=10))
+    # attention: "all" is translated, the values stay; the note and errors follow the language
+    en, zh = tab_attention.head_choices(2), tab_attention.head_choices(2, "zh")
+    assert [v for _, v in en] == [v for _, v in zh] == ["all", "1", "2"] and zh[0] == ("全部", "all")
+    data = {"labels": ["a", "b"], "maps": [[[[1.0, 0.0], [0.5, 0.5]]]], "n_layer": 1, "n_head": 1, "n_tokens": 5,
+            "block_size": 2}
+    assert tab_attention.map_note(data, "zh") == ZH["attn.note.cut"].format(
+        n=5, shown=2, why=ZH["attn.why.context"].format(block=2))
+    with pytest.raises(NewleafError, match="这个模型的层编号是 1 到 1"):
+        tab_attention.draw(data, 3, "all", "zh")
+    with pytest.raises(NewleafError, match="This model has heads 1 to 1 per layer; got 2"):
+        tab_attention.draw(data, 1, "2")
 
 
 def test_attention_heatmap_blanks_the_causal_mask():

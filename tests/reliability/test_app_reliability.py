@@ -314,11 +314,11 @@ def test_uploaded_file_names_are_never_used_to_write(app):
     assert stored.name == "escaped.txt" and ".." not in stored.parts and stored.read_bytes() == body
     assert not list(app["base"].rglob("escaped.txt")) and not Path("/tmp/escaped.txt").exists()
     event, data = call(app, "load_data", "upload", [{"path": str(stored), "meta": {"_type": "gradio.FileData"}}],
-                       "", "char", 1024)
+                       "", "char", 1024, "en")
     assert event == "complete" and "escaped.txt" in data
     for path in (app["base"] / "outside" / "secret.txt", Path("/etc/passwd")):
         event, data = call(app, "load_data", "upload", [{"path": str(path), "meta": {"_type": "gradio.FileData"}}],
-                           "", "char", 1024)
+                           "", "char", 1024, "en")
         assert event == "error" and "do not touch" not in data and "root:" not in data
 
 
