@@ -57,7 +57,7 @@ def hf_generate(hf, prompt, n):
 
 
 def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=256, repeats=3, name="sampling",
-        int8=True):
+        int8=True, uncached=False):
     torch.manual_seed(0)
     cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=max(block_size, new_tokens + 8),
                     vocab_size=vocab)
@@ -70,6 +70,9 @@ def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=25
     peer = timed(lambda: hf_generate(hf, prompt, new_tokens), repeats)
     shape = f"{n_layer}L/{n_embd}w, {new_tokens} tokens"
     report(f"{name} vs HF generate ({shape})", new_tokens / ours, new_tokens / peer, "tokens/s")
+    if uncached:
+        slow = timed(lambda: ours_uncached(model, prompt, new_tokens), 1)
+        report(f"kv-cache vs no cache ({shape})", new_tokens / ours, new_tokens / slow, "tokens/s")
     if int8:
         q = quantize_int8(model)
         ours_q = timed(lambda: ours_cached(q, prompt, new_tokens), repeats)
@@ -98,7 +101,7 @@ def main(argv=None):
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--shape-only", action="store_true", help="only the shape given, not also the default CPU shape")
     a = p.parse_args(argv)
-    run(a.n_layer, a.n_head, a.n_embd, new_tokens=a.new_tokens, repeats=a.repeats)
+    run(a.n_layer, a.n_head, a.n_embd, new_tokens=a.new_tokens, repeats=a.repeats, uncached=True)
     if not a.shape_only:
         # the app's default CPU shape (core/recipes.py), its context widened to hold all 256 tokens for both
         recipe = RECIPES[DEFAULT_CPU_RECIPE]
