@@ -1,8 +1,8 @@
 """How fast this machine trains: a short measured probe, cached, that turns FLOP counts into seconds.
 
-The probe times a few training steps of a small reference model once per device (about a second on a
-CPU) and records the FLOP rate it reached; the estimate for any config is its FLOPs per step divided by
-that rate. Cached in-process and in the Newleaf cache directory, keyed by device and thread count.
+The probe times a few training steps of a small reference model once per process and device (a fraction of
+a second on a CPU) and records the best FLOP rate seen; the estimate for any config is its FLOPs per step
+divided by that rate. Cached in-process and in the Newleaf cache directory, keyed by device and thread count.
 """
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def measure_flops_rate(device: torch.device | str = "cpu", steps: int = 3) -> fl
 
 
 def flops_rate(device: torch.device | str = "cpu") -> float:
-    """The cached FLOP rate of this machine, measuring it on first use."""
+    """This machine's FLOP rate: measured once per process and kept as the best seen (also across processes,
+    in the cache file). A probe disturbed by other work (a training job, a test run) only ever reads slower,
+    so keeping the maximum heals a bad first measurement instead of keeping it forever."""
     device = torch.device(device)
     key = _key(device)
     with _lock:
@@ -61,12 +63,13 @@ def flops_rate(device: torch.device | str = "cpu") -> float:
             saved = json.loads(_cache_file().read_text())
         except (OSError, ValueError):
             saved = {}
-        rate = saved.get(key) if isinstance(saved, dict) else None
-        if not isinstance(rate, (int, float)) or rate <= 0:
-            rate = measure_flops_rate(device)
+        saved = saved if isinstance(saved, dict) else {}
+        before = saved.get(key) if isinstance(saved.get(key), (int, float)) and saved.get(key) > 0 else 0.0
+        rate = max(before, measure_flops_rate(device))
+        if rate > before:
             try:
                 from core.runs import atomic_write_json
-                atomic_write_json(_cache_file(), {**(saved if isinstance(saved, dict) else {}), key: rate})
+                atomic_write_json(_cache_file(), {**saved, key: rate})
             except OSError:
                 pass  # a read-only cache only costs a re-measure next time
         _rates[key] = rate
