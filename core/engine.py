@@ -301,25 +301,27 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
             else:
                 nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
             top = torch.topk(probs, min(params.top_alternatives, V), dim=-1)
+            # whole tensors to Python at once: per-row tensor views cost more than the model at small sizes
             yield TokenStep(
-                tokens=nxt[:, 0].tolist(),
-                probs=probs.gather(-1, nxt)[:, 0].tolist(),
-                alternatives=[list(zip(i.tolist(), v.tolist())) for i, v in zip(top.indices, top.values)],
+                tokens=nxt.view(-1).tolist(),
+                probs=probs.gather(-1, nxt).view(-1).tolist(),
+                alternatives=[list(zip(i, v)) for i, v in zip(top.indices.tolist(), top.values.tolist())],
                 context_len=context_len,
             )
             if history is not None:
                 history.scatter_(1, nxt, True)
             if counts is not None:
                 counts.scatter_add_(1, nxt, torch.ones_like(nxt, dtype=counts.dtype))
-            seq[:, length] = nxt[:, 0]
+            nxt = nxt.view(-1)
+            seq[:, length] = nxt
             length += 1
             if cache.pos >= cfg.block_size:  # full: rebuild the cache from the most recent tokens
                 cache.reset()
                 logits = model(seq[:, length - keep:length], kv_cache=cache, last_only=True)[0][:, -1, :]
             elif decoder is not None:
-                logits = decoder.step(nxt[:, 0], cache)
+                logits = decoder.step(nxt, cache)
             else:
-                logits = model(nxt, kv_cache=cache)[0][:, -1, :]
+                logits = model(nxt.view(B, 1), kv_cache=cache)[0][:, -1, :]
     finally:
         model.train(was_training)
 
