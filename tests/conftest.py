@@ -9,6 +9,7 @@ import pytest
 # Two cores, shared with whatever else runs: one torch thread per test process is faster for these tiny
 # models than two threads fighting over the cores (measured 11 ms vs 130 ms a step under load).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("NEWLEAF_TRAIN_THREADS", "1")  # the same for the training processes the app starts
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
