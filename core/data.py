@@ -82,30 +82,32 @@ def read_text_file(path: PathLike, *, csv_column: str | None = None, max_bytes: 
     """
     path = Path(path)
     name = path.name
-    limit = max_corpus_bytes(max_bytes)
-
-    if not path.exists():
-        raise CorpusError(f"File not found: {path}.")
-    if path.is_dir():
-        raise CorpusError(f"{name} is a folder, not a file. Choose a text file inside it.")
-    size = os.stat(path).st_size
-    if size == 0:
-        raise CorpusError(f"{name} is empty (0 bytes). Choose a file with some text in it.")
-    if size > limit:
-        raise CorpusError(
-            f"{name} is {_mb(size)}, larger than the {_mb(limit)} limit. "
-            f"Use a smaller file, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
-        )
-
-    data = path.read_bytes()
-    text = _decode(data, name)
-
+    text = read_checked_text(path, max_corpus_bytes(max_bytes))
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         return _parse_jsonl(text, name)
     if suffix == ".csv":
         return _parse_csv(text, name, csv_column)
     return text
+
+
+def read_checked_text(path: Path, limit: int, kind: str = "text") -> str:
+    """A file's text once it is known to exist, be a file, hold something, fit the size limit and be UTF-8
+    text; otherwise a CorpusError naming the file (`kind` says what it should hold: "text", "data")."""
+    name = path.name
+    if not path.exists():
+        raise CorpusError(f"File not found: {path}.")
+    if path.is_dir():
+        raise CorpusError(f"{name} is a folder, not a file. Choose a {kind} file inside it.")
+    size = os.stat(path).st_size
+    if size == 0:
+        raise CorpusError(f"{name} is empty (0 bytes). Choose a file with some {kind} in it.")
+    if size > limit:
+        raise CorpusError(
+            f"{name} is {_mb(size)}, larger than the {_mb(limit)} limit. "
+            f"Use a smaller file, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
+        )
+    return _decode(path.read_bytes(), name)
 
 
 def _decode(data: bytes, name: str) -> str:
@@ -329,6 +331,11 @@ def write_tokens(path: PathLike, ids, vocab_size: int) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    write_array(path, arr)
+
+
+def write_array(path: Path, arr: np.ndarray) -> None:
+    """A numpy array's raw bytes to a file, atomically (a temporary file, then a rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:

@@ -69,13 +69,14 @@ def sum_across(value: float, info: DistInfo, device) -> float:
     return float(t.item())
 
 
-def any_across(flag: bool, info: DistInfo, device) -> bool:
-    """True if any process says so: every process then takes the same branch (stop, time up)."""
+def each_any_across(flags: list[bool], info: DistInfo, device) -> list[bool]:
+    """For each flag, True if any process says so: every process then takes the same branch (stop, time up).
+    All flags go in one collective: one round trip per training step."""
     if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
+        return list(flags)
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
+    return [bool(v > 0) for v in t.tolist()]
 
 
 def barrier(info: DistInfo) -> None:

@@ -330,16 +330,23 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
     return run_dir
 
 
+def validation_reuses_training(data, val_fraction: float) -> bool:
+    """True when the data is too small to hold any examples out (fewer than 10, or val_fraction of them rounds
+    to none): validation then measures the training examples themselves."""
+    n = len(data.conversations)
+    return not data.held_out and (n < 10 or int(round(n * val_fraction)) < 1)
+
+
 def _split_conversations(data, val_fraction: float, seed: int):
     """(train, validation, validation is the training set). A fixed held-out set (the demo task's) is used as
-    is; otherwise a seeded shuffle holds out val_fraction, or nothing when there are fewer than 10 examples."""
+    is; otherwise a seeded shuffle holds out val_fraction, or nothing when there are too few examples."""
     if data.held_out:
         return list(data.conversations), list(data.held_out), False
     convs = list(data.conversations)
     random.Random(seed).shuffle(convs)
-    n_val = int(round(len(convs) * val_fraction))
-    if len(convs) < 10 or n_val < 1:
+    if validation_reuses_training(data, val_fraction):
         return convs, convs, True
+    n_val = int(round(len(convs) * val_fraction))
     return convs[n_val:], convs[:n_val], False
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -30,7 +29,8 @@ import numpy as np
 import torch
 
 from core import demo_task
-from core.data import _decode, _mb, check_unicode, json_problem, max_corpus_bytes, token_dtype
+from core.data import (_mb, check_unicode, json_problem, max_corpus_bytes, read_checked_text, token_dtype,
+                       write_array)
 from core.errors import ConfigError, CorpusError
 
 ROLES = ("system", "user", "assistant")
@@ -115,25 +115,12 @@ def _load_builtin(spec: str) -> FinetuneData:
     return FinetuneData("text", corpus.name, corpus.sources, text=corpus.text)
 
 
-def _read(path: Path, limit: int) -> str:
-    if not path.exists():
-        raise CorpusError(f"File not found: {path}.")
-    if path.is_dir():
-        raise CorpusError(f"{path.name} is a folder, not a file. Choose a file inside it.")
-    size = os.stat(path).st_size
-    if size == 0:
-        raise CorpusError(f"{path.name} is empty (0 bytes). Choose a file with some data in it.")
-    if size > limit:
-        raise CorpusError(f"{path.name} is {_mb(size)}, larger than the {_mb(limit)} limit.")
-    return _decode(path.read_bytes(), path.name)
-
-
 def _load_file(path: Path, prompt_column, response_column, csv_column, limit) -> tuple[str, object]:
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".csv"):
         from core.data import read_text_file
         return "text", read_text_file(path, max_bytes=limit)
-    text = _read(path, limit)
+    text = read_checked_text(path, limit, kind="data")
     if suffix == ".csv":
         return _parse_csv(text, path.name, prompt_column, response_column, csv_column)
     if suffix == ".json":
@@ -353,17 +340,6 @@ def _paths(data_dir: Path, split: str) -> tuple[Path, Path, Path]:
     return tuple(data_dir / f"sft-{split}.{part}.bin" for part in ("ids", "mask", "offsets"))
 
 
-def _write_array(path: Path, arr: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            arr.tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_examples(data_dir, split: str, encoded: Encoded, vocab_size: int) -> None:
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -372,9 +348,9 @@ def write_examples(data_dir, split: str, encoded: Encoded, vocab_size: int) -> N
     if flat.size and (flat.min() < 0 or flat.max() >= vocab_size):
         raise ValueError(f"token ids must lie in [0, {vocab_size})")
     offsets = np.cumsum([0] + [len(s) for s in encoded.ids], dtype=np.int64)
-    _write_array(ids_path, flat.astype(token_dtype(vocab_size)))
-    _write_array(mask_path, np.fromiter((m for seq in encoded.masks for m in seq), dtype=np.uint8))
-    _write_array(off_path, offsets)
+    write_array(ids_path, flat.astype(token_dtype(vocab_size)))
+    write_array(mask_path, np.fromiter((m for seq in encoded.masks for m in seq), dtype=np.uint8))
+    write_array(off_path, offsets)
 
 
 class Examples:

@@ -404,15 +404,17 @@ class Trainer:
 
         diverged = None  # set by the main process when the validation loss goes bad; all processes stop on it
         while True:
-            if distributed.any_across(diverged is not None, self.dist, self.device):
+            elapsed = time.time() - t_start
+            # every process takes the same branch: divergence, the budget and a stop request are agreed on
+            bad, done, stop = distributed.each_any_across(
+                [diverged is not None, step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
+                 self._stop_requested()], self.dist, self.device)
+            if bad:
                 state, message = "failed", diverged or "Training stopped: the main process found the weights diverged."
                 break
-            elapsed = time.time() - t_start
-            # every process takes the same branch: the budget and a stop request are agreed on
-            if distributed.any_across(step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
-                                      self.dist, self.device):
+            if done:
                 break
-            if distributed.any_across(self._stop_requested(), self.dist, self.device):
+            if stop:
                 state, message = "stopped", f"Stopped at step {step}."
                 break
             lr = lr_at(cfg, step, progress(elapsed))

@@ -64,6 +64,15 @@ def load_choice(choice: dict | None, settings, lang: str = "en") -> tuple:
     return corpus, corpus_note(choice.get("source", DEFAULT_CHOICE), corpus.name, default_note, lang)
 
 
+
+def check_upload_sizes(paths, settings, lang: str = "en") -> None:
+    """Each uploaded file within the upload limit: checked again on the server, since a client can bypass the
+    browser's limit."""
+    limit = int(settings.max_upload_mb * MB)
+    for p in paths:
+        if os.path.getsize(p) > limit:
+            raise CorpusError(t("data.too_big", lang, name=os.path.basename(p), mb=f"{settings.max_upload_mb:g}"))
+
 def _read(choice: dict, settings, lang: str) -> tuple:
     """(corpus, the default corpus's own note, or "" for the others)."""
     source = choice.get("source", DEFAULT_CHOICE)
@@ -73,10 +82,7 @@ def _read(choice: dict, settings, lang: str) -> tuple:
         paths = choice.get("files") or []
         if not paths:
             raise CorpusError(t("data.no_files", lang))
-        limit = int(settings.max_upload_mb * MB)
-        for p in paths:  # checked again here: the browser's limit can be bypassed
-            if os.path.getsize(p) > limit:
-                raise CorpusError(t("data.too_big", lang, name=os.path.basename(p), mb=f"{settings.max_upload_mb:g}"))
+        check_upload_sizes(paths, settings, lang)
         corpus = load_corpus(paths, csv_column=choice.get("csv_column") or None,
                              max_bytes=int(settings.max_corpus_mb * MB))
         return corpus, ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -28,10 +27,10 @@ from core.datasets import BUILTIN_DATASETS
 from core.engine import SamplingParams
 from core.errors import ConfigError, CorpusError, NewleafError
 from core.evaluate import read_eval, split_prompt
-from core.finetune import (FinetuneConfig, _split_conversations, compare, extend_tokenizer, is_finetune_run,
-                           load_base, parameter_counts, prepare_finetune, train_config)
+from core.finetune import (FinetuneConfig, compare, extend_tokenizer, is_finetune_run,
+                           load_base, parameter_counts, prepare_finetune, train_config, validation_reuses_training)
 from core.model import GPTConfig, preset_config
-from playground import tab_model
+from playground import tab_data, tab_model
 from playground.charts_train import loss_figure
 from playground.context import AppContext, friendly
 from playground.i18n import EN, t
@@ -247,10 +246,7 @@ def load_data(settings, source, files, prompt_column, response_column, csv_colum
         paths = [p for p in (files or []) if p]
         if not paths:
             raise CorpusError(t("ft.data.no_files", lang))
-        limit = int(settings.max_upload_mb * MB)
-        for p in paths:  # checked again here: the browser's limit can be bypassed
-            if os.path.getsize(p) > limit:
-                raise CorpusError(t("data.too_big", lang, name=os.path.basename(p), mb=f"{settings.max_upload_mb:g}"))
+        tab_data.check_upload_sizes(paths, settings, lang)
         if csv_column and (prompt_column or response_column):  # the engine would quietly use only the pair
             raise CorpusError(t("ft.data.columns_clash", lang))
         specs = paths
@@ -293,8 +289,7 @@ def data_facts(data, base: BaseChoice, too_long: str) -> dict:
     facts = {"chat": chat, "name": data.name, "examples": len(convs), "held_out": len(data.held_out or []),
              "block": None, "note": "", "why": why, "chars": len(text or ""), "tokens": None, "reuse": False}
     if chat:
-        if not data.held_out:  # too few examples to hold any out: validation will reuse the training ones
-            facts["reuse"] = _split_conversations(data, FinetuneConfig().val_fraction, 0)[2]
+        facts["reuse"] = validation_reuses_training(data, FinetuneConfig().val_fraction)
         block = base.model_cfg.block_size if base.model_cfg else None
         if tokenizer is not None and block:
             enc = encode_conversations(convs, tokenizer, template, block, too_long)
