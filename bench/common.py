@@ -16,6 +16,21 @@ def timed(fn, repeats: int = 3, warmup: int = 1) -> float:
     return best
 
 
+def timed_together(fns: dict, repeats: int = 3, warmup: int = 1) -> dict:
+    """Best wall time of each function, the calls taken in turn (a, b, a, b, ...): a slow spell on a shared
+    machine then hits every contender rather than whichever happened to run during it."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return best
+
+
 def report(name: str, ours: float, peer: float, unit: str) -> float:
     """Print `NAME: ours X, peer Y, ratio Z` (higher is better for ours) and return the ratio."""
     ratio = ours / peer

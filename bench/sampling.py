@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from bench.common import report, timed
+from bench.common import report, timed, timed_together
 from core.engine import SamplingParams, generate_tokens, quantize_int8
 from core.model import GPT, GPTConfig, preset_config
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
@@ -66,17 +66,21 @@ def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=25
     prompt = torch.randint(0, vocab, (8,)).tolist()
     # the same weights and function: both must produce the same greedy tokens, or the timing means nothing
     assert ours_cached(model, prompt, new_tokens) == hf_generate(hf, prompt, new_tokens), "greedy tokens differ from HF"
-    ours = timed(lambda: ours_cached(model, prompt, new_tokens), repeats)
-    peer = timed(lambda: hf_generate(hf, prompt, new_tokens), repeats)
+    contenders = {"ours": lambda: ours_cached(model, prompt, new_tokens),
+                  "peer": lambda: hf_generate(hf, prompt, new_tokens)}
+    if int8:
+        q = quantize_int8(model)
+        contenders["int8"] = lambda: ours_cached(q, prompt, new_tokens)
+    best = timed_together(contenders, repeats)
+    ours, peer = best["ours"], best["peer"]
     shape = f"{n_layer}L/{n_embd}w, {new_tokens} tokens"
     report(f"{name} vs HF generate ({shape})", new_tokens / ours, new_tokens / peer, "tokens/s")
     if uncached:
         slow = timed(lambda: ours_uncached(model, prompt, new_tokens), 1)
         report(f"kv-cache vs no cache ({shape})", new_tokens / ours, new_tokens / slow, "tokens/s")
     if int8:
-        q = quantize_int8(model)
-        ours_q = timed(lambda: ours_cached(q, prompt, new_tokens), repeats)
-        report(f"{name} int8 (opt-in) vs HF generate ({shape})", new_tokens / ours_q, new_tokens / peer, "tokens/s")
+        report(f"{name} int8 (opt-in) vs HF generate ({shape})", new_tokens / best["int8"], new_tokens / peer,
+               "tokens/s")
     return new_tokens / ours, new_tokens / peer
 
 
@@ -97,7 +101,7 @@ def main(argv=None):
     p.add_argument("--n-head", type=int, default=6)
     p.add_argument("--n-embd", type=int, default=384)
     p.add_argument("--new-tokens", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--shape-only", action="store_true", help="only the shape given, not also the default CPU shape")
     a = p.parse_args(argv)

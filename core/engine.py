@@ -24,14 +24,14 @@ from core.errors import ConfigError, NewleafError
 
 
 class KVCache:
-    """Keys and values of every layer for the positions seen so far: (n_layer, B, nh, max_len, hs)."""
+    """Keys and values of every layer for the positions seen so far, a position's key and value side by side:
+    (n_layer, B, nh, max_len, 2, hs), so the one-token decoder stores both with a single copy."""
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_size: int, device, dtype):
-        shape = (n_layer, batch, n_head, max_len, head_size)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
-        self.k_layers = [self.k[i] for i in range(n_layer)]  # per-layer views: cheaper to index each step
-        self.v_layers = [self.v[i] for i in range(n_layer)]
+        self.kv = torch.zeros((n_layer, batch, n_head, max_len, 2, head_size), device=device, dtype=dtype)
+        self.kv_layers = [self.kv[i] for i in range(n_layer)]  # per-layer views: cheaper to index each step
+        self.k_layers = [kv[..., 0, :] for kv in self.kv_layers]  # (B, nh, max_len, hs), rows 2*hs apart
+        self.v_layers = [kv[..., 1, :] for kv in self.kv_layers]
         self.max_len = max_len
         self.pos = 0  # positions filled so far
 
@@ -49,6 +49,12 @@ class KVCache:
         vl.narrow(2, self.pos, T).copy_(v)
         return kl.narrow(2, 0, self.pos + T), vl.narrow(2, 0, self.pos + T)
 
+    def update_one(self, layer: int, kv: torch.Tensor):
+        """Store one position's keys and values, kv (B, nh, 2, hs), in one copy; return all keys/values so far."""
+        self.kv_layers[layer].select(2, self.pos).copy_(kv)
+        n = self.pos + 1
+        return self.k_layers[layer].narrow(2, 0, n), self.v_layers[layer].narrow(2, 0, n)
+
     def advance(self, T: int) -> None:
         self.pos += T
 
@@ -60,41 +66,92 @@ class KVCache:
 # One-token decode step
 
 
-class Decoder:
-    """The model's forward pass for ONE new token per row, with the weights pre-transposed so each
-    projection is a plain (B, C) @ (C, out) product.
+# A projection whose weights are at least this large is split by output columns across the intra-op threads:
+# one batched product, a slice of the columns per thread. Decoding one token reads every weight once, and on
+# the 2-core machine BENCHMARKS.md describes one thread streams weights at ~14 GB/s, two at ~25 GB/s (a single
+# product does not use the second core for one row). Smaller weights stay in cache and are not worth a hand-off.
+SPLIT_BYTES = 512 * 1024
+MIN_SPLIT_COLUMNS = 64
+SQRT1_2 = 0.7071067811865476
+ONE = torch.tensor(1.0)  # a tensor, not a Python float: a float operand costs a conversion per call
 
-    Decoding a small model on a CPU is dominated by per-operation overhead, not arithmetic: nn.Module calls
-    and F.linear on a single row cost several times a bare matrix product. This computes exactly what
-    GPT.forward computes for a (B, 1) input with a KV cache (the KV-cache tests compare it with a full
-    recompute), with about half the operations. Built per generation, so it sees the current weights."""
+
+class Decoder:
+    """The model's forward pass for ONE new token per row, with the weights laid out for that: each projection
+    is one product with pre-transposed (and, when large, pre-split) weights.
+
+    Decoding on a CPU is dominated by per-operation overhead at small sizes and by reading the weights at
+    larger ones: nn.Module calls and F.linear on a single row cost several times a bare matrix product, and
+    one product on one row uses one core. This computes what GPT.forward computes for a (B, 1) input with a
+    KV cache (the KV-cache tests compare it with a full recompute), with about half the operations. Built per
+    generation, so it sees the current weights."""
 
     def __init__(self, model):
         cfg = model.config
         self.nh, self.hs, self.C = cfg.n_head, cfg.head_size, cfg.n_embd
-        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         t = model.transformer
+        self.cpu = t.wte.weight.device.type == "cpu"
+        # exact GELU on the CPU without F.gelu, which sends a single row to a oneDNN kernel that costs ~15 us
+        # per call here: gelu(u) = S * u' * (1 + erf(u')) with u' = S * u, S = 1/sqrt(2). c_fc's weight and
+        # bias are pre-multiplied by S and c_proj's weight by S, which leaves three cheap ops per layer.
+        mlps = [block.mlp for block in t.h]
+        self.erf_gelu = self.cpu and cfg.activation == "gelu" and all(
+            type(m.c_fc) is torch.nn.Linear and type(m.c_proj) is torch.nn.Linear for m in mlps)
+        self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         self.wte, self.wpe = t.wte.weight, t.wpe.weight
         self.head = self._projection(model.lm_head)  # tied to wte (quantize_int8 makes an int8 copy)
         self.ln_f = (t.ln_f.weight, t.ln_f.bias)
+        fc_scales, proj_scales = ((SQRT1_2, SQRT1_2), (SQRT1_2, 1.0)) if self.erf_gelu else ((1.0, 1.0), (1.0, 1.0))
         self.layers = []
         for block in t.h:
             a, m = block.attn, block.mlp
             self.layers.append((
                 (block.ln_1.weight, block.ln_1.bias), self._projection(a.c_attn), self._projection(a.c_proj),
-                (block.ln_2.weight, block.ln_2.bias), self._projection(m.c_fc), self._projection(m.c_proj),
+                (block.ln_2.weight, block.ln_2.bias), self._projection(m.c_fc, *fc_scales),
+                self._projection(m.c_proj, *proj_scales),
             ))
 
-    @staticmethod
-    def _projection(linear):
-        """x (B, C) -> (B, out) as one op: a product with the pre-transposed weight, or for quantize_int8's
-        layers the same int8 kernel their forward calls."""
+    def _projection(self, linear, weight_scale: float = 1.0, bias_scale: float = 1.0):
+        """x (B, K) -> (B, N) as one op: a product with the weight laid out for one row (split across threads
+        when large), or for quantize_int8's layers the same int8 kernel their forward calls. The scales
+        multiply a copy of an fp32 weight and bias."""
         if type(linear) is torch.nn.Linear:
-            w_t, b = linear.weight.t().contiguous(), linear.bias
+            w, b = linear.weight, linear.bias  # (N, K)
+            if weight_scale != 1.0:
+                w = w * weight_scale
+            if b is not None and bias_scale != 1.0:
+                b = b * bias_scale
+            N, K = w.shape
+            # a tall weight (long rows) is read fastest as dot products with its rows, as nn.Linear stores it;
+            # a wide one as x times the columns of its transpose (measured here, both split and not)
+            tall = K > N
+            parts = self._parts(w) if self.cpu else 1
+            if parts > 1:
+                n = N // parts
+                if tall:
+                    w_parts = w.contiguous().view(parts, n, K).transpose(1, 2)  # part i: rows i*n..(i+1)*n
+                else:
+                    w_parts = w.t().contiguous().view(K, parts, n).permute(1, 0, 2).contiguous()
+                b_parts = (b if b is not None else torch.zeros(N, dtype=w.dtype)).view(parts, 1, n)
+                # (parts, B, n) -> (B, N): a view when B == 1
+                return lambda x: torch.baddbmm(b_parts, x.expand(parts, *x.shape), w_parts).transpose(0, 1).reshape(
+                    x.size(0), N)
+            w_t = w.t() if tall else w.t().contiguous()
             return (lambda x: x @ w_t) if b is None else (lambda x: torch.addmm(b, x, w_t))
         packed = linear._packed_params._packed_params
         reduce_range = not (linear.version is None or linear.version < 4)
         return lambda x: torch.ops.quantized.linear_dynamic(x, packed, reduce_range=reduce_range)
+
+    @staticmethod
+    def _parts(w: torch.Tensor) -> int:
+        """How many slices of outputs to split an (N, K) weight into: one per intra-op thread, when large."""
+        N = w.size(0)
+        if w.numel() * w.element_size() < SPLIT_BYTES:
+            return 1
+        for parts in range(torch.get_num_threads(), 1, -1):
+            if N % parts == 0 and N // parts >= MIN_SPLIT_COLUMNS:
+                return parts
+        return 1
 
     @staticmethod
     def supports(model) -> bool:
@@ -113,15 +170,20 @@ class Decoder:
     def step(self, ids: torch.Tensor, cache: "KVCache") -> torch.Tensor:
         """ids (B,) at position cache.pos -> logits (B, V); appends to the cache."""
         B, nh, hs, C, pos = ids.size(0), self.nh, self.hs, self.C, cache.pos
-        x = self.wte[ids] + self.wpe[pos]  # (B, C)
+        x = self.wte.index_select(0, ids).add_(self.wpe[pos])  # (B, C)
         for layer, ((w1, b1), qkv, out, (w2, b2), fc, proj) in enumerate(self.layers):
             h = F.layer_norm(x, (C,), w1, b1, 1e-5)
-            q, k, v = qkv(h).view(B, 3, nh, 1, hs).unbind(1)  # each (B, nh, 1, hs)
-            k, v = cache.update(layer, k, v)                 # (B, nh, pos + 1, hs)
-            y = F.scaled_dot_product_attention(q, k, v)      # (B, nh, 1, hs)
+            qkv_h = qkv(h).view(B, 3, nh, 1, hs)
+            # this position's keys and values as (B, nh, 2, hs), stored with one copy
+            k, v = cache.update_one(layer, qkv_h[:, 1:, :, 0].transpose(1, 2))  # (B, nh, pos + 1, hs)
+            y = F.scaled_dot_product_attention(qkv_h[:, 0], k, v)            # (B, nh, 1, hs)
             x = x + out(y.view(B, C))
-            h = F.layer_norm(x, (C,), w2, b2, 1e-5)
-            x = x + proj(F.gelu(fc(h), approximate=self.approximate))
+            u = fc(F.layer_norm(x, (C,), w2, b2, 1e-5))
+            if self.erf_gelu:
+                u = torch.erf(u).add_(ONE).mul_(u)  # gelu(u / S) / S: the scales are in c_fc and c_proj
+            else:
+                u = F.gelu(u, approximate=self.approximate)
+            x = x + proj(u)
         cache.advance(1)
         return self.head(F.layer_norm(x, (C,), *self.ln_f, 1e-5))
 

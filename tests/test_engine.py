@@ -70,6 +70,42 @@ def test_kv_cache_chunked_prefill_matches_full_forward():
     assert cache.pos == 20
 
 
+@pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_the_one_token_decoder_equals_the_models_forward_with_weights_split_across_threads(
+        monkeypatch, activation, bias, threads):
+    """The decoder's own layouts (weights split per thread, tall weights kept as rows, the GELU scales folded
+    into c_fc and c_proj) compute what the model computes, for several rows at once."""
+    from core import engine
+    monkeypatch.setattr(engine, "SPLIT_BYTES", 0)  # split even this small model's weights
+    monkeypatch.setattr(engine, "MIN_SPLIT_COLUMNS", 8)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=48, block_size=16, vocab_size=30, bias=bias,
+                          activation=activation)).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # biases start at zero: give every parameter a value that matters
+            p.normal_(0, 0.3)
+    x = torch.randint(0, 30, (2, 12))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        decoder = engine.Decoder(model)
+        if threads > 1:  # the split really happens
+            assert any(p.dim() == 3 for p in _closure_tensors(decoder.layers[0][1]))
+        cache = KVCache.for_model(model, 2)
+        with torch.inference_mode():
+            full, _ = model(x)
+            steps = [decoder.step(x[:, i], cache) for i in range(x.size(1))]
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.allclose(torch.stack(steps, dim=1), full, atol=1e-5)
+
+
+def _closure_tensors(fn):
+    return [c.cell_contents for c in fn.__closure__ or () if isinstance(c.cell_contents, torch.Tensor)]
+
+
 def test_greedy_is_deterministic_and_top_k_1_equals_greedy(trained):
     model, tok = trained
     greedy = generate(model, tok, "KING:", SamplingParams(max_new_tokens=40, temperature=0))[0].text
