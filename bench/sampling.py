@@ -104,7 +104,10 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--no-scaling", action="store_true")
     p.add_argument("--shape-only", action="store_true", help="only the shape given, not also the default CPU shape")
+    p.add_argument("--threads", type=int, help="torch threads for both contenders (default: torch's, one per core)")
     a = p.parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
     run(a.n_layer, a.n_head, a.n_embd, new_tokens=a.new_tokens, repeats=a.repeats, uncached=True)
     if not a.shape_only:
         # the app's default CPU shape (core/recipes.py), its context widened to hold all 256 tokens for both

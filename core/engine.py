@@ -73,7 +73,8 @@ class KVCache:
 SPLIT_BYTES = 512 * 1024
 MIN_SPLIT_COLUMNS = 64
 SQRT1_2 = 0.7071067811865476
-ONE = torch.tensor(1.0)  # a tensor, not a Python float: a float operand costs a conversion per call
+# tensors, not Python floats: a float operand costs a conversion per call
+ONE, HALF, SQRT1_2_T = torch.tensor(1.0), torch.tensor(0.5), torch.tensor(SQRT1_2)
 
 
 class Decoder:
@@ -92,16 +93,19 @@ class Decoder:
         t = model.transformer
         self.cpu = t.wte.weight.device.type == "cpu"
         # exact GELU on the CPU without F.gelu, which sends a single row to a oneDNN kernel that costs ~15 us
-        # per call here: gelu(u) = S * u' * (1 + erf(u')) with u' = S * u, S = 1/sqrt(2). c_fc's weight and
-        # bias are pre-multiplied by S and c_proj's weight by S, which leaves three cheap ops per layer.
+        # per call here: gelu(u) = S * u' * (1 + erf(u')) with u' = S * u, S = 1/sqrt(2). With fp32 weights
+        # c_fc's weight and bias are pre-multiplied by S and c_proj's weight by S, which leaves three cheap ops
+        # per layer; int8 weights cannot be rescaled exactly, so they get the formula's five.
         mlps = [block.mlp for block in t.h]
-        self.erf_gelu = self.cpu and cfg.activation == "gelu" and all(
+        exact_cpu = self.cpu and cfg.activation == "gelu"
+        self.folded_gelu = exact_cpu and all(
             type(m.c_fc) is torch.nn.Linear and type(m.c_proj) is torch.nn.Linear for m in mlps)
+        self.erf_gelu = exact_cpu and not self.folded_gelu
         self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         self.wte, self.wpe = t.wte.weight, t.wpe.weight
         self.head = self._projection(model.lm_head)  # tied to wte (quantize_int8 makes an int8 copy)
         self.ln_f = (t.ln_f.weight, t.ln_f.bias)
-        fc_scales, proj_scales = ((SQRT1_2, SQRT1_2), (SQRT1_2, 1.0)) if self.erf_gelu else ((1.0, 1.0), (1.0, 1.0))
+        fc_scales, proj_scales = ((SQRT1_2, SQRT1_2), (SQRT1_2, 1.0)) if self.folded_gelu else ((1.0, 1.0), (1.0, 1.0))
         self.layers = []
         for block in t.h:
             a, m = block.attn, block.mlp
@@ -179,8 +183,10 @@ class Decoder:
             y = F.scaled_dot_product_attention(qkv_h[:, 0], k, v)            # (B, nh, 1, hs)
             x = x + out(y.view(B, C))
             u = fc(F.layer_norm(x, (C,), w2, b2, 1e-5))
-            if self.erf_gelu:
+            if self.folded_gelu:
                 u = torch.erf(u).add_(ONE).mul_(u)  # gelu(u / S) / S: the scales are in c_fc and c_proj
+            elif self.erf_gelu:
+                u = torch.mul(u, SQRT1_2_T).erf_().add_(ONE).mul_(u).mul_(HALF)
             else:
                 u = F.gelu(u, approximate=self.approximate)
             x = x + proj(u)
