@@ -1,0 +1,39 @@
+"""The benchmark scripts still run and print their one-line format. CI never runs the full benchmarks (they
+take minutes and their figures depend on the machine): this runs the sampling one at a tiny shape, which
+also checks the decoder's greedy tokens against transformers' generate() on the same weights."""
+import re
+
+import torch
+
+from bench import sampling
+from bench.common import timed_together
+
+LINE = re.compile(r"^(?P<name>.+): ours (?P<ours>[\d,.]+) (?P<unit>\S+), peer (?P<peer>[\d,.]+) (?P=unit), "
+                  r"ratio (?P<ratio>[\d.]+)$")
+
+
+def test_sampling_bench_prints_a_line_per_comparison_with_weights_split_across_threads(monkeypatch, capsys):
+    from core import engine
+    monkeypatch.setattr(engine, "SPLIT_BYTES", 0)  # the split path, whose tokens the bench compares with HF's
+    monkeypatch.setattr(engine, "MIN_SPLIT_COLUMNS", 8)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ours, peer = sampling.run(n_layer=2, n_head=2, n_embd=32, block_size=32, new_tokens=24, repeats=1,
+                                  uncached=True)
+    finally:
+        torch.set_num_threads(previous)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3  # fp32 vs HF, cached vs not, int8 vs HF
+    for line in lines:
+        m = LINE.match(line)
+        assert m, line
+        assert float(m["ratio"]) > 0
+    assert ours > 0 and peer > 0
+
+
+def test_timed_together_times_every_contender_in_turn():
+    order = []
+    best = timed_together({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=0)
+    assert order == ["a", "b"] * 3
+    assert set(best) == {"a", "b"} and all(t >= 0 for t in best.values())
