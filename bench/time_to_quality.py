@@ -10,17 +10,18 @@ The validation loss is measured at the end on every non-overlapping window of th
 from __future__ import annotations
 
 import argparse
-import math
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from core.data import open_tokens
 from core.datasets import load_builtin
 from core.engine import quantize_int8
 from core.model import preset_config
-from core.recipes import RECIPES
+from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.runs import load_model
 from core.tokenizer import CharTokenizer
 from core.train import Trainer, TrainConfig, prepare_run
@@ -34,11 +35,10 @@ REFERENCE = dict(preset="micro", overrides=dict(block_size=64),
 def full_val_loss(run_dir: Path, int8: bool = False) -> float:
     """Mean loss over every non-overlapping window of the validation split (the last 10% of the text);
     int8: with the opt-in int8 sampling weights (core.engine.quantize_int8) instead of fp32."""
-    import numpy as np
     model, _ = load_model(run_dir, which="last")
     if int8:
         model = quantize_int8(model)
-    data = np.fromfile(run_dir / "data" / "val.bin", dtype=np.uint16).astype(np.int64)
+    data = open_tokens(run_dir / "data" / "val.bin", model.config.vocab_size).astype(np.int64)
     T = model.config.block_size
     n = (len(data) - 1) // T
     x = torch.from_numpy(data[:n * T].reshape(n, T))
@@ -65,7 +65,7 @@ def train(name: str, recipe: dict, budget: float, root: Path, text: str) -> tupl
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--budget", type=float, default=180.0)
-    p.add_argument("--recipe", action="append", help=f"recipes to time (default: cpu-3min); known: {', '.join(RECIPES)}")
+    p.add_argument("--recipe", action="append", help=f"recipes to time (default: {DEFAULT_CPU_RECIPE}); known: {', '.join(RECIPES)}")
     p.add_argument("--skip-reference", action="store_true")
     a = p.parse_args(argv)
     text = load_builtin("shakespeare").text
@@ -74,7 +74,7 @@ def main(argv=None):
         results = {}
         if not a.skip_reference:
             results["reference"] = train("reference", REFERENCE, a.budget, root, text)
-        for name in a.recipe or ["cpu-3min"]:
+        for name in a.recipe or [DEFAULT_CPU_RECIPE]:
             results[name] = train(name, RECIPES[name], a.budget, root, text)
     for name, (loss, steps, wall, loss_int8) in results.items():
         print(f"time to quality [{name}]: val loss {loss:.4f} after {wall:.0f} s ({steps} steps); "

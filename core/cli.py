@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from core.errors import NewleafError
+from core.recipes import DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES
 
-DEMO_BASE = "scratch:nano"
-UNBOUNDED_STEPS = 10 ** 8  # a step budget this large means: train until the time budget runs out  # `finetune --data builtin:arithmetic` without --from
+DEMO_BASE = "scratch:nano"  # `finetune --data builtin:arithmetic` without --from
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     from core.model import PRESETS
-    from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
     g = p.add_argument_group("model")
     g.add_argument("--recipe", default=DEFAULT_CPU_RECIPE, choices=list(RECIPES),
                    help=f"a tuned shape + training settings (default {DEFAULT_CPU_RECIPE}: the best model in 3 "
@@ -183,7 +182,6 @@ def _prepare_train_run(args, out: Path) -> None:
     from core import runs
     from core.datasets import default_corpus, resolve_corpus
     from core.model import preset_config
-    from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
     from core.tokenizer import make_tokenizer
     from core.train import TrainConfig, prepare_run
 
@@ -213,7 +211,7 @@ def _prepare_train_run(args, out: Path) -> None:
     preset_config(preset, 1, **shape)
     train = dict(recipe["train"])
     if args.max_steps or args.max_time:  # the user's budget replaces the recipe's
-        train.update(max_steps=args.max_steps or 10 ** 9, max_time=args.max_time)
+        train.update(max_steps=args.max_steps or NO_STEP_LIMIT, max_time=args.max_time)
     train_cfg = TrainConfig(**{**train, **overrides})
     if args.corpus:
         corpus = resolve_corpus(args.corpus, csv_column=args.csv_column)
@@ -330,7 +328,7 @@ class _progress:
         from tqdm import tqdm
         if event == "start":
             budget = f" (time budget {data['max_time']:.0f} s)" if data.get("max_time") else ""
-            total = data["max_steps"] if data["max_steps"] < UNBOUNDED_STEPS else None  # a time budget only
+            total = data["max_steps"] if data["max_steps"] < NO_STEP_LIMIT else None  # a time budget only
             self.bar = tqdm(total=total, initial=data["step"], unit="step", file=sys.stderr, dynamic_ncols=True,
                             desc=f"training{budget}")
             self.bar.write(f"{data['params']:,} parameters on {data['device']}", file=sys.stderr)
@@ -388,7 +386,7 @@ def cmd_info(args) -> int:
         print(f"data:       {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens")
     t = config["train"]
     budget = []
-    if t["max_steps"] < UNBOUNDED_STEPS:
+    if t["max_steps"] < NO_STEP_LIMIT:
         budget.append(f"{t['max_steps']:,} steps")
     if t.get("max_time"):
         budget.append(f"{t['max_time']:g} s")

@@ -132,10 +132,9 @@ class Decoder:
             parts = self._parts(w) if self.cpu else 1
             if parts > 1:
                 n = N // parts
-                if tall:
-                    w_parts = w.contiguous().view(parts, n, K).transpose(1, 2)  # part i: rows i*n..(i+1)*n
-                else:
-                    w_parts = w.t().contiguous().view(K, parts, n).permute(1, 0, 2).contiguous()
+                w_parts = w.contiguous().view(parts, n, K).transpose(1, 2)  # (parts, K, n): part i's outputs
+                if not tall:
+                    w_parts = w_parts.contiguous()
                 b_parts = (b if b is not None else torch.zeros(N, dtype=w.dtype)).view(parts, 1, n)
                 # (parts, B, n) -> (B, N): a view when B == 1
                 return lambda x: torch.baddbmm(b_parts, x.expand(parts, *x.shape), w_parts).transpose(0, 1).reshape(

@@ -326,7 +326,8 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
         **(extra or {}),
     }
     runs.atomic_write_json(run_dir / runs.CONFIG, config)
-    runs.write_status(run_dir, "created", "Ready to fine-tune.", step=0)
+    runs.write_status(run_dir, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps,
+                      max_time=train.max_time)
     return run_dir
 
 
@@ -483,10 +484,12 @@ def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | No
 
     run_dir = Path(run_dir)
     trainer = Trainer(run_dir, device=device)
+    budget = {"max_steps": trainer.cfg.max_steps, "max_time": trainer.cfg.max_time}  # shown while measuring too
     if evaluate is None:
         evaluate = bool((trainer.finetune or {}).get("evaluate", True))
     if evaluate and "base" not in read_eval(run_dir) and runs.checkpoint_dir(run_dir, "last") is None:
-        runs.write_status(run_dir, "running", "Measuring the base model before fine-tuning.", step=0)
+        runs.write_status(run_dir, "running", "Measuring the base model before fine-tuning.", step=0,
+                          **budget)
         model, _ = load_base_model(run_dir, device=str(trainer.device))
         result = evaluate_run(run_dir, model=model)
         write_eval(run_dir, "base", result)
@@ -495,7 +498,7 @@ def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | No
     fit = trainer.fit(callbacks=callbacks, resume=resume)
     if evaluate and fit.state in ("completed", "stopped") and runs.checkpoint_dir(run_dir, "last") is not None:
         state = runs.read_status(run_dir)
-        runs.write_status(run_dir, "running", "Measuring the fine-tuned model.", step=fit.step)
+        runs.write_status(run_dir, "running", "Measuring the fine-tuned model.", step=fit.step, **budget)
         result = evaluate_run(run_dir, which="best", device=str(trainer.device))
         evals = write_eval(run_dir, "finetuned", result, step=fit.step)
         for cb in callbacks:

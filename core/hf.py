@@ -129,7 +129,7 @@ def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
             raise CheckpointError(f"{index} names an unsafe shard {odd[0]!r}.")
         tensors = {}
         for shard in sorted(set(weight_map.values())):
-            if not isinstance(shard, str) or Path(shard).name != shard or not shard.endswith(".safetensors"):
+            if Path(shard).name != shard or not shard.endswith(".safetensors"):
                 raise CheckpointError(f"{index} names an unsafe shard {shard!r}.")
             tensors.update(runs.load_tensors(folder / shard))
         return tensors

@@ -35,7 +35,7 @@ TOP_FILES = {runs.CONFIG, runs.STATUS, runs.METRICS, runs.SAMPLES, "tokenizer.js
              "feedback.jsonl", "eval.json", "README.txt"}
 POINTERS = ("last", "best")
 CHECKPOINT_FILES = {"model.safetensors", "trainer.safetensors", "meta.json"}
-PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
+PICKLE_SUFFIXES = runs.PICKLE_SUFFIXES + (".joblib", ".npy", ".npz")  # numpy/joblib files can hold pickles too
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a checkpoint directory (no dots: no `..`)
 _EXPECTED = ("config.json, status.json, tokenizer.json, tokenizer.bpe, metrics.jsonl, samples.jsonl, "
              "feedback.jsonl, eval.json, and checkpoints/last.json, checkpoints/best.json, "

@@ -168,6 +168,12 @@ class Jobs:
                 status["queue_position"] = self.queue.index(run_id) + 1
         return status
 
+    def has_process(self, run_id: str) -> bool:
+        """Whether this app's process for the run is still alive (it can outlive a "completed" status: a
+        fine-tuning job goes on to measure the fine-tuned model)."""
+        with self.lock:
+            return run_id in self.procs
+
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every job gracefully (checkpoint first), then end the monitor. For tests and app exit."""
         self._closed.set()

@@ -4,6 +4,8 @@ created or deleted (ctx.runs_changed), and follows "load into Generate" from the
 """
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 from core import runs
@@ -11,8 +13,6 @@ from core.errors import NewleafError
 from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.tab_train import state_name
-
-NO_RUN = t("gen.no_run")  # English; require_run(..., lang) says it in the page's language
 
 
 def readable_runs(ctx: AppContext, owner: str | None, lang: str = "en") -> list[tuple[str, str]]:
@@ -44,6 +44,14 @@ def _selected_id(selected) -> str | None:
     return selected if isinstance(selected, str) and selected else None
 
 
+def refreshed_choices(ctx: AppContext, owner, current=None, lang: str = "en"):
+    """A run dropdown's update: this session's readable runs, keeping `current` if it is still one of them."""
+    choices = readable_runs(ctx, owner, lang)
+    ids = [v for _, v in choices]
+    value = current if current in ids else (ids[0] if ids else None)
+    return gr.update(choices=choices, value=value)
+
+
 def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
     """Build the picker row (dropdown + refresh button) and wire its refresh events; returns the dropdown,
     whose value is a run id."""
@@ -53,11 +61,7 @@ def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
                         allow_custom_value=True, elem_id=elem_id)
         refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
 
-    def refresh_choices(owner, current=None, lang="en"):
-        choices = readable_runs(ctx, owner, lang)
-        ids = [v for _, v in choices]
-        value = current if current in ids else (ids[0] if ids else None)
-        return gr.update(choices=choices, value=value)
+    refresh_choices = functools.partial(refreshed_choices, ctx)
 
     def on_load(owner):
         return refresh_choices(owner)

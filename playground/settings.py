@@ -54,9 +54,9 @@ class Settings:
         )
 
 
-def check_prompt_length(text: str, settings: Settings) -> None:
+def check_prompt_length(text: str, settings: Settings, lang: str = "en") -> None:
     """Refuse a prompt longer than allowed: encoding it costs time and memory before it is cut to the context."""
     from core.errors import ConfigError
+    from playground.i18n import t
     if len(text) > settings.max_prompt_chars:
-        raise ConfigError(f"The prompt is {len(text):,} characters; at most {settings.max_prompt_chars:,} are "
-                          f"allowed here (the model reads only its last context window anyway).")
+        raise ConfigError(t("gen.prompt_too_long", lang, n=f"{len(text):,}", max=f"{settings.max_prompt_chars:,}"))

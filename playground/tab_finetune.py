@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import re
 import shutil
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from playground.charts_train import loss_figure
 from playground.context import AppContext, friendly
 from playground.i18n import EN, t
 from playground.jobs import ACTIVE_STATES, owner_id
-from playground.run_picker import readable_runs
+from playground.run_picker import readable_runs, refreshed_choices
+from playground.tab_generate import parse_number
 from playground.tab_train import TICK_SECONDS, progress_html, samples_text, status_markdown
 
 BASE_KIND_VALUES = ("scratch", "run", "hub", "folder")
@@ -97,14 +97,7 @@ def recipe_defaults(method: str, source: str) -> tuple[float, int]:
 
 
 def _number(value, name_key: str, cast=float, lang: str = "en"):
-    """`value` as a number; `name_key` is the i18n key of the field's name, for the message."""
-    try:
-        x = cast(float(value))
-    except (TypeError, ValueError):
-        raise ConfigError(t("ft.err.number", lang, name=t(name_key, lang), value=repr(value))) from None
-    if isinstance(x, float) and not math.isfinite(x):
-        raise ConfigError(t("ft.err.finite", lang, name=t(name_key, lang), value=repr(value)))
-    return x
+    return parse_number(value, name_key, cast, lang, empty_key=None)
 
 
 def parse_layers(text: str | None, lang: str = "en") -> list[int] | None:
@@ -429,13 +422,6 @@ def _val_is_train(config: dict) -> bool:
     return bool((config.get("data") or {}).get("val_is_train"))
 
 
-def _with_budget(state: dict, config: dict) -> dict:
-    """status.json lacks the step / time budget while a model is measured: take it from the config."""
-    train = config.get("train") or {}
-    return {"max_steps": train.get("max_steps"), "max_time": train.get("max_time"),
-            **{k: v for k, v in state.items() if v is not None}}
-
-
 def compare_table(rows: list[dict], lang="en") -> pd.DataFrame:
     columns = [t("ft.col.prompt", lang), t("ft.col.base", lang), t("ft.col.finetuned", lang)]
     return pd.DataFrame([[r["prompt"], r["base"], r["finetuned"]] for r in rows], columns=columns)
@@ -547,23 +533,17 @@ def create_tab(ctx: AppContext, followed: gr.BrowserState | None = None) -> Fine
 
     # -- handlers ----------------------------------------------------------------------------------------------
 
-    def process_alive(run_id: str) -> bool:
-        # the process outlives the trainer's last "completed": it still measures the fine-tuned model
-        with ctx.jobs.lock:
-            return run_id in ctx.jobs.procs
-
     def snapshot(path, run_id, offset_value):
         """(new metrics, their end offset, status, whether to keep polling). Liveness is sampled *before* the
         files are read: a process that had ended by then had written everything, so a poll that stops the
         timer never shows results older than the last ones."""
-        alive = process_alive(run_id)
+        alive = ctx.jobs.has_process(run_id)
         new, new_offset = runs.read_jsonl(path / runs.METRICS, offset_value)
         state = ctx.jobs.state(run_id)
         return new, new_offset, state, alive or state.get("state") in ACTIVE_STATES
 
     def render(path, state, active, recs, offset_value, lang):
         config = runs.read_config(path)
-        state = _with_budget(state, config)
         evals = read_eval(path)
         return (status_markdown(state, lang), progress_html(state, recs, lang), loss_figure(recs, 0.6, False, lang),
                 samples_text(path, lang=lang), results_markdown(evals, lang, _val_is_train(config)),
@@ -580,10 +560,7 @@ def create_tab(ctx: AppContext, followed: gr.BrowserState | None = None) -> Fine
     def show_base_kind(kind):
         return [gr.update(visible=kind == k) for k in BASE_KIND_VALUES]
 
-    def refresh_runs(owner, current=None, lang="en"):
-        choices = readable_runs(ctx, owner, lang)
-        ids = [v for _, v in choices]
-        return gr.update(choices=choices, value=current if current in ids else (ids[0] if ids else None))
+    refresh_runs = functools.partial(refreshed_choices, ctx)
 
     def relabel_runs(owner, lang):
         """After a language switch: the run list's labels (their states) in the new language; the choice stays."""
@@ -643,7 +620,6 @@ def create_tab(ctx: AppContext, followed: gr.BrowserState | None = None) -> Fine
             return [f"❌ {e}"] + quiet
         new, new_offset, state, active = snapshot(path, run_id, offset_value)
         if not new and active:
-            state = _with_budget(state, runs.read_config(path))
             return [status_markdown(state, lang), progress_html(state, recs, lang)] + [gr.skip()] * 5 + \
                 [offset_value, recs]
         return render(path, state, active, recs + new, new_offset, lang)
@@ -672,7 +648,7 @@ def create_tab(ctx: AppContext, followed: gr.BrowserState | None = None) -> Fine
         if path is None:
             return [t("ft.no_job", lang)] + [gr.skip()] * 3 + [t("ft.results.waiting", lang), results_table({}, lang)]
         config = runs.read_config(path)
-        state = _with_budget(ctx.jobs.state(run_id), config)
+        state = ctx.jobs.state(run_id)
         evals = read_eval(path)
         # no records yet (e.g. a page load still re-attaching): leave progress and chart to it, or to the timer
         drawn = [progress_html(state, recs, lang), loss_figure(recs, 0.6, False, lang)] if recs else [gr.skip()] * 2

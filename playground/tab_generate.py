@@ -22,7 +22,7 @@ from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run, run_summary
-from playground.settings import check_prompt_length
+from playground.settings import check_prompt_length as check_prompt  # the Attention tab checks prompts too
 
 MAX_SAMPLES = 4          # sample slots on the page (the engine allows more)
 NEXT_TOP = 15            # bars in the next-token chart
@@ -63,11 +63,12 @@ def parse_stop(text: str | None) -> list[str]:
     return out
 
 
-def _number(value, name_key: str, cast=float, lang: str = "en"):
-    """`value` as a number; `name_key` is the i18n key of the knob's label, for the message."""
+def parse_number(value, name_key: str, cast=float, lang: str = "en", empty_key: str | None = "gen.err.empty"):
+    """`value` as a number; `name_key` is the i18n key of the field's label, for the message. A blank value
+    gets `empty_key`'s message (None: the "must be a number" one)."""
     name = t(name_key, lang)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise ConfigError(t("gen.err.empty", lang, name=name))
+    if empty_key and (value is None or (isinstance(value, str) and not value.strip())):
+        raise ConfigError(t(empty_key, lang, name=name))
     try:
         x = cast(float(value))
     except (TypeError, ValueError):
@@ -75,15 +76,6 @@ def _number(value, name_key: str, cast=float, lang: str = "en"):
     if isinstance(x, float) and not math.isfinite(x):
         raise ConfigError(t("gen.err.finite", lang, name=name, value=repr(value)))
     return x
-
-
-def check_prompt(text: str, settings, lang: str = "en") -> None:
-    """playground.settings.check_prompt_length, with its message in `lang`."""
-    try:
-        check_prompt_length(text, settings)
-    except ConfigError:
-        raise ConfigError(t("gen.prompt_too_long", lang, n=f"{len(text):,}",
-                            max=f"{settings.max_prompt_chars:,}")) from None
 
 
 def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
@@ -95,26 +87,26 @@ def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_pen
     if seed is None or (isinstance(seed, str) and not seed.strip()):
         seed = None
     else:
-        seed = _number(seed, "gen.seed", int, lang)
+        seed = parse_number(seed, "gen.seed", int, lang)
         if seed == -1:
             seed = None
         elif not 0 <= seed < 2 ** 63:
             raise ConfigError(t("gen.err.seed", lang, seed=seed))
-    top_k = _number(top_k, "gen.top_k", int, lang)
-    top_p = _number(top_p, "gen.top_p", float, lang)
-    min_p = _number(min_p, "gen.min_p", float, lang)
+    top_k = parse_number(top_k, "gen.top_k", int, lang)
+    top_p = parse_number(top_p, "gen.top_p", float, lang)
+    min_p = parse_number(min_p, "gen.min_p", float, lang)
     params = SamplingParams(
-        max_new_tokens=_number(max_new_tokens, "gen.max_new_tokens", int, lang),
-        temperature=_number(temperature, "gen.temperature", float, lang),
+        max_new_tokens=parse_number(max_new_tokens, "gen.max_new_tokens", int, lang),
+        temperature=parse_number(temperature, "gen.temperature", float, lang),
         top_k=top_k if top_k > 0 else None,
         top_p=top_p if top_p < 1 else None,
         min_p=min_p if min_p > 0 else None,
-        repetition_penalty=_number(repetition_penalty, "gen.repetition_penalty", float, lang),
-        presence_penalty=_number(presence_penalty, "gen.presence_penalty", float, lang),
-        frequency_penalty=_number(frequency_penalty, "gen.frequency_penalty", float, lang),
+        repetition_penalty=parse_number(repetition_penalty, "gen.repetition_penalty", float, lang),
+        presence_penalty=parse_number(presence_penalty, "gen.presence_penalty", float, lang),
+        frequency_penalty=parse_number(frequency_penalty, "gen.frequency_penalty", float, lang),
         seed=seed,
         stop=parse_stop(stop),
-        num_samples=_number(num_samples, "gen.num_samples", int, lang),
+        num_samples=parse_number(num_samples, "gen.num_samples", int, lang),
     )
     if top_k < 0:
         raise ConfigError(t("gen.err.top_k", lang, top_k=top_k))

@@ -13,7 +13,7 @@ import gradio as gr
 
 from core import runs
 from core.errors import NewleafError
-from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
+from core.recipes import DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES
 from core.train import TrainConfig, prepare_run
 from playground import tab_data, tab_model
 from playground.charts_train import loss_figure, rate_figure
@@ -45,7 +45,7 @@ def create_run(ctx: AppContext, owner: str, corpus_choice: dict | None, title: s
     if steps > s.max_steps:
         raise NewleafError(t("train.too_many_steps", lang, max=f"{s.max_steps:,}", steps=f"{steps:,}"))
     # the tuned recipe's optimizer and schedule; the tab's own fields override the rest
-    recipe = {k: v for k, v in RECIPE["train"].items() if k not in ("max_steps", "max_time", *train_values)}
+    recipe = dict(RECIPE["train"])
     recipe["warmup_steps"] = min(recipe.get("warmup_steps", 100), max(1, steps // 10))
     train_cfg = TrainConfig(**{**recipe, "max_steps": steps, "max_time": max_time, "threads": s.train_threads,
                                "device": "auto", **train_values})
@@ -95,7 +95,7 @@ def progress_html(state: dict, records: list[dict], lang: str = "en") -> str:
     eta = ""
     if state.get("state") == "running" and 0 < frac < 1 and elapsed > 0:
         eta = " · " + t("train.progress.eta", lang, eta=f"{max(0, elapsed / frac - elapsed):,.0f}")
-    of = t("train.progress.step_of", lang, step=f"{step:,}", max_steps=f"{max_steps:,}") if max_steps < 10 ** 8 \
+    of = t("train.progress.step_of", lang, step=f"{step:,}", max_steps=f"{max_steps:,}") if max_steps < NO_STEP_LIMIT \
         else t("train.progress.step", lang, step=f"{step:,}")
     if max_time:
         of += " · " + t("train.progress.time", lang, elapsed=f"{elapsed:,.0f}", max_time=f"{max_time:,.0f}")

@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import plotly.io
@@ -19,6 +18,7 @@ from playground.i18n import EN, ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.ui import build_app
+from tests.reliability.helpers import wait_for
 
 TOKEN_A, TOKEN_B = "session-a-secret", "session-b-secret"
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, preset="tiny")
@@ -60,16 +60,6 @@ def start(client, token, title, steps=400, eval_every=20, lang="en"):
 
 def poll(client, token, run_id):
     return client.predict(token, run_id, False, 0.6, "en", api_name="/poll_training")
-
-
-def wait_for(predicate, timeout=120, every=0.5):
-    end = time.time() + timeout
-    while time.time() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("timed out")
 
 
 def loss_traces(plot_value):

@@ -6,7 +6,6 @@ tests/test_finetune.py.)
 """
 from types import SimpleNamespace
 
-import plotly.io
 import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
@@ -18,6 +17,7 @@ from playground.i18n import ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
 from tests.test_app import app, wait_for  # noqa: F401  (the app fixture: the whole app on a temporary runs dir)
+from tests.test_app import loss_traces as traces
 
 TOKEN_A, TOKEN_B = "finetune-session-a", "finetune-session-b"
 TINY_FRESH = ("scratch", None, "distilgpt2", "", "tiny")  # base_kind, base_run, hub_model, folder, preset
@@ -39,12 +39,6 @@ def start(client, token, title, source="builtin:arithmetic-small", steps=40, bas
 def poll(client, token, run_id):
     # status, progress, loss plot, samples, headline, results table, timer
     return client.predict(token, run_id, "en", api_name="/poll_finetune")
-
-
-def traces(plot_value):
-    if not isinstance(plot_value, dict) or "plot" not in plot_value:
-        return []
-    return [t for t in plotly.io.from_json(plot_value["plot"]).data if len(t.x or ())]
 
 
 def test_check_data_shows_what_was_understood(app):

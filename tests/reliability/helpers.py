@@ -14,9 +14,8 @@ from core.model import GPTConfig
 from core.tokenizer import CharTokenizer
 from core.train import Trainer, TrainConfig, prepare_run
 from playground.jobs import owner_id
+from tests.conftest import REPO, SHAKESPEARE  # noqa: F401  (REPO: for the modules importing it from here)
 
-REPO = Path(__file__).resolve().parents[2]
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
 TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:40_000]
 
 # Fuzzing: no wall-clock deadline (a slow, shared CI machine must not fail a test), the same examples on every
