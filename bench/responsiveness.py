@@ -12,11 +12,27 @@ from __future__ import annotations
 import os
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+from gradio_client import Client
+
 from bench.common import report
+from core import runs
+from core.datasets import load_builtin
+from core.engine import SamplingParams, generate_tokens
+from core.model import GPT, GPTConfig, preset_config
+from core.prepare import prepare_run
+from core.tokenizer import CharTokenizer
+from core.train import Trainer
+from core.train_config import TrainConfig
+from playground.jobs import Jobs, owner_id
+from playground.settings import Settings
+from playground.ui import build_app
 
 
 def _free_port() -> int:
@@ -26,17 +42,6 @@ def _free_port() -> int:
 
 
 def main(argv=None, repeats: int = 7, new_tokens: int = 100) -> float:
-    from gradio_client import Client
-
-    from core import runs
-    from core.datasets import load_builtin
-    from core.model import preset_config
-    from core.tokenizer import CharTokenizer
-    from core.train import Trainer, TrainConfig, prepare_run
-    from playground.jobs import Jobs, owner_id
-    from playground.settings import Settings
-    from playground.ui import build_app
-
     token = "bench-owner"
     with tempfile.TemporaryDirectory() as d:
         root = Path(d)
@@ -94,13 +99,6 @@ def generation_compute_under_training(threads: int, repeats: int = 7) -> float:
     """The sampler's own time for 256 tokens (the app's default shape, its context holding them all), while a
     training process runs as the app starts one (its thread count, nice 10), over the same with the machine
     idle. More sensitive than the latency through the app, which HTTP and streaming dominate."""
-    import subprocess
-    import sys
-
-    import torch
-
-    from core.engine import SamplingParams, generate_tokens
-    from core.model import GPT, GPTConfig
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=4, n_head=4, n_embd=128, block_size=264, vocab_size=65)).eval()
 

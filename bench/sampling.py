@@ -6,14 +6,16 @@ cached path against recomputing the whole window each token. Batch 1, greedy, me
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from bench.common import report, timed, timed_together
 from core.engine import SamplingParams, generate_tokens, quantize_int8
+from core.hf import newleaf_to_hf
 from core.model import GPT, GPTConfig, preset_config
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
+from core.runs import model_tensors
 
 
 def ours_cached(model, prompt, n) -> list[int]:
@@ -32,10 +34,6 @@ def ours_uncached(model, prompt, n):
 
 def hf_model_from(model):
     """transformers' GPT2LMHeadModel holding exactly our weights (core/hf.py's name mapping)."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    from core.hf import newleaf_to_hf
-    from core.runs import model_tensors
     c = model.config
     hf = GPT2LMHeadModel(GPT2Config(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.block_size,
                                     vocab_size=c.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -90,8 +88,9 @@ def run_cache_scaling(lengths=(64, 256, 1024), n_layer=4, n_head=4, n_embd=128, 
         torch.manual_seed(0)
         model = GPT(GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=n + 8, vocab_size=vocab)).eval()
         prompt = [1] * 8
-        cached = timed(lambda: ours_cached(model, prompt, n), 1)
-        uncached = timed(lambda: ours_uncached(model, prompt, n), 1)
+        # default arguments bind this iteration's model, prompt and length into each timed call
+        cached = timed(lambda m=model, p=prompt, k=n: ours_cached(m, p, k), 1)
+        uncached = timed(lambda m=model, p=prompt, k=n: ours_uncached(m, p, k), 1)
         report(f"kv-cache vs no cache ({n_layer}L/{n_embd}w, {n} tokens)", n / cached, n / uncached, "tokens/s")
 
 

@@ -24,7 +24,9 @@ from core.model import preset_config
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.runs import load_model
 from core.tokenizer import CharTokenizer
-from core.train import Trainer, TrainConfig, prepare_run
+from core.prepare import prepare_run
+from core.train import Trainer
+from core.train_config import TrainConfig
 
 REFERENCE = dict(preset="micro", overrides=dict(block_size=64),
                  train=dict(batch_size=12, lr=1e-3, warmup_steps=100, max_steps=2000, min_lr_ratio=0.1,

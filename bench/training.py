@@ -11,10 +11,11 @@ import argparse
 import time
 
 import torch
+from transformers import GPT2Config, GPT2LMHeadModel
 
 from bench.common import report
 from core.model import GPT, GPTConfig, flops_per_token
-from core.train import TrainConfig
+from core.train_config import TrainConfig
 
 SHAPES = {
     # name: (n_layer, n_head, n_embd, block_size, batch, vocab)
@@ -44,7 +45,6 @@ def ours(cfg: GPTConfig):
 
 def hf(cfg: GPTConfig, activation: str = "gelu_new"):
     """GPT2LMHeadModel as transformers ships it (GPT-2's tanh GELU, "gelu_new"), or with another activation."""
-    from transformers import GPT2Config, GPT2LMHeadModel
     torch.manual_seed(0)
     hcfg = GPT2Config(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, n_positions=cfg.block_size,
                       vocab_size=cfg.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
@@ -90,7 +90,9 @@ def run(shape: str, steps: int | None = None, rounds: int = 5) -> float:
     # interleave the two, several times, and keep each one's best: a disturbance on the machine hits both
     # The peer is GPT2LMHeadModel as shipped (tanh GELU, as GPT-2 was trained); ours defaults to the exact GELU,
     # which is cheaper on a CPU. The like-for-like line gives the peer our activation too.
-    hf_same = lambda c: hf(c, activation="gelu_new" if cfg.activation == "gelu_tanh" else "gelu")
+    def hf_same(c):
+        return hf(c, activation="gelu_new" if cfg.activation == "gelu_tanh" else "gelu")
+
     t_ours, t_hf, t_hf_same = [], [], []
     for _ in range(rounds):
         t_ours.append(step_time(ours, cfg, B, steps))

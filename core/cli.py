@@ -10,14 +10,29 @@ import json
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from core import distributed, finetune, runs
+from core.chat import stream_reply
+from core.datasets import BUILTIN_DATASETS, default_corpus, resolve_corpus
+from core.demo_task import TASKS, task_for
+from core.engine import SamplingParams, quantize_int8, stream
 from core.errors import NewleafError
+from core.files import atomic_write_json
+from core.evaluate import read_eval
+from core.hf import export_hf, import_hf_as_run
+from core.model import PRESETS, GPTConfig, param_count, preset_config
+from core.prepare import prepare_run
 from core.recipes import DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES
+from core.tokenizer import make_tokenizer
+from core.train import StopOnSignal, Trainer
+from core.train_config import TrainConfig
+from core.units import format_count
 
 DEMO_BASE = "scratch:nano"  # `finetune --data builtin:arithmetic` without --from
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    from core.model import PRESETS
     g = p.add_argument_group("model")
     g.add_argument("--recipe", default=DEFAULT_CPU_RECIPE, choices=list(RECIPES),
                    help=f"a tuned shape + training settings (default {DEFAULT_CPU_RECIPE}: the best model in 3 "
@@ -154,9 +169,6 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from core import distributed, runs
-    from core.train import StopOnSignal, Trainer
-
     out = Path(args.out)
     info = distributed.setup()  # several processes under torchrun; a no-op otherwise
     try:
@@ -179,11 +191,6 @@ def cmd_train(args) -> int:
 
 def _prepare_train_run(args, out: Path) -> None:
     """Create the run directory, or update a resumed run's settings."""
-    from core import runs
-    from core.datasets import default_corpus, resolve_corpus
-    from core.model import preset_config
-    from core.tokenizer import make_tokenizer
-    from core.train import TrainConfig, prepare_run
 
     overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
     if args.resume:
@@ -198,7 +205,7 @@ def _prepare_train_run(args, out: Path) -> None:
         if overrides:  # e.g. a larger --max-steps to train further; validated before it is saved
             config["train"] = {**config["train"], **overrides}
             TrainConfig.from_dict(config["train"])
-            runs.atomic_write_json(out / runs.CONFIG, config)
+            atomic_write_json(out / runs.CONFIG, config)
         return
     if (out / runs.CONFIG).exists():
         raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
@@ -227,10 +234,6 @@ def _prepare_train_run(args, out: Path) -> None:
 
 
 def cmd_finetune(args) -> int:
-    from core import finetune, runs
-    from core.demo_task import task_for
-    from core.train import TrainConfig
-
     out = Path(args.out)
     overrides = {k: getattr(args, k) for k in TRAIN_FIELDS if getattr(args, k) is not None}
     if args.resume:
@@ -240,7 +243,7 @@ def cmd_finetune(args) -> int:
         if overrides:
             config["train"] = {**config["train"], **overrides}
             TrainConfig.from_dict(config["train"])
-            runs.atomic_write_json(out / runs.CONFIG, config)
+            atomic_write_json(out / runs.CONFIG, config)
         return _fit_finetune(out, args.quiet, evaluate=False if args.no_eval else None)
     if (out / runs.CONFIG).exists():
         raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
@@ -281,18 +284,14 @@ def cmd_finetune(args) -> int:
 
 
 def _fit_finetune(out: Path, quiet: bool, evaluate: bool | None = None) -> int:
-    from core import finetune
-    from core.evaluate import read_eval
-    from core.train import StopOnSignal, Trainer
-
-    trainer = Trainer(out)
+    trainer = Trainer(out)  # the one Ctrl-C asks to stop (it saves a checkpoint first)
     with StopOnSignal(trainer), _progress(trainer, quiet) as callback:
         def both(event, data):
             callback(event, data)
             if event == "evaluation" and not quiet:
                 print(f"Measured the {'base' if data['which'] == 'base' else 'fine-tuned'} model in "
                       f"{data['seconds']:.1f} s.", file=sys.stderr)
-        result = finetune.run_finetune(out, callbacks=[both], evaluate=evaluate)
+        result = finetune.run_finetune(out, callbacks=[both], evaluate=evaluate, trainer=trainer)
     evals = read_eval(out)
     if evals.get("finetuned") and evals["finetuned"].get("step") == result.step:
         print(_eval_table(evals))
@@ -325,7 +324,6 @@ class _progress:
     def callback(self, event: str, data: dict) -> None:
         if self.quiet:
             return
-        from tqdm import tqdm
         if event == "start":
             budget = f" (time budget {data['max_time']:.0f} s)" if data.get("max_time") else ""
             total = data["max_steps"] if data["max_steps"] < NO_STEP_LIMIT else None  # a time budget only
@@ -347,9 +345,6 @@ class _progress:
 
 
 def cmd_info(args) -> int:
-    from core import runs
-    from core.model import GPTConfig, format_count, param_count
-
     config = runs.read_config(args.run)
     model_cfg = GPTConfig.from_dict(config["model"])
     last = runs.checkpoint_meta(args.run, "last")
@@ -368,7 +363,6 @@ def cmd_info(args) -> int:
         "best_val_loss": best.get("val_loss") if best else None,
     }
     if config.get("finetune"):
-        from core.evaluate import read_eval
         info.update(finetune=config["finetune"], eval=read_eval(args.run))
     if args.json:
         print(json.dumps(info, indent=2))
@@ -395,20 +389,16 @@ def cmd_info(args) -> int:
     print(f"best val:   {bv:.4f}" if bv is not None else "best val:   (not evaluated yet)")
     ft = config.get("finetune")
     if ft:
-        from core.evaluate import read_eval
-        from core.finetune import describe_base, summarize
         p = ft["params"]
-        print(f"fine-tune:  {ft['method']} from {describe_base(ft['base'])}; {p['trainable']:,} of {p['total']:,} "
-              f"parameters train")
-        line = summarize(read_eval(args.run), config["data"].get("val_is_train", False))
+        print(f"fine-tune:  {ft['method']} from {finetune.describe_base(ft['base'])}; {p['trainable']:,} of "
+              f"{p['total']:,} parameters train")
+        line = finetune.summarize(read_eval(args.run), config["data"].get("val_is_train", False))
         if line:
             print(f"evaluation: {line}")
     return 0
 
 
 def cmd_datasets(args) -> int:
-    from core.datasets import BUILTIN_DATASETS
-    from core.demo_task import TASKS
     for ds in BUILTIN_DATASETS.values():
         print(f"builtin:{ds.name:16s} {ds.description}")
     for task in TASKS.values():
@@ -417,12 +407,8 @@ def cmd_datasets(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from core.engine import SamplingParams, stream
-    from core.runs import load_model
-
-    model, tokenizer = load_model(args.run, which=args.checkpoint, device=args.device)
+    model, tokenizer = runs.load_model(args.run, which=args.checkpoint, device=args.device)
     if args.int8:
-        from core.engine import quantize_int8
         model = quantize_int8(model)
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -443,14 +429,9 @@ def cmd_sample(args) -> int:
 
 
 def cmd_chat(args) -> int:
-    from core import runs
-    from core.chat import stream_reply
-    from core.engine import SamplingParams
-
     config = runs.read_config(args.run)
     model, tokenizer = runs.load_model(args.run, which=args.checkpoint, device=args.device)
     if args.int8:
-        from core.engine import quantize_int8
         model = quantize_int8(model)
     params = SamplingParams(
         max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -467,8 +448,6 @@ def cmd_chat(args) -> int:
 
 
 def cmd_export_hf(args) -> int:
-    from core.hf import export_hf
-
     out = export_hf(args.run, args.out, which=args.checkpoint)
     print(f"Exported to {out}. Load it with transformers: AutoModelForCausalLM.from_pretrained({str(out)!r}) "
           f"and AutoTokenizer.from_pretrained({str(out)!r}).")
@@ -476,8 +455,6 @@ def cmd_export_hf(args) -> int:
 
 
 def cmd_import_hf(args) -> int:
-    from core.hf import import_hf_as_run
-
     out = import_hf_as_run(args.source, args.out)
     print(f"Imported {args.source} into {out}. Try: python -m core sample --run {out} --prompt \"Hello\"")
     return 0

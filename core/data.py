@@ -14,7 +14,6 @@ Nothing here knows about tokenizers: functions take plain text or token ids.
 import io
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,8 @@ import numpy as np
 import torch
 
 from core.errors import ConfigError, CorpusError
+from core.files import atomic_write
+from core.units import format_bytes
 
 # ----------------------------------------------------------------------------------------------------------------------
 # 1. Limits
@@ -45,13 +46,6 @@ def max_corpus_bytes(max_bytes: int | None = None) -> int:
         return int(env)
     except ValueError:
         raise ConfigError(f"{MAX_CORPUS_BYTES_ENV} must be a whole number of bytes, not {env!r}.") from None
-
-
-def _mb(n_bytes: int) -> str:
-    """Sizes in MB for messages; tiny sizes (tests, custom limits) in bytes, so they never read '0.0 MB'."""
-    if n_bytes < 100 * 1024:
-        return f"{n_bytes:,} bytes"
-    return f"{n_bytes / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -87,7 +81,7 @@ def read_text_file(path: PathLike, *, csv_column: str | None = None, max_bytes: 
     if suffix == ".jsonl":
         return _parse_jsonl(text, name)
     if suffix == ".csv":
-        return _parse_csv(text, name, csv_column)
+        return parse_csv_text(text, name, csv_column)
     return text
 
 
@@ -104,7 +98,7 @@ def read_checked_text(path: Path, limit: int, kind: str = "text") -> str:
         raise CorpusError(f"{name} is empty (0 bytes). Choose a file with some {kind} in it.")
     if size > limit:
         raise CorpusError(
-            f"{name} is {_mb(size)}, larger than the {_mb(limit)} limit. "
+            f"{name} is {format_bytes(size)}, larger than the {format_bytes(limit)} limit. "
             f"Use a smaller file, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
         )
     return _decode(path.read_bytes(), name)
@@ -177,15 +171,20 @@ def _parse_jsonl(text: str, name: str) -> str:
     return text
 
 
-def _parse_csv(text: str, name: str, csv_column: str | None) -> str:
-    """One column of a CSV file, rows joined with newlines; empty cells are skipped."""
-    import pandas as pd  # only CSV needs pandas; keep `import core.data` light
+def read_csv_table(text: str, name: str):
+    """A CSV file's text as a pandas table of strings, or a CorpusError naming the file. Every cell stays a
+    string, and only empty cells count as missing: a row reading "NA" or "null" is text."""
+    import pandas as pd  # heavy (~0.4 s to import) and only CSV files need it: keep `import core.data` light
 
     try:
-        # Everything as strings, and only empty cells count as missing: a row reading "NA" or "null" is text.
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
         raise CorpusError(f"{name} could not be read as CSV ({str(e).strip()}).") from None
+
+
+def parse_csv_text(text: str, name: str, csv_column: str | None) -> str:
+    """One column of a CSV file, rows joined with newlines; empty cells are skipped."""
+    df = read_csv_table(text, name)
     columns = [str(c) for c in df.columns]
     listed = ", ".join(repr(c) for c in columns)
     if csv_column is not None:
@@ -235,7 +234,7 @@ def load_corpus(
         total = sum(os.stat(p).st_size for p in paths if p.is_file())
         if total > limit:
             raise CorpusError(
-                f"Together these {len(paths)} files are {_mb(total)}, larger than the {_mb(limit)} limit. "
+                f"Together these {len(paths)} files are {format_bytes(total)}, larger than the {format_bytes(limit)} limit. "
                 f"Use fewer or smaller files, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
             )
     texts = [read_text_file(p, csv_column=csv_column, max_bytes=limit) for p in paths]
@@ -336,14 +335,7 @@ def write_tokens(path: PathLike, ids, vocab_size: int) -> None:
 
 def write_array(path: Path, arr: np.ndarray) -> None:
     """A numpy array's raw bytes to a file, atomically (a temporary file, then a rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            arr.tofile(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: arr.tofile(tmp))
 
 
 def open_tokens(path: PathLike, vocab_size: int) -> np.ndarray:

@@ -1,48 +1,28 @@
 """Built-in datasets: Tiny Shakespeare (downloaded once, then cached) and an offline corpus made on the spot from the
 Python standard library's own source code, so a machine without network still has something to train on.
 
-Reading top to bottom:
-  1. the cache directory
-  2. Tiny Shakespeare: download, verify, cache
-  3. python-stdlib: the offline corpus
-  4. the registry of built-in datasets, and resolving what the user asked for ("builtin:NAME" or file paths)
+Reading top to bottom (the cache directory and the offline switch are core/cache.py's):
+  1. Tiny Shakespeare: download, verify, cache
+  2. python-stdlib: the offline corpus
+  3. the registry of built-in datasets, and resolving what the user asked for ("builtin:NAME" or file paths)
 """
 import functools
 import hashlib
 import os
 import sysconfig
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from core.cache import OFFLINE_ENV, cache_dir, is_offline
 from core.data import Corpus, load_corpus
 from core.errors import CorpusError, DownloadError
+from core.files import atomic_write_bytes
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 1. Cache directory
-
-CACHE_ENV = "NEWLEAF_CACHE"
-OFFLINE_ENV = "NEWLEAF_OFFLINE"
-
-
-def cache_dir() -> Path:
-    """$NEWLEAF_CACHE, else ~/.cache/newleaf; created on first use."""
-    env = os.environ.get(CACHE_ENV)
-    path = Path(env) if env else Path.home() / ".cache" / "newleaf"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def is_offline() -> bool:
-    """NEWLEAF_OFFLINE=1 forbids every download (the test suite sets it)."""
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes")
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# 2. Tiny Shakespeare
+# 1. Tiny Shakespeare
 
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINY_SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"
@@ -105,14 +85,7 @@ def download_tinyshakespeare(*, url: str = TINY_SHAKESPEARE_URL, timeout: float 
             "checksum mismatch",
         )
 
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dest, data)
     return dest
 
 
@@ -121,7 +94,7 @@ def load_tinyshakespeare() -> Corpus:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 3. python-stdlib: the offline corpus, made from the .py files of the Python running this code.
+# 2. python-stdlib: the offline corpus, made from the .py files of the Python running this code.
 #
 # Nothing is committed: the text is whatever this interpreter ships, read in sorted order so it is the same on every
 # run of the same Python. Tests, IDLE and installed packages are left out (not stdlib code as people write it), and so
@@ -169,7 +142,7 @@ def load_python_stdlib() -> Corpus:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# 4. Registry and resolution
+# 3. Registry and resolution
 
 
 @dataclass

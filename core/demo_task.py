@@ -63,12 +63,3 @@ def task_for(spec) -> ArithmeticTask | None:
 
 def to_conversation(item: dict) -> list[dict]:
     return [{"role": "user", "content": item["question"]}, {"role": "assistant", "content": item["answer"]}]
-
-
-def exact_match_accuracy(model, tokenizer, template, items: list[dict], max_new_tokens: int = 8) -> float:
-    """The fraction of `items` whose greedy answer equals the expected one exactly (after trimming spaces)."""
-    from core.evaluate import greedy_replies, normalize_answer
-
-    replies = greedy_replies(model, tokenizer, template, [[to_conversation(i)[0]] for i in items], max_new_tokens)
-    hits = sum(normalize_answer(r) == normalize_answer(i["answer"]) for r, i in zip(replies, items))
-    return hits / max(1, len(items))

@@ -11,14 +11,20 @@ numbers in the run directory's eval.json under "base" and "finetuned", so the ap
 """
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
-import torch
+from sacrebleu.metrics import BLEU
 
 from core import runs
+from core.chat import template_for
+from core.device import pick_device
 from core.engine import SamplingParams, generate
+from core.files import atomic_write_json, read_json
+from core.run_data import log_sample_params, open_run_data, perplexity
+from core.sft_data import read_conversations
+from core.tokenizer import load_tokenizer
+from core.train_config import TrainConfig
 
 EVAL_FILE = "eval.json"
 SHOWN_EXAMPLES = 20  # prompt / reference / reply triples kept in eval.json for the app
@@ -41,7 +47,6 @@ def exact_match(predictions: list[str], references: list[str]) -> float:
 def bleu(predictions: list[str], references: list[str]) -> float:
     """Corpus BLEU, 0..100, with sacrebleu's standard 13a tokenization. n-gram orders that no text is long
     enough for are left out (effective order), so one-word answers still score; longer texts score as usual."""
-    from sacrebleu.metrics import BLEU
     if not references:
         return 0.0
     return float(BLEU(effective_order=True).corpus_score(predictions, [references]).score)
@@ -50,7 +55,7 @@ def bleu(predictions: list[str], references: list[str]) -> float:
 def rouge_l(predictions: list[str], references: list[str]) -> float:
     """Mean ROUGE-L F1, 0..1. rouge-score's tokenizer keeps ASCII letters and digits only; text without any
     (e.g. Chinese) falls back to comparing characters, so it still scores."""
-    from rouge_score import rouge_scorer, tokenizers
+    from rouge_score import rouge_scorer, tokenizers  # heavy (~0.35 s to import, nltk): only ROUGE needs it
 
     if not references:
         return 0.0
@@ -145,32 +150,29 @@ def reply_budget(tokenizer, references: list[str], block_size: int) -> int:
 def evaluate_run(run_dir, model=None, which: str = "best", max_items: int | None = None,
                  device: str | None = None) -> dict:
     """Validation loss and perplexity of `model` (default: the run's `which` checkpoint, on `device`) on the
-    run's validation data, plus reply metrics on its validation conversations for chat data."""
-    from core.chat import template_for
-    from core.sft_data import read_conversations
-    from core.train import Trainer
-
+    run's validation data, as the trainer measures it, plus reply metrics on its validation conversations for
+    chat data (else distinct-1/2 of a few samples)."""
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
-    if model is not None:
-        device = str(model.transformer.wte.weight.device)
-    trainer = Trainer(run_dir, device=device or "cpu")
+    train = TrainConfig.from_dict(config["train"])
     if model is None:
-        model, _ = runs.load_model(run_dir, which=which, device=str(trainer.device))
-    tokenizer = trainer.tokenizer
+        model, _ = runs.load_model(run_dir, which=which, device=str(pick_device(device or "cpu")))
+    dev = model.transformer.wte.weight.device
+    tokenizer = load_tokenizer(run_dir)
+    data = open_run_data(run_dir, config)
     t0 = time.time()
-    loss = trainer.evaluate(model)
-    out = {"val_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+    loss = data.validation_loss(model, train.batch_size, train.eval_batches, dev)
+    out = {"val_loss": loss, "perplexity": perplexity(loss)}
     ft = config.get("finetune") or {}
     n = max_items or ft.get("eval_items") or 50
     if config["data"].get("format") == "sft":
-        template = template_for(config)
         conversations = read_conversations(run_dir / "data" / "val.jsonl")[:n]
         budget = ft.get("eval_max_new_tokens") or reply_budget(
             tokenizer, [split_prompt(c)[1] for c in conversations], model.config.block_size)
-        out.update(reply_metrics(model, tokenizer, template, conversations, budget, seed=trainer.cfg.seed))
+        out.update(reply_metrics(model, tokenizer, template_for(config), conversations, budget, seed=train.seed))
     else:
-        samples = [trainer.sample(model, step=i) for i in range(4)]
+        samples = [data.sample(model, tokenizer, log_sample_params(train.sample_tokens, train.seed + i))
+                   for i in range(4)]
         out.update(distinct_1=distinct_n(samples, 1), distinct_2=distinct_n(samples, 2))
     out["seconds"] = time.time() - t0
     return out
@@ -178,30 +180,12 @@ def evaluate_run(run_dir, model=None, which: str = "best", max_items: int | None
 
 def read_eval(run_dir) -> dict:
     path = Path(run_dir) / EVAL_FILE
-    return runs.read_json(path) if path.exists() else {}
+    return read_json(path) if path.exists() else {}
 
 
 def write_eval(run_dir, which: str, result: dict, **extra) -> dict:
     """Store `result` as eval.json's `which` ("base" or "finetuned"); returns the whole file."""
     data = read_eval(run_dir)
     data[which] = {**result, **extra, "updated": time.time()}
-    runs.atomic_write_json(Path(run_dir) / EVAL_FILE, data)
+    atomic_write_json(Path(run_dir) / EVAL_FILE, data)
     return data
-
-
-@torch.no_grad()
-def sft_loss(model, examples, batch_size: int, max_examples: int, device) -> float:
-    """Mean loss per assistant token over the first max_examples examples, in order: the same examples every
-    time, so numbers compare across steps and runs, and no random state is used."""
-    was_training = model.training
-    model.eval()
-    n = min(len(examples), max_examples)
-    total, count = 0.0, 0
-    for start in range(0, n, batch_size):
-        x, y = examples.batch(range(start, min(n, start + batch_size)), device)
-        k = int((y != -1).sum())
-        _, loss = model(x, y)
-        total += loss.item() * k
-        count += k
-    model.train(was_training)
-    return total / max(1, count)

@@ -26,19 +26,29 @@ from __future__ import annotations
 import copy
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import torch
+from safetensors.torch import save_file
 
-from core import lora, runs
-from core.chat import TokenChatTemplate, template_for
+from core import runs
+from core.chat import TokenChatTemplate, reply, template_for
+from core.data import check_token_counts, split_text, write_tokens
+from core.device import pick_device
+from core.engine import SamplingParams, generate
 from core.errors import CheckpointError, ConfigError, CorpusError, NewleafError
-from core.model import GPT, GPTConfig, param_count, preset_config
+from core.evaluate import evaluate_run, read_eval, write_eval
+from core.files import atomic_write, atomic_write_json, read_json
+from core.hf import load_hf_gpt2
+from core.model import GPT, GPTConfig, preset_config
+from core.sft_data import (FinetuneData, conversation_text, encode_conversations, load_finetune_data,
+                           write_conversations, write_examples)
 from core.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
-
-BASE_FILE = "base.safetensors"
-METHODS = ("full", "lora")
+from core.train import FitResult, Trainer
+from core.train_config import TrainConfig, check_memory
+from core.trainable import BASE_FILE, METHODS, FinetuneConfig, FineTuned, parameter_counts
 
 # What fine-tuning changes from pretraining's defaults: fewer steps, more frequent evaluation, a lower learning rate
 # for full fine-tuning (the weights are already good; big steps would wreck them) and a higher one for LoRA (its
@@ -57,48 +67,9 @@ DEMO_TRAIN = dict(warmup_steps=50, max_steps=1500, eval_every=250, batch_size=32
 DEMO_LR = {"full": 1e-3, "lora": 2e-3}
 
 
-@dataclass
-class FinetuneConfig:
-    method: str = "full"                    # full | lora
-    freeze_layers: int = 0                  # full: the first N transformer blocks stay as they are
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_layers: list[int] | None = None    # which blocks get adapters; None: all
-    lora_targets: list[str] = field(default_factory=lambda: list(lora.TARGETS))
-    too_long: str = "truncate"              # examples longer than the context: truncate | drop
-    val_fraction: float = 0.1               # of the conversations (or text), held out for validation
-    evaluate: bool = True                   # measure the base before and the result after training
-    eval_items: int = 50                    # validation conversations replied to for exact match / BLEU / ROUGE
-    eval_max_new_tokens: int | None = None  # None: from the longest reference (at most 128)
-
-    def validate(self, n_layer: int | None = None) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"Unknown fine-tuning method {self.method!r}; use 'full' or 'lora'.")
-        if isinstance(self.freeze_layers, bool) or not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
-            raise ConfigError(f"freeze_layers must be 0 or more; got {self.freeze_layers!r}.")
-        if n_layer is not None and self.method == "full" and self.freeze_layers >= n_layer:
-            raise ConfigError(f"Freezing {self.freeze_layers} layers leaves none to train: the model has {n_layer}.")
-        if self.method == "lora":
-            lora.check_settings(self.lora_rank, self.lora_alpha, self.lora_dropout, self.lora_layers,
-                                self.lora_targets, n_layer if n_layer is not None else 10**9)
-        if self.too_long not in ("truncate", "drop"):
-            raise ConfigError(f"too_long must be 'truncate' or 'drop'; got {self.too_long!r}.")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1; got {self.val_fraction!r}.")
-        if isinstance(self.eval_items, bool) or not isinstance(self.eval_items, int) or self.eval_items < 1:
-            raise ConfigError(f"eval_items must be a positive whole number; got {self.eval_items!r}.")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FinetuneConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
 def train_config(method: str = "full", demo: bool = False, **overrides):
     """Fine-tuning's TrainConfig: the method's defaults (the demo task's recipe for it), then `overrides`
     (None values ignored)."""
-    from core.train import TrainConfig
     if method not in METHODS:
         raise ConfigError(f"Unknown fine-tuning method {method!r}; use 'full' or 'lora'.")
     d = {**TRAIN_DEFAULTS[method], **(dict(DEMO_TRAIN, lr=DEMO_LR[method]) if demo else {})}
@@ -132,7 +103,7 @@ def load_base(spec, which: str = "best") -> Base:
     if path.is_dir():
         config_file = path / runs.CONFIG
         if config_file.is_file():
-            config = runs.read_json(config_file)
+            config = read_json(config_file)
             if isinstance(config, dict) and "model" in config and "tokenizer" in config:
                 return _run_base(path, config, which)
         return _hf_base(str(path))
@@ -152,15 +123,13 @@ def _run_base(path: Path, config: dict, which: str) -> Base:
         raise CheckpointError(f"{path / runs.CONFIG} has no valid model section ({e}).") from None
     tensors = runs.load_tensors(ck / "model.safetensors")
     runs.load_model_weights(GPT(cfg), tensors, str(ck / "model.safetensors"))  # checks that they fit
-    meta = runs.read_json(ck / "meta.json")
+    meta = read_json(ck / "meta.json")
     source = {"kind": "run", "path": str(path), "checkpoint": ck.name, "step": meta.get("step"),
               "val_loss": meta.get("val_loss")}
     return Base(tensors, cfg, load_tokenizer(path), source, config)
 
 
 def _hf_base(name: str) -> Base:
-    from core.hf import load_hf_gpt2
-
     model, tokenizer = load_hf_gpt2(name)
     return Base(runs.model_tensors(model), model.config, tokenizer, {"kind": "hf", "name": name}, {})
 
@@ -176,6 +145,42 @@ def describe_base(source: dict) -> str:
 
 # ----------------------------------------------------------------------------------------------------------
 # Vocabulary: chat markers as special tokens, and characters a character-level base never saw
+
+
+@dataclass
+class Vocabulary:
+    """The tokenizer a fine-tuning run uses, and how it relates to its base's."""
+    tokenizer: Tokenizer
+    id_map: list[int] | None                # base id -> new id; None: a fresh vocabulary made from the data
+    template: TokenChatTemplate | None      # chat data: the template whose markers are special tokens
+
+    @property
+    def new_ids(self) -> list[int]:
+        """Ids the base did not have: their embedding rows are new."""
+        if self.id_map is None:
+            return []
+        return sorted(set(range(self.tokenizer.vocab_size)) - set(self.id_map))
+
+
+def chat_template(base_config: dict) -> TokenChatTemplate:
+    """The template chat fine-tuning renders with: the base's own when it has token markers, else the default."""
+    saved = template_for(base_config)
+    return saved if isinstance(saved, TokenChatTemplate) else TokenChatTemplate()
+
+
+def plan_vocabulary(data: FinetuneData, base_tokenizer: Tokenizer | None, base_config: dict) -> Vocabulary:
+    """The base's tokenizer plus the chat markers (chat data) and any characters of the data a character-level
+    base never saw; for a fresh model (base_tokenizer None), the data's own characters plus the markers."""
+    chat = data.kind == "chat"
+    template = chat_template(base_config) if chat else None
+    text = conversation_text(data.conversations + (data.held_out or [])) if chat else data.text
+    specials = template.markers if chat else []
+    if base_tokenizer is None:
+        tokenizer = CharTokenizer.from_text(text)
+        tokenizer.add_special_tokens(specials)
+        return Vocabulary(tokenizer, None, template)
+    tokenizer, id_map = extend_tokenizer(base_tokenizer, text, specials)
+    return Vocabulary(tokenizer, id_map, template)
 
 
 def extend_tokenizer(tokenizer: Tokenizer, text: str, specials: list[str]) -> tuple[Tokenizer, list[int]]:
@@ -217,11 +222,6 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
     core.sft_data.load_finetune_data: paths, "builtin:NAME", or a FinetuneData). Nothing trains yet: the app or
     `python -m core train --out RUN --resume` runs it, as any run. Raises a NewleafError for every user mistake
     before writing anything."""
-    from core.data import check_token_counts, split_text, write_tokens
-    from core.sft_data import (FinetuneData, conversation_text, encode_conversations, load_finetune_data,
-                               write_conversations, write_examples)
-    from core.train import TrainConfig, check_memory
-
     run_dir = Path(run_dir)
     if (run_dir / runs.CONFIG).exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
@@ -239,79 +239,28 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
 
     # the vocabulary: the base's, plus chat markers and characters it lacks
     chat = data.kind == "chat"
-    template = None
-    if chat:
-        saved = template_for(base.config)
-        template = saved if isinstance(saved, TokenChatTemplate) else TokenChatTemplate()
-    all_text = conversation_text(data.conversations + (data.held_out or [])) if chat else data.text
-    if base.source["kind"] == "scratch":
-        tokenizer = CharTokenizer.from_text(all_text)
-        tokenizer.add_special_tokens(template.markers if chat else [])
+    vocab = plan_vocabulary(data, base.tokenizer, base.config)
+    tokenizer, template, new_ids = vocab.tokenizer, vocab.template, vocab.new_ids
+    if vocab.id_map is None:  # a fresh model from scratch
         model_cfg = preset_config(base.source["preset"], tokenizer.vocab_size)
         torch.manual_seed(train.seed)
         tensors = runs.model_tensors(GPT(model_cfg))
-        new_ids: list[int] = []
     else:
-        tokenizer, id_map = extend_tokenizer(base.tokenizer, all_text, template.markers if chat else [])
-        new_ids = sorted(set(range(tokenizer.vocab_size)) - set(id_map))
         model_cfg = GPTConfig.from_dict({**base.model_cfg.to_dict(), "vocab_size": tokenizer.vocab_size})
-        tensors = grow_embedding(base.tensors, id_map, tokenizer.vocab_size, train.seed)
+        tensors = grow_embedding(base.tensors, vocab.id_map, tokenizer.vocab_size, train.seed)
     ft.validate(model_cfg.n_layer)
     check_memory(model_cfg, train)
     block = model_cfg.block_size
 
     # the data: token files, and what the user should know about them
-    notes = []
     if chat:
-        train_convs, val_convs, val_is_train = _split_conversations(data, ft.val_fraction, train.seed)
-        enc_train = encode_conversations(train_convs, tokenizer, template, block, ft.too_long)
-        enc_val = encode_conversations(val_convs, tokenizer, template, block, ft.too_long)
-        for enc, split in ((enc_train, "training"), (enc_val, "validation")):
-            note = enc.report(block, ft.too_long, split)
-            if note:
-                notes.append(note)
-        if not enc_train.ids:
-            raise CorpusError(f"No training example fits the context of {block} tokens "
-                              f"({enc_train.dropped:,} dropped). Use shorter examples or a model with a longer "
-                              f"context.")
-        if not enc_val.ids:
-            raise CorpusError(f"No validation example fits the context of {block} tokens.")
-        if val_is_train:
-            notes.append(f"Only {len(train_convs)} examples: too few to hold some out, so validation uses the "
-                         f"training examples.")
-        write_examples(run_dir / "data", "train", enc_train, tokenizer.vocab_size)
-        write_examples(run_dir / "data", "val", enc_val, tokenizer.vocab_size)
-        write_conversations(run_dir / "data" / "val.jsonl", [val_convs[i] for i in enc_val.kept_indices])
-        val_replies = [c[i] for c in (val_convs[k] for k in enc_val.kept_indices)
-                       for i in range(len(c)) if c[i]["role"] == "assistant"]
-        data_info = {
-            "name": data.name, "format": "sft", "val_fraction": ft.val_fraction, "val_is_train": val_is_train,
-            "train_examples": len(enc_train.ids), "val_examples": len(enc_val.ids),
-            "train_tokens": sum(map(len, enc_train.ids)), "val_tokens": enc_val.target_tokens,
-            "train_target_tokens": enc_train.target_tokens,
-            # bits per character of the replies: each reply's characters, plus one for its end marker
-            "train_chars": len(conversation_text(train_convs)),
-            "val_chars": sum(len(m["content"]) + 1 for m in val_replies),
-            "val_bytes": sum(len(m["content"].encode("utf-8")) + 1 for m in val_replies),
-            "truncated": enc_train.truncated + enc_val.truncated, "dropped": enc_train.dropped + enc_val.dropped,
-            "too_long": ft.too_long, "notes": notes,
-        }
+        data_info = _write_conversations(run_dir / "data", data, tokenizer, template, block, ft, train.seed)
     else:
-        train_text, val_text = split_text(data.text, ft.val_fraction)
-        train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
-        check_token_counts(len(train_ids), len(val_ids), block)
-        write_tokens(run_dir / "data" / "train.bin", train_ids, tokenizer.vocab_size)
-        write_tokens(run_dir / "data" / "val.bin", val_ids, tokenizer.vocab_size)
-        data_info = {"name": data.name, "format": "text", "val_fraction": ft.val_fraction,
-                     "train_tokens": len(train_ids), "val_tokens": len(val_ids), "train_chars": len(train_text),
-                     "val_chars": len(val_text), "val_bytes": len(val_text.encode("utf-8")), "notes": notes}
+        data_info = _write_text(run_dir / "data", data, tokenizer, block, ft.val_fraction)
 
-    from safetensors.torch import save_file
     run_dir.mkdir(parents=True, exist_ok=True)
     tokenizer.save(run_dir)
-    tmp = run_dir / f".{BASE_FILE}.tmp"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    tmp.replace(run_dir / BASE_FILE)
+    atomic_write(run_dir / BASE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     counts = parameter_counts(model_cfg, ft, len(new_ids))
     config = {
         "model": model_cfg.to_dict(),
@@ -325,10 +274,93 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
         "created": time.time(),
         **(extra or {}),
     }
-    runs.atomic_write_json(run_dir / runs.CONFIG, config)
+    atomic_write_json(run_dir / runs.CONFIG, config)
     runs.write_status(run_dir, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps,
                       max_time=train.max_time)
     return run_dir
+
+
+def _write_conversations(data_dir: Path, data: FinetuneData, tokenizer, template, block: int,
+                         ft: FinetuneConfig, seed: int) -> dict:
+    """Split, encode and store conversations (ids + loss mask, and the validation conversations as JSONL);
+    returns config.json's data section, with notes on what the user should know (examples cut or dropped)."""
+    notes = []
+    train_convs, val_convs, val_is_train = _split_conversations(data, ft.val_fraction, seed)
+    enc_train = encode_conversations(train_convs, tokenizer, template, block, ft.too_long)
+    enc_val = encode_conversations(val_convs, tokenizer, template, block, ft.too_long)
+    for enc, split in ((enc_train, "training"), (enc_val, "validation")):
+        note = enc.report(block, ft.too_long, split)
+        if note:
+            notes.append(note)
+    if not enc_train.ids:
+        raise CorpusError(f"No training example fits the context of {block} tokens "
+                          f"({enc_train.dropped:,} dropped). Use shorter examples or a model with a longer "
+                          f"context.")
+    if not enc_val.ids:
+        raise CorpusError(f"No validation example fits the context of {block} tokens.")
+    if val_is_train:
+        notes.append(f"Only {len(train_convs)} examples: too few to hold some out, so validation uses the "
+                     f"training examples.")
+    write_examples(data_dir, "train", enc_train, tokenizer.vocab_size)
+    write_examples(data_dir, "val", enc_val, tokenizer.vocab_size)
+    write_conversations(data_dir / "val.jsonl", [val_convs[i] for i in enc_val.kept_indices])
+    val_replies = [c[i] for c in (val_convs[k] for k in enc_val.kept_indices)
+                   for i in range(len(c)) if c[i]["role"] == "assistant"]
+    return {
+        "name": data.name, "format": "sft", "val_fraction": ft.val_fraction, "val_is_train": val_is_train,
+        "train_examples": len(enc_train.ids), "val_examples": len(enc_val.ids),
+        "train_tokens": sum(map(len, enc_train.ids)), "val_tokens": enc_val.target_tokens,
+        "train_target_tokens": enc_train.target_tokens,
+        # bits per character of the replies: each reply's characters, plus one for its end marker
+        "train_chars": len(conversation_text(train_convs)),
+        "val_chars": sum(len(m["content"]) + 1 for m in val_replies),
+        "val_bytes": sum(len(m["content"].encode("utf-8")) + 1 for m in val_replies),
+        "truncated": enc_train.truncated + enc_val.truncated, "dropped": enc_train.dropped + enc_val.dropped,
+        "too_long": ft.too_long, "notes": notes,
+    }
+
+
+def _write_text(data_dir: Path, data: FinetuneData, tokenizer, block: int, val_fraction: float) -> dict:
+    """Split, tokenize and store plain text, as for pretraining; returns config.json's data section."""
+    train_text, val_text = split_text(data.text, val_fraction)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    check_token_counts(len(train_ids), len(val_ids), block)
+    write_tokens(data_dir / "train.bin", train_ids, tokenizer.vocab_size)
+    write_tokens(data_dir / "val.bin", val_ids, tokenizer.vocab_size)
+    return {"name": data.name, "format": "text", "val_fraction": val_fraction,
+            "train_tokens": len(train_ids), "val_tokens": len(val_ids), "train_chars": len(train_text),
+            "val_chars": len(val_text), "val_bytes": len(val_text.encode("utf-8")), "notes": []}
+
+
+def describe_data(data: FinetuneData, base_tokenizer: Callable[[], Tokenizer] | None, base_config: dict,
+                  block_size: int | None, too_long: str = "truncate", preview_chars: int = 2000) -> dict:
+    """What the app shows about fine-tuning data before a run is made, as facts (the words are the caller's):
+    {"chat", "name", "examples", "held_out", "reuse" (too few examples to hold any out), "chars", "tokens"
+    (plain text), "block" and "note" (conversations longer than the context, in the engine's words), "why"
+    (the vocabulary could not be planned), "preview" (the first conversation rendered, or the text's start)}.
+    base_tokenizer loads the base's tokenizer when called (it may download); None for a fresh model."""
+    chat = data.kind == "chat"
+    convs = data.conversations + (data.held_out or [])
+    vocab, why = None, ""
+    try:  # the tokenizer fine-tuning will use: the base's plus the markers and any new characters
+        vocab = plan_vocabulary(data, base_tokenizer() if base_tokenizer else None, base_config)
+    except NewleafError as e:
+        why = str(e)
+    text = conversation_text(convs) if chat else data.text
+    facts = {"chat": chat, "name": data.name, "examples": len(convs), "held_out": len(data.held_out or []),
+             "block": None, "note": "", "why": why, "chars": len(text or ""), "tokens": None, "reuse": False}
+    if chat:
+        template = chat_template(base_config)
+        facts["reuse"] = validation_reuses_training(data, FinetuneConfig().val_fraction)
+        if vocab is not None and block_size:
+            enc = encode_conversations(convs, vocab.tokenizer, template, block_size, too_long)
+            facts.update(block=block_size, note=enc.report(block_size, too_long, "fine-tuning") or "")
+        preview = template.render(convs[0], add_generation_prompt=False)
+    else:
+        facts["tokens"] = len(vocab.tokenizer.encode(text)) if vocab is not None else None
+        preview = text
+    facts["preview"] = preview[:preview_chars]
+    return facts
 
 
 def validation_reuses_training(data, val_fraction: float) -> bool:
@@ -351,111 +383,12 @@ def _split_conversations(data, val_fraction: float, seed: int):
     return convs[n_val:], convs[:n_val], False
 
 
-def parameter_counts(model_cfg: GPTConfig, ft: FinetuneConfig, new_rows: int = 0) -> dict:
-    """{"total", "trainable", "trainable_fraction"}: what the UI shows before training starts."""
-    C, b, L = model_cfg.n_embd, int(model_cfg.bias), model_cfg.n_layer
-    total = param_count(model_cfg)
-    shapes = {"attn.c_attn": (C, 3 * C), "attn.c_proj": (C, C), "mlp.c_fc": (C, 4 * C), "mlp.c_proj": (4 * C, C)}
-    if ft.method == "lora":
-        layers = ft.lora_layers if ft.lora_layers is not None else range(L)
-        adapters = len(list(layers)) * sum(ft.lora_rank * sum(shapes[t]) for t in ft.lora_targets)
-        total += adapters
-        trainable = adapters + new_rows * C
-    else:
-        per_block = 2 * (C + b * C) + sum(i * o + b * o for i, o in shapes.values())
-        trainable = total - min(ft.freeze_layers, L) * per_block
-    return {"total": total, "trainable": trainable, "trainable_fraction": trainable / total}
-
-
-# ----------------------------------------------------------------------------------------------------------
-# What the trainer calls (core/train.py): the model to train, its optimizer groups, checkpoints and resume
-
-
-def build_model(run_dir, model_cfg: GPTConfig, ft: dict) -> GPT:
-    """The base weights with the fine-tuning method applied: some blocks frozen, or LoRA adapters."""
-    model = GPT(model_cfg)
-    path = Path(run_dir) / BASE_FILE
-    runs.load_model_weights(model, runs.load_tensors(path), str(path))
-    cfg = FinetuneConfig.from_dict(ft)
-    if cfg.method == "lora":
-        lora.apply_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_layers, cfg.lora_targets)
-        new_ids = ft.get("new_token_ids") or []
-        if new_ids:  # markers and new characters must learn their embeddings; the rest of the matrix stays
-            wte = model.transformer.wte.weight
-            rows = torch.zeros(wte.shape[0], 1, dtype=wte.dtype)
-            rows[torch.tensor(new_ids, dtype=torch.long)] = 1.0
-            wte.requires_grad_(True)
-            wte.register_hook(lambda g, rows=rows: g * rows.to(g.device))
-            model.new_token_rows = rows
-    else:
-        for block in model.transformer.h[:cfg.freeze_layers]:
-            block.requires_grad_(False)
-    return model
-
-
-def optimizer_groups(model, weight_decay: float) -> list[dict]:
-    """As GPT.optimizer_groups, except that under LoRA the embedding (only its new rows learn) never decays:
-    decay would shrink the frozen rows."""
-    groups = model.optimizer_groups(weight_decay)
-    if lora.lora_modules(model):
-        wte = model.transformer.wte.weight
-        if any(p is wte for p in groups[0]["params"]):
-            groups[0]["params"] = [p for p in groups[0]["params"] if p is not wte]
-            groups[1]["params"].append(wte)
-    return groups
-
-
-def trainable_count(model) -> int:
-    """Parameters that learn; under LoRA with new tokens, only the embedding's new rows count."""
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    rows = getattr(model, "new_token_rows", None)
-    if rows is not None:
-        wte = model.transformer.wte.weight
-        n += int(rows.sum()) * wte.shape[1] - wte.numel()
-    return n
-
-
-def checkpoint_tensors(model) -> dict:
-    """Plain GPT weights for model.safetensors: LoRA merged in, so every checkpoint loads as an ordinary GPT."""
-    return lora.merged_tensors(model) if lora.lora_modules(model) else runs.model_tensors(model)
-
-
-def extra_trainer_tensors(model) -> dict:
-    """What a checkpoint needs beyond plain weights to resume exactly: the LoRA adapters."""
-    return {f"lora.{k}": v for k, v in lora.adapter_tensors(model).items()}
-
-
-def restore_weights(model, model_tensors: dict, trainer_tensors: dict, source: str) -> None:
-    """Load a checkpoint into a model built by build_model. Full fine-tuning: the plain weights. LoRA: the
-    adapters, and every weight the adapters do not wrap (the base of a wrapped projection stays the base;
-    the checkpoint holds it merged)."""
-    adapters = lora.lora_modules(model)
-    if not adapters:
-        runs.load_model_weights(model, model_tensors, source)
-        return
-    lora.load_adapter_tensors(model, {k[len("lora."):]: v for k, v in trainer_tensors.items()
-                                      if k.startswith("lora.")}, source)
-    state = model.state_dict()
-    with torch.no_grad():
-        for key, value in model_tensors.items():
-            owner, leaf = key.rsplit(".", 1)
-            if owner in adapters:
-                if leaf == "weight":
-                    continue
-                key = f"{owner}.base.{leaf}"
-            if key not in state or state[key].shape != value.shape:
-                raise CheckpointError(f"{source} does not match this run's model ({key}).")
-            state[key].copy_(value)
-
-
 # ----------------------------------------------------------------------------------------------------------
 # Running: measure the base, train, measure the result
 
 
 def load_base_model(run_dir, device: str = "cpu"):
     """The run's starting weights (base.safetensors, in the run's vocabulary) as a plain GPT, and the tokenizer."""
-    from core.device import pick_device
-
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     if not (run_dir / BASE_FILE).exists():
@@ -473,20 +406,20 @@ def is_finetune_run(run_dir) -> bool:
 
 
 def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | None = None,
-                 device: str | None = None):
-    """Train a prepared fine-tuning run with the ordinary Trainer. With `evaluate` (default: the run's
-    finetune.evaluate setting), the base model is measured first (once: kept in eval.json) and the fine-tuned
-    one after, when training completed or was stopped.
+                 device: str | None = None, trainer: Trainer | None = None) -> FitResult:
+    """Train a prepared fine-tuning run with the ordinary Trainer (`trainer`, e.g. one whose stop a signal
+    handler asks for; default: a new one for the run). With `evaluate` (default: the run's finetune.evaluate
+    setting), the base model is measured first (once: kept in eval.json) and the fine-tuned one after, when
+    training completed or was stopped.
     Returns the Trainer's FitResult. Events for callbacks: the Trainer's, plus ("evaluation", {"which": "base" |
     "finetuned", ...metrics}) after each measurement."""
-    from core.evaluate import evaluate_run, read_eval, write_eval
-    from core.train import Trainer
-
     run_dir = Path(run_dir)
-    trainer = Trainer(run_dir, device=device)
+    trainer = trainer or Trainer(run_dir, device=device)
+    if not isinstance(trainer.model, FineTuned):
+        raise CheckpointError(f"{run_dir} is not a fine-tuning run (its config.json has no finetune section).")
     budget = {"max_steps": trainer.cfg.max_steps, "max_time": trainer.cfg.max_time}  # shown while measuring too
     if evaluate is None:
-        evaluate = bool((trainer.finetune or {}).get("evaluate", True))
+        evaluate = trainer.model.ft.evaluate
     if evaluate and "base" not in read_eval(run_dir) and runs.checkpoint_dir(run_dir, "last") is None:
         runs.write_status(run_dir, "running", "Measuring the base model before fine-tuning.", step=0,
                           **budget)
@@ -523,14 +456,10 @@ def summarize(evals: dict, val_is_train: bool = False) -> str:
     return ""
 
 
-
 def compare(run_dir, prompts: list, params=None, which: str = "best") -> list[dict]:
     """Base and fine-tuned outputs side by side on the same prompts, with the same sampling settings (default:
     greedy). A prompt is a user message (chat runs; or a list of messages) or a text to continue (text runs).
     Returns [{"prompt", "base", "finetuned"}]."""
-    from core.chat import reply
-    from core.engine import SamplingParams, generate
-
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     params = params or SamplingParams(max_new_tokens=64, temperature=0.0)

@@ -15,26 +15,33 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 import time
-import uuid
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download, try_to_load_from_cache
+from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
+                                    RepositoryNotFoundError)
 from safetensors.torch import save_file
+from tiktoken.load import read_file_cached
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 
-from core import runs
+from core import files, runs
+from core.cache import is_offline
+from core.data import open_tokens
 from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError
-from core.model import GPT, GPTConfig, format_count, param_count
+from core.files import atomic_folder, check_free_folder, read_json
+from core.model import GPT, GPTConfig, param_count
+from core.tokenizer import GPT2Tokenizer
+from core.train_config import TrainConfig
+from core.units import format_count
 
 GPT2_VOCAB_SIZE = 50257
 # Projections that HF's GPT-2 keeps as Conv1D, (in, out): transposed to and from nn.Linear's (out, in).
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # Buffers some GPT-2 checkpoints carry: the causal mask and its fill value, rebuilt by every implementation.
 BUFFERS = (".attn.bias", ".attn.masked_bias")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 # GELU's tanh approximation under its three HF names; Newleaf's MLP computes exactly this one.
 TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
 
@@ -66,11 +73,6 @@ def newleaf_to_hf(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 # Import: a Hub id or an HF folder -> a Newleaf GPT
 
 
-def _is_offline() -> bool:
-    from core.datasets import is_offline
-    return is_offline()
-
-
 def resolve_hf(name_or_path) -> tuple[Path, str]:
     """The local folder holding config.json + safetensors, and a name for messages. A Hub id is downloaded
     (config and safetensors only) into Hugging Face's cache, or read from it when offline."""
@@ -86,11 +88,7 @@ def resolve_hf(name_or_path) -> tuple[Path, str]:
 
 
 def _download(repo_id: str) -> Path:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HFValidationError, LocalEntryNotFoundError, \
-        RepositoryNotFoundError
-
-    offline = _is_offline()
+    offline = is_offline()
     try:
         folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors",
                                                              "model.safetensors.index.json"],
@@ -120,7 +118,7 @@ def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
     if single.is_file():
         return runs.load_tensors(single)
     if index.is_file():
-        doc = runs.read_json(index)
+        doc = read_json(index)
         weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
         if not isinstance(weight_map, dict):
             raise CheckpointError(f"{index} is corrupt (it has no weight_map).")
@@ -133,7 +131,7 @@ def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
                 raise CheckpointError(f"{index} names an unsafe shard {shard!r}.")
             tensors.update(runs.load_tensors(folder / shard))
         return tensors
-    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in runs.PICKLE_SUFFIXES)
     if pickled:
         raise CheckpointError(
             f"{name} holds its weights only as {pickled[0]}, a pickle-based PyTorch file: loading pickle can run "
@@ -183,12 +181,35 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
         raise CheckpointError(f"{name}'s config.json describes an impossible model: {e}") from None
 
 
+# The Hub models the app offers, by shape: a parameter preview before anything is downloaded.
+KNOWN_HUB_SHAPES = {
+    "distilgpt2": dict(n_layer=6, n_head=12, n_embd=768, block_size=1024, vocab_size=GPT2_VOCAB_SIZE),
+    "gpt2": dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, vocab_size=GPT2_VOCAB_SIZE),
+}
+
+
+def hf_shape(name: str, folder: Path | None = None) -> GPTConfig | None:
+    """The shape of a GPT-2-family model without reading its weights (or downloading anything): a local
+    folder's config.json, else a Hub model's config.json if Hugging Face's cache has it, else the known shape
+    of a model the app offers. None when it cannot be known yet."""
+    config_file = folder / "config.json" if folder else None
+    if config_file is None:
+        try:
+            cached = try_to_load_from_cache(name, "config.json")
+        except (HFValidationError, OSError, ValueError):
+            cached = None
+        config_file = Path(cached) if isinstance(cached, str) else None
+    if config_file is not None and config_file.is_file():
+        return gpt_config_from_hf(read_json(config_file), name)
+    return GPTConfig(**KNOWN_HUB_SHAPES[name]) if name in KNOWN_HUB_SHAPES else None
+
+
 def load_hf_model(name_or_path) -> tuple[GPT, dict]:
     """A GPT-2-family model from the Hub or a local HF folder, of any vocabulary, and its HF config dict."""
     folder, name = resolve_hf(name_or_path)
     if not (folder / "config.json").is_file():
         raise CheckpointError(f"{name} has no config.json: it is not a Hugging Face model folder.")
-    hf = runs.read_json(folder / "config.json")
+    hf = read_json(folder / "config.json")
     cfg = gpt_config_from_hf(hf, name)
     raw = read_hf_weights(folder, name)
     tensors = hf_to_newleaf(raw)
@@ -202,11 +223,9 @@ def load_hf_model(name_or_path) -> tuple[GPT, dict]:
     return model.eval(), hf
 
 
-def load_hf_gpt2(name_or_path) -> tuple[GPT, "GPT2Tokenizer"]:
+def load_hf_gpt2(name_or_path) -> tuple[GPT, GPT2Tokenizer]:
     """GPT-2-family weights (gpt2, distilgpt2, gpt2-medium, ... or a local HF folder) as a Newleaf GPT, with
     GPT-2's tokenizer. Models with another vocabulary are refused: their tokenizer would not be GPT-2's."""
-    from core.tokenizer import GPT2Tokenizer
-
     model, _ = load_hf_model(name_or_path)
     if model.config.vocab_size != GPT2_VOCAB_SIZE:
         raise CheckpointError(f"{name_or_path} has a vocabulary of {model.config.vocab_size:,} tokens, not "
@@ -218,10 +237,8 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
     """Write a run directory whose checkpoint (step 0, `best` and `last`) holds GPT-2-family weights, so
     `python -m core sample --run RUN_DIR` works at once. It has no training data: config["source"] says where
     the weights came from, and config["data"] is empty."""
-    from core.train import TrainConfig
-
     run_dir = Path(run_dir)
-    _check_free(run_dir, "a run")
+    check_free_folder(run_dir, "a run")
     model, tokenizer = load_hf_gpt2(name_or_path)
     source = {"hf": str(name_or_path)}
 
@@ -237,12 +254,12 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
             "source": source,
             "created": time.time(),
         }
-        runs.atomic_write_json(tmp / runs.CONFIG, config)
+        files.atomic_write_json(tmp / runs.CONFIG, config)
         runs.save_checkpoint(tmp, model, {}, {"step": 0, "elapsed_s": 0.0, "source": source}, best=True)
         runs.write_status(tmp, "completed", f"Imported {name_or_path} from Hugging Face (not trained here).",
                           step=0)
 
-    _write_folder(run_dir, write, "a run")
+    atomic_folder(run_dir, write, "a run")
     return run_dir
 
 
@@ -257,7 +274,7 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if which not in ("best", "last"):
         raise ConfigError(f"which must be 'best' or 'last'; got {which!r}.")
-    _check_free(out_dir, "an export")
+    check_free_folder(out_dir, "an export")
     config = runs.read_config(run_dir)
     model, tokenizer = runs.load_model(run_dir, which=which, device="cpu")
     used = "best" if which == "best" and runs.checkpoint_dir(run_dir, "best") else "last"
@@ -308,15 +325,13 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
         _check_same_ids(fast, tokenizer, _probe_text(run_dir, tokenizer))
         (tmp / "README.md").write_text(model_card(run_dir, config, cfg, tokenizer, used, meta), encoding="utf-8")
 
-    _write_folder(out_dir, write, "an export")
+    atomic_folder(out_dir, write, "an export")
     return out_dir
 
 
 def _probe_text(run_dir: Path, tokenizer) -> str:
     """Text to check the exported tokenizer against ours: the start of the validation data, and for
     byte-level tokenizers a line of awkward text (accents, emoji, digits, runs of spaces and newlines)."""
-    from core.data import open_tokens
-
     text = ""
     try:
         val = open_tokens(run_dir / "data" / "val.bin", tokenizer.vocab_size)
@@ -351,8 +366,6 @@ ENDOFTEXT = "<|endoftext|>"
 def write_tokenizer_files(folder: Path, tokenizer, block_size: int):
     """Write tokenizer.json + tokenizer_config.json (and GPT-2's vocab.json + merges.txt) for `tokenizer`, so
     AutoTokenizer.from_pretrained(folder) encodes and decodes as it does; returns the `tokenizers` object."""
-    from tokenizers import AddedToken
-
     if tokenizer.kind == "gpt2":
         fast, extra = _gpt2_tokenizer(folder)
     elif tokenizer.kind == "char":
@@ -377,9 +390,6 @@ def write_tokenizer_files(folder: Path, tokenizer, block_size: int):
 def _gpt2_tokenizer(tmp: Path):
     """GPT-2's own files (vocab.json = encoder.json, merges.txt = vocab.bpe) from tiktoken's download cache,
     plus the tokenizer.json that the fast tokenizer reads."""
-    from tiktoken.load import read_file_cached
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
-
     try:
         encoder = read_file_cached(GPT2_ENCODER_JSON_URL, GPT2_ENCODER_JSON_SHA256)
         merges = read_file_cached(GPT2_VOCAB_BPE_URL, GPT2_VOCAB_BPE_SHA256)
@@ -400,8 +410,6 @@ def _gpt2_tokenizer(tmp: Path):
 def _char_tokenizer(tokenizer):
     """One token per character: every character (newlines too) is its own piece, looked up in a word-level
     vocabulary; decode joins the pieces with nothing between them."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-
     fast = Tokenizer(models.WordLevel({c: i for i, c in enumerate(tokenizer.chars)}, unk_token=None))
     fast.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     fast.decoder = decoders.Fuse()
@@ -411,8 +419,6 @@ def _char_tokenizer(tokenizer):
 def _bpe_tokenizer(tokenizer):
     """A byte-level BPE trained by rustbpe (tiktoken ranks) as a `tokenizers` BPE: the same split pattern,
     then bytes shown as GPT-2's printable characters, and merges derived from the ranks."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-
     vocab, merges = bpe_vocab_and_merges(tokenizer.mergeable_ranks)
     fast = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, ignore_merges=True))
     fast.pre_tokenizer = pre_tokenizers.Sequence([
@@ -516,39 +522,6 @@ def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Folders that appear complete or not at all
-
-
-def _check_free(path: Path, what: str) -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"{path} already exists and is not empty; choose a new folder for {what} "
-                          f"(Newleaf never overwrites one).")
-
-
-def _write_folder(dest: Path, write, what: str) -> None:
-    """Call write(tmp) on a temporary folder beside `dest`, then rename it to `dest`: a crash leaves only a
-    hidden .tmp folder, never a half-written `dest` that looks complete."""
-    parent = dest.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-    except OSError as e:
-        raise NewleafError(f"Cannot create {dest}: {e.strerror}.") from None
-    try:
-        write(tmp)
-        for f in tmp.rglob("*"):  # on disk before the rename makes the folder visible
-            if f.is_file():
-                with open(f, "rb") as fh:
-                    os.fsync(fh.fileno())
-        _check_free(dest, what)
-        if dest.exists():
-            dest.rmdir()  # empty (checked above): a rename can't replace a folder on every OS
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    runs._fsync_dir(parent)
 
 
 def _write_json(path: Path, obj: dict) -> None:

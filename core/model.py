@@ -147,21 +147,6 @@ def inference_memory(cfg: GPTConfig, batch_size: int = 1, bytes_per_value: int =
     return (param_count(cfg) + kv + batch_size * cfg.vocab_size) * bytes_per_value
 
 
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
-def format_count(n: float) -> str:
-    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.2f}{unit}"
-    return str(int(n))
-
-
 # ----------------------------------------------------------------------------------------------------------
 # The network
 

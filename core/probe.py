@@ -12,6 +12,9 @@ import time
 
 import torch
 
+from core.cache import cache_dir
+from core.errors import CheckpointError
+from core.files import atomic_write_json
 from core.model import GPT, GPTConfig, flops_per_token
 
 _lock = threading.Lock()
@@ -25,7 +28,6 @@ def _key(device: torch.device) -> str:
 
 
 def _cache_file():
-    from core.datasets import cache_dir
     return cache_dir() / "probe.json"
 
 
@@ -68,9 +70,8 @@ def flops_rate(device: torch.device | str = "cpu") -> float:
         rate = max(before, measure_flops_rate(device))
         if rate > before:
             try:
-                from core.runs import atomic_write_json
                 atomic_write_json(_cache_file(), {**saved, key: rate})
-            except OSError:
+            except (OSError, CheckpointError):
                 pass  # a read-only cache only costs a re-measure next time
         _rates[key] = rate
         return rate

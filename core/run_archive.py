@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import stat
 import time
 import uuid
@@ -30,6 +29,10 @@ from pathlib import Path, PurePosixPath
 
 from core import runs
 from core.errors import CheckpointError, NewleafError
+from core.files import atomic_write_json, fsync_dir, read_json, remove_tree, write_error
+from core.model import GPTConfig
+from core.tokenizer import load_tokenizer
+from core.units import MB, format_bytes
 
 TOP_FILES = {runs.CONFIG, runs.STATUS, runs.METRICS, runs.SAMPLES, "tokenizer.json", "tokenizer.bpe",
              "feedback.jsonl", "eval.json", "README.txt"}
@@ -40,7 +43,6 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a checkpoint dir
 _EXPECTED = ("config.json, status.json, tokenizer.json, tokenizer.bpe, metrics.jsonl, samples.jsonl, "
              "feedback.jsonl, eval.json, and checkpoints/last.json, checkpoints/best.json, "
              "checkpoints/DIR/{model.safetensors, trainer.safetensors, meta.json}")
-MB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,10 +50,6 @@ class ArchiveLimits:
     max_total_bytes: int = 2048 * MB   # everything unpacked together (and the zip itself)
     max_text_bytes: int = 64 * MB      # each JSON / JSONL / tokenizer file
     max_entries: int = 64
-
-
-def _mb(n: int) -> str:
-    return f"{n / MB:,.1f} MB" if n >= MB else f"{n:,} bytes"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -133,11 +131,11 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
         if info.flag_bits & 0x1:
             raise CheckpointError(f"{info.filename} in the zip is encrypted; upload an ordinary zip.")
         if kind != "weights" and info.file_size > limits.max_text_bytes:
-            raise CheckpointError(f"{info.filename} unpacks to {_mb(info.file_size)}, more than the "
-                                  f"{_mb(limits.max_text_bytes)} allowed for such a file.")
+            raise CheckpointError(f"{info.filename} unpacks to {format_bytes(info.file_size)}, more than the "
+                                  f"{format_bytes(limits.max_text_bytes)} allowed for such a file.")
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise CheckpointError(f"The zip unpacks to more than the {_mb(limits.max_total_bytes)} allowed for an "
+            raise CheckpointError(f"The zip unpacks to more than the {format_bytes(limits.max_total_bytes)} allowed for an "
                                   f"uploaded run.")
         entries.append((info, rel, kind))
     if PurePosixPath(runs.CONFIG) not in seen:
@@ -169,10 +167,7 @@ def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
 def _check_contents(folder: Path, check_model=None) -> dict:
     """The config of an unpacked run once everything in it has been checked (see the top of this file);
     check_model(GPTConfig) may refuse the model's shape (e.g. the app's context and memory limits)."""
-    from core.model import GPTConfig
-    from core.tokenizer import load_tokenizer
-
-    config = runs.read_json(folder / runs.CONFIG)
+    config = read_json(folder / runs.CONFIG)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise CheckpointError(f"{runs.CONFIG} in the zip has no model section: it is not a Newleaf run's config.")
     try:
@@ -201,14 +196,14 @@ def _check_contents(folder: Path, check_model=None) -> dict:
         raise CheckpointError(f"checkpoints/{sorted(extra)[0]} in the zip is named by neither last.json nor "
                               f"best.json; the zip was refused.")
     for which, d in named.items():
-        meta = runs.read_json(d / "meta.json")
+        meta = read_json(d / "meta.json")
         if not isinstance(meta, dict) or isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
             raise CheckpointError(f"checkpoints/{d.name}/meta.json in the zip has no step number.")
         if (d / "trainer.safetensors").exists():
             runs.load_tensors(d / "trainer.safetensors")
         runs.load_model(folder, which=which)  # safetensors only; shapes checked against config.json's model
     if "last" not in named:  # the app and the trainer follow `last`
-        runs.atomic_write_json(ckdir / "last.json", runs.read_json(ckdir / "best.json"))
+        atomic_write_json(ckdir / "last.json", read_json(ckdir / "best.json"))
     return config
 
 
@@ -230,14 +225,14 @@ def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), 
     except OSError as e:
         raise CheckpointError(f"The uploaded file cannot be read ({e.strerror or e}).") from None
     if size > limits.max_total_bytes:
-        raise CheckpointError(f"{source_name} is {_mb(size)}, more than the {_mb(limits.max_total_bytes)} allowed "
+        raise CheckpointError(f"{source_name} is {format_bytes(size)}, more than the {format_bytes(limits.max_total_bytes)} allowed "
                               f"for an uploaded run.")
     tmp = dest_dir.parent / f".{dest_dir.name}.upload-{uuid.uuid4().hex[:8]}"
     try:
         try:
             tmp.mkdir(parents=True)
         except OSError as e:
-            raise runs.write_error(e, dest_dir) from None
+            raise write_error(e, dest_dir) from None
         try:
             with zipfile.ZipFile(zip_path) as zf:
                 for info, rel, _ in _read_entries(zf, limits):
@@ -245,7 +240,7 @@ def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), 
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{source_name} is not a readable zip ({e}).") from None
         except OSError as e:
-            raise runs.write_error(e, dest_dir) from None
+            raise write_error(e, dest_dir) from None
         try:
             config = _check_contents(tmp, check_model)
         except NewleafError as e:  # name the upload, not the hidden folder it was unpacked into
@@ -254,15 +249,15 @@ def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), 
         config.update(config_update or {})
         config["title"] = str(config.get("title") or Path(source_name).stem)[:80]
         config["source"] = {"upload": source_name, "original_source": config.get("source"), "uploaded": time.time()}
-        runs.atomic_write_json(tmp / runs.CONFIG, config)
+        atomic_write_json(tmp / runs.CONFIG, config)
         runs.write_status(tmp, "completed", f"Uploaded from {source_name} (checkpoint of step {step}); it has no "
                                             f"training data here, so it can be used but not trained further.",
                           step=step)
         try:
             os.rename(tmp, dest_dir)
         except OSError as e:
-            raise runs.write_error(e, dest_dir) from None
+            raise write_error(e, dest_dir) from None
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    runs._fsync_dir(dest_dir.parent)
+        remove_tree(tmp)
+    fsync_dir(dest_dir.parent)
     return dest_dir

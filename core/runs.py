@@ -13,16 +13,16 @@
         best.json           pointer to the one with the lowest validation loss
         step-0000500-1a2b/  model.safetensors, trainer.safetensors (optimizer + RNG), meta.json
 
-Every file is written atomically (a temporary file, then a rename); a checkpoint directory is complete
-before a pointer names it, so a crash at any moment leaves the previous checkpoint loadable. No pickle:
+Every file is written atomically (core/files.py: a temporary file, then a rename); a checkpoint directory is
+complete before a pointer names it, so a crash at any moment leaves the previous checkpoint loadable. No pickle:
 tensors go to safetensors, everything else to JSON.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +31,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from core.errors import CheckpointError
+from core.device import pick_device
+from core.errors import CheckpointError, NewleafError
+from core.files import (atomic_folder, atomic_write_json, is_temp, read_json, read_jsonl, remove_tree,
+                        write_jsonl)
+from core.model import GPT, GPTConfig, param_count
+from core.tokenizer import load_tokenizer
 
 CONFIG, STATUS, METRICS, SAMPLES = "config.json", "status.json", "metrics.jsonl", "samples.jsonl"
 CKPT_DIR = "checkpoints"
@@ -45,104 +50,23 @@ def runs_root() -> Path:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Atomic files
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_error(e: OSError, what) -> CheckpointError:
-    """A disk problem (full, read-only, no permission...) as one sentence naming what could not be written."""
-    reason = e.strerror or str(e) or type(e).__name__
-    err = CheckpointError(f"Could not write {what}: {reason}.")
-    err.reason = reason
-    return err
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:  # the old file, if any, is untouched
-        raise write_error(e, path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def read_json(path) -> dict:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing.") from None
-    except OSError as e:  # a folder in its place, no permission...
-        raise CheckpointError(f"{path} cannot be read ({e.strerror or e}).") from None
-    except RecursionError:
-        raise CheckpointError(f"{path} is corrupt (its JSON is nested too deeply).") from None
-    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of thousands of digits
-        raise CheckpointError(f"{path} is corrupt (not valid JSON: {e}).") from None
-
-
-# ----------------------------------------------------------------------------------------------------------
-# JSONL logs: appended line by line; a line cut short by a crash is ignored by readers
-
-
-def append_jsonl(path, record: dict) -> None:
-    try:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    except OSError as e:  # a line cut short by a full disk is skipped by readers
-        raise write_error(e, path) from None
-
-
-def read_jsonl(path, offset: int = 0) -> tuple[list[dict], int]:
-    """Records from byte `offset` on, and the offset just past the last complete line: a poller passes it
-    back next time and reads only what is new."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1  # an unterminated last line is still being written (or was cut by a crash)
-    records = []
-    for line in data[:end].splitlines():
-        try:
-            records.append(json.loads(line))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            continue
-    return records, offset + end
+# Logs
 
 
 def truncate_jsonl(path, max_step: int) -> None:
     """Keep only records with step <= max_step (on resume, drop what was logged after the checkpoint)."""
     records, _ = read_jsonl(path)
-    kept = [r for r in records if r.get("step", 0) <= max_step]
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+    write_jsonl(path, [r for r in records if r.get("step", 0) <= max_step])
+
+
+def bpc_scale(data: dict, split: str = "val") -> float | None:
+    """The factor that turns a loss in nats per token into bits per character of a split's text ("train" or
+    "val"), from config.json's data section: what lets runs with different tokenizers compare. None when the
+    run does not record that split's sizes."""
+    tokens, chars = data.get(f"{split}_tokens"), data.get(f"{split}_chars")
+    if not (isinstance(tokens, (int, float)) and isinstance(chars, (int, float)) and tokens > 0 and chars > 0):
+        return None
+    return tokens / chars / math.log(2)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -223,31 +147,27 @@ def save_checkpoint(run_dir, model, trainer_tensors: dict[str, torch.Tensor], me
     `model` is a module, or its weights already as a name -> tensor dict (fine-tuning passes LoRA merged in)."""
     ckdir = Path(run_dir) / CKPT_DIR
     name = f"step-{meta['step']:07d}-{uuid.uuid4().hex[:4]}"
-    tmp = ckdir / f".tmp-{name}"
     weights = model if isinstance(model, dict) else model_tensors(model)
-    try:
-        ckdir.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
+
+    def write(tmp: Path):
         save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         save_file(trainer_tensors, str(tmp / "trainer.safetensors"), metadata={"format": "pt"})
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        os.rename(tmp, ckdir / name)
-    except (OSError, SafetensorError) as e:  # a full disk, say: the previous checkpoint stays as it was
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    try:
+        ckdir.mkdir(parents=True, exist_ok=True)
+        atomic_folder(ckdir / name, write, "a checkpoint")
+    except (OSError, SafetensorError, NewleafError) as e:  # a full disk, say: the previous checkpoint stays as it was
         raise _checkpoint_write_error(e, run_dir, meta["step"]) from None
-    _fsync_dir(ckdir)
     pointer = {"dir": name, **{k: meta[k] for k in ("step", "val_loss", "train_loss", "elapsed_s") if k in meta}}
     try:
         atomic_write_json(ckdir / "last.json", pointer)
     except CheckpointError as e:  # `last` still names the previous checkpoint: drop the new one
-        shutil.rmtree(ckdir / name, ignore_errors=True)
+        remove_tree(ckdir / name)
         raise _checkpoint_write_error(e, run_dir, meta["step"]) from None
     if best:
         atomic_write_json(ckdir / "best.json", pointer)
-    _remove_unreferenced(ckdir)
+    clean_checkpoints(run_dir)
     return name
 
 
@@ -266,9 +186,13 @@ def _checkpoint_write_error(e: Exception, run_dir, step: int) -> CheckpointError
                            f"space (or fix the folder's permissions), then resume.")
 
 
-def _remove_unreferenced(ckdir: Path) -> None:
-    """Remove checkpoint directories no pointer names, and what a killed writer left half-done (`.tmp-*`
-    directories, hidden `.*.tmp` files). Only the trainer writes here, and only it calls this."""
+def clean_checkpoints(run_dir) -> None:
+    """Remove checkpoint directories no pointer names, and what a killed writer left half-done (hidden
+    temporary folders and files). Only the trainer writes here, and only it calls this: after each checkpoint,
+    and when it starts (a kill during the last checkpoint's pointer write leaves a temporary file behind)."""
+    ckdir = Path(run_dir) / CKPT_DIR
+    if not ckdir.is_dir():
+        return
     keep = set()
     for which in ("last", "best"):
         try:
@@ -277,8 +201,8 @@ def _remove_unreferenced(ckdir: Path) -> None:
             pass
     for d in ckdir.iterdir():
         if d.is_dir() and d.name not in keep:
-            shutil.rmtree(d, ignore_errors=True)
-        elif d.name.startswith(".") and d.name.endswith(".tmp"):
+            remove_tree(d)
+        elif is_temp(d):
             d.unlink(missing_ok=True)
 
 
@@ -339,8 +263,6 @@ def load_model_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
 def check_size(cfg, tensors: dict[str, torch.Tensor], source: str) -> None:
     """Refuse a config that describes a bigger model than the weights hold, before building it: a corrupt or
     hostile config.json must not make the app allocate a model of any size it names."""
-    from core.model import param_count
-
     need, have = param_count(cfg), sum(t.numel() for t in tensors.values())
     if need > have:
         raise CheckpointError(f"{source} holds {have:,} weights, but the model in config.json needs {need:,}; "
@@ -349,10 +271,6 @@ def check_size(cfg, tensors: dict[str, torch.Tensor], source: str) -> None:
 
 def load_model(run_dir, which: str = "best", device: str = "cpu"):
     """The trained model of a run (its `best` checkpoint, else `last`) and its tokenizer, ready to sample."""
-    from core.device import pick_device
-    from core.model import GPT, GPTConfig
-    from core.tokenizer import load_tokenizer
-
     config = read_config(run_dir)
     ck = checkpoint_dir(run_dir, which) or checkpoint_dir(run_dir, "last")
     if ck is None:

@@ -18,7 +18,6 @@ and an optional "system" string beside instruction / prompt. CSV: a prompt colum
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import dataclass, field
@@ -29,9 +28,12 @@ import numpy as np
 import torch
 
 from core import demo_task
-from core.data import (_mb, check_unicode, json_problem, max_corpus_bytes, read_checked_text, token_dtype,
-                       write_array)
+from core.data import (check_unicode, json_problem, max_corpus_bytes, parse_csv_text, read_checked_text,
+                       read_csv_table, read_text_file, token_dtype, write_array)
+from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.errors import ConfigError, CorpusError
+from core.files import atomic_write_text, read_jsonl
+from core.units import format_bytes
 
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
@@ -86,7 +88,7 @@ def load_finetune_data(specs: str | os.PathLike | Sequence, *, prompt_column: st
     paths = [Path(p) for p in specs]
     total = sum(os.stat(p).st_size for p in paths if p.is_file())
     if len(paths) > 1 and total > limit:
-        raise CorpusError(f"Together these {len(paths)} files are {_mb(total)}, larger than the {_mb(limit)} limit.")
+        raise CorpusError(f"Together these {len(paths)} files are {format_bytes(total)}, larger than the {format_bytes(limit)} limit.")
     parts = [_load_file(p, prompt_column, response_column, csv_column, limit) for p in paths]
     kinds = {kind for kind, _ in parts}
     if len(kinds) > 1:
@@ -105,8 +107,6 @@ def _load_builtin(spec: str) -> FinetuneData:
         train, test = task.items()
         return FinetuneData("chat", task.title, [spec], conversations=[demo_task.to_conversation(i) for i in train],
                             held_out=[demo_task.to_conversation(i) for i in test], task=task.to_dict())
-    from core.datasets import BUILTIN_DATASETS, load_builtin
-
     name = spec[len(demo_task.PREFIX):]
     if name not in BUILTIN_DATASETS:
         known = ", ".join([*demo_task.TASKS, *BUILTIN_DATASETS])
@@ -118,7 +118,6 @@ def _load_builtin(spec: str) -> FinetuneData:
 def _load_file(path: Path, prompt_column, response_column, csv_column, limit) -> tuple[str, object]:
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".csv"):
-        from core.data import read_text_file
         return "text", read_text_file(path, max_bytes=limit)
     text = read_checked_text(path, limit, kind="data")
     if suffix == ".csv":
@@ -150,7 +149,6 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
         raise CorpusError(f"{path.name} holds no examples.")
     first = records[0][1]
     if isinstance(first, dict) and "text" in first and not _has_chat_fields(first):
-        from core.data import read_text_file
         if suffix == ".json":
             raise CorpusError(f'{path.name}: plain text goes in a .jsonl file with a "text" field per line, or a '
                               f'.txt file.')
@@ -237,20 +235,14 @@ def check_conversation(messages: list[dict], where: str) -> list[dict]:
 
 
 def _parse_csv(text: str, name: str, prompt_column, response_column, csv_column):
-    import pandas as pd
-
-    try:
-        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
-    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise CorpusError(f"{name} could not be read as CSV ({str(e).strip()}).") from None
+    df = read_csv_table(text, name)
     columns = [str(c) for c in df.columns]
     listed = ", ".join(repr(c) for c in columns)
     if prompt_column is None and response_column is None:
         lower = {c.lower(): c for c in columns}
         pair = next(((lower[p], lower[r]) for p, r in CSV_PAIRS if p in lower and r in lower), None)
         if pair is None or csv_column is not None:
-            from core.data import _parse_csv as corpus_csv
-            return "text", corpus_csv(text, name, csv_column)
+            return "text", parse_csv_text(text, name, csv_column)
         prompt_column, response_column = pair
     if prompt_column is None or response_column is None:
         raise CorpusError(f"{name}: choose both a prompt column and a response column. Available columns: {listed}.")
@@ -400,11 +392,9 @@ class Examples:
 def write_conversations(path, conversations: list[list[dict]]) -> None:
     """Conversations as JSONL ({"messages": [...]} per line), atomically: the validation set is kept readable in
     the run so evaluation and the app can show prompts, references and replies."""
-    from core.runs import atomic_write_text
     atomic_write_text(path, "".join(json.dumps({"messages": c}, ensure_ascii=False) + "\n" for c in conversations))
 
 
 def read_conversations(path) -> list[list[dict]]:
-    from core.runs import read_jsonl
     records, _ = read_jsonl(path)
     return [r["messages"] for r in records]

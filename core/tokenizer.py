@@ -23,12 +23,14 @@ import operator
 import os
 import re
 import tempfile
-import uuid
 from pathlib import Path
 
+import rustbpe
 import tiktoken
 
+from core.cache import cache_dir
 from core.errors import DownloadError, TokenizerError
+from core.files import atomic_write_bytes, atomic_write_json
 
 CONFIG_FILE = "tokenizer.json"
 RANKS_FILE = "tokenizer.bpe"
@@ -207,7 +209,6 @@ class GPT2Tokenizer(_TiktokenTokenizer):
     def __init__(self):
         # tiktoken caches in the temp folder by default, which may be wiped: keep the files with ours
         if "TIKTOKEN_CACHE_DIR" not in os.environ and "DATA_GYM_CACHE_DIR" not in os.environ:
-            from core.datasets import cache_dir
             os.environ["TIKTOKEN_CACHE_DIR"] = str(cache_dir() / "tiktoken")
         try:
             self.enc = tiktoken.get_encoding("gpt2")  # downloads the BPE files once, then reads its cache
@@ -255,8 +256,6 @@ class BPETokenizer(_TiktokenTokenizer):
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
-        import rustbpe  # only needed to train
-
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) \
                 or not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB:
             # Checked here: below 256 rustbpe panics, a BaseException that `except Exception` would not catch.
@@ -276,7 +275,7 @@ class BPETokenizer(_TiktokenTokenizer):
         # tiktoken's text format (what tiktoken.load.dump_tiktoken_bpe writes): "base64(token) rank" per line.
         # We write it ourselves: dump_tiktoken_bpe needs the blobfile package, and the file must be atomic.
         by_rank = sorted(self.mergeable_ranks.items(), key=lambda kv: kv[1])
-        _write_atomic(directory / RANKS_FILE, b"".join(base64.b64encode(b) + b" %d\n" % r for b, r in by_rank))
+        atomic_write_bytes(directory / RANKS_FILE, b"".join(base64.b64encode(b) + b" %d\n" % r for b, r in by_rank))
         _write_config(directory, {"kind": "bpe", "name": self.name, "pattern": self.pattern,
                                   "vocab_size": self.base_vocab_size, "requested_vocab_size": self.requested_vocab_size,
                                   **self._special_config()})
@@ -449,17 +448,4 @@ def _write_config(directory, config: dict) -> None:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # ensure_ascii=False keeps the characters readable; json escapes control characters itself.
-    _write_atomic(directory / CONFIG_FILE, (json.dumps(config, ensure_ascii=False, indent=1) + "\n").encode("utf-8"))
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then rename: readers see the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_json(directory / CONFIG_FILE, config, indent=1)

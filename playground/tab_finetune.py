@@ -21,13 +21,13 @@ from typing import Callable
 import gradio as gr
 import pandas as pd
 
-from core import demo_task, runs
+from core import demo_task, files, runs
 from core.datasets import BUILTIN_DATASETS
 from core.engine import SamplingParams
 from core.errors import ConfigError, CorpusError, NewleafError
 from core.evaluate import read_eval, split_prompt
-from core.finetune import (FinetuneConfig, compare, extend_tokenizer, is_finetune_run,
-                           load_base, parameter_counts, prepare_finetune, train_config, validation_reuses_training)
+from core.finetune import compare, extend_tokenizer, is_finetune_run, load_base, prepare_finetune, train_config, validation_reuses_training
+from core.trainable import parameter_counts, FinetuneConfig
 from core.model import GPTConfig, preset_config
 from playground import tab_data, tab_model
 from playground.charts_train import loss_figure
@@ -144,7 +144,7 @@ def _hf_shape(folder: Path | None, name: str) -> GPTConfig | None:
         except Exception:
             config_file = None
     if config_file is not None and config_file.is_file():
-        return gpt_config_from_hf(runs.read_json(config_file), name)
+        return gpt_config_from_hf(files.read_json(config_file), name)
     return GPTConfig(**HUB_SHAPES[name]) if name in HUB_SHAPES else None
 
 
@@ -186,7 +186,7 @@ def base_choice(ctx: AppContext, owner, kind, run_id, hub, folder, preset, lang=
             raise NewleafError(t("ft.base.folder_in_runs", lang))
         if not path.is_dir():
             raise NewleafError(t("ft.base.no_such_folder", lang, path=text) + " " + t("ft.base.no_folder", lang))
-        config = runs.read_json(path / runs.CONFIG) if (path / runs.CONFIG).is_file() else {}
+        config = files.read_json(path / runs.CONFIG) if (path / runs.CONFIG).is_file() else {}
         if isinstance(config, dict) and "model" in config and "tokenizer" in config:  # a Newleaf run elsewhere
             from core.tokenizer import load_tokenizer
             return BaseChoice(str(path), GPTConfig.from_dict(config["model"]), lambda: load_tokenizer(path), config,
@@ -538,7 +538,7 @@ def create_tab(ctx: AppContext, followed: gr.BrowserState | None = None) -> Fine
         files are read: a process that had ended by then had written everything, so a poll that stops the
         timer never shows results older than the last ones."""
         alive = ctx.jobs.has_process(run_id)
-        new, new_offset = runs.read_jsonl(path / runs.METRICS, offset_value)
+        new, new_offset = files.read_jsonl(path / runs.METRICS, offset_value)
         state = ctx.jobs.state(run_id)
         return new, new_offset, state, alive or state.get("state") in ACTIVE_STATES
 

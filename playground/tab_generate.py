@@ -13,7 +13,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from core import runs
+from core import files, runs
 from core.chat import normalize_history, stream_reply, template_for
 from core.engine import SamplingParams, next_token_distribution, prompt_logits, stream
 from core.errors import ConfigError, NewleafError
@@ -116,7 +116,7 @@ def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_pen
 
 def feedback_summary(run_dir) -> dict:
     """Thumbs of a run's feedback.jsonl: {"up": n, "down": n, "total": n}."""
-    records, _ = runs.read_jsonl(Path(run_dir) / FEEDBACK)
+    records, _ = files.read_jsonl(Path(run_dir) / FEEDBACK)
     up = sum(1 for r in records if r.get("rating") == 1)
     down = sum(1 for r in records if r.get("rating") == -1)
     return {"up": up, "down": down, "total": up + down}
@@ -128,7 +128,7 @@ def save_feedback(run_dir, prompt: str, text: str, rating: int, params: dict, la
         raise NewleafError(t("gen.err.rating", lang))
     record = {"time": time.time(), "prompt": prompt, "text": text, "rating": rating, "params": params}
     with _feedback_lock:
-        runs.append_jsonl(Path(run_dir) / FEEDBACK, record)
+        files.append_jsonl(Path(run_dir) / FEEDBACK, record)
 
 
 def prob_label(p: float) -> str:

@@ -6,7 +6,8 @@ import gradio as gr
 
 from core.device import available_memory
 from core.errors import ConfigError
-from core.model import PRESETS, GPTConfig, format_bytes, format_count, param_count, training_memory
+from core.model import param_count, training_memory, GPTConfig, PRESETS
+from core.units import format_bytes, format_count
 from core.probe import estimate_step_seconds
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from playground.context import AppContext, friendly

@@ -31,7 +31,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from core import runs
+from core import files, runs
 from core.errors import CheckpointError, NewleafError
 from core.run_archive import ArchiveLimits, import_run_zip
 from playground.charts_runs import RunCurves, loss_overlay
@@ -56,7 +56,8 @@ def check_upload_fits(cfg, settings) -> None:
     """An uploaded run is used here like one trained here: the same context limit, and its weights plus the
     KV cache of the most samples the Generate tab asks for must fit in the memory a job may use."""
     from core.errors import ConfigError
-    from core.model import format_bytes, inference_memory
+    from core.model import inference_memory
+    from core.units import format_bytes
     from playground.tab_generate import MAX_SAMPLES
     from playground.tab_model import memory_limit
     if cfg.block_size > settings.max_context:
@@ -70,14 +71,14 @@ def check_upload_fits(cfg, settings) -> None:
 
 def feedback_counts(run_dir) -> tuple[int, int]:
     """Thumbs up and down given to the run's generations (0, 0 when nobody rated it yet)."""
-    records, _ = runs.read_jsonl(Path(run_dir) / FEEDBACK)
+    records, _ = files.read_jsonl(Path(run_dir) / FEEDBACK)
     up = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == 1)
     down = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == -1)
     return up, down
 
 
 def metrics_of(run_dir) -> list[dict]:
-    records, _ = runs.read_jsonl(Path(run_dir) / runs.METRICS)
+    records, _ = files.read_jsonl(Path(run_dir) / runs.METRICS)
     return [r for r in records if isinstance(r, dict)]
 
 
@@ -88,7 +89,8 @@ def best_validation(records: list[dict]) -> dict | None:
 
 
 def model_summary(config: dict, lang: str = "en") -> str:
-    from core.model import GPTConfig, format_count, param_count
+    from core.model import param_count, GPTConfig
+    from core.units import format_count
     try:
         cfg = GPTConfig.from_dict(config["model"])
     except (KeyError, TypeError, NewleafError):
@@ -232,7 +234,7 @@ def checkpoint_zip(run_dir, out_dir, which: str = "best", title: str | None = No
     ck = runs.checkpoint_dir(run_dir, used)
     if ck is None:
         raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
-    step = runs.read_json(ck / "meta.json").get("step", 0)
+    step = files.read_json(ck / "meta.json").get("step", 0)
     base = f"{file_stem(title)}-checkpoint-{used}-step-{step}"
     entries = [(run_dir / runs.CONFIG, f"{base}/{runs.CONFIG}")]
     for f in sorted(run_dir.glob("tokenizer.*")):

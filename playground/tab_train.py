@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from core import runs
+from core import files, runs
 from core.errors import NewleafError
 from core.recipes import DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES
-from core.train import TrainConfig, prepare_run
+from core.prepare import prepare_run
+from core.train_config import TrainConfig
 from playground import tab_data, tab_model
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly
@@ -104,7 +105,7 @@ def progress_html(state: dict, records: list[dict], lang: str = "en") -> str:
 
 
 def samples_text(run_dir, limit: int = 3, lang: str = "en") -> str:
-    samples, _ = runs.read_jsonl(run_dir / runs.SAMPLES)
+    samples, _ = files.read_jsonl(run_dir / runs.SAMPLES)
     return "\n\n".join(f"{t('train.sample_header', lang, step=s['step'])}\n{s['text']}"
                        for s in reversed(samples[-limit:]))
 
@@ -154,7 +155,7 @@ def create_tab(ctx: AppContext) -> TrainEvents:
     def follow(owner, run_id, log, smooth, lang):
         """Show a run from the start of its metrics (after Start / Resume, or a page refresh)."""
         path = ctx.jobs.check_read(owner, run_id)
-        recs, new_offset = runs.read_jsonl(path / runs.METRICS)
+        recs, new_offset = files.read_jsonl(path / runs.METRICS)
         return render(run_id, ctx.jobs.state(run_id), recs, new_offset, log, smooth, lang)
 
     @friendly
@@ -198,7 +199,7 @@ def create_tab(ctx: AppContext) -> TrainEvents:
             path = ctx.jobs.check_read(owner, run_id)
         except NewleafError:
             return [gr.skip()] * 5 + [gr.Timer(active=False), offset_value, recs]
-        new, new_offset = runs.read_jsonl(path / runs.METRICS, offset_value)
+        new, new_offset = files.read_jsonl(path / runs.METRICS, offset_value)
         state = ctx.jobs.state(run_id)
         if not new and state.get("state") in ACTIVE_STATES:
             return [status_markdown(state, lang), progress_html(state, recs, lang)] + [gr.skip()] * 4 + \

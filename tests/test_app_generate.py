@@ -14,7 +14,7 @@ import torch
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from core import runs
+from core import files, runs
 from core.engine import SamplingParams, generate
 from core.errors import ConfigError, NewleafError
 from core.model import GPT
@@ -39,7 +39,7 @@ def runs_dir(tmp_path_factory, shakespeare_text):
     Trainer(run).fit()
     config = runs.read_config(run)
     config.update(owner=owner_id(TOKEN_A), title="Alpha")
-    runs.atomic_write_json(run / runs.CONFIG, config)
+    files.atomic_write_json(run / runs.CONFIG, config)
     return root
 
 
@@ -156,7 +156,7 @@ def test_clear_errors_for_bad_input(app):
 
 def test_the_run_picker_offers_only_readable_runs_with_a_checkpoint(app):
     (app["root"] / "untrained").mkdir(exist_ok=True)
-    runs.atomic_write_json(app["root"] / "untrained" / runs.CONFIG, {"owner": owner_id(TOKEN_A), "title": "New"})
+    files.atomic_write_json(app["root"] / "untrained" / runs.CONFIG, {"owner": owner_id(TOKEN_A), "title": "New"})
     ctx = SimpleNamespace(jobs=app["jobs"])
     assert readable_runs(ctx, TOKEN_A) == [("Alpha · completed", RUN)]
     assert readable_runs(ctx, TOKEN_B) == [] and readable_runs(ctx, None) == []
@@ -281,7 +281,7 @@ def test_feedback_is_saved_with_the_run(tmp_path):
     for rating in (1, 1, -1):
         tab_generate.save_feedback(tmp_path, "ROMEO:", "text", rating, {"temperature": 0.8})
     assert tab_generate.feedback_summary(tmp_path) == {"up": 2, "down": 1, "total": 3}
-    records, _ = runs.read_jsonl(tmp_path / tab_generate.FEEDBACK)
+    records, _ = files.read_jsonl(tmp_path / tab_generate.FEEDBACK)
     assert set(records[0]) == {"time", "prompt", "text", "rating", "params"}
 
 

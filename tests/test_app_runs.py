@@ -11,7 +11,7 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from core import runs
+from core import files, runs
 from core.errors import CheckpointError
 from core.train import Trainer
 from playground import tab_runs
@@ -29,7 +29,7 @@ PICKLE = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 def _own(run_dir: Path, owner: str, title: str) -> Path:
     config = runs.read_config(run_dir)
     config.update(owner=owner, title=title)
-    runs.atomic_write_json(run_dir / runs.CONFIG, config)
+    files.atomic_write_json(run_dir / runs.CONFIG, config)
     return run_dir
 
 
@@ -93,7 +93,7 @@ def test_list_shows_own_runs_and_shared_examples_only(app):
     assert alpha["Title"] == "Alpha" and by_id["example"]["Title"] == "Example (example)"
     assert alpha["State"] == "completed" and alpha["Steps"] == "20 / 20"
     assert (alpha["👍"], alpha["👎"]) == (2, 1) and (by_id["beta"]["👍"], by_id["beta"]["👎"]) == (0, 0)
-    best = min(r["val_loss"] for r in runs.read_jsonl(app["root"] / "alpha" / runs.METRICS)[0] if "val_loss" in r)
+    best = min(r["val_loss"] for r in files.read_jsonl(app["root"] / "alpha" / runs.METRICS)[0] if "val_loss" in r)
     assert float(alpha["Best val loss"]) == pytest.approx(best, abs=1e-4)
     assert float(alpha["Best val bits/char"]) > 0
     assert "layers" in alpha["Model"] and "params" in alpha["Model"] and alpha["Tokenizer"].startswith("char (")

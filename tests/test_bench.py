@@ -6,6 +6,7 @@ import re
 import torch
 
 from bench import sampling
+from core import decoder
 from bench.common import timed_together
 
 LINE = re.compile(r"^(?P<name>.+): ours (?P<ours>[\d,.]+) (?P<unit>\S+), peer (?P<peer>[\d,.]+) (?P=unit), "
@@ -13,9 +14,8 @@ LINE = re.compile(r"^(?P<name>.+): ours (?P<ours>[\d,.]+) (?P<unit>\S+), peer (?
 
 
 def test_sampling_bench_prints_a_line_per_comparison_with_weights_split_across_threads(monkeypatch, capsys):
-    from core import engine
-    monkeypatch.setattr(engine, "SPLIT_BYTES", 0)  # the split path, whose tokens the bench compares with HF's
-    monkeypatch.setattr(engine, "MIN_SPLIT_COLUMNS", 8)
+    monkeypatch.setattr(decoder, "SPLIT_BYTES", 0)  # the split path, whose tokens the bench compares with HF's
+    monkeypatch.setattr(decoder, "MIN_SPLIT_COLUMNS", 8)
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

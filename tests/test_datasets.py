@@ -7,10 +7,10 @@ import urllib.request
 import pytest
 
 from core import datasets
+from core.cache import cache_dir
 from core.datasets import (
     BUILTIN_DATASETS,
     TINY_SHAKESPEARE_MD5,
-    cache_dir,
     default_corpus,
     download_tinyshakespeare,
     load_builtin,

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from core import runs
+from core import files, runs
 from core.train import Trainer
 from tests.conftest import REPO
 from tests.test_train import make_run
@@ -24,7 +24,7 @@ def torchrun(run_dir, nproc=2):
 
 
 def curve(run_dir):
-    records, _ = runs.read_jsonl(run_dir / runs.METRICS)
+    records, _ = files.read_jsonl(run_dir / runs.METRICS)
     return [(r["step"], r["train_loss"], r.get("val_loss"), r["lr"]) for r in records]
 
 

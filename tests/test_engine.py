@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core import runs
-from core.engine import (KVCache, SamplingParams, _RowText, apply_penalties, attention_maps, filter_logits,
-                         generate, generate_tokens, next_token_distribution, prompt_logits, stream)
+from core import decoder, runs
+from core.decoder import KVCache
+from core.engine import (SamplingParams, _RowText, apply_penalties, attention_maps, filter_logits, generate,
+                         generate_tokens, next_token_distribution, prompt_logits, stream)
 from core.errors import ConfigError, TokenizerError
 from core.model import GPT, GPTConfig
 from core.tokenizer import GPT2Tokenizer
@@ -77,9 +78,8 @@ def test_the_one_token_decoder_equals_the_models_forward_with_weights_split_acro
         monkeypatch, activation, bias, threads):
     """The decoder's own layouts (weights split per thread, tall weights kept as rows, the GELU scales folded
     into c_fc and c_proj) compute what the model computes, for several rows at once."""
-    from core import engine
-    monkeypatch.setattr(engine, "SPLIT_BYTES", 0)  # split even this small model's weights
-    monkeypatch.setattr(engine, "MIN_SPLIT_COLUMNS", 8)
+    monkeypatch.setattr(decoder, "SPLIT_BYTES", 0)  # split even this small model's weights
+    monkeypatch.setattr(decoder, "MIN_SPLIT_COLUMNS", 8)
     torch.manual_seed(0)
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=48, block_size=16, vocab_size=30, bias=bias,
                           activation=activation)).eval()
@@ -90,13 +90,13 @@ def test_the_one_token_decoder_equals_the_models_forward_with_weights_split_acro
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        decoder = engine.Decoder(model)
+        one_token = decoder.Decoder(model)
         if threads > 1:  # the split really happens
-            assert any(p.dim() == 3 for p in _closure_tensors(decoder.layers[0][1]))
+            assert any(p.dim() == 3 for p in _closure_tensors(one_token.layers[0].qkv))
         cache = KVCache.for_model(model, 2)
         with torch.inference_mode():
             full, _ = model(x)
-            steps = [decoder.step(x[:, i], cache) for i in range(x.size(1))]
+            steps = [one_token.step(x[:, i], cache) for i in range(x.size(1))]
     finally:
         torch.set_num_threads(previous)
     assert torch.allclose(torch.stack(steps, dim=1), full, atol=1e-5)
@@ -260,7 +260,8 @@ def test_int8_sampling_stays_close_to_fp32(trained):
 
 def test_int8_decode_step_equals_the_int8_models_forward(trained):
     """The fast one-token path runs the same int8 kernels as the quantized model's own forward."""
-    from core.engine import Decoder, quantize_int8
+    from core.decoder import Decoder
+    from core.engine import quantize_int8
     model, tok = trained
     q = quantize_int8(model)
     assert Decoder.supports(q)

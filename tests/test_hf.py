@@ -14,7 +14,9 @@ from core.cli import main as cli_main
 from core.errors import CheckpointError, ConfigError, DownloadError
 from core.model import preset_config
 from core.tokenizer import make_tokenizer
-from core.train import Trainer, TrainConfig, prepare_run
+from core.prepare import prepare_run
+from core.train import Trainer
+from core.train_config import TrainConfig
 from tests.conftest import REPO
 
 PROMPT = "ROMEO:\nWhat"

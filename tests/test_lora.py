@@ -4,7 +4,7 @@ import torch
 
 from core import lora
 from core.errors import ConfigError
-from core.finetune import FinetuneConfig, parameter_counts
+from core.trainable import parameter_counts, FinetuneConfig
 from core.model import GPT, GPTConfig
 
 CFG = GPTConfig(n_layer=3, n_head=2, n_embd=16, block_size=16, vocab_size=30)

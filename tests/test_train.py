@@ -6,11 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import runs
+from core import files, runs
 from core.errors import CheckpointError, ConfigError, CorpusError
 from core.model import GPT, preset_config
 from core.tokenizer import CharTokenizer
-from core.train import Trainer, TrainConfig, lr_at, prepare_run
+from core.prepare import prepare_run
+from core.train import Trainer
+from core.train_config import lr_at, TrainConfig
 
 VOLATILE = ("tokens_per_sec", "elapsed_s")
 
@@ -25,7 +27,7 @@ def make_run(path, text, *, preset="tiny", dropout=0.0, **train):
 
 
 def metrics(run_dir):
-    records, _ = runs.read_jsonl(Path(run_dir) / runs.METRICS)
+    records, _ = files.read_jsonl(Path(run_dir) / runs.METRICS)
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in records]
 
 
@@ -63,8 +65,8 @@ def test_resume_continues_exactly(tmp_path, shakespeare_text):
     assert second.state == "completed" and second.step == 40
 
     assert metrics(parts) == metrics(whole)
-    s_parts, _ = runs.read_jsonl(parts / runs.SAMPLES)
-    s_whole, _ = runs.read_jsonl(whole / runs.SAMPLES)
+    s_parts, _ = files.read_jsonl(parts / runs.SAMPLES)
+    s_whole, _ = files.read_jsonl(whole / runs.SAMPLES)
     assert s_parts == s_whole
     w1 = runs.load_tensors(runs.checkpoint_dir(parts) / "model.safetensors")
     w2 = runs.load_tensors(runs.checkpoint_dir(whole) / "model.safetensors")
@@ -75,12 +77,12 @@ def test_resume_after_a_crash_drops_metrics_logged_past_the_checkpoint(tmp_path,
     run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=20)
     Trainer(run).fit()
     # pretend the process died after logging steps the checkpoint does not hold
-    runs.append_jsonl(run / runs.METRICS, {"step": 25, "train_loss": 1.0})
+    files.append_jsonl(run / runs.METRICS, {"step": 25, "train_loss": 1.0})
     with open(run / runs.METRICS, "a") as f:
         f.write('{"step": 30, "train_lo')  # a line cut short by the crash
     config = runs.read_config(run)
     config["train"]["max_steps"] = 30
-    runs.atomic_write_json(run / runs.CONFIG, config)
+    files.atomic_write_json(run / runs.CONFIG, config)
     Trainer(run).fit()
     steps = [r["step"] for r in metrics(run)]
     assert steps == sorted(set(steps)) and steps[-1] == 30 and steps.count(25) == 1
@@ -162,7 +164,7 @@ def test_corpus_shorter_than_the_context_is_refused(tmp_path):
 
 def test_model_too_large_for_memory_is_refused(tmp_path, shakespeare_text, monkeypatch):
     monkeypatch.setenv("NEWLEAF_MEMORY_LIMIT_MB", "50")
-    with pytest.raises(ConfigError, match="needs about .* but only 50.0 MB"):
+    with pytest.raises(ConfigError, match="needs about .* but only 50 MB"):
         make_run(tmp_path / "r", shakespeare_text[:30_000], preset="small", batch_size=64)
     assert not (tmp_path / "r").exists()
 

@@ -22,6 +22,7 @@ import torch  # noqa: F401
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
+    from core import files
     from core import runs
     from core.data import read_text_file
     from core.errors import NewleafError
@@ -52,7 +53,7 @@ def one_input(data: bytes) -> None:
             tok.decode(tok.encode("Hello"))
         else:
             (FOLDER / "x.json").write_bytes(body)
-            runs.read_json(FOLDER / "x.json")
+            files.read_json(FOLDER / "x.json")
     except NewleafError as e:
         if not str(e).strip():
             raise AssertionError("a NewleafError without a message") from e

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
-from core import runs
+from core import files, runs
 from core.model import GPTConfig
 from core.tokenizer import CharTokenizer
-from core.train import Trainer, TrainConfig, prepare_run
+from core.prepare import prepare_run
+from core.train import Trainer
+from core.train_config import TrainConfig
 from playground.jobs import owner_id
 from tests.conftest import REPO, SHAKESPEARE  # noqa: F401  (REPO: for the modules importing it from here)
 
@@ -52,7 +54,7 @@ def own(run_dir, token: str, title: str | None = None) -> Path:
     """Give a run to the browser session holding `token` (as the app records it: a hash of the token)."""
     config = runs.read_config(run_dir)
     config.update(owner=owner_id(token) if token != "shared-example" else token, title=title or Path(run_dir).name)
-    runs.atomic_write_json(Path(run_dir) / runs.CONFIG, config)
+    files.atomic_write_json(Path(run_dir) / runs.CONFIG, config)
     return Path(run_dir)
 
 

@@ -26,7 +26,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from core import runs
+from core import files, runs
 from playground import tab_generate
 from playground.jobs import SHARED_OWNER, Jobs
 from playground.settings import Settings
@@ -200,7 +200,7 @@ def test_a_dying_training_process_shows_as_failed_and_can_be_resumed(app):
     c.predict(token, run_id, "en", api_name="/stop_training")
     wait_for(lambda: state(app, run_id) == "stopped", timeout=120, what="the stop")
     assert runs.checkpoint_meta(path)["step"] > killed_at
-    metrics = [r["step"] for r in runs.read_jsonl(path / runs.METRICS)[0]]
+    metrics = [r["step"] for r in files.read_jsonl(path / runs.METRICS)[0]]
     assert metrics == sorted(set(metrics))  # nothing logged twice across the kill and the resumes
 
 

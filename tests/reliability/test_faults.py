@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors import SafetensorError
 
-from core import cli, runs
+from core import cli, files, runs
 from core.errors import CheckpointError, NewleafError
 from core.model import GPT
 from core.train import Trainer
@@ -71,17 +71,17 @@ def test_disk_full_during_a_checkpoint_fails_clearly_and_keeps_the_previous_one(
 
 def test_disk_full_while_writing_the_pointer_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     run = make_run(tmp_path / "run", max_steps=STEPS, eval_every=EVERY)
-    real = runs.atomic_write_bytes
+    real = files.atomic_write_bytes
     calls = {"last.json": 0}
 
     def full_on_second_pointer(path, data):
         if Path(path).name == "last.json":
             calls["last.json"] += 1
             if calls["last.json"] == 2:
-                raise runs.write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
+                raise files.write_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
         return real(path, data)
 
-    monkeypatch.setattr(runs, "atomic_write_bytes", full_on_second_pointer)
+    monkeypatch.setattr(files, "atomic_write_bytes", full_on_second_pointer)
     with pytest.raises(CheckpointError, match=r"step 4: No space left on device; the previous checkpoint \(step 2\)"):
         Trainer(run).fit()
     assert runs.checkpoint_meta(run, "last")["step"] == 2 and no_leftovers(run)
@@ -123,7 +123,7 @@ def test_a_really_full_disk(small_tmpfs, tmp_path):
     last = runs.checkpoint_meta(run, "last")
     assert last is not None and last["step"] == 2
     runs.load_model(run, "last")
-    assert not any(p.name.startswith(".tmp-") for p in (run / runs.CKPT_DIR).iterdir())
+    assert not any(files.is_temp(p) for p in (run / runs.CKPT_DIR).iterdir())
     # with room again (the run copied to a bigger disk), it resumes from step 2 and finishes
     moved = shutil.copytree(run, tmp_path / "moved")
     result = Trainer(moved).fit()
@@ -198,7 +198,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     assert runs.checkpoint_meta(run, "last")["step"] == 4
     model, _ = runs.load_model(run, "last")
     assert all(torch.isfinite(p).all() for p in model.parameters())
-    for r in runs.read_jsonl(run / runs.METRICS)[0]:  # nothing non-finite was logged
+    for r in files.read_jsonl(run / runs.METRICS)[0]:  # nothing non-finite was logged
         assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))
 
     monkeypatch.undo()  # e.g. with a lower learning rate: resume from step 4
@@ -240,7 +240,7 @@ def test_a_non_finite_validation_loss_saves_no_checkpoint_of_those_weights(tmp_p
     assert f"the last good checkpoint (step {EVERY}) is kept" in result.message
     assert runs.checkpoint_meta(run, "last")["step"] == EVERY
     assert runs.read_status(run)["state"] == "failed"
-    for r in runs.read_jsonl(run / runs.METRICS)[0]:
+    for r in files.read_jsonl(run / runs.METRICS)[0]:
         assert all(math.isfinite(v) for v in r.values() if isinstance(v, float))
 
 

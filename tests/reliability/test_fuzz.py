@@ -20,7 +20,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from safetensors.torch import save_file
 
-from core import hf, runs
+from core import files, hf, runs
 from core.data import load_corpus, read_text_file
 from core.errors import NewleafError
 from core.sft_data import load_finetune_data
@@ -327,7 +327,7 @@ def test_checkpoint_loaders(good_run, tmp_path_factory, target, how, cut, noise,
             assert model.config.vocab_size == tok.vocab_size
     outcome(runs.checkpoint_dir, run, "last")
     outcome(runs.checkpoint_meta, run, "best")
-    outcome(runs.read_json, path)
+    outcome(files.read_json, path)
     outcome(runs.read_config, run)
     outcome(runs.load_tensors, path if path.suffix == ".safetensors" else ck / "model.safetensors")
 
@@ -336,11 +336,11 @@ def test_checkpoint_loaders(good_run, tmp_path_factory, target, how, cut, noise,
 def test_json_readers_on_hostile_json(tmp_path, payload):
     path = tmp_path / "x.json"
     path.write_bytes(payload)
-    outcome(runs.read_json, path)
+    outcome(files.read_json, path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.json").write_bytes(payload)
     outcome(runs.checkpoint_dir, tmp_path, "last")
-    outcome(runs.read_json, tmp_path)  # a folder where a file should be
+    outcome(files.read_json, tmp_path)  # a folder where a file should be
 
 
 # ----------------------------------------------------------------------------------------------------------

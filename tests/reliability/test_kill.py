@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import cli, runs
+from core import cli, files, runs
 from core.train import Trainer
 from tests.reliability.helpers import REPO, make_run, wait_for
 
@@ -59,13 +59,13 @@ def start_forked(setup, run: Path):
 
 def temp_checkpoints(run: Path) -> list[str]:
     try:
-        return [e.name for e in os.scandir(run / runs.CKPT_DIR) if e.name.startswith(".tmp-")]
+        return [e.name for e in os.scandir(run / runs.CKPT_DIR) if files.is_temp(Path(e.path)) and e.is_dir()]
     except FileNotFoundError:
         return []
 
 
 def logged_steps(run: Path) -> list[int]:
-    return [r["step"] for r in runs.read_jsonl(run / runs.METRICS)[0]]
+    return [r["step"] for r in files.read_jsonl(run / runs.METRICS)[0]]
 
 
 def kill_inside_a_write(run: Path, is_alive, kill, skip: int) -> bool:

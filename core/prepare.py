@@ -1,0 +1,58 @@
+"""A new training run: a run directory (core/runs.py) made from a corpus, a tokenizer and the settings, ready
+for the trainer. Everything the user could get wrong (a model too large, a corpus too short for the context,
+a device that is not there) is refused before anything is written."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from core import runs
+from core.data import check_token_counts, split_text, write_tokens
+from core.device import pick_device
+from core.errors import ConfigError, NewleafError
+from core.files import atomic_write_json
+from core.model import GPTConfig
+from core.tokenizer import Tokenizer
+from core.train_config import TrainConfig, check_memory
+
+
+def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, train_cfg: TrainConfig,
+                data_name: str = "corpus", val_fraction: float = 0.1, extra: dict | None = None) -> Path:
+    """Create a run directory: split and tokenize the corpus, check it is long enough for the context,
+    check the model fits in memory, and write config.json, the tokenizer and the token files."""
+    run_dir = Path(run_dir)
+    if (run_dir / runs.CONFIG).exists():
+        raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
+    if model_cfg.vocab_size != tokenizer.vocab_size:
+        raise ConfigError(f"The model's vocab_size ({model_cfg.vocab_size}) differs from the tokenizer's "
+                          f"({tokenizer.vocab_size}).")
+    # the device must exist before anything is written, and the memory check is for that device
+    check_memory(model_cfg, train_cfg, pick_device(train_cfg.device))
+    train_text, val_text = split_text(text, val_fraction)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    check_token_counts(len(train_ids), len(val_ids), model_cfg.block_size)
+    try:
+        (run_dir / "data").mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise NewleafError(f"Cannot create the run directory {run_dir}: {e.strerror}.") from None
+    write_tokens(run_dir / "data" / "train.bin", train_ids, tokenizer.vocab_size)
+    write_tokens(run_dir / "data" / "val.bin", val_ids, tokenizer.vocab_size)
+    tokenizer.save(run_dir)
+    config = {
+        "model": model_cfg.to_dict(),
+        "train": asdict(train_cfg),
+        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+                      "description": tokenizer.describe()},
+        "data": {
+            "name": data_name, "val_fraction": val_fraction,
+            "train_tokens": len(train_ids), "val_tokens": len(val_ids),
+            "train_chars": len(train_text), "val_chars": len(val_text),
+            "val_bytes": len(val_text.encode("utf-8")),
+        },
+        "created": time.time(),
+        **(extra or {}),
+    }
+    atomic_write_json(run_dir / runs.CONFIG, config)
+    runs.write_status(run_dir, "created", "Ready to train.", step=0)
+    return run_dir
