@@ -349,7 +349,7 @@ def cmd_info(args) -> int:
     model_cfg = GPTConfig.from_dict(config["model"])
     last = runs.checkpoint_meta(args.run, "last")
     best = runs.checkpoint_meta(args.run, "best")
-    status = runs.read_status(args.run)
+    status = runs.live_status(args.run)  # "running" only while its process is
     info = {
         "run": str(args.run),
         "state": status.get("state"),
@@ -470,6 +470,11 @@ def main(argv=None) -> int:
         return COMMANDS[args.command](args)
     except NewleafError as e:
         print(f"newleaf: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the file system refused: a name too long, no permission, a full disk...
+        name = str(e.filename or "")
+        name = f" ({name[:60]}…)" if len(name) > 60 else f" ({name})" if name else ""
+        print(f"newleaf: error: {e.strerror or e}{name}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("newleaf: interrupted", file=sys.stderr)

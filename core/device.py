@@ -62,7 +62,11 @@ def available_memory(device: torch.device | None = None) -> int | None:
         return None
 
 
-def set_seed(seed: int) -> None:
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+# torch's generators take seeds up to 2**64 - 1; half of that leaves room for the seed + step of log samples
+MAX_SEED = 2 ** 63 - 1
+
+
+def check_seed(seed) -> None:
+    """Refuse a seed torch cannot take, before anything depends on it."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"The seed must be a whole number from 0 to {MAX_SEED:,}; got {seed!r}.")

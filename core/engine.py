@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.ao.quantization import quantize_dynamic
 
 from core.decoder import Decoder, KVCache
+from core.device import check_seed
 from core.errors import ConfigError, NewleafError
 
 # ----------------------------------------------------------------------------------------------------------
@@ -44,6 +45,10 @@ def quantize_int8(model):
 # ----------------------------------------------------------------------------------------------------------
 # Sampling parameters and the logits -> probabilities pipeline
 
+# Each new token is checked against every stop string: their number and length are bounded so that a request
+# cannot make that check cost more than the model itself.
+MAX_STOP_STRINGS = 32
+MAX_STOP_CHARS = 200
 
 @dataclass
 class SamplingParams:
@@ -78,6 +83,14 @@ class SamplingParams:
             raise ConfigError(f"repetition_penalty must be positive; got {self.repetition_penalty}.")
         if not 1 <= self.num_samples <= 64:
             raise ConfigError(f"num_samples must be between 1 and 64; got {self.num_samples}.")
+        if self.seed is not None:
+            check_seed(self.seed)
+        if len(self.stop) > MAX_STOP_STRINGS:
+            raise ConfigError(f"At most {MAX_STOP_STRINGS} stop strings are allowed; got {len(self.stop):,}.")
+        longest = max((len(s) for s in self.stop), default=0)
+        if longest > MAX_STOP_CHARS:
+            raise ConfigError(f"A stop string may be at most {MAX_STOP_CHARS} characters long; one has "
+                              f"{longest:,}.")
 
 
 def apply_penalties(logits: torch.Tensor, history: torch.Tensor, counts: torch.Tensor | None,
@@ -253,7 +266,7 @@ class _RowText:
     BPE token can end inside one), and never the start of a stop string that may still complete."""
 
     def __init__(self, stop: list[str]):
-        self.stop = [s for s in stop if s]
+        self.stop = list(dict.fromkeys(s for s in stop if s))  # duplicates dropped, in one pass
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.text = ""     # complete characters so far (cut at a stop string once one appears)
         self.emitted = 0   # characters already handed out
@@ -276,11 +289,22 @@ class _RowText:
         end = len(self.text)
         if not final:  # hold back a tail that could be the beginning of a stop string
             for s in self.stop:
-                n = next((n for n in range(min(len(s) - 1, end), 0, -1) if self.text.endswith(s[:n])), 0)
-                end = min(end, len(self.text) - n)
+                end = min(end, len(self.text) - _partial_stop(self.text, s))
         end = max(end, self.emitted)
         new, self.emitted = self.text[self.emitted:end], end
         return new
+
+
+def _partial_stop(text: str, stop: str) -> int:
+    """The length of the longest end of `text` that begins `stop` (and is shorter than it): what must be held
+    back in case the stop string completes. Only positions holding stop's first character are tried."""
+    tail = text[len(text) - min(len(stop) - 1, len(text)):]
+    i = tail.find(stop[0])
+    while i != -1:
+        if stop.startswith(tail[i:]):
+            return len(tail) - i
+        i = tail.find(stop[0], i + 1)
+    return 0
 
 
 def stream(model, tokenizer, prompt: str | list[int], params: SamplingParams) -> Iterator[StreamEvent]:

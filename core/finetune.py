@@ -40,7 +40,7 @@ from core.device import pick_device
 from core.engine import SamplingParams, generate
 from core.errors import CheckpointError, ConfigError, CorpusError, NewleafError
 from core.evaluate import evaluate_run, read_eval, write_eval
-from core.files import atomic_write, atomic_write_json, read_json
+from core.files import atomic_folder, atomic_write, atomic_write_json, read_json
 from core.hf import load_hf_gpt2
 from core.model import GPT, GPTConfig, preset_config
 from core.sft_data import (FinetuneData, conversation_text, encode_conversations, load_finetune_data,
@@ -252,32 +252,34 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
     check_memory(model_cfg, train)
     block = model_cfg.block_size
 
-    # the data: token files, and what the user should know about them
-    if chat:
-        data_info = _write_conversations(run_dir / "data", data, tokenizer, template, block, ft, train.seed)
-    else:
-        data_info = _write_text(run_dir / "data", data, tokenizer, block, ft.val_fraction)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(run_dir)
-    atomic_write(run_dir / BASE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
     counts = parameter_counts(model_cfg, ft, len(new_ids))
-    config = {
-        "model": model_cfg.to_dict(),
-        "train": asdict(train),
-        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-                      "description": tokenizer.describe()},
-        "data": data_info,
-        "finetune": {**asdict(ft), "base": base.source, "new_token_ids": new_ids, "params": counts,
-                     **({"task": data.task} if data.task else {})},
-        **({"chat_template": template.to_dict()} if chat else {}),
-        "created": time.time(),
-        **(extra or {}),
-    }
-    atomic_write_json(run_dir / runs.CONFIG, config)
-    runs.write_status(run_dir, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps,
-                      max_time=train.max_time)
-    return run_dir
+
+    def write(tmp: Path):
+        # the data: token files, and what the user should know about them
+        if chat:
+            data_info = _write_conversations(tmp / "data", data, tokenizer, template, block, ft, train.seed)
+        else:
+            data_info = _write_text(tmp / "data", data, tokenizer, block, ft.val_fraction)
+        tokenizer.save(tmp)
+        atomic_write(tmp / BASE_FILE, lambda f: save_file(tensors, str(f), metadata={"format": "pt"}))
+        config = {
+            "model": model_cfg.to_dict(),
+            "train": asdict(train),
+            "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
+                          "description": tokenizer.describe()},
+            "data": data_info,
+            "finetune": {**asdict(ft), "base": base.source, "new_token_ids": new_ids, "params": counts,
+                         **({"task": data.task} if data.task else {})},
+            **({"chat_template": template.to_dict()} if chat else {}),
+            "created": time.time(),
+            **(extra or {}),
+        }
+        atomic_write_json(tmp / runs.CONFIG, config)
+        runs.write_status(tmp, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps,
+                          max_time=train.max_time)
+
+    # the run appears whole or not at all: a full disk half-way, or data refused late, leaves nothing behind
+    return atomic_folder(run_dir, write, "a run")
 
 
 def _write_conversations(data_dir: Path, data: FinetuneData, tokenizer, template, block: int,

@@ -10,8 +10,8 @@ from pathlib import Path
 from core import runs
 from core.data import check_token_counts, split_text, write_tokens
 from core.device import pick_device
-from core.errors import ConfigError, NewleafError
-from core.files import atomic_write_json
+from core.errors import ConfigError
+from core.files import atomic_folder, atomic_write_json
 from core.model import GPTConfig
 from core.tokenizer import Tokenizer
 from core.train_config import TrainConfig, check_memory
@@ -20,7 +20,8 @@ from core.train_config import TrainConfig, check_memory
 def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, train_cfg: TrainConfig,
                 data_name: str = "corpus", val_fraction: float = 0.1, extra: dict | None = None) -> Path:
     """Create a run directory: split and tokenize the corpus, check it is long enough for the context,
-    check the model fits in memory, and write config.json, the tokenizer and the token files."""
+    check the model fits in memory, and write config.json, the tokenizer and the token files. `run_dir` must
+    not exist yet (or be an empty folder)."""
     run_dir = Path(run_dir)
     if (run_dir / runs.CONFIG).exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
@@ -32,13 +33,6 @@ def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, 
     train_text, val_text = split_text(text, val_fraction)
     train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
     check_token_counts(len(train_ids), len(val_ids), model_cfg.block_size)
-    try:
-        (run_dir / "data").mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise NewleafError(f"Cannot create the run directory {run_dir}: {e.strerror}.") from None
-    write_tokens(run_dir / "data" / "train.bin", train_ids, tokenizer.vocab_size)
-    write_tokens(run_dir / "data" / "val.bin", val_ids, tokenizer.vocab_size)
-    tokenizer.save(run_dir)
     config = {
         "model": model_cfg.to_dict(),
         "train": asdict(train_cfg),
@@ -53,6 +47,13 @@ def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, 
         "created": time.time(),
         **(extra or {}),
     }
-    atomic_write_json(run_dir / runs.CONFIG, config)
-    runs.write_status(run_dir, "created", "Ready to train.", step=0)
-    return run_dir
+
+    def write(tmp: Path):
+        write_tokens(tmp / "data" / "train.bin", train_ids, tokenizer.vocab_size)
+        write_tokens(tmp / "data" / "val.bin", val_ids, tokenizer.vocab_size)
+        tokenizer.save(tmp)
+        atomic_write_json(tmp / runs.CONFIG, config)
+        runs.write_status(tmp, "created", "Ready to train.", step=0)
+
+    # the run appears whole or not at all: a full disk half-way leaves nothing behind
+    return atomic_folder(run_dir, write, "a run")

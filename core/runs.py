@@ -85,6 +85,48 @@ def read_status(run_dir) -> dict:
         return {"state": "unknown", "message": "status.json is missing or unreadable"}
 
 
+def process_alive(pid) -> bool:
+    """Whether a process with this pid exists (another user's counts: it may not be signalled, but it is there)."""
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def worker_alive(pid, run_dir) -> bool:
+    """The process is alive and (where /proc tells) is the training process of this run, not a later process
+    that reused its pid."""
+    if pid == os.getpid() or not process_alive(pid):
+        return False
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", "replace").split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return True  # no /proc (macOS) or not readable: trust the pid
+    target = Path(run_dir).resolve()
+    return any(a and (cwd / a).resolve() == target for a in args)  # as typed, relative to its own folder
+
+
+GONE = ("The training process ended without saying why (killed, out of memory, or a full disk kept it from "
+        "writing); resume it to continue from its last checkpoint.")
+
+
+def live_status(run_dir) -> dict:
+    """status.json as the processes have it: a run that says it is running but whose training process is gone
+    ended without being able to say so; it reads as failed (and can be resumed)."""
+    status = read_status(run_dir)
+    if status.get("state") == "running" and not worker_alive(status.get("pid"), run_dir):
+        status = {**status, "state": "failed", "message": GONE}
+    return status
+
+
 def read_config(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from core.device import available_memory
+from core.device import available_memory, check_seed
 from core.errors import ConfigError
 from core.model import GPTConfig, training_memory
 from core.optim import OPTIMIZERS
@@ -66,6 +66,7 @@ class TrainConfig:
             raise ConfigError(f"compile must be true, false or null (automatic); got {self.compile!r}.")
         if not 0 < self.cooldown_frac <= 1:
             raise ConfigError(f"cooldown_frac must be in (0, 1]; got {self.cooldown_frac}.")
+        check_seed(self.seed)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":

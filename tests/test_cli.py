@@ -118,3 +118,38 @@ def test_sample_prints_only_the_continuation(trained_run):
 def test_sample_with_unseen_characters(trained_run):
     r = cli("sample", "--run", trained_run, "--prompt", "你好")
     assert_user_error(r, "never saw")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--seed", str(10 ** 22)], "The seed must be a whole number from 0 to"),  # 23 digits
+    (["--seed", "-5"], "The seed must be a whole number from 0 to"),
+])
+def test_out_of_range_seeds_give_one_clear_line(tmp_path, args, fragment):
+    r = cli("train", "--out", tmp_path / "r", "--quiet", "--max-steps", 1, "--preset", "tiny", *args)
+    assert_user_error(r, fragment)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_sampling_seed_out_of_range_gives_one_clear_line(trained_run):
+    assert_user_error(cli("sample", "--run", trained_run, "--seed", str(2 ** 80)), "The seed must be")
+
+
+def test_names_too_long_for_the_file_system_give_one_clear_line(tmp_path, trained_run):
+    long_name = "x" * 300
+    assert_user_error(cli("train", "--out", tmp_path / long_name, "--preset", "tiny", "--max-steps", 1),
+                      "File name too long")
+    assert_user_error(cli("info", "--run", tmp_path / long_name), "File name too long")
+    assert_user_error(cli("sample", "--run", tmp_path / long_name), "File name too long")
+
+
+def test_info_does_not_call_a_run_whose_process_died_running(trained_run, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(trained_run, copy)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs anything
+    status = json.loads((copy / "status.json").read_text())
+    (copy / "status.json").write_text(json.dumps({**status, "state": "running", "pid": dead.pid}))
+    info = json.loads(cli("info", "--run", copy, "--json").stdout)
+    assert info["state"] == "failed" and "ended without saying why" in info["message"]
+    assert "running" not in cli("info", "--run", copy).stdout.splitlines()[0]

@@ -1,12 +1,14 @@
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 
 from core import decoder, runs
 from core.decoder import KVCache
-from core.engine import (SamplingParams, _RowText, apply_penalties, attention_maps, filter_logits, generate,
+from core.engine import (MAX_STOP_CHARS, MAX_STOP_STRINGS, SamplingParams, _partial_stop, _RowText, apply_penalties, attention_maps, filter_logits, generate,
                          generate_tokens, next_token_distribution, prompt_logits, stream)
 from core.errors import ConfigError, TokenizerError
 from core.model import GPT, GPTConfig
@@ -224,6 +226,27 @@ def test_stop_string_split_across_tokens_is_held_back():
     row = _RowText(stop=["END"])
     assert row.push(b"xE") == "x"
     assert row.push(b"Z") == "EZ"  # it was not the stop string after all
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text("abE", max_size=12), stop=st.text("abE", min_size=1, max_size=6))
+def test_the_held_back_tail_is_the_longest_start_of_the_stop_string(text, stop):
+    longest = next((n for n in range(min(len(stop) - 1, len(text)), 0, -1) if text.endswith(stop[:n])), 0)
+    assert _partial_stop(text, stop) == longest
+
+
+def test_stop_strings_are_bounded_in_number_and_length(trained):
+    """A request with 100,000 stop strings once took 74 s for 20 tokens: it is refused at once."""
+    model, tok = trained
+    with pytest.raises(ConfigError, match=f"At most {MAX_STOP_STRINGS} stop strings are allowed; got 100,000"):
+        generate(model, tok, "hi", SamplingParams(max_new_tokens=20, stop=[f"s{i}" for i in range(100_000)]))
+    with pytest.raises(ConfigError, match=f"at most {MAX_STOP_CHARS} characters long; one has 5,000"):
+        generate(model, tok, "hi", SamplingParams(max_new_tokens=5, stop=["x" * 5000]))
+    # the most allowed, duplicates among them, still generate (and duplicates are checked once)
+    stops = [f"zz{i}" for i in range(MAX_STOP_STRINGS - 1)] + ["zz0"]
+    out = generate(model, tok, "hi", SamplingParams(max_new_tokens=5, temperature=0, stop=stops))[0]
+    assert len(out.token_ids) == 5
+    assert len(_RowText(stops).stop) == MAX_STOP_STRINGS - 1
 
 
 def test_bad_sampling_settings_and_unseen_characters(trained):

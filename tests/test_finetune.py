@@ -2,8 +2,10 @@
 layers and LoRA; the demo task; evaluation before and after; resume; the CLI."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -301,6 +303,27 @@ def test_cli_demo_needs_no_base_of_its_own(tmp_path, capsys):
     assert cli_main(["finetune", "--data", "builtin:arithmetic-small", "--out", str(tmp_path / "n"), "--no-eval",
                      "--max-steps", "1", "--quiet"]) == 0
     assert read_eval(tmp_path / "n") == {} and runs.read_config(tmp_path / "n")["finetune"]["evaluate"] is False
+
+
+def test_ctrl_c_during_cli_fine_tuning_saves_and_stops(tmp_path):
+    """Ctrl-C used to reach a Trainer that was not the one training: the run went on to its last step."""
+    out = tmp_path / "sums"
+    proc = subprocess.Popen([sys.executable, "-m", "core", "finetune", "--data", "builtin:arithmetic-small",
+                             "--from", "scratch:tiny", "--max-steps", "100000", "--eval-every", "20", "--no-eval",
+                             "--out", str(out), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (out / runs.METRICS).exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)  # wait until it trains
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    status = runs.read_status(out)
+    assert status["state"] == "stopped" and "Stopped at step" in stdout
+    assert runs.checkpoint_meta(out, "last")["step"] == status["step"] < 100000
 
 
 def test_cli_user_mistakes_are_one_line(tmp_path, base_run):

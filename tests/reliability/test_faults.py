@@ -88,6 +88,29 @@ def test_disk_full_while_writing_the_pointer_keeps_the_previous_checkpoint(tmp_p
     assert [d.name for d in (run / runs.CKPT_DIR).iterdir() if d.is_dir()] == [runs.checkpoint_dir(run).name]
 
 
+def test_disk_full_while_creating_a_run_says_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    """Once a traceback (an OSError from the token write) and a half-made run directory nobody could see."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("To be, or not to be, that is the question.\n" * 200)
+    out = tmp_path / "runs" / "r"
+    args = ["train", "--corpus", str(corpus), "--preset", "tiny", "--max-steps", "1", "--out", str(out), "--quiet"]
+    real = os.fsync
+
+    def full_disk(fd):  # the validation tokens, written second, do not fit
+        if "val.bin" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd)
+
+    monkeypatch.setattr(files.os, "fsync", full_disk)
+    code = cli.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len([line for line in err if "error" in line]) == 1
+    assert err[-1].startswith("newleaf: error: Could not write") and "No space left on device" in err[-1], err
+    assert not out.exists() and not list(out.parent.iterdir())  # nothing half-made, not even hidden
+    monkeypatch.undo()  # space was freed: the same command works
+    assert cli.main(args) == 0 and runs.read_config(out)
+
+
 def test_cli_says_one_clear_line_and_exits_non_zero_on_a_full_disk(tmp_path, monkeypatch, capsys):
     run = make_run(tmp_path / "run", max_steps=STEPS, eval_every=EVERY)
     monkeypatch.setattr(runs, "save_file", FullDisk(fail_from_call=3))
@@ -145,7 +168,7 @@ def not_a_folder(tmp_path) -> Path:
 def test_unwritable_runs_directory_gives_a_clear_error(not_a_folder):
     with pytest.raises(NewleafError, match="Cannot create the runs directory .*: Not a directory"):
         Jobs(not_a_folder)
-    with pytest.raises(NewleafError, match="Cannot create the run directory .*: Not a directory"):
+    with pytest.raises(NewleafError, match="Could not write .*: Not a directory"):
         make_run(not_a_folder / "run")
     assert not_a_folder.parent.read_text() == "not a folder"
 
