@@ -3,7 +3,7 @@
     "What is 37 + 45?"  ->  "82"
 
 The items are generated (seeded, so the same every time), split into training questions and held-out questions
-that never appear in training, and scored by exact match of the model's greedy answer. Measured before and
+that never appear in training, not even with the operands swapped, and scored by exact match of the model's greedy answer. Measured before and
 after fine-tuning, the score shows fine-tuning working: a model that was never taught the format answers
 almost nothing right before, and most held-out questions after.
 
@@ -28,12 +28,20 @@ class ArithmeticTask:
     seed: int = 0
 
     def items(self) -> tuple[list[dict], list[dict]]:
-        """(train, held_out): lists of {"question", "answer"}, disjoint, in a fixed random order."""
-        pairs = [(a, b) for a in range(self.max_operand + 1) for b in range(self.max_operand + 1)]
-        random.Random(self.seed).shuffle(pairs)
-        n_test = min(self.n_test, len(pairs) // 5)
-        test, train = pairs[:n_test], pairs[n_test:n_test + self.n_train]
-        return [_item(a, b) for a, b in train], [_item(a, b) for a, b in test]
+        """(train, held_out): lists of {"question", "answer"}, in a fixed random order. A sum and its commuted
+        twin ("3 + 5" and "5 + 3") are one question asked two ways, so they are held out together: no held-out
+        question, in either order, is ever trained on."""
+        n = self.max_operand + 1
+        questions = [[(a, b)] + ([(b, a)] if a != b else []) for a in range(n) for b in range(a, n)]
+        random.Random(self.seed).shuffle(questions)
+        n_test = min(self.n_test, n * n // 5)
+        test, train = [], []
+        for pairs in questions:
+            (test if len(test) < n_test else train).extend(pairs)
+        rng = random.Random(self.seed + 1)
+        rng.shuffle(test)
+        rng.shuffle(train)
+        return [_item(a, b) for a, b in train[:self.n_train]], [_item(a, b) for a, b in test[:n_test]]
 
     def describe(self) -> str:
         train, test = self.items()

@@ -117,12 +117,19 @@ def test_chat_cli_prints_only_the_reply(chat_run):
 # The demo task
 
 
-def test_demo_task_is_deterministic_and_held_out():
-    task = TASKS["arithmetic"]
+@pytest.mark.parametrize("name, n_test", [("arithmetic", 200), ("arithmetic-small", 20)])
+def test_demo_task_is_deterministic_and_held_out(name, n_test):
+    task = TASKS[name]
     train, test = task.items()
     assert (train, test) == task.items()
-    assert len(test) == 200 and not {i["question"] for i in train} & {i["question"] for i in test}
+    assert len(test) == n_test and not {i["question"] for i in train} & {i["question"] for i in test}
     assert train[0]["answer"] == str(eval(train[0]["question"][len("What is "):-1]))
+
+    def operands(item):  # "What is 3 + 5?" -> {3, 5}: the same question as "What is 5 + 3?"
+        return frozenset(int(x) for x in item["question"][len("What is "):-1].split(" + "))
+
+    # no held-out sum is trained on with its operands swapped (the split once leaked 161 of 200 that way)
+    assert not {operands(i) for i in train} & {operands(i) for i in test}
 
 
 def test_fine_tuning_raises_demo_accuracy_by_a_wide_margin(tmp_path):
