@@ -1,5 +1,6 @@
 """What the tabs share: settings, the job manager, the translator, and the session-wide states that carry
-a choice from one tab to another. Plus `friendly`, which turns any error into a message for the user."""
+a choice from one tab to another. Plus `friendly`, which turns any error into a message for the user, and
+`AppContext.handler`, which hands the context to a module-level handler."""
 from __future__ import annotations
 
 import functools
@@ -30,6 +31,27 @@ class AppContext:
     selected_run: gr.State = None         # the run loaded into Generate / Attention
     runs_changed: gr.State = None         # bumped whenever a run is created or deleted, to refresh lists
     model_inputs: dict = field(default_factory=dict)  # the Model tab's knobs, read when training starts
+
+    def handler(self, fn, *args):
+        """`fn(ctx, *args, *inputs)` as an event handler `(*inputs)`: the tabs' handlers are module-level functions
+        that take the context first. Unlike functools.partial, the result is a plain function with fn's name,
+        its remaining parameters and their type hints, which Gradio reads to pass event data (gr.SelectData,
+        gr.LikeData) and to stream from a generator."""
+        return _bound(fn, (self, *args))
+
+
+def _bound(fn, args: tuple):
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def bound(*more, **kwargs):
+            yield from fn(*args, *more, **kwargs)
+    else:
+        @functools.wraps(fn)
+        def bound(*more, **kwargs):
+            return fn(*args, *more, **kwargs)
+    signature = inspect.signature(fn)
+    bound.__signature__ = signature.replace(parameters=list(signature.parameters.values())[len(args):])
+    return bound
 
 
 def _message(e: Exception) -> str:

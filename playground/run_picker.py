@@ -12,7 +12,7 @@ from core import runs
 from core.errors import NewleafError
 from playground.context import AppContext, friendly
 from playground.i18n import t
-from playground.tab_train import state_name
+from playground.job_view import state_name
 
 
 def readable_runs(ctx: AppContext, owner: str | None, lang: str = "en") -> list[tuple[str, str]]:

@@ -53,10 +53,3 @@ class Settings:
             generate_concurrency=int(_env_float("NEWLEAF_GENERATE_CONCURRENCY", 2)),
         )
 
-
-def check_prompt_length(text: str, settings: Settings, lang: str = "en") -> None:
-    """Refuse a prompt longer than allowed: encoding it costs time and memory before it is cut to the context."""
-    from core.errors import ConfigError
-    from playground.i18n import t
-    if len(text) > settings.max_prompt_chars:
-        raise ConfigError(t("gen.prompt_too_long", lang, n=f"{len(text):,}", max=f"{settings.max_prompt_chars:,}"))

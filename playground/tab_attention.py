@@ -9,10 +9,10 @@ from core.engine import attention_maps
 from core.errors import NewleafError
 from playground import charts_inspect as charts
 from playground.context import AppContext, friendly
+from playground.form_values import check_prompt_length
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run
-from playground.tab_generate import check_prompt
 
 MAX_TOKENS = 128  # larger maps are unreadable (and heavy to send); longer prompts keep their last tokens
 ALL = "all"
@@ -117,7 +117,7 @@ def create_tab(ctx: AppContext) -> None:
     def show(owner, run_id, prompt, layer, head, lang=None):
         """Attention of the prompt: returns the figure of the chosen layer / head and a note."""
         lang = lang or "en"
-        check_prompt(prompt or "", ctx.settings, lang)
+        check_prompt_length(prompt or "", ctx.settings, lang)
         path = require_run(ctx, owner, run_id, lang)
         model, tokenizer = get_model(path)
         data = compute_maps(model, tokenizer, prompt or "", lang)

@@ -29,14 +29,15 @@ from core.evaluate import read_eval, split_prompt
 from core.finetune import (FinetuneConfig, compare, extend_tokenizer, is_finetune_run,
                            load_base, parameter_counts, prepare_finetune, train_config, validation_reuses_training)
 from core.model import GPTConfig, preset_config
-from playground import tab_data, tab_model
 from playground.charts_train import loss_figure
 from playground.context import AppContext, friendly
+from playground.form_values import parse_layers, parse_number
 from playground.i18n import EN, t
+from playground.job_view import TICK_SECONDS, progress_html, samples_text, status_markdown
 from playground.jobs import ACTIVE_STATES, owner_id
+from playground.model_choices import check_fits
 from playground.run_picker import readable_runs, refreshed_choices
-from playground.tab_generate import parse_number
-from playground.tab_train import TICK_SECONDS, progress_html, samples_text, status_markdown
+from playground.upload_checks import MB, check_upload_sizes
 
 BASE_KIND_VALUES = ("scratch", "run", "hub", "folder")
 SCRATCH_PRESETS = ("tiny", "nano", "micro")
@@ -52,7 +53,6 @@ SCRATCH_VOCAB = 32        # the preview's guess at a fresh character-level vocab
 MAX_COMPARE = 8           # prompts compared at once
 COMPARE_TOKENS = 64
 PREVIEW_CHARS = 600
-MB = 1024 * 1024
 METRICS = [("val_loss", 4), ("perplexity", 2), ("exact_match", 1), ("bleu", 1), ("rouge_l", 3),
            ("distinct_1", 3), ("distinct_2", 3)]  # (key in eval.json, decimals shown)
 
@@ -98,16 +98,6 @@ def recipe_defaults(method: str, source: str) -> tuple[float, int]:
 
 def _number(value, name_key: str, cast=float, lang: str = "en"):
     return parse_number(value, name_key, cast, lang, empty_key=None)
-
-
-def parse_layers(text: str | None, lang: str = "en") -> list[int] | None:
-    """"0,1" -> [0, 1]; blank -> None (every layer)."""
-    if not text or not str(text).strip():
-        return None
-    try:
-        return [int(x) for x in re.split(r"[,\s]+", str(text).strip()) if x]
-    except ValueError:
-        raise ConfigError(t("ft.err.layers", lang, value=repr(text))) from None
 
 
 def finetune_config(method, freeze, rank, alpha, dropout, layers, too_long="truncate", lang="en") -> FinetuneConfig:
@@ -239,7 +229,7 @@ def load_data(settings, source, files, prompt_column, response_column, csv_colum
         paths = [p for p in (files or []) if p]
         if not paths:
             raise CorpusError(t("ft.data.no_files", lang))
-        tab_data.check_upload_sizes(paths, settings, lang)
+        check_upload_sizes(paths, settings, lang)
         if csv_column and (prompt_column or response_column):  # the engine would quietly use only the pair
             raise CorpusError(t("ft.data.columns_clash", lang))
         specs = paths
@@ -345,7 +335,7 @@ def create_finetune_run(ctx: AppContext, owner, title, base_values: tuple, data_
                          warmup_steps=min(recipe.warmup_steps, max(1, steps // 10)))
     if base.model_cfg is not None:  # refuse what would not fit before loading (or downloading) any weights
         ft.validate(base.model_cfg.n_layer)
-        tab_model.check_fits(base.model_cfg, train.batch_size, s, lang)
+        check_fits(base.model_cfg, train.batch_size, s, lang)
     loaded = load_base(base.spec)
     title = (title or "").strip()[:80] or f"{data.name} · {ft.method} · {base.label}"[:80]
     run_id, path = ctx.jobs.new_run_dir(title)

@@ -4,7 +4,6 @@ temperature / top-k / top-p / min-p without running the model again; rate sample
 
 Layout first (`create_tab`), then the handlers it wires; the pure helpers they use are at the top.
 """
-import math
 import threading
 import time
 from dataclasses import asdict
@@ -19,12 +18,12 @@ from core.engine import SamplingParams, next_token_distribution, prompt_logits, 
 from core.errors import ConfigError, NewleafError
 from playground import charts_inspect as charts
 from playground.context import AppContext, friendly
+from playground.form_values import check_prompt_length, parse_number, parse_stop
 from playground.i18n import t
 from playground.model_cache import get_model
+from playground.model_choices import MAX_SAMPLES  # sample slots on the page (the engine allows more)
 from playground.run_picker import create_picker, require_run, run_summary
-from playground.settings import check_prompt_length as check_prompt  # the Attention tab checks prompts too
 
-MAX_SAMPLES = 4          # sample slots on the page (the engine allows more)
 NEXT_TOP = 15            # bars in the next-token chart
 STREAM_EVERY = 0.08      # seconds between streamed updates
 FEEDBACK = "feedback.jsonl"
@@ -47,35 +46,6 @@ _feedback_lock = threading.Lock()
 
 # ----------------------------------------------------------------------------------------------------------
 # Pure helpers: settings, feedback, token records, next-token bars
-
-
-def parse_stop(text: str | None) -> list[str]:
-    """Stop strings from a textbox: one per line when there are several lines, else comma-separated;
-    a written \\n or \\t stands for a line break or tab."""
-    if not text or not text.strip():
-        return []
-    parts = text.splitlines() if "\n" in text.strip("\n") else text.split(",")
-    out = []
-    for p in parts:
-        p = p.strip(" ").replace("\\n", "\n").replace("\\t", "\t")
-        if p and p not in out:
-            out.append(p)
-    return out
-
-
-def parse_number(value, name_key: str, cast=float, lang: str = "en", empty_key: str | None = "gen.err.empty"):
-    """`value` as a number; `name_key` is the i18n key of the field's label, for the message. A blank value
-    gets `empty_key`'s message (None: the "must be a number" one)."""
-    name = t(name_key, lang)
-    if empty_key and (value is None or (isinstance(value, str) and not value.strip())):
-        raise ConfigError(t(empty_key, lang, name=name))
-    try:
-        x = cast(float(value))
-    except (TypeError, ValueError):
-        raise ConfigError(t("gen.err.number", lang, name=name, value=repr(value))) from None
-    if isinstance(x, float) and not math.isfinite(x):
-        raise ConfigError(t("gen.err.finite", lang, name=name, value=repr(value)))
-    return x
 
 
 def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
@@ -315,7 +285,7 @@ def create_tab(ctx: AppContext) -> None:
         params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                              presence_penalty, frequency_penalty, seed, stop, num_samples, limit, lang)
         prompt = prompt or ""
-        check_prompt(prompt, ctx.settings, lang)
+        check_prompt_length(prompt, ctx.settings, lang)
         path, model, tokenizer = load(owner, run_id, lang)
         tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
         n = params.num_samples
@@ -365,7 +335,7 @@ def create_tab(ctx: AppContext) -> None:
     def run_next_token(owner, run_id, prompt, temperature, top_k, top_p, min_p, lang=None):
         """Run the model once on the prompt; return the next-token chart and a one-line summary."""
         lang = lang or "en"
-        check_prompt(prompt or "", ctx.settings, lang)
+        check_prompt_length(prompt or "", ctx.settings, lang)
         path, model, tokenizer = load(owner, run_id, lang)
         data = next_token_data(model, tokenizer, prompt or "", lang)
         fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
@@ -386,7 +356,7 @@ def create_tab(ctx: AppContext) -> None:
         params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
                              presence_penalty, frequency_penalty, seed, stop, 1, limit, lang)
         messages = normalize_history(history) + [{"role": "user", "content": message}]
-        check_prompt("".join(str(m.get("content", "")) for m in messages), ctx.settings, lang)
+        check_prompt_length("".join(str(m.get("content", "")) for m in messages), ctx.settings, lang)
         path, model, tokenizer = load(owner, run_id, lang)
         config = runs.read_config(path)
         template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows

@@ -38,6 +38,7 @@ from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.jobs import owner_id
+from playground.upload_checks import check_upload_fits, check_upload_sizes
 
 FEEDBACK = "feedback.jsonl"      # {"rating": 1 | -1, ...} per line, written by the Generate tab
 MAX_COMPARE = 10
@@ -50,22 +51,6 @@ DOWNLOAD_MAX_AGE_S = 3600        # zips older than this are removed when the nex
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading runs (no Gradio here: plain functions, tested directly)
-
-
-def check_upload_fits(cfg, settings) -> None:
-    """An uploaded run is used here like one trained here: the same context limit, and its weights plus the
-    KV cache of the most samples the Generate tab asks for must fit in the memory a job may use."""
-    from core.errors import ConfigError
-    from core.model import format_bytes, inference_memory
-    from playground.tab_generate import MAX_SAMPLES
-    from playground.tab_model import memory_limit
-    if cfg.block_size > settings.max_context:
-        raise ConfigError(f"The uploaded model's context is {cfg.block_size:,} tokens, more than the "
-                          f"{settings.max_context:,} allowed here.")
-    need, limit = inference_memory(cfg, MAX_SAMPLES), memory_limit(settings)
-    if need > limit:
-        raise ConfigError(f"The uploaded model needs about {format_bytes(need)} to sample, more than the "
-                          f"{format_bytes(limit)} allowed here.")
 
 
 def feedback_counts(run_dir) -> tuple[int, int]:
@@ -394,8 +379,7 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         if not file:
             raise NewleafError(t("runs.upload_none", lang))
         path, s = Path(file), ctx.settings
-        if path.stat().st_size > s.max_upload_mb * 1024 * 1024:  # checked again: a client may bypass the browser
-            raise NewleafError(t("runs.upload_too_big", lang, mb=f"{s.max_upload_mb:g}"))
+        check_upload_sizes([path], s, lang, too_big="runs.upload_too_big")
         owner_hash = owner_id(owner)
         # the run's name is ours; the uploaded file's name only lends a slug to it
         run_id, dest = jobs.new_run_dir(path.stem)

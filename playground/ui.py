@@ -1,5 +1,7 @@
 """Builds the app: the shared states, one tab per module, the language switch, and re-attaching a
-refreshed page to its running job."""
+refreshed page to its running job. The only module that imports the tabs: whatever one tab's event does to
+another (the Model tab's estimate following the Train tab's batch size, a run loaded in the Runs tab opening
+the Generate tab, the page load re-attaching to jobs) is wired here."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,10 +12,38 @@ from playground import tab_attention, tab_data, tab_finetune, tab_generate, tab_
 from playground.context import AppContext, friendly
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
+from playground.model_choices import KNOBS
 from playground.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "newleaf.css"
+
+
+@friendly
+def switch_language(ctx: AppContext, choice):
+    lang = LANGUAGES.get(choice, "en")
+    return [lang, *ctx.tr.updates(lang)]
+
+
+@friendly
+def on_load(owner, lang):
+    # a first visit gets a fresh secret owner token, kept in this browser's storage
+    owner = owner or new_owner_token()
+    lang = lang if lang in LANGUAGES.values() else "en"
+    choice = next(k for k, v in LANGUAGES.items() if v == lang)
+    return owner, choice
+
+
+def wire_estimate(ctx: AppContext, batch_size: gr.components.Component) -> tuple:
+    """Refresh the Model tab's estimate whenever a knob, the corpus, the Train tab's batch size or the language
+    changes; returns (fn, inputs) for the page load."""
+    knobs = [ctx.model_inputs[k] for k in KNOBS]
+    update = ctx.handler(tab_model.show_estimate)
+    inputs = [ctx.corpus, batch_size, ctx.lang, *knobs]
+    for trigger in (*knobs, ctx.corpus, batch_size):
+        trigger.change(update, inputs, ctx.model_inputs["estimate"], api_visibility="private", queue=False)
+    ctx.tr.on_switch(update, inputs, ctx.model_inputs["estimate"])
+    return update, inputs
 
 
 def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tuple[gr.Blocks, AppContext]:
@@ -55,27 +85,14 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
                 runs_events = tab_runs.create_tab(ctx)
         runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
-        estimate_fn, estimate_inputs = tab_model.wire_estimate(ctx, train_events.batch_size)
-
-        @friendly
-        def switch_language(choice):
-            lang = LANGUAGES.get(choice, "en")
-            return [lang, *tr.updates(lang)]
+        estimate_fn, estimate_inputs = wire_estimate(ctx, train_events.batch_size)
 
         # a page load with a saved language other than English switches too (on_load sets `language`); then
         # the live boxes that the relabel leaves alone (status, statistics, estimate…) are drawn again
-        switched = language.change(switch_language, language, [ctx.lang, *tr.components], api_visibility="private",
-                                   queue=False)
+        switched = language.change(ctx.handler(switch_language), language, [ctx.lang, *tr.components],
+                                   api_visibility="private", queue=False)
         for fn, inputs, outputs in tr.hooks:
             switched.then(fn, inputs, outputs, api_visibility="private", queue=False)
-
-        @friendly
-        def on_load(owner, lang):
-            # a first visit gets a fresh secret owner token, kept in this browser's storage
-            owner = owner or new_owner_token()
-            lang = lang if lang in LANGUAGES.values() else "en"
-            choice = next(k for k, v in LANGUAGES.items() if v == lang)
-            return owner, choice
 
         demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private",
                   queue=False).then(*train_events.reattach, api_visibility="private").then(

@@ -13,7 +13,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from core import runs
-from playground import tab_finetune, tab_model
+from playground import model_choices, tab_finetune
 from playground.i18n import EN, ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
@@ -189,7 +189,7 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         tokenizer = next(u for u in radios.values() if "char" in [v for _, v in u["choices"]])
         assert tokenizer["choices"][0] == (ZH["data.tok.char"], "char") and "value" not in tokenizer
         preset = radios["model-preset"]["choices"]
-        assert [v for _, v in preset] == [v for _, v in tab_model.preset_choices("en")]
+        assert [v for _, v in preset] == [v for _, v in model_choices.preset_choices("en")]
         assert {v: label for label, v in preset}["tiny"] == f"tiny — {ZH['model.preset.tiny']}"
         # the Train status with no job, and the Model estimate, drawn again in Chinese
         status = _hook(ctx, "train-status")(None, None, [], False, 0.6, "zh")
@@ -219,7 +219,7 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
 
 
 def test_status_and_progress_of_a_run_in_chinese():
-    from playground.tab_train import progress_html, status_markdown
+    from playground.job_view import progress_html, status_markdown
     state = {"state": "running", "message": "Training on cpu.", "max_steps": 500, "max_time": 180}
     records = [{"step": 20, "elapsed_s": 10.0}]
     assert status_markdown(state, "zh").startswith(f"🏃 **{ZH['train.state.running']}**")
@@ -240,10 +240,10 @@ def test_app_exits_with_one_line_when_the_runs_directory_cannot_be_made(tmp_path
 
 def test_the_data_tabs_tokenizer_is_reused_at_start():
     """A BPE trained when the corpus is loaded is not trained again when Start reads the same corpus."""
-    from playground import tab_data
+    from playground import corpus_choice
     text = "the cat sat on the mat. " * 300
     choice = {"source": "upload", "tokenizer": "bpe:300"}
-    first = tab_data.tokenizer_for(choice, text)
+    first = corpus_choice.tokenizer_for(choice, text)
     choice.update(name="x", characters=len(text), vocab_size=first.vocab_size)  # as the Data tab does
-    assert tab_data.tokenizer_for(choice, "".join(list(text))) is first
-    assert tab_data.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first
+    assert corpus_choice.tokenizer_for(choice, "".join(list(text))) is first
+    assert corpus_choice.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first

@@ -12,7 +12,7 @@ from gradio_client.exceptions import AppError
 
 from core import runs
 from core.errors import ConfigError, CorpusError
-from playground import tab_finetune
+from playground import form_values, tab_finetune
 from playground.i18n import ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
@@ -221,7 +221,7 @@ def test_fine_tune_tab_in_chinese():
     with pytest.raises(ConfigError, match="Frozen layers must be a number"):
         tab_finetune.finetune_config("full", "many", 8, 16, 0, "")
     with pytest.raises(ConfigError, match="用逗号分隔"):
-        tab_finetune.parse_layers("a,b", "zh")
+        form_values.parse_layers("a,b", "zh")
     facts = {"chat": True, "name": "demo", "examples": 10, "held_out": 2, "block": 32, "note": "", "why": "",
              "chars": 100, "tokens": None, "preview": "<|user|>hi"}
     zh = tab_finetune.render_data_report(facts, "zh")

@@ -19,7 +19,7 @@ from core.engine import SamplingParams, generate
 from core.errors import ConfigError, NewleafError
 from core.model import GPT
 from core.train import Trainer
-from playground import charts_inspect, tab_attention, tab_generate
+from playground import charts_inspect, form_values, tab_attention, tab_generate
 from playground.context import AppContext
 from playground.i18n import EN, ZH, Translator
 from playground.jobs import Jobs, owner_id
@@ -201,7 +201,7 @@ def test_settings_from_the_ui():
     p = tab_generate.make_params(50, 0.7, 0, 1.0, 0.0, 1.0, 0.0, 0.0, -1, "\\n\\n, THE END", 2, limit=100)
     assert (p.top_k, p.top_p, p.min_p, p.seed, p.num_samples) == (None, None, None, None, 2)
     assert p.stop == ["\n\n", "THE END"]
-    assert tab_generate.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
+    assert form_values.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
     assert tab_generate.make_params(5, 0, 3, 0.5, 0.1, 1.2, 0, 0, 7, "", limit=10).seed == 7
     with pytest.raises(ConfigError, match="limited to 10"):
         tab_generate.make_params(11, 0, 0, 1, 0, 1, 0, 0, None, "", limit=10)
@@ -217,9 +217,9 @@ def test_the_tabs_own_messages_in_chinese():
     with pytest.raises(ConfigError, match="随机种子必须"):
         tab_generate.make_params(5, 1, 0, 1, 0, 1, 0, 0, -5, "", lang="zh")
     with pytest.raises(ConfigError, match="这里最多允许 10 个"):
-        tab_generate.check_prompt("x" * 11, SimpleNamespace(max_prompt_chars=10), "zh")
+        form_values.check_prompt_length("x" * 11, SimpleNamespace(max_prompt_chars=10), "zh")
     with pytest.raises(ConfigError, match="at most 10 are allowed here"):
-        tab_generate.check_prompt("x" * 11, SimpleNamespace(max_prompt_chars=10))
+        form_values.check_prompt_length("x" * 11, SimpleNamespace(max_prompt_chars=10))
     # attention: "all" is translated, the values stay; the note and errors follow the language
     en, zh = tab_attention.head_choices(2), tab_attention.head_choices(2, "zh")
     assert [v for _, v in en] == [v for _, v in zh] == ["all", "1", "2"] and zh[0] == ("全部", "all")

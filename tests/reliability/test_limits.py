@@ -13,7 +13,7 @@ from core.data import read_text_file
 from core.errors import ConfigError, CorpusError, NewleafError
 from core.model import GPTConfig
 from core.train import Trainer
-from playground import tab_data, tab_model, tab_train
+from playground import corpus_choice, model_choices, tab_train
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.tab_generate import make_params
@@ -73,7 +73,7 @@ def test_upload_size_is_checked_again_on_the_server(tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("word " * 2000)
     with pytest.raises(CorpusError, match="big.txt is larger than the 0.005 MB upload limit"):
-        tab_data.load_choice({"source": "upload", "files": [str(big)]}, settings(max_upload_mb=0.005))
+        corpus_choice.load_choice({"source": "upload", "files": [str(big)]}, settings(max_upload_mb=0.005))
 
 
 def test_corpus_size(tmp_path, monkeypatch):
@@ -83,7 +83,7 @@ def test_corpus_size(tmp_path, monkeypatch):
     s = settings(max_corpus_mb=15_000 / MB)
     with pytest.raises(CorpusError, match="Together these 2 files are 20,000 bytes, larger than the 15,000 bytes "
                                           "limit"):
-        tab_data.load_choice({"source": "upload", "files": [str(a), str(b)]}, s)
+        corpus_choice.load_choice({"source": "upload", "files": [str(a), str(b)]}, s)
     monkeypatch.setenv("NEWLEAF_MAX_CORPUS_BYTES", "5000")
     with pytest.raises(CorpusError, match="a.txt is 10,000 bytes, larger than the 5,000 bytes limit.*"
                                           "NEWLEAF_MAX_CORPUS_BYTES"):
@@ -93,8 +93,8 @@ def test_corpus_size(tmp_path, monkeypatch):
 def test_model_size_by_the_memory_estimate():
     cfg = GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=256, vocab_size=65)
     with pytest.raises(ConfigError, match=r"needs about .* at batch size 8, more than the 100(.0)? MB allowed"):
-        tab_model.check_fits(cfg, 8, settings(max_model_mb=100))
-    assert tab_model.check_fits(GPTConfig(n_layer=1, n_head=1, n_embd=16, block_size=8), 1, settings()) > 0
+        model_choices.check_fits(cfg, 8, settings(max_model_mb=100))
+    assert model_choices.check_fits(GPTConfig(n_layer=1, n_head=1, n_embd=16, block_size=8), 1, settings()) > 0
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_context_length(ctx):
     with pytest.raises(ConfigError, match="A context of 128 tokens is more than the 64 allowed here"):
         tab_train.create_run(ctx, "owner", None, "t", {**MODEL, "block_size": 128}, TRAIN)
     assert not list(ctx.jobs.root.iterdir())  # refused before anything was written
-    estimate = tab_model.estimate_markdown({**MODEL, "block_size": 128}, None, 4, ctx.settings)
+    estimate = model_choices.estimate_markdown({**MODEL, "block_size": 128}, None, 4, ctx.settings)
     assert "more than the 64 allowed" in estimate  # the Model tab says so before Start
 
 
@@ -145,7 +145,7 @@ def test_a_huge_line_is_fine_within_the_size_limit(tmp_path):
 
 def test_prompt_length_is_limited_and_a_long_prompt_keeps_memory_bounded(tmp_path):
     from core.engine import generate_tokens
-    from playground.settings import check_prompt_length
+    from playground.form_values import check_prompt_length
     with pytest.raises(ConfigError, match="The prompt is 11 characters; at most 10 are allowed"):
         check_prompt_length("x" * 11, settings(max_prompt_chars=10))
     check_prompt_length("x" * 10, settings(max_prompt_chars=10))

@@ -25,7 +25,7 @@ from core.errors import CheckpointError, NewleafError
 from core.finetune import load_base
 from core.run_archive import ArchiveLimits, import_run_zip
 from core.tokenizer import load_tokenizer
-from playground import tab_runs
+from playground import tab_runs, upload_checks
 from playground.jobs import SHARED_OWNER
 from tests.reliability.helpers import fuzz, own, trained_run
 
@@ -206,12 +206,13 @@ def test_an_upload_obeys_the_apps_context_and_memory_limits(good_run, tmp_path):
     block = runs.read_config(good_run)["model"]["block_size"]
     strict = dataclasses.replace(Settings.from_env(), max_context=block - 1)
     with pytest.raises(ConfigError, match=f"context is {block} tokens, more than the {block - 1} allowed"):
-        import_run_zip(z, tmp_path / "long", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, strict))
+        import_run_zip(z, tmp_path / "long", check_model=lambda cfg: upload_checks.check_upload_fits(cfg, strict))
     tiny = dataclasses.replace(Settings.from_env(), max_model_mb=0.01)
     with pytest.raises(ConfigError, match="needs about .* to sample, more than the"):
-        import_run_zip(z, tmp_path / "big", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, tiny))
+        import_run_zip(z, tmp_path / "big", check_model=lambda cfg: upload_checks.check_upload_fits(cfg, tiny))
     assert nothing_left(tmp_path / "long") and nothing_left(tmp_path / "big")
-    ok = import_run_zip(z, tmp_path / "ok", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, Settings.from_env()))
+    ok = import_run_zip(z, tmp_path / "ok",
+                        check_model=lambda cfg: upload_checks.check_upload_fits(cfg, Settings.from_env()))
     assert runs.checkpoint_dir(ok, "last") is not None
 
 
