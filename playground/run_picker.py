@@ -4,8 +4,6 @@ created or deleted (ctx.runs_changed), and follows "load into Generate" from the
 """
 from __future__ import annotations
 
-import functools
-
 import gradio as gr
 
 from core import runs
@@ -44,12 +42,26 @@ def _selected_id(selected) -> str | None:
     return selected if isinstance(selected, str) and selected else None
 
 
+@friendly
 def refreshed_choices(ctx: AppContext, owner, current=None, lang: str = "en"):
     """A run dropdown's update: this session's readable runs, keeping `current` if it is still one of them."""
     choices = readable_runs(ctx, owner, lang)
     ids = [v for _, v in choices]
     value = current if current in ids else (ids[0] if ids else None)
     return gr.update(choices=choices, value=value)
+
+
+@friendly
+def follow_selected(ctx: AppContext, owner, selected, current, lang="en"):
+    """Show the run loaded in the Runs tab (ctx.selected_run), if this session may read it and it has weights."""
+    run_id = _selected_id(selected)
+    if run_id is None:
+        return gr.update()
+    ctx.jobs.check_read(owner, run_id)  # never show a run of another session
+    choices = readable_runs(ctx, owner, lang)
+    if run_id not in [v for _, v in choices]:
+        raise NewleafError(t("gen.no_checkpoint_yet", lang, run_id=run_id))
+    return gr.update(choices=choices, value=run_id)
 
 
 def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
@@ -61,30 +73,16 @@ def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
                         allow_custom_value=True, elem_id=elem_id)
         refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
 
-    refresh_choices = functools.partial(refreshed_choices, ctx)
-
-    def on_load(owner):
-        return refresh_choices(owner)
-
-    def follow(owner, selected, current, lang="en"):
-        run_id = _selected_id(selected)
-        if run_id is None:
-            return gr.update()
-        ctx.jobs.check_read(owner, run_id)  # never show a run of another session
-        choices = readable_runs(ctx, owner, lang)
-        if run_id not in [v for _, v in choices]:
-            raise NewleafError(t("gen.no_checkpoint_yet", lang, run_id=run_id))
-        return gr.update(choices=choices, value=run_id)
-
+    refresh_choices = ctx.handler(refreshed_choices)
     # triggers=None: on page load and whenever the owner token changes (a first visit gets one on load); not
     # on a language change (it would lose the selection): the switch relabels the list below
-    gr.on(triggers=None, fn=friendly(on_load), inputs=[ctx.owner], outputs=picker, queue=False,
+    gr.on(triggers=None, fn=refresh_choices, inputs=[ctx.owner], outputs=picker, queue=False,
           api_visibility="private")
-    gr.on([refresh.click, ctx.runs_changed.change], friendly(refresh_choices),
+    gr.on([refresh.click, ctx.runs_changed.change], refresh_choices,
           inputs=[ctx.owner, picker, ctx.lang], outputs=picker, queue=False, api_visibility="private")
-    ctx.selected_run.change(friendly(follow), inputs=[ctx.owner, ctx.selected_run, picker, ctx.lang],
+    ctx.selected_run.change(ctx.handler(follow_selected), inputs=[ctx.owner, ctx.selected_run, picker, ctx.lang],
                             outputs=picker, queue=False, api_visibility="private")
-    ctx.tr.on_switch(friendly(refresh_choices), [ctx.owner, picker, ctx.lang], picker)
+    ctx.tr.on_switch(refresh_choices, [ctx.owner, picker, ctx.lang], picker)
     return picker
 
 
