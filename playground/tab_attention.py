@@ -1,6 +1,9 @@
 """Tab 6 · Attention: where each token of a prompt looks, per layer and head, as a heatmap (queries as rows,
 keys as columns; the causal mask left blank). One forward pass per "Show"; choosing another layer or head
 redraws from the maps kept in a gr.State.
+
+The pure helpers first, then the handlers (module-level: those that need the AppContext take it first), then the
+layout (`create_tab`), which wires them.
 """
 import gradio as gr
 
@@ -80,6 +83,75 @@ def draw(data: dict | None, layer, head, lang: str = "en"):
                                    head_title=t("attn.head_n", lang), weight=t("attn.weight", lang))
 
 
+# -- handlers ------------------------------------------------------------------------------------------------
+
+
+def n_heads(ctx: AppContext, owner, run_id, data) -> int:
+    """Heads per layer of the picked run (its config), else of the model that made the maps."""
+    if run_id:
+        try:
+            return runs.read_config(require_run(ctx, owner, run_id)).get("model", {}).get("n_head", 1)
+        except NewleafError:
+            pass
+    return data["n_head"] if data else 1
+
+
+@friendly
+def fit_choices(ctx: AppContext, owner, run_id, layer, head, lang="en"):
+    """Layer and head choices of the picked run (from its config; no model loaded)."""
+    if not run_id:
+        return gr.skip(), gr.skip()
+    cfg = runs.read_config(require_run(ctx, owner, run_id, lang)).get("model", {})
+    layers, heads = layer_choices(cfg.get("n_layer", 1)), head_choices(cfg.get("n_head", 1), lang)
+    return (gr.update(choices=layers, value=layer if layer in layers else "1"),
+            gr.update(choices=heads, value=head if head in _values(heads) else ALL))
+
+
+@friendly
+def show(ctx: AppContext, owner, run_id, prompt, layer, head, lang=None):
+    """Attention of the prompt: returns the figure of the chosen layer / head and a note."""
+    lang = lang or "en"
+    check_prompt_length(prompt or "", ctx.settings, lang)
+    path = require_run(ctx, owner, run_id, lang)
+    model, tokenizer = get_model(path)
+    data = compute_maps(model, tokenizer, prompt or "", lang)
+    return data, draw(data, layer, head, lang), data["note"]
+
+
+@friendly
+def fit_to_maps(data, layer, head, lang="en"):
+    """After a Show: the layer / head choices of the model that made the maps."""
+    if not data:
+        return gr.skip(), gr.skip()
+    layers, heads = layer_choices(data["n_layer"]), head_choices(data["n_head"], lang)
+    return (gr.update(choices=layers, value=str(layer) if str(layer) in layers else "1"),
+            gr.update(choices=heads, value=str(head) if str(head) in _values(heads) else ALL))
+
+
+@friendly
+def redraw(data, layer, head, lang):
+    if not data:
+        return gr.skip()
+    return draw(data, layer, head, lang)
+
+
+@friendly
+def relabel(ctx: AppContext, owner, run_id, data, layer, head, lang):
+    """After a language switch: the head labels ("all"), the note and the heatmap's titles in the new
+    language; the chosen layer and head stay."""
+    heads = gr.update(choices=head_choices(n_heads(ctx, owner, run_id, data), lang))
+    if not data:
+        return heads, gr.skip(), gr.skip()
+    try:
+        figure = draw(data, layer, head, lang)
+    except NewleafError:
+        figure = gr.skip()
+    return heads, map_note(data, lang) if "n_tokens" in data else gr.skip(), figure
+
+
+# -- the tab -------------------------------------------------------------------------------------------------
+
+
 def create_tab(ctx: AppContext) -> None:
     tr = ctx.tr
     tr(gr.Markdown, value="attn.explainer")
@@ -96,64 +168,12 @@ def create_tab(ctx: AppContext) -> None:
     plot = tr(gr.Plot, label="attn.plot", elem_id="attn-plot")
     maps_state = gr.State(None)  # the last prompt's maps: layer / head changes redraw from here
 
-    def n_heads(owner, run_id, data) -> int:
-        """Heads per layer of the picked run (its config), else of the model that made the maps."""
-        if run_id:
-            try:
-                return runs.read_config(require_run(ctx, owner, run_id)).get("model", {}).get("n_head", 1)
-            except NewleafError:
-                pass
-        return data["n_head"] if data else 1
-
-    def fit_choices(owner, run_id, layer, head, lang="en"):
-        """Layer and head choices of the picked run (from its config; no model loaded)."""
-        if not run_id:
-            return gr.skip(), gr.skip()
-        cfg = runs.read_config(require_run(ctx, owner, run_id, lang)).get("model", {})
-        layers, heads = layer_choices(cfg.get("n_layer", 1)), head_choices(cfg.get("n_head", 1), lang)
-        return (gr.update(choices=layers, value=layer if layer in layers else "1"),
-                gr.update(choices=heads, value=head if head in _values(heads) else ALL))
-
-    def show(owner, run_id, prompt, layer, head, lang=None):
-        """Attention of the prompt: returns the figure of the chosen layer / head and a note."""
-        lang = lang or "en"
-        check_prompt_length(prompt or "", ctx.settings, lang)
-        path = require_run(ctx, owner, run_id, lang)
-        model, tokenizer = get_model(path)
-        data = compute_maps(model, tokenizer, prompt or "", lang)
-        return data, draw(data, layer, head, lang), data["note"]
-
-    def fit_to_maps(data, layer, head, lang="en"):
-        """After a Show: the layer / head choices of the model that made the maps."""
-        if not data:
-            return gr.skip(), gr.skip()
-        layers, heads = layer_choices(data["n_layer"]), head_choices(data["n_head"], lang)
-        return (gr.update(choices=layers, value=str(layer) if str(layer) in layers else "1"),
-                gr.update(choices=heads, value=str(head) if str(head) in _values(heads) else ALL))
-
-    def redraw(data, layer, head, lang):
-        if not data:
-            return gr.skip()
-        return draw(data, layer, head, lang)
-
-    def relabel(owner, run_id, data, layer, head, lang):
-        """After a language switch: the head labels ("all"), the note and the heatmap's titles in the new
-        language; the chosen layer and head stay."""
-        heads = gr.update(choices=head_choices(n_heads(owner, run_id, data), lang))
-        if not data:
-            return heads, gr.skip(), gr.skip()
-        try:
-            figure = draw(data, layer, head, lang)
-        except NewleafError:
-            figure = gr.skip()
-        return heads, map_note(data, lang) if "n_tokens" in data else gr.skip(), figure
-
     quick = dict(queue=False, api_visibility="private")
-    picker.change(friendly(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], **quick)
-    gr.on([show_btn.click, prompt.submit], friendly(show), [ctx.owner, picker, prompt, layer, head, ctx.lang],
+    picker.change(ctx.handler(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], **quick)
+    gr.on([show_btn.click, prompt.submit], ctx.handler(show), [ctx.owner, picker, prompt, layer, head, ctx.lang],
           [maps_state, plot, note], api_name="attention",
           concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference",
           ).success(fit_to_maps, [maps_state, layer, head, ctx.lang], [layer, head], **quick)
-    gr.on([layer.input, head.input], friendly(redraw), [maps_state, layer, head, ctx.lang], plot,
+    gr.on([layer.input, head.input], redraw, [maps_state, layer, head, ctx.lang], plot,
           trigger_mode="always_last", **quick)
-    tr.on_switch(friendly(relabel), [ctx.owner, picker, maps_state, layer, head, ctx.lang], [head, note, plot])
+    tr.on_switch(ctx.handler(relabel), [ctx.owner, picker, maps_state, layer, head, ctx.lang], [head, note, plot])

@@ -33,6 +33,7 @@ import pandas as pd
 
 from core import runs
 from core.errors import CheckpointError, NewleafError
+from core.model import GPTConfig, format_count, param_count
 from core.run_archive import ArchiveLimits, import_run_zip
 from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
@@ -73,7 +74,6 @@ def best_validation(records: list[dict]) -> dict | None:
 
 
 def model_summary(config: dict, lang: str = "en") -> str:
-    from core.model import GPTConfig, format_count, param_count
     try:
         cfg = GPTConfig.from_dict(config["model"])
     except (KeyError, TypeError, NewleafError):
@@ -153,6 +153,7 @@ def load_curves(jobs, token: str, run_ids: list[str]) -> list[RunCurves]:
         path = jobs.check_read(token, run_id)
         config = runs.read_config(path)
         data = config.get("data") or {}
+        # engine work: moves to core (issue 12)
         scale = None
         if data.get("train_tokens") and data.get("train_chars"):
             scale = data["train_tokens"] / data["train_chars"] / math.log(2)
@@ -258,6 +259,104 @@ def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> P
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Handlers (module-level: those that need the AppContext take it first)
+
+
+def need_pick(run_id, lang):
+    if not run_id or not isinstance(run_id, str):
+        raise NewleafError(t("runs.no_pick", lang))
+    return run_id
+
+
+@friendly
+def list_runs(ctx: AppContext, owner, lang):
+    return runs_table(ctx.jobs, owner, lang)
+
+
+@friendly
+def update_pickers(ctx: AppContext, owner, picked, compared, lang):
+    choices = run_choices(ctx.jobs, owner, lang)
+    ids = {v for _, v in choices}
+    compared = [r for r in (compared or []) if r in ids]
+    return (gr.update(choices=choices, value=picked if picked in ids else None),
+            gr.update(choices=choices, value=compared))
+
+
+@friendly
+def compare_runs(ctx: AppContext, owner, run_ids, log_scale, bpc, lang):
+    run_ids = [r for r in (run_ids or []) if r]
+    if len(run_ids) > MAX_COMPARE:
+        raise NewleafError(t("runs.too_many", lang, n=MAX_COMPARE))
+    text = {k: t(f"runs.{key}", lang) for k, key in (
+        ("step", "axis.step"), ("loss", "axis.loss"), ("bpc", "axis.bpc"), ("train", "trace.train"),
+        ("val", "trace.val"), ("empty", "plot.empty"), ("no_metrics", "plot.no_metrics"))}
+    return loss_overlay(load_curves(ctx.jobs, owner, run_ids), log_scale=bool(log_scale), bpc=bool(bpc), text=text)
+
+
+@friendly
+def pick_row(evt: gr.SelectData):
+    row = evt.row_value or []
+    return row[-1] if row else gr.skip()
+
+
+@friendly
+def load_run(ctx: AppContext, owner, run_id, lang):
+    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
+    if runs.checkpoint_dir(path, "last") is None:  # Generate and Attention need weights to load
+        raise NewleafError(t("runs.no_checkpoint", lang, title=title_of(path)))
+    return run_id, t("runs.loaded", lang, title=title_of(path))
+
+
+@friendly
+def download_checkpoint(ctx: AppContext, owner, run_id, which, lang):
+    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
+    return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
+
+
+@friendly
+def download_hf(ctx: AppContext, owner, run_id, which, lang):
+    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
+    return str(hf_zip(path, fresh_download_dir(), which or "best"))
+
+
+@friendly
+def ask_delete(ctx: AppContext, owner, run_id, lang):
+    path = ctx.jobs.check_write(owner, need_pick(run_id, lang))  # says why, before asking to confirm
+    return gr.update(visible=True), t("runs.confirm_delete", lang, title=title_of(path)), run_id
+
+
+@friendly
+def delete_run(ctx: AppContext, owner, run_id, asked, changed, lang):
+    run_id = need_pick(run_id, lang)
+    if asked != run_id:
+        raise NewleafError(t("runs.confirm_first", lang))
+    title = title_of(ctx.jobs.run_dir(run_id))
+    ctx.jobs.delete(owner, run_id)  # refuses another session's run, a shared example, and a running job
+    return t("runs.deleted", lang, title=title), gr.update(visible=False), None, (changed or 0) + 1
+
+
+@friendly
+def upload_run(ctx: AppContext, owner, file, changed, lang):
+    if not file:
+        raise NewleafError(t("runs.upload_none", lang))
+    path, s = Path(file), ctx.settings
+    check_upload_sizes([path], s, lang, too_big="runs.upload_too_big")  # again: a client may bypass the browser
+    owner_hash = owner_id(owner)
+    # the run's name is ours; the uploaded file's name only lends a slug to it
+    run_id, dest = ctx.jobs.new_run_dir(path.stem)
+    limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
+    import_run_zip(path, dest, limits, source_name=path.name,
+                   config_update={"owner": owner_hash, "created": time.time()},
+                   check_model=lambda cfg: check_upload_fits(cfg, s))
+    return t("runs.uploaded", lang, title=title_of(dest)), (changed or 0) + 1
+
+
+@friendly
+def hide_confirm():
+    return gr.update(visible=False), None
+
+
+# ----------------------------------------------------------------------------------------------------------
 # The tab
 
 
@@ -270,7 +369,7 @@ class RunsEvents:
 
 
 def create_tab(ctx: AppContext) -> RunsEvents:
-    tr, jobs = ctx.tr, ctx.jobs
+    tr = ctx.tr
     pending = gr.State(None)  # the run id a "Really delete?" is showing for, in this session
 
     tr(gr.Markdown, value="runs.explainer")
@@ -309,117 +408,34 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         download = tr(gr.File, label="runs.file", interactive=False)
         upload = tr(gr.File, label="runs.upload", file_types=[".zip"], type="filepath", file_count="single")
 
-    # -- handlers ---------------------------------------------------------------------------------------
-
-    def need_pick(run_id, lang):
-        if not run_id or not isinstance(run_id, str):
-            raise NewleafError(t("runs.no_pick", lang))
-        return run_id
-
-    @friendly
-    def list_runs(owner, lang):
-        return runs_table(jobs, owner, lang)
-
-    @friendly
-    def update_pickers(owner, picked, compared, lang):
-        choices = run_choices(jobs, owner, lang)
-        ids = {v for _, v in choices}
-        compared = [r for r in (compared or []) if r in ids]
-        return (gr.update(choices=choices, value=picked if picked in ids else None),
-                gr.update(choices=choices, value=compared))
-
-    @friendly
-    def compare_runs(owner, run_ids, log_scale, bpc, lang):
-        run_ids = [r for r in (run_ids or []) if r]
-        if len(run_ids) > MAX_COMPARE:
-            raise NewleafError(t("runs.too_many", lang, n=MAX_COMPARE))
-        text = {k: t(f"runs.{key}", lang) for k, key in (
-            ("step", "axis.step"), ("loss", "axis.loss"), ("bpc", "axis.bpc"), ("train", "trace.train"),
-            ("val", "trace.val"), ("empty", "plot.empty"), ("no_metrics", "plot.no_metrics"))}
-        return loss_overlay(load_curves(jobs, owner, run_ids), log_scale=bool(log_scale), bpc=bool(bpc), text=text)
-
-    @friendly
-    def pick_row(evt: gr.SelectData):
-        row = evt.row_value or []
-        return row[-1] if row else gr.skip()
-
-    @friendly
-    def load_run(owner, run_id, lang):
-        path = jobs.check_read(owner, need_pick(run_id, lang))
-        if runs.checkpoint_dir(path, "last") is None:  # Generate and Attention need weights to load
-            raise NewleafError(t("runs.no_checkpoint", lang, title=title_of(path)))
-        return run_id, t("runs.loaded", lang, title=title_of(path))
-
-    @friendly
-    def download_checkpoint(owner, run_id, which, lang):
-        path = jobs.check_read(owner, need_pick(run_id, lang))
-        return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
-
-    @friendly
-    def download_hf(owner, run_id, which, lang):
-        path = jobs.check_read(owner, need_pick(run_id, lang))
-        return str(hf_zip(path, fresh_download_dir(), which or "best"))
-
-    @friendly
-    def ask_delete(owner, run_id, lang):
-        path = jobs.check_write(owner, need_pick(run_id, lang))  # says why, before asking to confirm
-        return gr.update(visible=True), t("runs.confirm_delete", lang, title=title_of(path)), run_id
-
-    @friendly
-    def delete_run(owner, run_id, asked, changed, lang):
-        run_id = need_pick(run_id, lang)
-        if asked != run_id:
-            raise NewleafError(t("runs.confirm_first", lang))
-        title = title_of(jobs.run_dir(run_id))
-        jobs.delete(owner, run_id)  # refuses another session's run, a shared example, and a running job
-        return t("runs.deleted", lang, title=title), gr.update(visible=False), None, (changed or 0) + 1
-
-    @friendly
-    def upload_run(owner, file, changed, lang):
-        if not file:
-            raise NewleafError(t("runs.upload_none", lang))
-        path, s = Path(file), ctx.settings
-        check_upload_sizes([path], s, lang, too_big="runs.upload_too_big")
-        owner_hash = owner_id(owner)
-        # the run's name is ours; the uploaded file's name only lends a slug to it
-        run_id, dest = jobs.new_run_dir(path.stem)
-        limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
-        import_run_zip(path, dest, limits, source_name=path.name,
-                       config_update={"owner": owner_hash, "created": time.time()},
-                       check_model=lambda cfg: check_upload_fits(cfg, s))
-        return t("runs.uploaded", lang, title=title_of(dest)), (changed or 0) + 1
-
-    def hide_confirm():
-        return gr.update(visible=False), None
-
-    # -- events -----------------------------------------------------------------------------------------
-
     triggers = [refresh.click, ctx.runs_changed.change, ctx.owner.change]
     tab = gr.context.Context.block
     if isinstance(tab, gr.Tab):  # opening the tab shows the runs as they are now
         triggers.append(tab.select)
-    refresh_args = (list_runs, [ctx.owner, ctx.lang], [table])
+    refresh_args = (ctx.handler(list_runs), [ctx.owner, ctx.lang], [table])
     gr.on(triggers, *refresh_args, api_name="list_runs").then(
-        update_pickers, [ctx.owner, picker, compare, ctx.lang], [picker, compare], api_visibility="private")
+        ctx.handler(update_pickers), [ctx.owner, picker, compare, ctx.lang], [picker, compare],
+        api_visibility="private")
 
-    gr.on([compare.change, log_scale.change, bpc.change], compare_runs,
+    gr.on([compare.change, log_scale.change, bpc.change], ctx.handler(compare_runs),
           [ctx.owner, compare, log_scale, bpc, ctx.lang], [plot], api_name="compare_runs",
           trigger_mode="always_last")
 
     table.select(pick_row, None, [picker], api_visibility="private", queue=False)
     picker.change(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
 
-    loaded = load.click(load_run, [ctx.owner, picker, ctx.lang], [ctx.selected_run, message], api_name="load_run")
-    dl_ckpt.click(download_checkpoint, [ctx.owner, picker, which, ctx.lang], [download],
+    loaded = load.click(ctx.handler(load_run), [ctx.owner, picker, ctx.lang], [ctx.selected_run, message],
+                        api_name="load_run")
+    dl_ckpt.click(ctx.handler(download_checkpoint), [ctx.owner, picker, which, ctx.lang], [download],
                   api_name="download_checkpoint")
-    dl_hf.click(download_hf, [ctx.owner, picker, which, ctx.lang], [download], api_name="download_hf")
+    dl_hf.click(ctx.handler(download_hf), [ctx.owner, picker, which, ctx.lang], [download], api_name="download_hf")
 
-    delete.click(ask_delete, [ctx.owner, picker, ctx.lang], [confirm_box, confirm_text, pending],
+    delete.click(ctx.handler(ask_delete), [ctx.owner, picker, ctx.lang], [confirm_box, confirm_text, pending],
                  api_name="ask_delete")
-    confirm.click(delete_run, [ctx.owner, picker, pending, ctx.runs_changed, ctx.lang],
+    confirm.click(ctx.handler(delete_run), [ctx.owner, picker, pending, ctx.runs_changed, ctx.lang],
                   [message, confirm_box, pending, ctx.runs_changed], api_name="delete_run")
     cancel.click(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
-    upload.upload(upload_run, [ctx.owner, upload, ctx.runs_changed, ctx.lang], [message, ctx.runs_changed],
-                  api_name="upload_run")
+    upload.upload(ctx.handler(upload_run), [ctx.owner, upload, ctx.runs_changed, ctx.lang],
+                  [message, ctx.runs_changed], api_name="upload_run")
 
     return RunsEvents(loaded=loaded, refresh=refresh_args)
