@@ -7,7 +7,7 @@ import functools
 import inspect
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -30,7 +30,6 @@ class AppContext:
     corpus: gr.State = None               # the corpus and tokenizer chosen in the Data tab (a dict), or None
     selected_run: gr.State = None         # the run loaded into Generate / Attention
     runs_changed: gr.State = None         # bumped whenever a run is created or deleted, to refresh lists
-    model_inputs: dict = field(default_factory=dict)  # the Model tab's knobs, read when training starts
 
     def handler(self, fn, *args):
         """`fn(ctx, *args, *inputs)` as an event handler `(*inputs)`: the tabs' handlers are module-level functions

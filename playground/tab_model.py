@@ -1,9 +1,11 @@
 """Model tab: presets and knobs, with a live parameter count, memory estimate and time per step on this
 machine. A model that would not fit in memory is refused here and again when training starts.
 
-The knobs go into `ctx.model_inputs` (the Train tab reads them when training starts); ui.py wires the estimate,
-which also follows the Train tab's batch size."""
+create_tab returns the knobs: ui.py hands them to the Train tab (read when training starts) and wires the
+estimate, which also follows the Train tab's batch size."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -12,12 +14,24 @@ from playground.context import AppContext, friendly
 from playground.model_choices import DEFAULT_PRESET, KNOBS, estimate_markdown, preset_choices, preset_values
 
 
+@dataclass
+class ModelTab:
+    knobs: list                       # the sliders, in KNOBS order
+    preset: gr.components.Component
+    estimate: gr.components.Component
+
+    @property
+    def inputs(self) -> list:
+        """What starting a run reads: the knobs, then the preset's name."""
+        return [*self.knobs, self.preset]
+
+
 @friendly
 def show_estimate(ctx: AppContext, corpus, batch, lang, *vals):
     return estimate_markdown(dict(zip(KNOBS, vals)), corpus, batch, ctx.settings, lang)
 
 
-def create_tab(ctx: AppContext) -> None:
+def create_tab(ctx: AppContext) -> ModelTab:
     tr = ctx.tr
     tr(gr.Markdown, value="model.explainer")
     with gr.Row():
@@ -37,9 +51,7 @@ def create_tab(ctx: AppContext) -> None:
             }
         with gr.Column(scale=2):
             estimate = gr.Markdown(elem_id="model-estimate")
-    ctx.model_inputs.update(knobs)
-    ctx.model_inputs["preset"] = preset
-    ctx.model_inputs["estimate"] = estimate
 
     preset.change(lambda name: preset_values(name), preset, [knobs[k] for k in KNOBS], queue=False,
                   api_visibility="private")
+    return ModelTab(knobs=[knobs[k] for k in KNOBS], preset=preset, estimate=estimate)

@@ -146,7 +146,8 @@ def reattach(ctx: AppContext, owner, run_id, lang):
 # -- the tab -------------------------------------------------------------------------------------------------
 
 
-def create_tab(ctx: AppContext) -> TrainEvents:
+def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
+    """`model_inputs`: the Model tab's knobs and preset name (in KNOBS order, then the preset), read by Start."""
     tr, s = ctx.tr, ctx.settings
     tr(gr.Markdown, value="train.explainer")
     with gr.Row():
@@ -182,7 +183,6 @@ def create_tab(ctx: AppContext) -> TrainEvents:
 
     view = [status, progress, loss_plot, rate_plot, samples, timer, offset, records]
 
-    model_inputs = [ctx.model_inputs[k] for k in (*KNOBS, "preset")]
     start.click(ctx.handler(on_start), [ctx.owner, ctx.corpus, ctx.runs_changed, title, lr, batch, steps, max_time,
                                         eval_every, seed, ctx.lang, *model_inputs],
                 [ctx.current_run, ctx.runs_changed, *view], api_name="start_training", concurrency_limit=4)

@@ -1,7 +1,8 @@
 """Builds the app: the shared states, one tab per module, the language switch, and re-attaching a
-refreshed page to its running job. The only module that imports the tabs: whatever one tab's event does to
-another (the Model tab's estimate following the Train tab's batch size, a run loaded in the Runs tab opening
-the Generate tab, the page load re-attaching to jobs) is wired here."""
+refreshed page to its running job. The only module that imports the tabs: whatever ties one tab to another
+(the Train tab's Start reading the Model tab's knobs, the Model tab's estimate following the Train tab's batch
+size, a run loaded in the Runs tab opening the Generate tab, the page load re-attaching to jobs) is wired here.
+The tabs also share the session-wide states in AppContext (the chosen corpus, the run loaded for Generate)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,6 @@ from playground import tab_attention, tab_data, tab_finetune, tab_generate, tab_
 from playground.context import AppContext, friendly
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
-from playground.model_choices import KNOBS
 from playground.settings import Settings
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -34,15 +34,14 @@ def on_load(owner, lang):
     return owner, choice
 
 
-def wire_estimate(ctx: AppContext, batch_size: gr.components.Component) -> tuple:
+def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.components.Component) -> tuple:
     """Refresh the Model tab's estimate whenever a knob, the corpus, the Train tab's batch size or the language
     changes; returns (fn, inputs) for the page load."""
-    knobs = [ctx.model_inputs[k] for k in KNOBS]
     update = ctx.handler(tab_model.show_estimate)
-    inputs = [ctx.corpus, batch_size, ctx.lang, *knobs]
-    for trigger in (*knobs, ctx.corpus, batch_size):
-        trigger.change(update, inputs, ctx.model_inputs["estimate"], api_visibility="private", queue=False)
-    ctx.tr.on_switch(update, inputs, ctx.model_inputs["estimate"])
+    inputs = [ctx.corpus, batch_size, ctx.lang, *model.knobs]
+    for trigger in (*model.knobs, ctx.corpus, batch_size):
+        trigger.change(update, inputs, model.estimate, api_visibility="private", queue=False)
+    ctx.tr.on_switch(update, inputs, model.estimate)
     return update, inputs
 
 
@@ -73,9 +72,9 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with tr.bind(gr.Tab(t("tab.data"), id="data"), label="tab.data"):
                 tab_data.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.model"), id="model"), label="tab.model"):
-                tab_model.create_tab(ctx)
+                model = tab_model.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.train"), id="train"), label="tab.train"):
-                train_events = tab_train.create_tab(ctx)
+                train_events = tab_train.create_tab(ctx, model.inputs)
             with tr.bind(gr.Tab(t("tab.finetune"), id="finetune"), label="tab.finetune"):
                 finetune_events = tab_finetune.create_tab(ctx, finetune_run)
             with tr.bind(gr.Tab(t("tab.generate"), id="generate"), label="tab.generate"):
@@ -85,7 +84,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
                 runs_events = tab_runs.create_tab(ctx)
         runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
-        estimate_fn, estimate_inputs = wire_estimate(ctx, train_events.batch_size)
+        estimate_fn, estimate_inputs = wire_estimate(ctx, model, train_events.batch_size)
 
         # a page load with a saved language other than English switches too (on_load sets `language`); then
         # the live boxes that the relabel leaves alone (status, statistics, estimate…) are drawn again
@@ -98,7 +97,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
                   queue=False).then(*train_events.reattach, api_visibility="private").then(
             *finetune_events.reattach, api_visibility="private").then(
             *runs_events.refresh, api_visibility="private").then(
-            estimate_fn, estimate_inputs, ctx.model_inputs["estimate"], api_visibility="private")
+            estimate_fn, estimate_inputs, model.estimate, api_visibility="private")
     return demo, ctx
 
 
