@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import plotly.io
 import pytest
@@ -226,6 +227,31 @@ def test_status_and_progress_of_a_run_in_chinese():
     assert "running" in status_markdown(state, "en")
     assert t("train.progress.step_of", "zh", step="20", max_steps="500") in progress_html(state, records, "zh")
     assert "step 20 of 500" in progress_html(state, records, "en")
+
+
+def test_train_and_fine_tune_tabs_follow_a_job_through_one_view(tmp_path):
+    """Their handlers, called directly: both tabs follow a job with job_view.JobView, each with its own outputs
+    (Train 8, Fine-tune 9, plus the compare box on re-attach); only the Fine-tune tab says why it cannot follow."""
+    import gradio as gr
+
+    from playground import tab_train
+    jobs = Jobs(tmp_path / "runs", max_concurrent=1, train_threads=1)
+    try:
+        ctx = SimpleNamespace(jobs=jobs)
+        recs = [{"step": 1}]
+        train = tab_train.on_tick(ctx, TOKEN_A, None, 7, recs, False, 0.6, "en")
+        assert len(train) == 8 and train[:5] == [gr.skip()] * 5 and train[6:] == [7, recs]
+        assert train[5].active is False  # nothing followed: the timer stops
+        ft = tab_finetune.on_tick(ctx, TOKEN_A, None, 7, recs, "en")
+        assert len(ft) == 9 and ft[:6] == [gr.skip()] * 6 and ft[7:] == [7, recs] and ft[6].active is False
+        assert tab_train.on_tick(ctx, TOKEN_A, "nope", 0, [], False, 0.6, "en")[0] == gr.skip()
+        assert tab_finetune.on_tick(ctx, TOKEN_A, "nope", 0, [], "en")[0].startswith("❌ Run nope does not exist")
+        assert tab_train.reattach(ctx, None, None, "en") == [gr.skip()] * 8
+        assert tab_finetune.reattach(ctx, TOKEN_A, "nope", "en") == [gr.skip()] * 10
+        with pytest.raises(gr.Error, match=ZH["train.no_stop"]):
+            tab_train.on_stop(ctx, TOKEN_A, None, "zh")
+    finally:
+        jobs.shutdown()
 
 
 def test_app_exits_with_one_line_when_the_runs_directory_cannot_be_made(tmp_path):
