@@ -54,7 +54,6 @@ def too_long_choices(lang: str = "en") -> list[tuple[str, str]]:
     return [(t("ft.too_long.truncate", lang), "truncate"), (t("ft.too_long.drop", lang), "drop")]
 
 
-
 # -- following a run and its results -----------------------------------------------------------------------------
 
 
@@ -117,7 +116,6 @@ def _val_is_train(config: dict) -> bool:
 def compare_table(rows: list[dict], lang="en") -> pd.DataFrame:
     columns = [t("ft.col.prompt", lang), t("ft.col.base", lang), t("ft.col.finetuned", lang)]
     return pd.DataFrame([[r["prompt"], r["base"], r["finetuned"]] for r in rows], columns=columns)
-
 
 
 def _results_texts(path: Path, lang: str) -> list:
