@@ -1,5 +1,6 @@
 """Newleaf app: `python app.py` serves it on http://127.0.0.1:7860 (on a Hugging Face Space the same file
 runs). Everything it does goes through core/; the UI is built in playground/."""
+
 import os
 import sys
 
@@ -17,5 +18,8 @@ except NewleafError as e:  # e.g. a runs directory that cannot be created: one l
 if __name__ == "__main__":
     on_space = settings.on_space
     demo.queue(**queue_kwargs(settings))
-    demo.launch(server_name="0.0.0.0" if on_space else os.environ.get("NEWLEAF_HOST", "127.0.0.1"),
-                server_port=int(os.environ.get("PORT", 7860)), **launch_kwargs(settings))
+    demo.launch(
+        server_name="0.0.0.0" if on_space else os.environ.get("NEWLEAF_HOST", "127.0.0.1"),
+        server_port=int(os.environ.get("PORT", 7860)),
+        **launch_kwargs(settings),
+    )

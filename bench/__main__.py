@@ -1,5 +1,6 @@
 """Run every benchmark: `python -m bench` (about 15 minutes on a 2-core CPU; `--quick` skips the 2 x 3-minute
 time-to-quality runs). Each prints `NAME: ours X, peer Y, ratio Z` lines; BENCHMARKS.md records them."""
+
 import sys
 
 from bench import responsiveness, sampling, time_to_quality, training

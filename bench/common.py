@@ -1,4 +1,5 @@
 """Helpers shared by the benchmarks: best-of-N timing and the one-line report format."""
+
 from __future__ import annotations
 
 import time

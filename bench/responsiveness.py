@@ -7,6 +7,7 @@ The app runs a training process at lower priority (nice 10), so the UI's own req
 are NEWLEAF_TRAIN_THREADS (default: every core). Also measured: the sampler's own compute with and without
 such a training process running.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,9 +51,14 @@ def main(argv=None, repeats: int = 7, new_tokens: int = 100) -> float:
         tok = CharTokenizer.from_text(text)
 
         def new_run(name, steps):
-            run = prepare_run(root / name, text, tok, preset_config("micro", tok.vocab_size),
-                              TrainConfig(max_steps=steps, eval_every=steps, sample_tokens=1, device="cpu"),
-                              extra={"owner": owner_id(token), "title": name})
+            run = prepare_run(
+                root / name,
+                text,
+                tok,
+                preset_config("micro", tok.vocab_size),
+                TrainConfig(max_steps=steps, eval_every=steps, sample_tokens=1, device="cpu"),
+                extra={"owner": owner_id(token), "title": name},
+            )
             return run
 
         Trainer(new_run("served", 20)).fit()  # the model the requests sample from
@@ -68,8 +74,23 @@ def main(argv=None, repeats: int = 7, new_tokens: int = 100) -> float:
             times = []
             for _ in range(repeats):
                 t = time.perf_counter()
-                client.predict(token, "served", "ROMEO:", new_tokens, 0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, -1, "", 1,
-                               api_name="/generate")
+                client.predict(
+                    token,
+                    "served",
+                    "ROMEO:",
+                    new_tokens,
+                    0.0,
+                    0,
+                    1.0,
+                    0.0,
+                    1.0,
+                    0.0,
+                    0.0,
+                    -1,
+                    "",
+                    1,
+                    api_name="/generate",
+                )
                 times.append(time.perf_counter() - t)
             return statistics.median(times)
 
@@ -78,8 +99,10 @@ def main(argv=None, repeats: int = 7, new_tokens: int = 100) -> float:
             idle = latency()
             new_run("busy", 1_000_000)
             jobs.start(token, "busy")
-            while runs.read_status(root / "busy").get("message", "").startswith("Starting") or \
-                    not (root / "busy" / runs.METRICS).exists():
+            while (
+                runs.read_status(root / "busy").get("message", "").startswith("Starting")
+                or not (root / "busy" / runs.METRICS).exists()
+            ):
                 time.sleep(0.5)
             busy = latency()
             jobs.stop(token, "busy")
@@ -87,12 +110,17 @@ def main(argv=None, repeats: int = 7, new_tokens: int = 100) -> float:
             jobs.shutdown()
             demo.close()
     compute_ratio = generation_compute_under_training(settings.train_threads, repeats)
-    print(f"generation latency: idle {idle * 1000:.0f} ms, during training {busy * 1000:.0f} ms "
-          f"({busy / idle:.2f}x idle; target <= 2x)")
-    print(f"generation compute alone (256 tokens, no HTTP): {compute_ratio:.2f}x idle while a training process "
-          f"runs with {settings.train_threads} thread(s) at nice 10")
-    return report("responsiveness (generation requests per second, during training vs idle)", 1 / busy, 1 / idle,
-                  "req/s")
+    print(
+        f"generation latency: idle {idle * 1000:.0f} ms, during training {busy * 1000:.0f} ms "
+        f"({busy / idle:.2f}x idle; target <= 2x)"
+    )
+    print(
+        f"generation compute alone (256 tokens, no HTTP): {compute_ratio:.2f}x idle while a training process "
+        f"runs with {settings.train_threads} thread(s) at nice 10"
+    )
+    return report(
+        "responsiveness (generation requests per second, during training vs idle)", 1 / busy, 1 / idle, "req/s"
+    )
 
 
 def generation_compute_under_training(threads: int, repeats: int = 7) -> float:
@@ -112,9 +140,14 @@ def generation_compute_under_training(threads: int, repeats: int = 7) -> float:
     idle = statistics.median(once() for _ in range(repeats))
     with tempfile.TemporaryDirectory() as d:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-        proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--out", f"{d}/run", "--quiet",
-                                 "--max-time", "300"], cwd=Path(__file__).resolve().parents[1], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "core", "train", "--out", f"{d}/run", "--quiet", "--max-time", "300"],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=lambda: os.nice(10),
+        )
         try:
             while not (Path(d) / "run" / "metrics.jsonl").exists() and proc.poll() is None:
                 time.sleep(0.5)  # until it trains

@@ -3,6 +3,7 @@ cached path against recomputing the whole window each token. Batch 1, greedy, me
 
     python -m bench.sampling [--n-layer 6 --n-embd 384 --new-tokens 256]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,18 +29,29 @@ def ours_uncached(model, prompt, n):
     """The same model, recomputing every position of the window for each new token."""
     seq = torch.tensor([prompt])
     for _ in range(n):
-        logits, _ = model(seq[:, -model.config.block_size:], last_only=True)
+        logits, _ = model(seq[:, -model.config.block_size :], last_only=True)
         seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
 
 
 def hf_model_from(model):
     """transformers' GPT2LMHeadModel holding exactly our weights (core/hf.py's name mapping)."""
     c = model.config
-    hf = GPT2LMHeadModel(GPT2Config(n_layer=c.n_layer, n_head=c.n_head, n_embd=c.n_embd, n_positions=c.block_size,
-                                    vocab_size=c.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                                    bos_token_id=None, eos_token_id=None,
-                                    # the same function as ours, not GPT-2's default tanh GELU
-                                    activation_function="gelu_new" if c.activation == "gelu_tanh" else "gelu"))
+    hf = GPT2LMHeadModel(
+        GPT2Config(
+            n_layer=c.n_layer,
+            n_head=c.n_head,
+            n_embd=c.n_embd,
+            n_positions=c.block_size,
+            vocab_size=c.vocab_size,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            bos_token_id=None,
+            eos_token_id=None,
+            # the same function as ours, not GPT-2's default tanh GELU
+            activation_function="gelu_new" if c.activation == "gelu_tanh" else "gelu",
+        )
+    )
     missing, unexpected = hf.load_state_dict(newleaf_to_hf(model_tensors(model)), strict=False)
     assert not unexpected and all(k.endswith("lm_head.weight") or ".attn." in k for k in missing), missing
     return hf.eval()
@@ -48,24 +60,44 @@ def hf_model_from(model):
 @torch.inference_mode()
 def hf_generate(hf, prompt, n):
     ids = torch.tensor([prompt])
-    out = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
-                      do_sample=False, use_cache=True, pad_token_id=0)
+    out = hf.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=n,
+        min_new_tokens=n,
+        do_sample=False,
+        use_cache=True,
+        pad_token_id=0,
+    )
     assert out.shape[1] == len(prompt) + n
-    return out[0, len(prompt):].tolist()
+    return out[0, len(prompt) :].tolist()
 
 
-def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=256, repeats=3, name="sampling",
-        int8=True, uncached=False):
+def run(
+    n_layer=6,
+    n_head=6,
+    n_embd=384,
+    block_size=256,
+    vocab=65,
+    new_tokens=256,
+    repeats=3,
+    name="sampling",
+    int8=True,
+    uncached=False,
+):
     torch.manual_seed(0)
-    cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=max(block_size, new_tokens + 8),
-                    vocab_size=vocab)
+    cfg = GPTConfig(
+        n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=max(block_size, new_tokens + 8), vocab_size=vocab
+    )
     model = GPT(cfg).eval()
     hf = hf_model_from(model)
     prompt = torch.randint(0, vocab, (8,)).tolist()
     # the same weights and function: both must produce the same greedy tokens, or the timing means nothing
     assert ours_cached(model, prompt, new_tokens) == hf_generate(hf, prompt, new_tokens), "greedy tokens differ from HF"
-    contenders = {"ours": lambda: ours_cached(model, prompt, new_tokens),
-                  "peer": lambda: hf_generate(hf, prompt, new_tokens)}
+    contenders = {
+        "ours": lambda: ours_cached(model, prompt, new_tokens),
+        "peer": lambda: hf_generate(hf, prompt, new_tokens),
+    }
     if int8:
         q = quantize_int8(model)
         contenders["int8"] = lambda: ours_cached(q, prompt, new_tokens)
@@ -77,8 +109,9 @@ def run(n_layer=6, n_head=6, n_embd=384, block_size=256, vocab=65, new_tokens=25
         slow = timed(lambda: ours_uncached(model, prompt, new_tokens), 1)
         report(f"kv-cache vs no cache ({shape})", new_tokens / ours, new_tokens / slow, "tokens/s")
     if int8:
-        report(f"{name} int8 (opt-in) vs HF generate ({shape})", new_tokens / best["int8"], new_tokens / peer,
-               "tokens/s")
+        report(
+            f"{name} int8 (opt-in) vs HF generate ({shape})", new_tokens / best["int8"], new_tokens / peer, "tokens/s"
+        )
     return new_tokens / ours, new_tokens / peer
 
 
@@ -112,8 +145,14 @@ def main(argv=None):
         # the app's default CPU shape (core/recipes.py), its context widened to hold all 256 tokens for both
         recipe = RECIPES[DEFAULT_CPU_RECIPE]
         c = preset_config(recipe["preset"], 65, **recipe.get("overrides", {}))
-        run(c.n_layer, c.n_head, c.n_embd, new_tokens=a.new_tokens, repeats=a.repeats,
-            name="sampling (default CPU shape)")
+        run(
+            c.n_layer,
+            c.n_head,
+            c.n_embd,
+            new_tokens=a.new_tokens,
+            repeats=a.repeats,
+            name="sampling (default CPU shape)",
+        )
     if not a.no_scaling:
         run_cache_scaling()
 

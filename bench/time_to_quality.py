@@ -7,6 +7,7 @@ both trained by this trainer on this machine in the same run.
 
 The validation loss is measured at the end on every non-overlapping window of the validation text.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,16 +22,28 @@ from core.data import open_tokens
 from core.datasets import load_builtin
 from core.engine import quantize_int8
 from core.model import preset_config
+from core.prepare import prepare_run
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.runs import load_model
 from core.tokenizer import CharTokenizer
-from core.prepare import prepare_run
 from core.train import Trainer
 from core.train_config import TrainConfig
 
-REFERENCE = dict(preset="micro", overrides=dict(block_size=64),
-                 train=dict(batch_size=12, lr=1e-3, warmup_steps=100, max_steps=2000, min_lr_ratio=0.1,
-                            beta2=0.99, weight_decay=0.1, eval_every=250, eval_batches=20))
+REFERENCE = dict(
+    preset="micro",
+    overrides=dict(block_size=64),
+    train=dict(
+        batch_size=12,
+        lr=1e-3,
+        warmup_steps=100,
+        max_steps=2000,
+        min_lr_ratio=0.1,
+        beta2=0.99,
+        weight_decay=0.1,
+        eval_every=250,
+        eval_batches=20,
+    ),
+)
 
 
 @torch.no_grad()
@@ -43,12 +56,12 @@ def full_val_loss(run_dir: Path, int8: bool = False) -> float:
     data = open_tokens(run_dir / "data" / "val.bin", model.config.vocab_size).astype(np.int64)
     T = model.config.block_size
     n = (len(data) - 1) // T
-    x = torch.from_numpy(data[:n * T].reshape(n, T))
-    y = torch.from_numpy(data[1:n * T + 1].reshape(n, T))
+    x = torch.from_numpy(data[: n * T].reshape(n, T))
+    y = torch.from_numpy(data[1 : n * T + 1].reshape(n, T))
     total = 0.0
     for i in range(0, n, 64):
-        _, loss = model(x[i:i + 64], y[i:i + 64])
-        total += loss.item() * len(x[i:i + 64])
+        _, loss = model(x[i : i + 64], y[i : i + 64])
+        total += loss.item() * len(x[i : i + 64])
     return total / n
 
 
@@ -67,7 +80,11 @@ def train(name: str, recipe: dict, budget: float, root: Path, text: str) -> tupl
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--budget", type=float, default=180.0)
-    p.add_argument("--recipe", action="append", help=f"recipes to time (default: {DEFAULT_CPU_RECIPE}); known: {', '.join(RECIPES)}")
+    p.add_argument(
+        "--recipe",
+        action="append",
+        help=f"recipes to time (default: {DEFAULT_CPU_RECIPE}); known: {', '.join(RECIPES)}",
+    )
     p.add_argument("--skip-reference", action="store_true")
     a = p.parse_args(argv)
     text = load_builtin("shakespeare").text
@@ -79,14 +96,18 @@ def main(argv=None):
         for name in a.recipe or [DEFAULT_CPU_RECIPE]:
             results[name] = train(name, RECIPES[name], a.budget, root, text)
     for name, (loss, steps, wall, loss_int8) in results.items():
-        print(f"time to quality [{name}]: val loss {loss:.4f} after {wall:.0f} s ({steps} steps); "
-              f"with int8 sampling weights {loss_int8:.4f} ({loss_int8 - loss:+.4f})")
+        print(
+            f"time to quality [{name}]: val loss {loss:.4f} after {wall:.0f} s ({steps} steps); "
+            f"with int8 sampling weights {loss_int8:.4f} ({loss_int8 - loss:+.4f})"
+        )
     if "reference" in results:
         ref = results["reference"][0]
         for name, (loss, *_) in results.items():
             if name != "reference":
-                print(f"time-to-quality {name} ({a.budget:.0f} s): ours {loss:.4f}, peer {ref:.4f}, "
-                      f"ratio {ref / loss:.2f} (lower loss is better; ratio = peer / ours)")
+                print(
+                    f"time-to-quality {name} ({a.budget:.0f} s): ours {loss:.4f}, peer {ref:.4f}, "
+                    f"ratio {ref / loss:.2f} (lower loss is better; ratio = peer / ours)"
+                )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ optimizer against Hugging Face GPT2LMHeadModel with torch.optim.AdamW, same shap
 
 Also reports the fraction of this machine's fp32 matmul rate (512x512) that our step reaches.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,7 @@ def matmul_rate(n: int = 512, seconds: float = 1.0) -> float:
     while time.perf_counter() - t < seconds:
         a @ b
         count += 1
-    return 2 * n ** 3 * count / (time.perf_counter() - t)
+    return 2 * n**3 * count / (time.perf_counter() - t)
 
 
 def ours(cfg: GPTConfig):
@@ -46,15 +47,26 @@ def ours(cfg: GPTConfig):
 def hf(cfg: GPTConfig, activation: str = "gelu_new"):
     """GPT2LMHeadModel as transformers ships it (GPT-2's tanh GELU, "gelu_new"), or with another activation."""
     torch.manual_seed(0)
-    hcfg = GPT2Config(n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd, n_positions=cfg.block_size,
-                      vocab_size=cfg.vocab_size, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-                      bos_token_id=None, eos_token_id=None, activation_function=activation)
+    hcfg = GPT2Config(
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        n_embd=cfg.n_embd,
+        n_positions=cfg.block_size,
+        vocab_size=cfg.vocab_size,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=None,
+        eos_token_id=None,
+        activation_function=activation,
+    )
     model = GPT2LMHeadModel(hcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
     def loss_fn(x, y):
         logits = model(input_ids=x).logits
         return torch.nn.functional.cross_entropy(logits.view(-1, logits.size(-1)), y.view(-1))
+
     return model, opt, loss_fn
 
 
@@ -87,6 +99,7 @@ def run(shape: str, steps: int | None = None, rounds: int = 5) -> float:
     L, H, C, T, B, V = SHAPES[shape]
     cfg = GPTConfig(n_layer=L, n_head=H, n_embd=C, block_size=T, vocab_size=V)
     steps = steps or (30 if shape == "small" else 5)
+
     # interleave the two, several times, and keep each one's best: a disturbance on the machine hits both
     # The peer is GPT2LMHeadModel as shipped (tanh GELU, as GPT-2 was trained); ours defaults to the exact GELU,
     # which is cheaper on a CPU. The like-for-like line gives the peer our activation too.
@@ -100,13 +113,19 @@ def run(shape: str, steps: int | None = None, rounds: int = 5) -> float:
         t_hf_same.append(step_time(hf_same, cfg, B, steps))
     tokens = B * T
     ratio = report(f"training step {L}L/{C}w ctx{T} batch{B}", tokens / min(t_ours), tokens / min(t_hf), "tokens/s")
-    report(f"training step {L}L/{C}w ctx{T} batch{B}, peer with our GELU", tokens / min(t_ours),
-           tokens / min(t_hf_same), "tokens/s")
+    report(
+        f"training step {L}L/{C}w ctx{T} batch{B}, peer with our GELU",
+        tokens / min(t_ours),
+        tokens / min(t_hf_same),
+        "tokens/s",
+    )
     if shape == "medium":
         achieved = flops_per_token(cfg) * tokens / min(t_ours)
         peak = matmul_rate()
-        print(f"training step {L}L/{C}w: {achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.0%} of the fp32 matmul "
-              f"rate ({peak / 1e9:.1f} GFLOP/s at 512x512)")
+        print(
+            f"training step {L}L/{C}w: {achieved / 1e9:.1f} GFLOP/s = {achieved / peak:.0%} of the fp32 matmul "
+            f"rate ({peak / 1e9:.1f} GFLOP/s at 512x512)"
+        )
     return ratio
 
 
@@ -114,7 +133,7 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--shape", default="both", choices=[*SHAPES, "both"])
     a = p.parse_args(argv)
-    for shape in (SHAPES if a.shape == "both" else [a.shape]):
+    for shape in SHAPES if a.shape == "both" else [a.shape]:
         run(shape)
 
 

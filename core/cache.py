@@ -1,8 +1,9 @@
 """Where downloads are kept, and whether downloading is allowed at all.
 
-    $NEWLEAF_CACHE (default ~/.cache/newleaf)   Tiny Shakespeare, tiktoken's GPT-2 files, the speed probe
-    NEWLEAF_OFFLINE=1                            forbids every download (the test suite sets it)
+$NEWLEAF_CACHE (default ~/.cache/newleaf)   Tiny Shakespeare, tiktoken's GPT-2 files, the speed probe
+NEWLEAF_OFFLINE=1                            forbids every download (the test suite sets it)
 """
+
 from __future__ import annotations
 
 import os

@@ -13,10 +13,11 @@ A chat fine-tuned run stores its template in config.json (`chat_template`), next
 tokenizer.json, so chat in the app and `python -m core chat` render conversations exactly as the model was
 trained on them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Iterator
 
 from core.engine import SamplingParams, stream
 from core.errors import NewleafError
@@ -32,6 +33,7 @@ SPECIAL_KIND = "special_tokens"
 @dataclass
 class TokenChatTemplate:
     """<|system|>…<|end|><|user|>…<|end|><|assistant|>…<|end|>: the markers are special tokens."""
+
     system: str = "<|system|>"
     user: str = "<|user|>"
     assistant: str = "<|assistant|>"
@@ -46,8 +48,10 @@ class TokenChatTemplate:
         specials = tokenizer.special_tokens
         missing = [m for m in self.markers if m not in specials]
         if missing:
-            raise NewleafError(f"This tokenizer has no chat marker token{'s' if len(missing) > 1 else ''} "
-                               f"{', '.join(missing)}: the model was not fine-tuned for chat with this template.")
+            raise NewleafError(
+                f"This tokenizer has no chat marker token{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}: the model was not fine-tuned for chat with this template."
+            )
         return {k: specials[getattr(self, k)] for k in (*ROLES, "end")}
 
     def encode_with_mask(self, tokenizer, messages: list[dict]) -> tuple[list[int], list[bool]]:
@@ -84,7 +88,7 @@ class TokenChatTemplate:
             if role is not None:
                 messages.append({"role": role, "content": tokenizer.decode(content)})
 
-        for i in (ids.tolist() if hasattr(ids, "tolist") else ids):
+        for i in ids.tolist() if hasattr(ids, "tolist") else ids:
             marker = by_id.get(i)
             if marker is None:
                 content.append(i)
@@ -117,6 +121,7 @@ class TokenChatTemplate:
 @dataclass
 class ChatTemplate:
     """Markers written before each role's message and after each message. Stop strings end a reply."""
+
     system: str = "System: "
     user: str = "User: "
     assistant: str = "Assistant: "

@@ -3,6 +3,7 @@
 A user's mistake (missing file, bad corpus, impossible shape, unknown preset) exits with status 2 and one
 clear line on stderr, never a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,8 @@ from core.datasets import BUILTIN_DATASETS, default_corpus, resolve_corpus
 from core.demo_task import TASKS, task_for
 from core.engine import SamplingParams, quantize_int8, stream
 from core.errors import NewleafError
-from core.files import atomic_write_json
 from core.evaluate import read_eval
+from core.files import atomic_write_json
 from core.hf import export_hf, import_hf_as_run
 from core.model import PRESETS, GPTConfig, param_count, preset_config
 from core.prepare import prepare_run
@@ -34,9 +35,13 @@ DEMO_BASE = "scratch:nano"  # `finetune --data builtin:arithmetic` without --fro
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--recipe", default=DEFAULT_CPU_RECIPE, choices=list(RECIPES),
-                   help=f"a tuned shape + training settings (default {DEFAULT_CPU_RECIPE}: the best model in 3 "
-                        f"minutes on a CPU); flags below override it")
+    g.add_argument(
+        "--recipe",
+        default=DEFAULT_CPU_RECIPE,
+        choices=list(RECIPES),
+        help=f"a tuned shape + training settings (default {DEFAULT_CPU_RECIPE}: the best model in 3 "
+        f"minutes on a CPU); flags below override it",
+    )
     g.add_argument("--preset", help=f"a model shape instead of the recipe's: {', '.join(PRESETS)}")
     g.add_argument("--n-layer", type=int)
     g.add_argument("--n-head", type=int)
@@ -57,12 +62,27 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (default), cpu, cuda, mps")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
-    g.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the training step (default: on CUDA only)")
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="torch.compile the training step (default: on CUDA only)",
+    )
 
 
-TRAIN_FIELDS = ("batch_size", "grad_accum", "lr", "warmup_steps", "max_steps", "max_time", "eval_every", "seed",
-                "device", "threads", "compile")
+TRAIN_FIELDS = (
+    "batch_size",
+    "grad_accum",
+    "lr",
+    "warmup_steps",
+    "max_steps",
+    "max_time",
+    "eval_every",
+    "seed",
+    "device",
+    "threads",
+    "compile",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,8 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model on a corpus (or resume a run)")
-    p.add_argument("--corpus", nargs="+", help="file(s) (.txt .md .jsonl .csv) or builtin:NAME; "
-                                               "default: Tiny Shakespeare, or the offline dataset without network")
+    p.add_argument(
+        "--corpus",
+        nargs="+",
+        help="file(s) (.txt .md .jsonl .csv) or builtin:NAME; "
+        "default: Tiny Shakespeare, or the offline dataset without network",
+    )
     p.add_argument("--csv-column", help="text column of a .csv corpus")
     p.add_argument("--tokenizer", default="char", help="char | gpt2 | bpe:VOCAB (e.g. bpe:1024)")
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
@@ -88,16 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     _add_train_args(p)
 
-    p = sub.add_parser("finetune", help="fine-tune a run or a GPT-2 model on text or conversations",
-                       description="Fine-tune a base model on plain text or on conversations (the loss counts only "
-                                   "the assistant's tokens), with full fine-tuning or LoRA. The base and the result "
-                                   "are measured on held-out data before and after.")
-    p.add_argument("--from", dest="base", help="base model: a run directory, hf:NAME (e.g. hf:distilgpt2), a local "
-                                               "Hugging Face GPT-2 folder, or scratch:PRESET (a fresh model; the "
-                                               "default for the built-in demo task)")
-    p.add_argument("--data", nargs="+", help="file(s): .jsonl/.json conversations ({\"messages\": [...]}, "
-                                             "instruction/output, prompt/completion), .csv, or plain text; or "
-                                             "builtin:arithmetic (the demo task), builtin:shakespeare, ...")
+    p = sub.add_parser(
+        "finetune",
+        help="fine-tune a run or a GPT-2 model on text or conversations",
+        description="Fine-tune a base model on plain text or on conversations (the loss counts only "
+        "the assistant's tokens), with full fine-tuning or LoRA. The base and the result "
+        "are measured on held-out data before and after.",
+    )
+    p.add_argument(
+        "--from",
+        dest="base",
+        help="base model: a run directory, hf:NAME (e.g. hf:distilgpt2), a local "
+        "Hugging Face GPT-2 folder, or scratch:PRESET (a fresh model; the "
+        "default for the built-in demo task)",
+    )
+    p.add_argument(
+        "--data",
+        nargs="+",
+        help='file(s): .jsonl/.json conversations ({"messages": [...]}, '
+        "instruction/output, prompt/completion), .csv, or plain text; or "
+        "builtin:arithmetic (the demo task), builtin:shakespeare, ...",
+    )
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the fine-tuning run in --out")
     p.add_argument("--checkpoint", default="best", choices=("best", "last"), help="which checkpoint of a base run")
@@ -110,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-column", help="CSV: the column with the prompts")
     p.add_argument("--response-column", help="CSV: the column with the responses")
     p.add_argument("--csv-column", help="CSV of plain text: the text column")
-    p.add_argument("--too-long", default="truncate", choices=("truncate", "drop"),
-                   help="examples longer than the context: cut their end, or leave them out")
+    p.add_argument(
+        "--too-long",
+        default="truncate",
+        choices=("truncate", "drop"),
+        help="examples longer than the context: cut their end, or leave them out",
+    )
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--no-eval", action="store_true", help="skip measuring the model before and after")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -142,8 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=("best", "last"))
 
     p = sub.add_parser("import-hf", help="make a run from GPT-2-family weights (a Hub id or a local HF folder)")
-    p.add_argument("--from", dest="source", required=True, help="e.g. gpt2, distilgpt2, or a folder with "
-                                                                "config.json + model.safetensors")
+    p.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        help="e.g. gpt2, distilgpt2, or a folder with config.json + model.safetensors",
+    )
     p.add_argument("--out", required=True, help="run directory to create")
     return parser
 
@@ -162,7 +205,9 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-samples", type=int, default=1)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable); not printed")
     g.add_argument("--device", default="cpu")
-    g.add_argument("--int8", action="store_true", help="int8 weights for faster CPU sampling (slightly different output)")
+    g.add_argument(
+        "--int8", action="store_true", help="int8 weights for faster CPU sampling (slightly different output)"
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -196,12 +241,18 @@ def _prepare_train_run(args, out: Path) -> None:
     if args.resume:
         config = runs.read_config(out)
         # the data, tokenizer and shape are the run's own: say so rather than silently ignore such flags
-        ignored = [f"--{k.replace('_', '-')}" for k in ("corpus", "csv_column", "preset", "n_layer", "n_head", "n_embd",
-                                                        "block_size", "dropout") if getattr(args, k, None) is not None]
+        ignored = [
+            f"--{k.replace('_', '-')}"
+            for k in ("corpus", "csv_column", "preset", "n_layer", "n_head", "n_embd", "block_size", "dropout")
+            if getattr(args, k, None) is not None
+        ]
         ignored += ["--tokenizer"] * (args.tokenizer != "char") + ["--recipe"] * (args.recipe != DEFAULT_CPU_RECIPE)
         if ignored:
-            print(f"newleaf: note: a resumed run keeps its own data, tokenizer and model shape; ignoring "
-                  f"{', '.join(ignored)}.", file=sys.stderr)
+            print(
+                f"newleaf: note: a resumed run keeps its own data, tokenizer and model shape; ignoring "
+                f"{', '.join(ignored)}.",
+                file=sys.stderr,
+            )
         if overrides:  # e.g. a larger --max-steps to train further; validated before it is saved
             config["train"] = {**config["train"], **overrides}
             TrainConfig.from_dict(config["train"])
@@ -213,8 +264,19 @@ def _prepare_train_run(args, out: Path) -> None:
     recipe = RECIPES[args.recipe]
     preset = args.preset or recipe["preset"]
     shape = {} if args.preset else dict(recipe.get("overrides", {}))
-    shape.update({k: v for k, v in dict(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                                        block_size=args.block_size, dropout=args.dropout).items() if v is not None})
+    shape.update(
+        {
+            k: v
+            for k, v in dict(
+                n_layer=args.n_layer,
+                n_head=args.n_head,
+                n_embd=args.n_embd,
+                block_size=args.block_size,
+                dropout=args.dropout,
+            ).items()
+            if v is not None
+        }
+    )
     preset_config(preset, 1, **shape)
     train = dict(recipe["train"])
     if args.max_steps or args.max_time:  # the user's budget replaces the recipe's
@@ -225,12 +287,21 @@ def _prepare_train_run(args, out: Path) -> None:
     else:
         corpus, note = default_corpus()
         print(note, file=sys.stderr)
-    print(f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {args.tokenizer} tokenizer...",
-          file=sys.stderr)
+    print(
+        f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {args.tokenizer} tokenizer...",
+        file=sys.stderr,
+    )
     tokenizer = make_tokenizer(args.tokenizer, corpus.text)
     model_cfg = preset_config(preset, tokenizer.vocab_size, **shape)
-    prepare_run(out, corpus.text, tokenizer, model_cfg, train_cfg, data_name=corpus.name,
-                extra={"preset": args.preset or f"recipe:{args.recipe}"})
+    prepare_run(
+        out,
+        corpus.text,
+        tokenizer,
+        model_cfg,
+        train_cfg,
+        data_name=corpus.name,
+        extra={"preset": args.preset or f"recipe:{args.recipe}"},
+    )
 
 
 def cmd_finetune(args) -> int:
@@ -257,40 +328,69 @@ def cmd_finetune(args) -> int:
     try:
         layers = [int(x) for x in args.lora_layers.split(",")] if args.lora_layers else None
     except ValueError:
-        raise NewleafError(f"--lora-layers takes block numbers separated by commas, like 0,1; got "
-                           f"{args.lora_layers!r}.") from None
-    ft = finetune.FinetuneConfig(method=args.method, freeze_layers=args.freeze_layers, lora_rank=args.lora_rank,
-                                 lora_alpha=args.lora_alpha, lora_dropout=args.lora_dropout, lora_layers=layers,
-                                 too_long=args.too_long, val_fraction=args.val_fraction, evaluate=not args.no_eval)
+        raise NewleafError(
+            f"--lora-layers takes block numbers separated by commas, like 0,1; got {args.lora_layers!r}."
+        ) from None
+    ft = finetune.FinetuneConfig(
+        method=args.method,
+        freeze_layers=args.freeze_layers,
+        lora_rank=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        lora_layers=layers,
+        too_long=args.too_long,
+        val_fraction=args.val_fraction,
+        evaluate=not args.no_eval,
+    )
     ft.validate()
     train_cfg = finetune.train_config(args.method, demo=demo, **overrides)
     base = finetune.load_base(args.base, which=args.checkpoint)
     print(f"Base: {finetune.describe_base(base.source)}. Preparing the data...", file=sys.stderr)
-    finetune.prepare_finetune(out, base, args.data, ft=ft, train=train_cfg, prompt_column=args.prompt_column,
-                              response_column=args.response_column, csv_column=args.csv_column)
+    finetune.prepare_finetune(
+        out,
+        base,
+        args.data,
+        ft=ft,
+        train=train_cfg,
+        prompt_column=args.prompt_column,
+        response_column=args.response_column,
+        csv_column=args.csv_column,
+    )
     config = runs.read_config(out)
     d, counts = config["data"], config["finetune"]["params"]
     if d["format"] == "sft":
-        print(f"Data: {d['name']}: {d['train_examples']:,} training and {d['val_examples']:,} validation "
-              f"conversations.", file=sys.stderr)
+        print(
+            f"Data: {d['name']}: {d['train_examples']:,} training and {d['val_examples']:,} validation conversations.",
+            file=sys.stderr,
+        )
     else:
-        print(f"Data: {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens (plain "
-              f"text).", file=sys.stderr)
+        print(
+            f"Data: {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens (plain text).",
+            file=sys.stderr,
+        )
     for note in d.get("notes", []):
         print(f"Note: {note}", file=sys.stderr)
-    print(f"Method: {ft.method}; {counts['trainable']:,} of {counts['total']:,} parameters train "
-          f"({counts['trainable_fraction']:.2%}).", file=sys.stderr)
+    print(
+        f"Method: {ft.method}; {counts['trainable']:,} of {counts['total']:,} parameters train "
+        f"({counts['trainable_fraction']:.2%}).",
+        file=sys.stderr,
+    )
     return _fit_finetune(out, args.quiet)
 
 
 def _fit_finetune(out: Path, quiet: bool, evaluate: bool | None = None) -> int:
     trainer = Trainer(out)  # the one Ctrl-C asks to stop (it saves a checkpoint first)
     with StopOnSignal(trainer), _progress(trainer, quiet) as callback:
+
         def both(event, data):
             callback(event, data)
             if event == "evaluation" and not quiet:
-                print(f"Measured the {'base' if data['which'] == 'base' else 'fine-tuned'} model in "
-                      f"{data['seconds']:.1f} s.", file=sys.stderr)
+                print(
+                    f"Measured the {'base' if data['which'] == 'base' else 'fine-tuned'} model in "
+                    f"{data['seconds']:.1f} s.",
+                    file=sys.stderr,
+                )
+
         result = finetune.run_finetune(out, callbacks=[both], evaluate=evaluate, trainer=trainer)
     evals = read_eval(out)
     if evals.get("finetuned") and evals["finetuned"].get("step") == result.step:
@@ -301,9 +401,15 @@ def _fit_finetune(out: Path, quiet: bool, evaluate: bool | None = None) -> int:
 
 def _eval_table(evals: dict) -> str:
     before, after = evals.get("base") or {}, evals.get("finetuned") or {}
-    rows = [("validation loss", "val_loss", "{:.4f}"), ("perplexity", "perplexity", "{:.2f}"),
-            ("exact match", "exact_match", "{:.1%}"), ("BLEU", "bleu", "{:.1f}"), ("ROUGE-L", "rouge_l", "{:.3f}"),
-            ("distinct-1", "distinct_1", "{:.3f}"), ("distinct-2", "distinct_2", "{:.3f}")]
+    rows = [
+        ("validation loss", "val_loss", "{:.4f}"),
+        ("perplexity", "perplexity", "{:.2f}"),
+        ("exact match", "exact_match", "{:.1%}"),
+        ("BLEU", "bleu", "{:.1f}"),
+        ("ROUGE-L", "rouge_l", "{:.3f}"),
+        ("distinct-1", "distinct_1", "{:.3f}"),
+        ("distinct-2", "distinct_2", "{:.3f}"),
+    ]
     lines = [f"{'':18s}{'base':>12s}{'fine-tuned':>12s}"]
     for label, key, fmt in rows:
         if key in after:
@@ -327,8 +433,14 @@ class _progress:
         if event == "start":
             budget = f" (time budget {data['max_time']:.0f} s)" if data.get("max_time") else ""
             total = data["max_steps"] if data["max_steps"] < NO_STEP_LIMIT else None  # a time budget only
-            self.bar = tqdm(total=total, initial=data["step"], unit="step", file=sys.stderr, dynamic_ncols=True,
-                            desc=f"training{budget}")
+            self.bar = tqdm(
+                total=total,
+                initial=data["step"],
+                unit="step",
+                file=sys.stderr,
+                dynamic_ncols=True,
+                desc=f"training{budget}",
+            )
             self.bar.write(f"{data['params']:,} parameters on {data['device']}", file=sys.stderr)
         elif event in ("step", "eval") and self.bar is not None:
             self.bar.update(data["step"] - self.bar.n)
@@ -369,13 +481,17 @@ def cmd_info(args) -> int:
         return 0
     m = config["model"]
     print(f"run:        {info['run']} ({info['state']}: {info['message']})")
-    print(f"model:      {m['n_layer']} layers, {m['n_head']} heads, width {m['n_embd']}, context {m['block_size']}, "
-          f"{format_count(info['parameters'])} parameters")
+    print(
+        f"model:      {m['n_layer']} layers, {m['n_head']} heads, width {m['n_embd']}, context {m['block_size']}, "
+        f"{format_count(info['parameters'])} parameters"
+    )
     print(f"tokenizer:  {config['tokenizer']['description']}")
     d = config["data"]
     if d.get("format") == "sft":
-        print(f"data:       {d['name']}: {d['train_examples']:,} training / {d['val_examples']:,} validation "
-              f"conversations")
+        print(
+            f"data:       {d['name']}: {d['train_examples']:,} training / {d['val_examples']:,} validation "
+            f"conversations"
+        )
     else:
         print(f"data:       {d['name']}: {d['train_tokens']:,} training / {d['val_tokens']:,} validation tokens")
     t = config["train"]
@@ -390,8 +506,10 @@ def cmd_info(args) -> int:
     ft = config.get("finetune")
     if ft:
         p = ft["params"]
-        print(f"fine-tune:  {ft['method']} from {finetune.describe_base(ft['base'])}; {p['trainable']:,} of "
-              f"{p['total']:,} parameters train")
+        print(
+            f"fine-tune:  {ft['method']} from {finetune.describe_base(ft['base'])}; {p['trainable']:,} of "
+            f"{p['total']:,} parameters train"
+        )
         line = finetune.summarize(read_eval(args.run), config["data"].get("val_is_train", False))
         if line:
             print(f"evaluation: {line}")
@@ -411,9 +529,18 @@ def cmd_sample(args) -> int:
     if args.int8:
         model = quantize_int8(model)
     params = SamplingParams(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        min_p=args.min_p, repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
-        frequency_penalty=args.frequency_penalty, seed=args.seed, stop=args.stop, num_samples=args.num_samples)
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty,
+        seed=args.seed,
+        stop=args.stop,
+        num_samples=args.num_samples,
+    )
     texts = [""] * params.num_samples
     for ev in stream(model, tokenizer, args.prompt, params):
         if params.num_samples == 1:
@@ -434,11 +561,20 @@ def cmd_chat(args) -> int:
     if args.int8:
         model = quantize_int8(model)
     params = SamplingParams(
-        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-        min_p=args.min_p, repetition_penalty=args.repetition_penalty, presence_penalty=args.presence_penalty,
-        frequency_penalty=args.frequency_penalty, seed=args.seed, stop=args.stop)
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + \
-        [{"role": "user", "content": args.message}]
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
+        presence_penalty=args.presence_penalty,
+        frequency_penalty=args.frequency_penalty,
+        seed=args.seed,
+        stop=args.stop,
+    )
+    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
+        {"role": "user", "content": args.message}
+    ]
     for piece in stream_reply(model, tokenizer, config, messages, params):
         sys.stdout.write(piece)
         sys.stdout.flush()
@@ -449,19 +585,29 @@ def cmd_chat(args) -> int:
 
 def cmd_export_hf(args) -> int:
     out = export_hf(args.run, args.out, which=args.checkpoint)
-    print(f"Exported to {out}. Load it with transformers: AutoModelForCausalLM.from_pretrained({str(out)!r}) "
-          f"and AutoTokenizer.from_pretrained({str(out)!r}).")
+    print(
+        f"Exported to {out}. Load it with transformers: AutoModelForCausalLM.from_pretrained({str(out)!r}) "
+        f"and AutoTokenizer.from_pretrained({str(out)!r})."
+    )
     return 0
 
 
 def cmd_import_hf(args) -> int:
     out = import_hf_as_run(args.source, args.out)
-    print(f"Imported {args.source} into {out}. Try: python -m core sample --run {out} --prompt \"Hello\"")
+    print(f'Imported {args.source} into {out}. Try: python -m core sample --run {out} --prompt "Hello"')
     return 0
 
 
-COMMANDS = {"train": cmd_train, "finetune": cmd_finetune, "info": cmd_info, "datasets": cmd_datasets,
-            "sample": cmd_sample, "chat": cmd_chat, "export-hf": cmd_export_hf, "import-hf": cmd_import_hf}
+COMMANDS = {
+    "train": cmd_train,
+    "finetune": cmd_finetune,
+    "info": cmd_info,
+    "datasets": cmd_datasets,
+    "sample": cmd_sample,
+    "chat": cmd_chat,
+    "export-hf": cmd_export_hf,
+    "import-hf": cmd_import_hf,
+}
 
 
 def main(argv=None) -> int:

@@ -11,13 +11,14 @@ Reading top to bottom:
 
 Nothing here knows about tokenizers: functions take plain text or token ids.
 """
+
 import io
 import json
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -146,8 +147,10 @@ def check_unicode(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise CorpusError(f"{where}: the text holds an invalid character (a lone surrogate, "
-                          f"U+{ord(text[e.start]):04X}); fix the \\u escape or remove it.") from None
+        raise CorpusError(
+            f"{where}: the text holds an invalid character (a lone surrogate, "
+            f"U+{ord(text[e.start]):04X}); fix the \\u escape or remove it."
+        ) from None
 
 
 def _parse_jsonl(text: str, name: str) -> str:
@@ -174,7 +177,7 @@ def _parse_jsonl(text: str, name: str) -> str:
 def read_csv_table(text: str, name: str):
     """A CSV file's text as a pandas table of strings, or a CorpusError naming the file. Every cell stays a
     string, and only empty cells count as missing: a row reading "NA" or "null" is text."""
-    import pandas as pd  # heavy (~0.4 s to import) and only CSV files need it: keep `import core.data` light
+    import pandas as pd  # noqa: PLC0415  heavy (~0.4 s to import) and only CSV needs it: `import core.data` stays light
 
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
@@ -234,7 +237,8 @@ def load_corpus(
         total = sum(os.stat(p).st_size for p in paths if p.is_file())
         if total > limit:
             raise CorpusError(
-                f"Together these {len(paths)} files are {format_bytes(total)}, larger than the {format_bytes(limit)} limit. "
+                f"Together these {len(paths)} files are {format_bytes(total)}, larger than the "
+                f"{format_bytes(limit)} limit. "
                 f"Use fewer or smaller files, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
             )
     texts = [read_text_file(p, csv_column=csv_column, max_bytes=limit) for p in paths]
@@ -260,9 +264,13 @@ def corpus_stats(text: str, tokenizer=None) -> dict:
     extra = {}
     if tokenizer is not None:
         n_tokens = len(tokenizer.encode(text))
-        extra = {"tokens": n_tokens, "vocab_size": tokenizer.vocab_size,
-                 "chars_per_token": len(text) / max(1, n_tokens)}
-    return {**extra,
+        extra = {
+            "tokens": n_tokens,
+            "vocab_size": tokenizer.vocab_size,
+            "chars_per_token": len(text) / max(1, n_tokens),
+        }
+    return {
+        **extra,
         "characters": len(text),
         "bytes": len(text.encode("utf-8")),
         "lines": n_lines,

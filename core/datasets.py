@@ -6,15 +6,16 @@ Reading top to bottom (the cache directory and the offline switch are core/cache
   2. python-stdlib: the offline corpus
   3. the registry of built-in datasets, and resolving what the user asked for ("builtin:NAME" or file paths)
 """
+
 import functools
 import hashlib
 import os
 import sysconfig
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from core.cache import OFFLINE_ENV, cache_dir, is_offline
 from core.data import Corpus, load_corpus
@@ -187,14 +188,14 @@ def load_builtin(name: str) -> Corpus:
 
 
 def resolve_corpus(spec: str | os.PathLike | list, csv_column: str | None = None) -> Corpus:
-    """"builtin:NAME" for a built-in dataset, else one file path or a list of them."""
+    """ "builtin:NAME" for a built-in dataset, else one file path or a list of them."""
     specs = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
     builtins = [s for s in specs if isinstance(s, str) and s.startswith(BUILTIN_PREFIX)]
     if not builtins:
         return load_corpus(specs, csv_column=csv_column)
     if len(specs) > 1:
         raise CorpusError("A built-in dataset cannot be combined with other files or datasets. Choose one.")
-    return load_builtin(builtins[0][len(BUILTIN_PREFIX):])
+    return load_builtin(builtins[0][len(BUILTIN_PREFIX) :])
 
 
 def default_corpus() -> tuple[Corpus, str]:

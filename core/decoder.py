@@ -5,10 +5,11 @@ following token goes through `Decoder.step`, which computes what GPT.forward com
 that cache, with weights laid out for one row at a time. The KV-cache tests compare both with a full
 recompute.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,7 @@ class KVCache:
         self.pos = 0  # positions filled so far
 
     @classmethod
-    def for_model(cls, model, batch: int) -> "KVCache":
+    def for_model(cls, model, batch: int) -> KVCache:
         cfg = model.config
         p = model.transformer.wte.weight
         return cls(cfg.n_layer, batch, cfg.n_head, cfg.block_size, cfg.head_size, p.device, p.dtype)
@@ -80,12 +81,13 @@ Projection = Callable[[torch.Tensor], torch.Tensor]  # x (B, K) -> (B, N)
 @dataclass(frozen=True)
 class DecoderLayer:
     """One transformer block's weights, laid out for a single row."""
-    ln_1: tuple[torch.Tensor, torch.Tensor | None]   # LayerNorm (weight, bias) before attention
-    qkv: Projection                                  # attn.c_attn: C -> 3C
-    out: Projection                                  # attn.c_proj: C -> C
-    ln_2: tuple[torch.Tensor, torch.Tensor | None]   # LayerNorm before the MLP
-    fc: Projection                                   # mlp.c_fc: C -> 4C (GELU's 1/sqrt(2) folded in, see below)
-    proj: Projection                                 # mlp.c_proj: 4C -> C
+
+    ln_1: tuple[torch.Tensor, torch.Tensor | None]  # LayerNorm (weight, bias) before attention
+    qkv: Projection  # attn.c_attn: C -> 3C
+    out: Projection  # attn.c_proj: C -> C
+    ln_2: tuple[torch.Tensor, torch.Tensor | None]  # LayerNorm before the MLP
+    fc: Projection  # mlp.c_fc: C -> 4C (GELU's 1/sqrt(2) folded in, see below)
+    proj: Projection  # mlp.c_proj: 4C -> C
 
 
 class Decoder:
@@ -110,7 +112,8 @@ class Decoder:
         mlps = [block.mlp for block in t.h]
         exact_cpu = self.cpu and cfg.activation == "gelu"
         self.folded_gelu = exact_cpu and all(
-            type(m.c_fc) is torch.nn.Linear and type(m.c_proj) is torch.nn.Linear for m in mlps)
+            type(m.c_fc) is torch.nn.Linear and type(m.c_proj) is torch.nn.Linear for m in mlps
+        )
         self.erf_gelu = exact_cpu and not self.folded_gelu
         self.approximate = "tanh" if cfg.activation == "gelu_tanh" else "none"
         self.wte, self.wpe = t.wte.weight, t.wpe.weight
@@ -120,11 +123,16 @@ class Decoder:
         self.layers: list[DecoderLayer] = []
         for block in t.h:
             a, m = block.attn, block.mlp
-            self.layers.append(DecoderLayer(
-                ln_1=(block.ln_1.weight, block.ln_1.bias), qkv=self._projection(a.c_attn),
-                out=self._projection(a.c_proj), ln_2=(block.ln_2.weight, block.ln_2.bias),
-                fc=self._projection(m.c_fc, *fc_scales), proj=self._projection(m.c_proj, *proj_scales),
-            ))
+            self.layers.append(
+                DecoderLayer(
+                    ln_1=(block.ln_1.weight, block.ln_1.bias),
+                    qkv=self._projection(a.c_attn),
+                    out=self._projection(a.c_proj),
+                    ln_2=(block.ln_2.weight, block.ln_2.bias),
+                    fc=self._projection(m.c_fc, *fc_scales),
+                    proj=self._projection(m.c_proj, *proj_scales),
+                )
+            )
 
     def _projection(self, linear, weight_scale: float = 1.0, bias_scale: float = 1.0):
         """x (B, K) -> (B, N) as one op: a product with the weight laid out for one row (split across threads
@@ -148,8 +156,9 @@ class Decoder:
                     w_parts = w_parts.contiguous()
                 b_parts = (b if b is not None else torch.zeros(N, dtype=w.dtype)).view(parts, 1, n)
                 # (parts, B, n) -> (B, N): a view when B == 1
-                return lambda x: torch.baddbmm(b_parts, x.expand(parts, *x.shape), w_parts).transpose(0, 1).reshape(
-                    x.size(0), N)
+                return lambda x: (
+                    torch.baddbmm(b_parts, x.expand(parts, *x.shape), w_parts).transpose(0, 1).reshape(x.size(0), N)
+                )
             w_t = w.t() if tall else w.t().contiguous()
             return (lambda x: x @ w_t) if b is None else (lambda x: torch.addmm(b, x, w_t))
         packed = linear._packed_params._packed_params
@@ -175,10 +184,14 @@ class Decoder:
             return False
         projections = [p for b in model.transformer.h for p in (b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj)]
         projections.append(model.lm_head)
-        return all((type(p) is torch.nn.Linear or (type(p) is Int8Linear and p._packed_params.dtype == torch.qint8))
-                   and not p._forward_hooks and not p._forward_pre_hooks for p in projections)
+        return all(
+            (type(p) is torch.nn.Linear or (type(p) is Int8Linear and p._packed_params.dtype == torch.qint8))
+            and not p._forward_hooks
+            and not p._forward_pre_hooks
+            for p in projections
+        )
 
-    def step(self, ids: torch.Tensor, cache: "KVCache") -> torch.Tensor:
+    def step(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """ids (B,) at position cache.pos -> logits (B, V); appends to the cache."""
         B, nh, hs, C, pos = ids.size(0), self.nh, self.hs, self.C, cache.pos
         x = self.wte.index_select(0, ids).add_(self.wpe[pos])  # (B, C)
@@ -187,7 +200,7 @@ class Decoder:
             qkv_h = layer.qkv(h).view(B, 3, nh, 1, hs)
             # this position's keys and values as (B, nh, 2, hs), stored with one copy
             k, v = cache.update_one(i, qkv_h[:, 1:, :, 0].transpose(1, 2))  # (B, nh, pos + 1, hs)
-            y = F.scaled_dot_product_attention(qkv_h[:, 0], k, v)        # (B, nh, 1, hs)
+            y = F.scaled_dot_product_attention(qkv_h[:, 0], k, v)  # (B, nh, 1, hs)
             x = x + layer.out(y.view(B, C))
             u = layer.fc(F.layer_norm(x, (C,), *layer.ln_2, 1e-5))
             if self.folded_gelu:

@@ -1,4 +1,5 @@
 """Where the model runs: device choice, mixed precision, and how much memory there is."""
+
 from __future__ import annotations
 
 import contextlib
@@ -63,7 +64,7 @@ def available_memory(device: torch.device | None = None) -> int | None:
 
 
 # torch's generators take seeds up to 2**64 - 1; half of that leaves room for the seed + step of log samples
-MAX_SEED = 2 ** 63 - 1
+MAX_SEED = 2**63 - 1
 
 
 def check_seed(seed) -> None:

@@ -6,6 +6,7 @@ its share of the micro-batches and DDP averages them. The global batch stays wha
 same sequence of micro-batches from the same seeded generator and keeps its own share, so N processes see
 exactly the windows one process would. Process 0 alone writes the run directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,15 +50,18 @@ def setup() -> DistInfo:
 def current() -> DistInfo:
     if not (dist.is_available() and dist.is_initialized()):
         return DistInfo()
-    return DistInfo(rank=dist.get_rank(), world=dist.get_world_size(),
-                    local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo(
+        rank=dist.get_rank(), world=dist.get_world_size(), local_rank=int(os.environ.get("LOCAL_RANK", "0"))
+    )
 
 
 def local_micro_batches(grad_accum: int, info: DistInfo) -> list[int]:
     """Which of the step's micro-batches this process computes."""
     if grad_accum % info.world:
-        raise ConfigError(f"With {info.world} processes, grad_accum ({grad_accum}) must be a multiple of "
-                          f"{info.world} so that the global batch stays the same; set --grad-accum accordingly.")
+        raise ConfigError(
+            f"With {info.world} processes, grad_accum ({grad_accum}) must be a multiple of "
+            f"{info.world} so that the global batch stays the same; set --grad-accum accordingly."
+        )
     return [i for i in range(grad_accum) if i % info.world == info.rank]
 
 

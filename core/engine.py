@@ -8,14 +8,15 @@ window slides: the cache is rebuilt from the last block_size tokens (learned abs
 keys cannot simply be shifted), so every token past the context sees exactly the window a full recompute
 would see.
 """
+
 from __future__ import annotations
 
 import codecs
 import copy
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,7 @@ def quantize_int8(model):
     bounds a larger model's decoding speed; the logits move slightly (BENCHMARKS.md reports the effect on
     validation loss). Opt-in, CPU only."""
     if model.transformer.wte.weight.device.type != "cpu":
-        raise ConfigError("int8 sampling is for the CPU; this model is on "
-                          f"{model.transformer.wte.weight.device.type}.")
+        raise ConfigError(f"int8 sampling is for the CPU; this model is on {model.transformer.wte.weight.device.type}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization is marked deprecated in favour of torchao
         return quantize_dynamic(copy.deepcopy(model).eval(), {torch.nn.Linear}, dtype=torch.qint8)
@@ -50,21 +50,22 @@ def quantize_int8(model):
 MAX_STOP_STRINGS = 32
 MAX_STOP_CHARS = 200
 
+
 @dataclass
 class SamplingParams:
     max_new_tokens: int = 200
-    temperature: float = 1.0         # 0 = greedy (always the most likely token)
-    top_k: int | None = None         # keep the k most likely tokens
-    top_p: float | None = None       # keep the smallest set whose probability reaches p (nucleus)
-    min_p: float | None = None       # drop tokens less likely than min_p x the most likely one
+    temperature: float = 1.0  # 0 = greedy (always the most likely token)
+    top_k: int | None = None  # keep the k most likely tokens
+    top_p: float | None = None  # keep the smallest set whose probability reaches p (nucleus)
+    min_p: float | None = None  # drop tokens less likely than min_p x the most likely one
     repetition_penalty: float = 1.0  # >1 discourages tokens already in the text (CTRL-style)
-    presence_penalty: float = 0.0    # subtract once from the logit of any token already generated
-    frequency_penalty: float = 0.0   # subtract per occurrence
+    presence_penalty: float = 0.0  # subtract once from the logit of any token already generated
+    frequency_penalty: float = 0.0  # subtract per occurrence
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     stop_token_ids: list[int] = field(default_factory=list)  # tokens that end a row, never shown (chat's <|end|>)
     num_samples: int = 1
-    top_alternatives: int = 10       # how many alternatives to report per generated token
+    top_alternatives: int = 10  # how many alternatives to report per generated token
 
     def validate(self, max_new_tokens_limit: int | None = None) -> None:
         if self.max_new_tokens < 1:
@@ -89,12 +90,12 @@ class SamplingParams:
             raise ConfigError(f"At most {MAX_STOP_STRINGS} stop strings are allowed; got {len(self.stop):,}.")
         longest = max((len(s) for s in self.stop), default=0)
         if longest > MAX_STOP_CHARS:
-            raise ConfigError(f"A stop string may be at most {MAX_STOP_CHARS} characters long; one has "
-                              f"{longest:,}.")
+            raise ConfigError(f"A stop string may be at most {MAX_STOP_CHARS} characters long; one has {longest:,}.")
 
 
-def apply_penalties(logits: torch.Tensor, history: torch.Tensor, counts: torch.Tensor | None,
-                    p: SamplingParams) -> torch.Tensor:
+def apply_penalties(
+    logits: torch.Tensor, history: torch.Tensor, counts: torch.Tensor | None, p: SamplingParams
+) -> torch.Tensor:
     """logits (B, V); history (B, V) bool: token occurs in the prompt or output; counts (B, V): how often
     each token was generated. Repetition penalty divides positive logits and multiplies negative ones by
     the penalty (CTRL, as in transformers); presence/frequency penalties subtract (OpenAI's definition)."""
@@ -106,8 +107,13 @@ def apply_penalties(logits: torch.Tensor, history: torch.Tensor, counts: torch.T
     return logits
 
 
-def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None,
-                  min_p: float | None = None) -> torch.Tensor:
+def filter_logits(
+    logits: torch.Tensor,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+) -> torch.Tensor:
     """Temperature, then top-k, top-p and min-p; removed tokens get -inf. With temperature 0 the scaling is
     skipped (greedy takes the argmax anyway; the filtered distribution is still useful to display)."""
     logits = logits.float()
@@ -131,8 +137,13 @@ def filter_logits(logits: torch.Tensor, temperature: float, top_k: int | None = 
     return logits
 
 
-def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
-                            top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
+def next_token_distribution(
+    logits: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_p: float | None = None,
+) -> torch.Tensor:
     """Probabilities the sampler would draw from, given raw logits (…, V). Pure and cheap: the app keeps
     the logits of one forward pass and calls this each time a slider moves."""
     if temperature == 0:
@@ -149,6 +160,7 @@ def next_token_distribution(logits: torch.Tensor, temperature: float = 1.0, top_
 @dataclass
 class TokenStep:
     """One decoding step: for each row, the chosen token, its probability, and the top alternatives."""
+
     tokens: list[int]
     probs: list[float]
     alternatives: list[list[tuple[int, float]]]
@@ -164,8 +176,13 @@ def _make_generator(seed: int | None, device) -> tuple[torch.Generator, int]:
 
 
 @torch.inference_mode()
-def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
-                    generator: torch.Generator | None = None, slide_keep: int | None = None) -> Iterator[TokenStep]:
+def generate_tokens(
+    model,
+    prompt_ids: list[int],
+    params: SamplingParams,
+    generator: torch.Generator | None = None,
+    slide_keep: int | None = None,
+) -> Iterator[TokenStep]:
     """Yield one TokenStep per new token, for params.num_samples rows sampled in one batch.
 
     The cache holds at most block_size positions. When it is full, the window slides: the cache is
@@ -189,7 +206,7 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
         history[:, torch.tensor(prompt_ids, dtype=torch.long, device=device).clamp(max=V - 1)] = True
     # the prompt's last window and every new token, preallocated (memory bounded whatever the prompt's
     # length): the window slides over its end
-    prompt_ids = prompt_ids[-cfg.block_size:]
+    prompt_ids = prompt_ids[-cfg.block_size :]
     n_prompt = len(prompt_ids)
     seq = torch.empty(B, n_prompt + params.max_new_tokens, dtype=torch.long, device=device)
     seq[:, :n_prompt] = torch.tensor(prompt_ids, dtype=torch.long, device=device)
@@ -199,7 +216,7 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
     cache = KVCache.for_model(model, B)
     decoder = Decoder(model) if Decoder.supports(model) else None
     try:
-        window = seq[:, max(0, length - cfg.block_size):length]
+        window = seq[:, max(0, length - cfg.block_size) : length]
         logits, _ = model(window, kv_cache=cache, last_only=True)
         logits = logits[:, -1, :]
         for _ in range(params.max_new_tokens):
@@ -228,7 +245,7 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
             length += 1
             if cache.pos >= cfg.block_size:  # full: rebuild the cache from the most recent tokens
                 cache.reset()
-                logits = model(seq[:, length - keep:length], kv_cache=cache, last_only=True)[0][:, -1, :]
+                logits = model(seq[:, length - keep : length], kv_cache=cache, last_only=True)[0][:, -1, :]
             elif decoder is not None:
                 logits = decoder.step(nxt, cache)
             else:
@@ -244,6 +261,7 @@ def generate_tokens(model, prompt_ids: list[int], params: SamplingParams,
 @dataclass
 class StreamEvent:
     """One token of one row: the text it made safe to show (possibly empty), and its probabilities."""
+
     row: int
     text: str
     token_id: int
@@ -268,8 +286,8 @@ class _RowText:
     def __init__(self, stop: list[str]):
         self.stop = list(dict.fromkeys(s for s in stop if s))  # duplicates dropped, in one pass
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self.text = ""     # complete characters so far (cut at a stop string once one appears)
-        self.emitted = 0   # characters already handed out
+        self.text = ""  # complete characters so far (cut at a stop string once one appears)
+        self.emitted = 0  # characters already handed out
         self.stopped = False
 
     def push(self, token_bytes: bytes) -> str:
@@ -291,14 +309,14 @@ class _RowText:
             for s in self.stop:
                 end = min(end, len(self.text) - _partial_stop(self.text, s))
         end = max(end, self.emitted)
-        new, self.emitted = self.text[self.emitted:end], end
+        new, self.emitted = self.text[self.emitted : end], end
         return new
 
 
 def _partial_stop(text: str, stop: str) -> int:
     """The length of the longest end of `text` that begins `stop` (and is shorter than it): what must be held
     back in case the stop string completes. Only positions holding stop's first character are tried."""
-    tail = text[len(text) - min(len(stop) - 1, len(text)):]
+    tail = text[len(text) - min(len(stop) - 1, len(text)) :]
     i = tail.find(stop[0])
     while i != -1:
         if stop.startswith(tail[i:]):
@@ -357,10 +375,10 @@ def stream_completions(model, tokenizer, prompt: str | list[int], params: Sampli
 
 def generate(model, tokenizer, prompt: str | list[int], params: SamplingParams) -> list[Completion]:
     """params.num_samples completions of `prompt` (the prompt itself is not included; nor is the end token)."""
-    out = [Completion() for _ in range(params.num_samples)]
-    for out in stream_completions(model, tokenizer, prompt, params):
+    completions = [Completion() for _ in range(params.num_samples)]
+    for completions in stream_completions(model, tokenizer, prompt, params):  # noqa: B007  the last is finished
         pass
-    return out
+    return completions
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -372,7 +390,7 @@ def prompt_logits(model, ids: list[int]) -> torch.Tensor:
     """Raw next-token logits (V,) after the prompt (its last block_size tokens)."""
     model.eval()
     device = model.transformer.wte.weight.device
-    x = torch.tensor(ids[-model.config.block_size:], dtype=torch.long, device=device)[None]
+    x = torch.tensor(ids[-model.config.block_size :], dtype=torch.long, device=device)[None]
     logits, _ = model(x, last_only=True)
     return logits[0, -1].float().cpu()
 
@@ -382,7 +400,7 @@ def attention_maps(model, ids: list[int]) -> list[torch.Tensor]:
     """Per layer, the (n_head, T, T) attention weights for the prompt (its last block_size tokens)."""
     model.eval()
     device = model.transformer.wte.weight.device
-    x = torch.tensor(ids[-model.config.block_size:], dtype=torch.long, device=device)[None]
+    x = torch.tensor(ids[-model.config.block_size :], dtype=torch.long, device=device)[None]
     maps: list[torch.Tensor] = []
     model(x, attention_out=maps)
     return [m[0].float().cpu() for m in maps]

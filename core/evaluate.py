@@ -9,6 +9,7 @@
 `evaluate_run` measures a fine-tuning run's model (its base, or the fine-tuned result) and `write_eval` keeps the
 numbers in the run directory's eval.json under "base" and "finetuned", so the app and the CLI show both.
 """
+
 from __future__ import annotations
 
 import time
@@ -55,7 +56,7 @@ def bleu(predictions: list[str], references: list[str]) -> float:
 def rouge_l(predictions: list[str], references: list[str]) -> float:
     """Mean ROUGE-L F1, 0..1. rouge-score's tokenizer keeps ASCII letters and digits only; text without any
     (e.g. Chinese) falls back to comparing characters, so it still scores."""
-    from rouge_score import rouge_scorer, tokenizers  # heavy (~0.35 s to import, nltk): only ROUGE needs it
+    from rouge_score import rouge_scorer, tokenizers  # noqa: PLC0415  heavy (~0.35 s to import): only ROUGE needs it
 
     if not references:
         return 0.0
@@ -80,7 +81,7 @@ def distinct_n(texts: list[str], n: int) -> float:
     for t in texts:
         words = t.split()
         for i in range(len(words) - n + 1):
-            grams.add(tuple(words[i:i + n]))
+            grams.add(tuple(words[i : i + n]))
             total += 1
     return len(grams) / total if total else 0.0
 
@@ -91,22 +92,39 @@ def distinct_n(texts: list[str], n: int) -> float:
 
 def greedy_replies(model, tokenizer, template, prompts: list[list[dict]], max_new_tokens: int) -> list[str]:
     """The greedy reply of the model to each conversation (each ending with a user message)."""
-    return _replies(model, tokenizer, template, prompts, SamplingParams(max_new_tokens=max_new_tokens,
-                                                                         temperature=0.0, top_alternatives=1))
+    return _replies(
+        model,
+        tokenizer,
+        template,
+        prompts,
+        SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, top_alternatives=1),
+    )
 
 
-def sampled_replies(model, tokenizer, template, prompts, max_new_tokens: int, temperature: float = 0.8,
-                    seed: int = 0) -> list[str]:
-    return _replies(model, tokenizer, template, prompts, SamplingParams(
-        max_new_tokens=max_new_tokens, temperature=temperature, top_k=50, seed=seed, top_alternatives=1))
+def sampled_replies(
+    model, tokenizer, template, prompts, max_new_tokens: int, temperature: float = 0.8, seed: int = 0
+) -> list[str]:
+    return _replies(
+        model,
+        tokenizer,
+        template,
+        prompts,
+        SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_k=50, seed=seed, top_alternatives=1),
+    )
 
 
 def _replies(model, tokenizer, template, prompts, params: SamplingParams) -> list[str]:
     stop_ids = template.stop_ids(tokenizer)
     out = []
     for i, messages in enumerate(prompts):
-        p = SamplingParams(**{**params.__dict__, "stop": list(template.stops), "stop_token_ids": stop_ids,
-                              "seed": None if params.seed is None else params.seed + i})
+        p = SamplingParams(
+            **{
+                **params.__dict__,
+                "stop": list(template.stops),
+                "stop_token_ids": stop_ids,
+                "seed": None if params.seed is None else params.seed + i,
+            }
+        )
         out.append(generate(model, tokenizer, template.encode(tokenizer, messages), p)[0].text)
     return out
 
@@ -117,8 +135,15 @@ def split_prompt(conversation: list[dict]) -> tuple[list[dict], str]:
     return conversation[:last], conversation[last]["content"]
 
 
-def reply_metrics(model, tokenizer, template, conversations: list[list[dict]], max_new_tokens: int,
-                  distinct_samples: int = 10, seed: int = 0) -> dict:
+def reply_metrics(
+    model,
+    tokenizer,
+    template,
+    conversations: list[list[dict]],
+    max_new_tokens: int,
+    distinct_samples: int = 10,
+    seed: int = 0,
+) -> dict:
     """Exact match, BLEU and ROUGE-L of greedy replies against the references, and distinct-1/2 of sampled
     replies to the first `distinct_samples` prompts."""
     pairs = [split_prompt(c) for c in conversations]
@@ -132,8 +157,10 @@ def reply_metrics(model, tokenizer, template, conversations: list[list[dict]], m
         "rouge_l": rouge_l(predictions, references),
         "distinct_1": distinct_n(sampled, 1),
         "distinct_2": distinct_n(sampled, 2),
-        "examples": [{"prompt": p[-1]["content"] if p else "", "reference": r, "reply": y}
-                     for p, r, y in list(zip(prompts, references, predictions))[:SHOWN_EXAMPLES]],
+        "examples": [
+            {"prompt": p[-1]["content"] if p else "", "reference": r, "reply": y}
+            for p, r, y in list(zip(prompts, references, predictions))[:SHOWN_EXAMPLES]
+        ],
     }
 
 
@@ -147,8 +174,9 @@ def reply_budget(tokenizer, references: list[str], block_size: int) -> int:
 # A run's model, measured and recorded
 
 
-def evaluate_run(run_dir, model=None, which: str = "best", max_items: int | None = None,
-                 device: str | None = None) -> dict:
+def evaluate_run(
+    run_dir, model=None, which: str = "best", max_items: int | None = None, device: str | None = None
+) -> dict:
     """Validation loss and perplexity of `model` (default: the run's `which` checkpoint, on `device`) on the
     run's validation data, as the trainer measures it, plus reply metrics on its validation conversations for
     chat data (else distinct-1/2 of a few samples)."""
@@ -168,11 +196,13 @@ def evaluate_run(run_dir, model=None, which: str = "best", max_items: int | None
     if config["data"].get("format") == "sft":
         conversations = read_conversations(run_dir / "data" / "val.jsonl")[:n]
         budget = ft.get("eval_max_new_tokens") or reply_budget(
-            tokenizer, [split_prompt(c)[1] for c in conversations], model.config.block_size)
+            tokenizer, [split_prompt(c)[1] for c in conversations], model.config.block_size
+        )
         out.update(reply_metrics(model, tokenizer, template_for(config), conversations, budget, seed=train.seed))
     else:
-        samples = [data.sample(model, tokenizer, log_sample_params(train.sample_tokens, train.seed + i))
-                   for i in range(4)]
+        samples = [
+            data.sample(model, tokenizer, log_sample_params(train.sample_tokens, train.seed + i)) for i in range(4)
+        ]
         out.update(distinct_1=distinct_n(samples, 1), distinct_2=distinct_n(samples, 2))
     out["seconds"] = time.time() - t0
     return out

@@ -5,14 +5,15 @@ renamed over it: a reader, or a program restarted after a crash, sees the old fi
 of one. What a killed writer leaves behind is a hidden `.NAME.….tmp` that the next writer (or a clean-up)
 removes. A disk problem (full, read-only, no permission) becomes one CheckpointError sentence naming the file.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from core.errors import CheckpointError, ConfigError
 
@@ -84,8 +85,9 @@ def atomic_write_json(path, obj, indent: int = 2) -> None:
 def check_free_folder(path: Path, what: str) -> None:
     """Refuse a destination that exists and is not an empty folder: Newleaf never overwrites one."""
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise ConfigError(f"{path} already exists and is not empty; choose a new folder for {what} "
-                          f"(Newleaf never overwrites one).")
+        raise ConfigError(
+            f"{path} already exists and is not empty; choose a new folder for {what} (Newleaf never overwrites one)."
+        )
 
 
 def atomic_folder(dest, write: Callable[[Path], None], what: str = "a folder") -> Path:

@@ -21,14 +21,15 @@ resume, stop. Checkpoints hold plain GPT weights (LoRA merged in), so sampling, 
 Bases: a run directory (its best checkpoint), "hf:NAME" or a local Hugging Face GPT-2 folder, or "scratch:PRESET"
 (a fresh character-level model: fine-tuning from nothing, for the demo task and tests).
 """
+
 from __future__ import annotations
 
 import copy
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 from safetensors.torch import save_file
@@ -43,8 +44,14 @@ from core.evaluate import evaluate_run, read_eval, write_eval
 from core.files import atomic_folder, atomic_write, atomic_write_json, read_json
 from core.hf import load_hf_gpt2
 from core.model import GPT, GPTConfig, preset_config
-from core.sft_data import (FinetuneData, conversation_text, encode_conversations, load_finetune_data,
-                           write_conversations, write_examples)
+from core.sft_data import (
+    FinetuneData,
+    conversation_text,
+    encode_conversations,
+    load_finetune_data,
+    write_conversations,
+    write_examples,
+)
 from core.tokenizer import CharTokenizer, Tokenizer, load_tokenizer
 from core.train import FitResult, Trainer
 from core.train_config import TrainConfig, check_memory
@@ -54,10 +61,26 @@ from core.trainable import BASE_FILE, METHODS, FinetuneConfig, FineTuned, parame
 # for full fine-tuning (the weights are already good; big steps would wreck them) and a higher one for LoRA (its
 # adapters start at zero and are few).
 TRAIN_DEFAULTS = {
-    "full": dict(lr=3e-4, warmup_steps=20, max_steps=500, eval_every=50, eval_batches=4, weight_decay=0.0,
-                 sample_tokens=64, log_every=10),
-    "lora": dict(lr=2e-3, warmup_steps=20, max_steps=500, eval_every=50, eval_batches=4, weight_decay=0.0,
-                 sample_tokens=64, log_every=10),
+    "full": dict(
+        lr=3e-4,
+        warmup_steps=20,
+        max_steps=500,
+        eval_every=50,
+        eval_batches=4,
+        weight_decay=0.0,
+        sample_tokens=64,
+        log_every=10,
+    ),
+    "lora": dict(
+        lr=2e-3,
+        warmup_steps=20,
+        max_steps=500,
+        eval_every=50,
+        eval_batches=4,
+        weight_decay=0.0,
+        sample_tokens=64,
+        log_every=10,
+    ),
 }
 # The demo task's recipe: what learns two-digit addition on a CPU in about two minutes (full fine-tuning: 89% of the
 # held-out sums from scratch:nano in 45 s, re-measured 2026-11-28 with `python -m core finetune --data
@@ -83,22 +106,22 @@ def train_config(method: str = "full", demo: bool = False, **overrides):
 
 @dataclass
 class Base:
-    tensors: dict | None       # plain GPT weights (None for scratch: made once the vocabulary is known)
+    tensors: dict | None  # plain GPT weights (None for scratch: made once the vocabulary is known)
     model_cfg: GPTConfig | None
     tokenizer: Tokenizer | None
-    source: dict               # what config["finetune"]["base"] records
-    config: dict               # the base run's config.json ({} for Hugging Face and scratch bases)
+    source: dict  # what config["finetune"]["base"] records
+    config: dict  # the base run's config.json ({} for Hugging Face and scratch bases)
 
 
 def load_base(spec, which: str = "best") -> Base:
     """A base from "RUN_DIR" | "hf:NAME" | a Hugging Face folder | "scratch:PRESET"."""
     spec = str(spec)
     if spec.startswith("scratch:"):
-        preset = spec[len("scratch:"):]
+        preset = spec[len("scratch:") :]
         preset_config(preset, 1)  # a clear error for an unknown preset, before any data work
         return Base(None, None, None, {"kind": "scratch", "preset": preset}, {})
     if spec.startswith("hf:"):
-        return _hf_base(spec[len("hf:"):])
+        return _hf_base(spec[len("hf:") :])
     path = Path(spec).expanduser()
     if path.is_dir():
         config_file = path / runs.CONFIG
@@ -109,8 +132,10 @@ def load_base(spec, which: str = "best") -> Base:
         return _hf_base(str(path))
     if path.exists():
         raise CheckpointError(f"{spec} is a file; choose a run directory, a Hugging Face model folder, or hf:NAME.")
-    raise CheckpointError(f"No run or model folder {spec}. Choose one of your runs, a folder with a Hugging Face "
-                          f"GPT-2 model, or a Hub model as hf:NAME (e.g. hf:distilgpt2).")
+    raise CheckpointError(
+        f"No run or model folder {spec}. Choose one of your runs, a folder with a Hugging Face "
+        f"GPT-2 model, or a Hub model as hf:NAME (e.g. hf:distilgpt2)."
+    )
 
 
 def _run_base(path: Path, config: dict, which: str) -> Base:
@@ -124,8 +149,13 @@ def _run_base(path: Path, config: dict, which: str) -> Base:
     tensors = runs.load_tensors(ck / "model.safetensors")
     runs.load_model_weights(GPT(cfg), tensors, str(ck / "model.safetensors"))  # checks that they fit
     meta = read_json(ck / "meta.json")
-    source = {"kind": "run", "path": str(path), "checkpoint": ck.name, "step": meta.get("step"),
-              "val_loss": meta.get("val_loss")}
+    source = {
+        "kind": "run",
+        "path": str(path),
+        "checkpoint": ck.name,
+        "step": meta.get("step"),
+        "val_loss": meta.get("val_loss"),
+    }
     return Base(tensors, cfg, load_tokenizer(path), source, config)
 
 
@@ -150,9 +180,10 @@ def describe_base(source: dict) -> str:
 @dataclass
 class Vocabulary:
     """The tokenizer a fine-tuning run uses, and how it relates to its base's."""
+
     tokenizer: Tokenizer
-    id_map: list[int] | None                # base id -> new id; None: a fresh vocabulary made from the data
-    template: TokenChatTemplate | None      # chat data: the template whose markers are special tokens
+    id_map: list[int] | None  # base id -> new id; None: a fresh vocabulary made from the data
+    template: TokenChatTemplate | None  # chat data: the template whose markers are special tokens
 
     @property
     def new_ids(self) -> list[int]:
@@ -215,9 +246,19 @@ def grow_embedding(tensors: dict, id_map: list[int], vocab_size: int, seed: int)
 # Preparing a run
 
 
-def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, train=None, which: str = "best",
-                     prompt_column: str | None = None, response_column: str | None = None,
-                     csv_column: str | None = None, extra: dict | None = None) -> Path:
+def prepare_finetune(
+    run_dir,
+    base,
+    data,
+    *,
+    ft: FinetuneConfig | None = None,
+    train=None,
+    which: str = "best",
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+    csv_column: str | None = None,
+    extra: dict | None = None,
+) -> Path:
     """Create a fine-tuning run directory from a base (see load_base; or a Base) and data (see
     core.sft_data.load_finetune_data: paths, "builtin:NAME", or a FinetuneData). Nothing trains yet: the app or
     `python -m core train --out RUN --resume` runs it, as any run. Raises a NewleafError for every user mistake
@@ -227,8 +268,13 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
         raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
     ft = ft or FinetuneConfig()
     ft.validate()
-    data = data if isinstance(data, FinetuneData) else load_finetune_data(
-        data, prompt_column=prompt_column, response_column=response_column, csv_column=csv_column)
+    data = (
+        data
+        if isinstance(data, FinetuneData)
+        else load_finetune_data(
+            data, prompt_column=prompt_column, response_column=response_column, csv_column=csv_column
+        )
+    )
     demo = data.task is not None
     if demo:  # the task's held-out questions are its score: all of them count
         ft = replace(ft, eval_items=len(data.held_out))
@@ -265,25 +311,35 @@ def prepare_finetune(run_dir, base, data, *, ft: FinetuneConfig | None = None, t
         config = {
             "model": model_cfg.to_dict(),
             "train": asdict(train),
-            "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-                          "description": tokenizer.describe()},
+            "tokenizer": {
+                "kind": tokenizer.kind,
+                "vocab_size": tokenizer.vocab_size,
+                "description": tokenizer.describe(),
+            },
             "data": data_info,
-            "finetune": {**asdict(ft), "base": base.source, "new_token_ids": new_ids, "params": counts,
-                         **({"task": data.task} if data.task else {})},
+            "finetune": {
+                **asdict(ft),
+                "base": base.source,
+                "new_token_ids": new_ids,
+                "params": counts,
+                **({"task": data.task} if data.task else {}),
+            },
             **({"chat_template": template.to_dict()} if chat else {}),
             "created": time.time(),
             **(extra or {}),
         }
         atomic_write_json(tmp / runs.CONFIG, config)
-        runs.write_status(tmp, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps,
-                          max_time=train.max_time)
+        runs.write_status(
+            tmp, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps, max_time=train.max_time
+        )
 
     # the run appears whole or not at all: a full disk half-way, or data refused late, leaves nothing behind
     return atomic_folder(run_dir, write, "a run")
 
 
-def _write_conversations(data_dir: Path, data: FinetuneData, tokenizer, template, block: int,
-                         ft: FinetuneConfig, seed: int) -> dict:
+def _write_conversations(
+    data_dir: Path, data: FinetuneData, tokenizer, template, block: int, ft: FinetuneConfig, seed: int
+) -> dict:
     """Split, encode and store conversations (ids + loss mask, and the validation conversations as JSONL);
     returns config.json's data section, with notes on what the user should know (examples cut or dropped)."""
     notes = []
@@ -295,30 +351,41 @@ def _write_conversations(data_dir: Path, data: FinetuneData, tokenizer, template
         if note:
             notes.append(note)
     if not enc_train.ids:
-        raise CorpusError(f"No training example fits the context of {block} tokens "
-                          f"({enc_train.dropped:,} dropped). Use shorter examples or a model with a longer "
-                          f"context.")
+        raise CorpusError(
+            f"No training example fits the context of {block} tokens "
+            f"({enc_train.dropped:,} dropped). Use shorter examples or a model with a longer "
+            f"context."
+        )
     if not enc_val.ids:
         raise CorpusError(f"No validation example fits the context of {block} tokens.")
     if val_is_train:
-        notes.append(f"Only {len(train_convs)} examples: too few to hold some out, so validation uses the "
-                     f"training examples.")
+        notes.append(
+            f"Only {len(train_convs)} examples: too few to hold some out, so validation uses the training examples."
+        )
     write_examples(data_dir, "train", enc_train, tokenizer.vocab_size)
     write_examples(data_dir, "val", enc_val, tokenizer.vocab_size)
     write_conversations(data_dir / "val.jsonl", [val_convs[i] for i in enc_val.kept_indices])
-    val_replies = [c[i] for c in (val_convs[k] for k in enc_val.kept_indices)
-                   for i in range(len(c)) if c[i]["role"] == "assistant"]
+    val_replies = [
+        c[i] for c in (val_convs[k] for k in enc_val.kept_indices) for i in range(len(c)) if c[i]["role"] == "assistant"
+    ]
     return {
-        "name": data.name, "format": "sft", "val_fraction": ft.val_fraction, "val_is_train": val_is_train,
-        "train_examples": len(enc_train.ids), "val_examples": len(enc_val.ids),
-        "train_tokens": sum(map(len, enc_train.ids)), "val_tokens": enc_val.target_tokens,
+        "name": data.name,
+        "format": "sft",
+        "val_fraction": ft.val_fraction,
+        "val_is_train": val_is_train,
+        "train_examples": len(enc_train.ids),
+        "val_examples": len(enc_val.ids),
+        "train_tokens": sum(map(len, enc_train.ids)),
+        "val_tokens": enc_val.target_tokens,
         "train_target_tokens": enc_train.target_tokens,
         # bits per character of the replies: each reply's characters, plus one for its end marker
         "train_chars": len(conversation_text(train_convs)),
         "val_chars": sum(len(m["content"]) + 1 for m in val_replies),
         "val_bytes": sum(len(m["content"].encode("utf-8")) + 1 for m in val_replies),
-        "truncated": enc_train.truncated + enc_val.truncated, "dropped": enc_train.dropped + enc_val.dropped,
-        "too_long": ft.too_long, "notes": notes,
+        "truncated": enc_train.truncated + enc_val.truncated,
+        "dropped": enc_train.dropped + enc_val.dropped,
+        "too_long": ft.too_long,
+        "notes": notes,
     }
 
 
@@ -329,13 +396,27 @@ def _write_text(data_dir: Path, data: FinetuneData, tokenizer, block: int, val_f
     check_token_counts(len(train_ids), len(val_ids), block)
     write_tokens(data_dir / "train.bin", train_ids, tokenizer.vocab_size)
     write_tokens(data_dir / "val.bin", val_ids, tokenizer.vocab_size)
-    return {"name": data.name, "format": "text", "val_fraction": val_fraction,
-            "train_tokens": len(train_ids), "val_tokens": len(val_ids), "train_chars": len(train_text),
-            "val_chars": len(val_text), "val_bytes": len(val_text.encode("utf-8")), "notes": []}
+    return {
+        "name": data.name,
+        "format": "text",
+        "val_fraction": val_fraction,
+        "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
+        "train_chars": len(train_text),
+        "val_chars": len(val_text),
+        "val_bytes": len(val_text.encode("utf-8")),
+        "notes": [],
+    }
 
 
-def describe_data(data: FinetuneData, base_tokenizer: Callable[[], Tokenizer] | None, base_config: dict,
-                  block_size: int | None, too_long: str = "truncate", preview_chars: int = 2000) -> dict:
+def describe_data(
+    data: FinetuneData,
+    base_tokenizer: Callable[[], Tokenizer] | None,
+    base_config: dict,
+    block_size: int | None,
+    too_long: str = "truncate",
+    preview_chars: int = 2000,
+) -> dict:
     """What the app shows about fine-tuning data before a run is made, as facts (the words are the caller's):
     {"chat", "name", "examples", "held_out", "reuse" (too few examples to hold any out), "chars", "tokens"
     (plain text), "block" and "note" (conversations longer than the context, in the engine's words), "why"
@@ -349,8 +430,18 @@ def describe_data(data: FinetuneData, base_tokenizer: Callable[[], Tokenizer] | 
     except NewleafError as e:
         why = str(e)
     text = conversation_text(convs) if chat else data.text
-    facts = {"chat": chat, "name": data.name, "examples": len(convs), "held_out": len(data.held_out or []),
-             "block": None, "note": "", "why": why, "chars": len(text or ""), "tokens": None, "reuse": False}
+    facts = {
+        "chat": chat,
+        "name": data.name,
+        "examples": len(convs),
+        "held_out": len(data.held_out or []),
+        "block": None,
+        "note": "",
+        "why": why,
+        "chars": len(text or ""),
+        "tokens": None,
+        "reuse": False,
+    }
     if chat:
         template = chat_template(base_config)
         facts["reuse"] = validation_reuses_training(data, FinetuneConfig().val_fraction)
@@ -407,8 +498,14 @@ def is_finetune_run(run_dir) -> bool:
         return False
 
 
-def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | None = None,
-                 device: str | None = None, trainer: Trainer | None = None) -> FitResult:
+def run_finetune(
+    run_dir,
+    callbacks=(),
+    resume: bool = True,
+    evaluate: bool | None = None,
+    device: str | None = None,
+    trainer: Trainer | None = None,
+) -> FitResult:
     """Train a prepared fine-tuning run with the ordinary Trainer (`trainer`, e.g. one whose stop a signal
     handler asks for; default: a new one for the run). With `evaluate` (default: the run's finetune.evaluate
     setting), the base model is measured first (once: kept in eval.json) and the fine-tuned one after, when
@@ -423,8 +520,7 @@ def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | No
     if evaluate is None:
         evaluate = trainer.model.ft.evaluate
     if evaluate and "base" not in read_eval(run_dir) and runs.checkpoint_dir(run_dir, "last") is None:
-        runs.write_status(run_dir, "running", "Measuring the base model before fine-tuning.", step=0,
-                          **budget)
+        runs.write_status(run_dir, "running", "Measuring the base model before fine-tuning.", step=0, **budget)
         model, _ = load_base_model(run_dir, device=str(trainer.device))
         result = evaluate_run(run_dir, model=model)
         write_eval(run_dir, "base", result)
@@ -440,8 +536,12 @@ def run_finetune(run_dir, callbacks=(), resume: bool = True, evaluate: bool | No
             cb("evaluation", {"which": "finetuned", **result})
         message = fit.message + " " + summarize(evals, runs.read_config(run_dir)["data"].get("val_is_train", False))
         fit.message = message.strip()
-        runs.write_status(run_dir, fit.state, fit.message, **{k: v for k, v in state.items()
-                                                               if k not in ("state", "message", "updated", "pid")})
+        runs.write_status(
+            run_dir,
+            fit.state,
+            fit.message,
+            **{k: v for k, v in state.items() if k not in ("state", "message", "updated", "pid")},
+        )
     return fit
 
 

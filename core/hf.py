@@ -11,6 +11,7 @@ Weights are read and written only as safetensors: a pickle-based `pytorch_model.
 when loaded, so it is refused. `transformers` itself is not needed here; the tokenizer files are built with
 the `tokenizers` library.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,7 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download, try_to_load_from_cache
-from huggingface_hub.errors import (GatedRepoError, HFValidationError, LocalEntryNotFoundError,
-                                    RepositoryNotFoundError)
+from huggingface_hub.errors import GatedRepoError, HFValidationError, LocalEntryNotFoundError, RepositoryNotFoundError
 from safetensors.torch import save_file
 from tiktoken.load import read_file_cached
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors
@@ -90,25 +90,33 @@ def resolve_hf(name_or_path) -> tuple[Path, str]:
 def _download(repo_id: str) -> Path:
     offline = is_offline()
     try:
-        folder = snapshot_download(repo_id, allow_patterns=["config.json", "*.safetensors",
-                                                             "model.safetensors.index.json"],
-                                   local_files_only=offline)
+        folder = snapshot_download(
+            repo_id,
+            allow_patterns=["config.json", "*.safetensors", "model.safetensors.index.json"],
+            local_files_only=offline,
+        )
     except HFValidationError:
         raise CheckpointError(f"{repo_id!r} is neither a local folder nor a valid Hugging Face Hub id.") from None
     except GatedRepoError:
-        raise DownloadError(f"{repo_id} is a gated repository on the Hugging Face Hub: accept its terms and log "
-                            f"in (`hf auth login`), then try again.") from None
+        raise DownloadError(
+            f"{repo_id} is a gated repository on the Hugging Face Hub: accept its terms and log "
+            f"in (`hf auth login`), then try again."
+        ) from None
     except RepositoryNotFoundError:
         raise DownloadError(f"There is no model {repo_id!r} on the Hugging Face Hub (or it is private).") from None
     except LocalEntryNotFoundError as e:
         why = "NEWLEAF_OFFLINE=1 forbids downloading it" if offline else "it could not be downloaded (no network?)"
-        raise DownloadError(f"{repo_id} is not in the Hugging Face cache and {why}; download it once while online, "
-                            f"or pass a local folder with config.json and model.safetensors.") from e
+        raise DownloadError(
+            f"{repo_id} is not in the Hugging Face cache and {why}; download it once while online, "
+            f"or pass a local folder with config.json and model.safetensors."
+        ) from e
     except Exception as e:  # connection refused, timeout, DNS, HTTP 5xx...
         reason = f"{type(e).__name__}: {e}"
         reason = reason if len(reason) <= 300 else reason[:300] + "..."
-        raise DownloadError(f"Could not download {repo_id} from the Hugging Face Hub ({reason}). You seem to be "
-                            f"offline: download it once while online, or pass a local folder.") from e
+        raise DownloadError(
+            f"Could not download {repo_id} from the Hugging Face Hub ({reason}). You seem to be "
+            f"offline: download it once while online, or pass a local folder."
+        ) from e
     return Path(folder)
 
 
@@ -136,13 +144,17 @@ def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(
             f"{name} holds its weights only as {pickled[0]}, a pickle-based PyTorch file: loading pickle can run "
             f"arbitrary code, so Newleaf reads weights only from model.safetensors. Convert it with a tool you "
-            f"trust, or use a copy that has safetensors weights.")
-    raise CheckpointError(f"{name} has no model.safetensors: Newleaf loads weights only from safetensors "
-                          f"(pickle-based pytorch_model.bin files are refused; loading one can run arbitrary code).")
+            f"trust, or use a copy that has safetensors weights."
+        )
+    raise CheckpointError(
+        f"{name} has no model.safetensors: Newleaf loads weights only from safetensors "
+        f"(pickle-based pytorch_model.bin files are refused; loading one can run arbitrary code)."
+    )
 
 
 def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     """The GPTConfig for an HF GPT-2 config.json, or a CheckpointError naming what Newleaf can't represent."""
+
     def refuse(why):
         raise CheckpointError(f"{name} cannot be loaded as a Newleaf GPT: {why}.")
 
@@ -158,8 +170,10 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     if not isinstance(eps, (int, float)) or not math.isclose(float(min(eps, 1.0)), 1e-5, rel_tol=1e-6):
         refuse(f"its layer_norm_epsilon is {eps}; Newleaf's LayerNorm uses 1e-5")
     if hf.get("scale_attn_by_inverse_layer_idx"):
-        refuse("it scales attention by the inverse layer index (scale_attn_by_inverse_layer_idx), "
-               "which Newleaf's attention does not do")
+        refuse(
+            "it scales attention by the inverse layer index (scale_attn_by_inverse_layer_idx), "
+            "which Newleaf's attention does not do"
+        )
     if hf.get("scale_attn_weights", True) is False:
         refuse("its attention is not scaled by 1/sqrt(head size) (scale_attn_weights is false)")
     if hf.get("add_cross_attention"):
@@ -172,9 +186,16 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     # reorder_and_upcast_attn only changes the order of fp16 operations: in fp32 it computes the same thing.
     try:
         pdrop = float(hf.get("resid_pdrop", 0.0) or 0.0)
-        return GPTConfig(n_layer=hf["n_layer"], n_head=hf["n_head"], n_embd=n_embd,
-                         block_size=hf.get("n_positions") or hf["n_ctx"], vocab_size=hf["vocab_size"],
-                         dropout=pdrop, bias=True, activation="gelu" if act == "gelu" else "gelu_tanh")
+        return GPTConfig(
+            n_layer=hf["n_layer"],
+            n_head=hf["n_head"],
+            n_embd=n_embd,
+            block_size=hf.get("n_positions") or hf["n_ctx"],
+            vocab_size=hf["vocab_size"],
+            dropout=pdrop,
+            bias=True,
+            activation="gelu" if act == "gelu" else "gelu_tanh",
+        )
     except KeyError as e:
         raise CheckpointError(f"{name}'s config.json lacks {e.args[0]!r}.") from None
     except (ConfigError, TypeError, ValueError, OverflowError) as e:
@@ -215,8 +236,10 @@ def load_hf_model(name_or_path) -> tuple[GPT, dict]:
     tensors = hf_to_newleaf(raw)
     head, wte = raw.get("lm_head.weight"), tensors.get("transformer.wte.weight")
     if head is not None and wte is not None and not torch.equal(head.to(torch.float32), wte):
-        raise CheckpointError(f"{name} has an output layer (lm_head) separate from its token embedding; Newleaf's "
-                              f"GPT ties the two, as GPT-2 does.")
+        raise CheckpointError(
+            f"{name} has an output layer (lm_head) separate from its token embedding; Newleaf's "
+            f"GPT ties the two, as GPT-2 does."
+        )
     runs.check_size(cfg, tensors, name)  # before building a model of whatever size config.json claims
     model = GPT(cfg)
     runs.load_model_weights(model, tensors, name)
@@ -228,8 +251,10 @@ def load_hf_gpt2(name_or_path) -> tuple[GPT, GPT2Tokenizer]:
     GPT-2's tokenizer. Models with another vocabulary are refused: their tokenizer would not be GPT-2's."""
     model, _ = load_hf_model(name_or_path)
     if model.config.vocab_size != GPT2_VOCAB_SIZE:
-        raise CheckpointError(f"{name_or_path} has a vocabulary of {model.config.vocab_size:,} tokens, not "
-                              f"GPT-2's {GPT2_VOCAB_SIZE:,}, so GPT-2's tokenizer does not fit it.")
+        raise CheckpointError(
+            f"{name_or_path} has a vocabulary of {model.config.vocab_size:,} tokens, not "
+            f"GPT-2's {GPT2_VOCAB_SIZE:,}, so GPT-2's tokenizer does not fit it."
+        )
     return model, GPT2Tokenizer()
 
 
@@ -247,17 +272,26 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
         config = {
             "model": model.config.to_dict(),
             "train": asdict(TrainConfig()),
-            "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-                          "description": tokenizer.describe()},
-            "data": {"name": f"none (weights imported from Hugging Face: {name_or_path})", "val_fraction": 0.0,
-                     "train_tokens": 0, "val_tokens": 0, "train_chars": 0, "val_chars": 0, "val_bytes": 0},
+            "tokenizer": {
+                "kind": tokenizer.kind,
+                "vocab_size": tokenizer.vocab_size,
+                "description": tokenizer.describe(),
+            },
+            "data": {
+                "name": f"none (weights imported from Hugging Face: {name_or_path})",
+                "val_fraction": 0.0,
+                "train_tokens": 0,
+                "val_tokens": 0,
+                "train_chars": 0,
+                "val_chars": 0,
+                "val_bytes": 0,
+            },
             "source": source,
             "created": time.time(),
         }
         files.atomic_write_json(tmp / runs.CONFIG, config)
         runs.save_checkpoint(tmp, model, {}, {"step": 0, "elapsed_s": 0.0, "source": source}, best=True)
-        runs.write_status(tmp, "completed", f"Imported {name_or_path} from Hugging Face (not trained here).",
-                          step=0)
+        runs.write_status(tmp, "completed", f"Imported {name_or_path} from Hugging Face (not trained here).", step=0)
 
     atomic_folder(run_dir, write, "a run")
     return run_dir
@@ -285,7 +319,7 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
     tensors = runs.model_tensors(model)
     if not cfg.bias:  # HF's GPT-2 always has biases: zeros compute the same as none
         for name, p in model.named_parameters():
-            owner = name[:-len(".weight")]
+            owner = name[: -len(".weight")]
             if name.endswith(".weight") and not owner.endswith(("wte", "wpe")) and name != "lm_head.weight":
                 tensors.setdefault(owner + ".bias", torch.zeros(p.shape[0]))
     tensors = newleaf_to_hf(tensors)
@@ -347,11 +381,14 @@ def _check_same_ids(fast, tokenizer, text: str) -> None:
     ours, theirs = tokenizer.encode(text), fast.encode(text, add_special_tokens=False).ids
     if ours != theirs:
         i = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-        raise TokenizerError(f"The exported tokenizer encodes differently from this run's tokenizer (first at "
-                             f"token {i}: {ours[i:i + 3]} vs {theirs[i:i + 3]}); nothing was written.")
+        raise TokenizerError(
+            f"The exported tokenizer encodes differently from this run's tokenizer (first at "
+            f"token {i}: {ours[i : i + 3]} vs {theirs[i : i + 3]}); nothing was written."
+        )
     if fast.decode(ours, skip_special_tokens=False) != tokenizer.decode(ours):
-        raise TokenizerError("The exported tokenizer decodes differently from this run's tokenizer; "
-                             "nothing was written.")
+        raise TokenizerError(
+            "The exported tokenizer decodes differently from this run's tokenizer; nothing was written."
+        )
 
 
 # -- tokenizer files ---------------------------------------------------------------------------------------
@@ -377,13 +414,22 @@ def write_tokenizer_files(folder: Path, tokenizer, block_size: int):
     for name in sorted(specials, key=specials.get):
         fast.add_special_tokens([AddedToken(name, special=True, normalized=False)])
         if fast.token_to_id(name) != specials[name]:
-            raise TokenizerError(f"The special token {name!r} would get id {fast.token_to_id(name)} in the "
-                                 f"exported tokenizer instead of {specials[name]}; nothing was written.")
+            raise TokenizerError(
+                f"The special token {name!r} would get id {fast.token_to_id(name)} in the "
+                f"exported tokenizer instead of {specials[name]}; nothing was written."
+            )
     fast.save(str(folder / "tokenizer.json"))
     # No BOS/EOS added by encode, and decode leaves spaces alone: decode(encode(x)) == x.
-    _write_json(folder / "tokenizer_config.json", {
-        "model_max_length": block_size, "clean_up_tokenization_spaces": False, "add_bos_token": False,
-        "add_eos_token": False, **extra})
+    _write_json(
+        folder / "tokenizer_config.json",
+        {
+            "model_max_length": block_size,
+            "clean_up_tokenization_spaces": False,
+            "add_bos_token": False,
+            "add_eos_token": False,
+            **extra,
+        },
+    )
     return fast
 
 
@@ -394,8 +440,10 @@ def _gpt2_tokenizer(tmp: Path):
         encoder = read_file_cached(GPT2_ENCODER_JSON_URL, GPT2_ENCODER_JSON_SHA256)
         merges = read_file_cached(GPT2_VOCAB_BPE_URL, GPT2_VOCAB_BPE_SHA256)
     except Exception as e:
-        raise DownloadError(f"Could not get the GPT-2 tokenizer files (no network?): {type(e).__name__}: {e}; "
-                            f"they download once and are cached in TIKTOKEN_CACHE_DIR.") from e
+        raise DownloadError(
+            f"Could not get the GPT-2 tokenizer files (no network?): {type(e).__name__}: {e}; "
+            f"they download once and are cached in TIKTOKEN_CACHE_DIR."
+        ) from e
     (tmp / "vocab.json").write_bytes(encoder)
     (tmp / "merges.txt").write_bytes(merges)
     fast = Tokenizer(models.BPE.from_file(str(tmp / "vocab.json"), str(tmp / "merges.txt")))
@@ -403,8 +451,14 @@ def _gpt2_tokenizer(tmp: Path):
     fast.decoder = decoders.ByteLevel()
     fast.post_processor = processors.ByteLevel(trim_offsets=False)
     fast.add_special_tokens([AddedToken(ENDOFTEXT, special=True, normalized=False)])
-    return fast, dict(tokenizer_class="GPT2Tokenizer", bos_token=ENDOFTEXT, eos_token=ENDOFTEXT,
-                      unk_token=ENDOFTEXT, add_prefix_space=False, errors="replace")
+    return fast, dict(
+        tokenizer_class="GPT2Tokenizer",
+        bos_token=ENDOFTEXT,
+        eos_token=ENDOFTEXT,
+        unk_token=ENDOFTEXT,
+        add_prefix_space=False,
+        errors="replace",
+    )
 
 
 def _char_tokenizer(tokenizer):
@@ -421,10 +475,12 @@ def _bpe_tokenizer(tokenizer):
     then bytes shown as GPT-2's printable characters, and merges derived from the ranks."""
     vocab, merges = bpe_vocab_and_merges(tokenizer.mergeable_ranks)
     fast = Tokenizer(models.BPE(vocab, merges, fuse_unk=False, ignore_merges=True))
-    fast.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(tokenizer.pattern), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    fast.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(tokenizer.pattern), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     fast.decoder = decoders.ByteLevel()
     fast.post_processor = processors.ByteLevel(trim_offsets=False)
     return fast, dict(tokenizer_class="PreTrainedTokenizerFast")
@@ -454,9 +510,8 @@ def bpe_vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[
 
     vocab = {show(token): rank for token, rank in ranks.items()}
     merges = []
-    for token, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
-        splits = [(token[:i], token[i:]) for i in range(1, len(token))
-                  if token[:i] in ranks and token[i:] in ranks]
+    for token, _rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        splits = [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks]
         splits.sort(key=lambda lr: (ranks[lr[0]], ranks[lr[1]]))
         merges.extend((show(a), show(b)) for a, b in splits)
     return vocab, merges
@@ -487,8 +542,11 @@ def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str
         "Hugging Face format.",
         "",
         f"- **Data:** {data.get('name', 'unknown')}"
-        + (f" ({data['train_tokens']:,} training / {data['val_tokens']:,} validation tokens)"
-           if data.get("train_tokens") else ""),
+        + (
+            f" ({data['train_tokens']:,} training / {data['val_tokens']:,} validation tokens)"
+            if data.get("train_tokens")
+            else ""
+        ),
     ]
     if isinstance(source, dict) and source.get("hf"):
         lines.append(f"- **Weights from:** `{source['hf']}` on Hugging Face, imported into Newleaf")
@@ -499,7 +557,8 @@ def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str
         f"- **Steps trained:** {steps}",
         f"- **Exported checkpoint:** `{used}`, step {meta.get('step', steps)}"
         + (f", validation loss {val:.4f}" if val is not None else ""),
-        f"- **Best validation loss:** {best_val:.4f} (nats per token)" if best_val is not None
+        f"- **Best validation loss:** {best_val:.4f} (nats per token)"
+        if best_val is not None
         else "- **Best validation loss:** not evaluated",
         "",
         "## Use it with transformers",

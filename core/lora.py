@@ -10,6 +10,7 @@ back a plain nn.Linear, so the result samples, exports and loads as an ordinary 
 
 The adapters go on GPT-2's four projections per block: attn.c_attn (q, k, v), attn.c_proj, mlp.c_fc, mlp.c_proj.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ class LoRALinear(nn.Module):
             p.requires_grad_(False)
         self.rank, self.alpha = rank, alpha
         self.scale = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))   # (r, in)
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))  # (r, in)
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))  # (out, r)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear initialises its weight (and PEFT A)
         self.dropout = nn.Dropout(dropout)
@@ -46,8 +47,13 @@ class LoRALinear(nn.Module):
 
     def merged(self) -> nn.Linear:
         """A plain nn.Linear computing W + (alpha / r)·B A (what this module computes with dropout off)."""
-        out = nn.Linear(self.base.in_features, self.base.out_features, bias=self.base.bias is not None,
-                        device=self.base.weight.device, dtype=self.base.weight.dtype)
+        out = nn.Linear(
+            self.base.in_features,
+            self.base.out_features,
+            bias=self.base.bias is not None,
+            device=self.base.weight.device,
+            dtype=self.base.weight.dtype,
+        )
         with torch.no_grad():
             out.weight.copy_(self.base.weight + self.delta())
             if self.base.bias is not None:
@@ -64,17 +70,21 @@ def check_settings(rank, alpha, dropout, layers, targets, n_layer: int) -> None:
         raise ConfigError(f"LoRA dropout must be in [0, 1); got {dropout!r}.")
     bad = [t for t in targets if t not in TARGETS]
     if bad or not targets:
-        raise ConfigError(f"Unknown LoRA target {bad[0] if bad else 'list (empty)'!r}; choose among "
-                          f"{', '.join(TARGETS)}.")
+        raise ConfigError(
+            f"Unknown LoRA target {bad[0] if bad else 'list (empty)'!r}; choose among {', '.join(TARGETS)}."
+        )
     if layers is not None:
         wrong = [i for i in layers if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_layer]
         if wrong or not layers:
-            raise ConfigError(f"LoRA layers must be numbers from 0 to {n_layer - 1} (this model has {n_layer} "
-                              f"layers); got {list(layers)!r}.")
+            raise ConfigError(
+                f"LoRA layers must be numbers from 0 to {n_layer - 1} (this model has {n_layer} "
+                f"layers); got {list(layers)!r}."
+            )
 
 
-def apply_lora(model, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0, layers=None,
-               targets=TARGETS) -> list[str]:
+def apply_lora(
+    model, rank: int = 8, alpha: float = 16.0, dropout: float = 0.0, layers=None, targets=TARGETS
+) -> list[str]:
     """Freeze every weight of `model`, then wrap the target projections of the chosen layers (all when
     layers is None) in LoRALinear. Returns the names of the wrapped modules."""
     check_settings(rank, alpha, dropout, layers, targets, len(model.transformer.h))
@@ -130,12 +140,16 @@ def load_adapter_tensors(model, tensors: dict[str, torch.Tensor], source: str = 
     expected = adapter_tensors(model)
     if set(tensors) != set(expected):
         missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-        raise ConfigError(f"The LoRA adapters in {source} do not match this run's LoRA settings "
-                          f"(missing: {missing[:3]}, unexpected: {unexpected[:3]}).")
+        raise ConfigError(
+            f"The LoRA adapters in {source} do not match this run's LoRA settings "
+            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})."
+        )
     with torch.no_grad():
         params = dict(model.named_parameters())
         for k, v in tensors.items():
             if params[k].shape != v.shape:
-                raise ConfigError(f"{source}: the LoRA adapter {k} has shape {tuple(v.shape)}, but this run's "
-                                  f"rank needs {tuple(params[k].shape)}.")
+                raise ConfigError(
+                    f"{source}: the LoRA adapter {k} has shape {tuple(v.shape)}, but this run's "
+                    f"rank needs {tuple(params[k].shape)}."
+                )
             params[k].copy_(v)

@@ -7,6 +7,7 @@ Parameter names follow GPT-2's (`transformer.wte`, `transformer.h.0.attn.c_attn`
 weights map onto this model by name (see `core/hf.py`). Tensor shapes are written next to the code that
 makes them: B = batch, T = sequence length, C = n_embd, nh = n_head, hs = head size.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,10 +28,10 @@ class GPTConfig:
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    block_size: int = 64     # context length: the most tokens the model sees at once
-    vocab_size: int = 65     # set from the tokenizer
+    block_size: int = 64  # context length: the most tokens the model sees at once
+    vocab_size: int = 65  # set from the tokenizer
     dropout: float = 0.0
-    bias: bool = True        # biases in Linear and LayerNorm layers, as GPT-2 has
+    bias: bool = True  # biases in Linear and LayerNorm layers, as GPT-2 has
     # "gelu" (exact, erf) is ~3x faster than the tanh approximation on CPUs and trains as well; "gelu_tanh" is
     # GPT-2's own ("gelu_new"), used for imported GPT-2 weights so their logits match exactly.
     activation: str = "gelu"
@@ -47,7 +48,8 @@ class GPTConfig:
             raise ConfigError(
                 f"The width n_embd={self.n_embd} must be divisible by the number of heads n_head={self.n_head} "
                 f"(each head gets n_embd / n_head dimensions); try n_head in "
-                f"{[h for h in range(1, 17) if self.n_embd % h == 0]}.")
+                f"{[h for h in range(1, 17) if self.n_embd % h == 0]}."
+            )
         if not (0.0 <= float(self.dropout) < 1.0):
             raise ConfigError(f"dropout must be in [0, 1); got {self.dropout!r}.")
         if self.activation not in ACTIVATIONS:
@@ -61,7 +63,7 @@ class GPTConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GPTConfig":
+    def from_dict(cls, d: dict) -> GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -74,18 +76,45 @@ ACTIVATIONS = ("gelu", "gelu_tanh")
 
 # Named shapes. vocab_size comes from the tokenizer, so presets leave it out.
 PRESETS: dict[str, dict] = {
-    "tiny":   dict(n_layer=2, n_head=2, n_embd=32, block_size=32,
-                   description="2 layers, width 32: for tests; learns in seconds, writes gibberish"),
-    "nano":   dict(n_layer=3, n_head=4, n_embd=64, block_size=64,
-                   description="3 layers, width 64: a first look in under a minute on a CPU"),
-    "micro":  dict(n_layer=4, n_head=4, n_embd=128, block_size=64,
-                   description="4 layers, width 128: the classic small CPU model"),
-    "mini":   dict(n_layer=6, n_head=6, n_embd=192, block_size=128,
-                   description="6 layers, width 192: better text, needs ~10+ minutes on a CPU"),
-    "small":  dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
-                   description="6 layers, width 384 (nanoGPT's Shakespeare model): best on a GPU"),
-    "gpt2":   dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
-                   description="GPT-2 small (124M parameters with its 50257-token vocabulary): GPU only"),
+    "tiny": dict(
+        n_layer=2,
+        n_head=2,
+        n_embd=32,
+        block_size=32,
+        description="2 layers, width 32: for tests; learns in seconds, writes gibberish",
+    ),
+    "nano": dict(
+        n_layer=3,
+        n_head=4,
+        n_embd=64,
+        block_size=64,
+        description="3 layers, width 64: a first look in under a minute on a CPU",
+    ),
+    "micro": dict(
+        n_layer=4, n_head=4, n_embd=128, block_size=64, description="4 layers, width 128: the classic small CPU model"
+    ),
+    "mini": dict(
+        n_layer=6,
+        n_head=6,
+        n_embd=192,
+        block_size=128,
+        description="6 layers, width 192: better text, needs ~10+ minutes on a CPU",
+    ),
+    "small": dict(
+        n_layer=6,
+        n_head=6,
+        n_embd=384,
+        block_size=256,
+        dropout=0.2,
+        description="6 layers, width 384 (nanoGPT's Shakespeare model): best on a GPU",
+    ),
+    "gpt2": dict(
+        n_layer=12,
+        n_head=12,
+        n_embd=768,
+        block_size=1024,
+        description="GPT-2 small (124M parameters with its 50257-token vocabulary): GPU only",
+    ),
 }
 
 
@@ -106,8 +135,7 @@ def param_count(cfg: GPTConfig) -> int:
     """Exact number of parameters of GPT(cfg); the LM head is tied to wte so it adds nothing."""
     C, b = cfg.n_embd, int(cfg.bias)
     ln = C + b * C
-    per_layer = (ln + (C * 3 * C + b * 3 * C) + (C * C + b * C)
-                 + ln + (C * 4 * C + b * 4 * C) + (4 * C * C + b * C))
+    per_layer = ln + (C * 3 * C + b * 3 * C) + (C * C + b * C) + ln + (C * 4 * C + b * 4 * C) + (4 * C * C + b * C)
     return cfg.vocab_size * C + cfg.block_size * C + cfg.n_layer * per_layer + ln
 
 
@@ -238,13 +266,15 @@ class GPT(nn.Module):
         super().__init__()
         cfg.validate()
         self.config = cfg
-        self.transformer = nn.ModuleDict(dict(
-            wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
-            wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
-            drop=nn.Dropout(cfg.dropout),
-            h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)]),
-            ln_f=LayerNorm(cfg.n_embd, cfg.bias),
-        ))
+        self.transformer = nn.ModuleDict(
+            dict(
+                wte=nn.Embedding(cfg.vocab_size, cfg.n_embd),
+                wpe=nn.Embedding(cfg.block_size, cfg.n_embd),
+                drop=nn.Dropout(cfg.dropout),
+                h=nn.ModuleList([Block(cfg, i) for i in range(cfg.n_layer)]),
+                ln_f=LayerNorm(cfg.n_embd, cfg.bias),
+            )
+        )
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.lm_head.weight = self.transformer.wte.weight  # tied: the output layer reuses the token embedding
         self.apply(self._init_weights)
@@ -265,8 +295,7 @@ class GPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx, targets=None, *, kv_cache=None, last_only: bool = False,
-                attention_out: list | None = None):
+    def forward(self, idx, targets=None, *, kv_cache=None, last_only: bool = False, attention_out: list | None = None):
         """idx (B, T) token ids -> (logits, loss).
 
         targets (B, T): next-token ids; positions with -1 carry no loss (used by chat fine-tuning).
@@ -277,8 +306,9 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.config.block_size:
-            raise ConfigError(f"Sequence of {start + T} tokens is longer than the context length "
-                              f"{self.config.block_size}.")
+            raise ConfigError(
+                f"Sequence of {start + T} tokens is longer than the context length {self.config.block_size}."
+            )
         pos = torch.arange(start, start + T, dtype=torch.long, device=idx.device)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))  # (B, T, C)
         for block in self.transformer.h:
@@ -303,5 +333,8 @@ class GPT(nn.Module):
             return [{"params": [p for _, p in params if p.dim() >= 2], "weight_decay": weight_decay}, no_decay]
         hidden = [p for n, p in params if p.dim() >= 2 and n.startswith("transformer.h.")]
         embeddings = [p for n, p in params if p.dim() >= 2 and not n.startswith("transformer.h.")]
-        return [{"params": hidden, "weight_decay": weight_decay, "hidden": True},
-                {"params": embeddings, "weight_decay": weight_decay}, no_decay]
+        return [
+            {"params": hidden, "weight_decay": weight_decay, "hidden": True},
+            {"params": embeddings, "weight_decay": weight_decay},
+            no_decay,
+        ]

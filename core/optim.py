@@ -5,6 +5,7 @@ update by its nearest orthogonal matrix (computed with a few Newton-Schulz itera
 of the weight moves at a similar rate. It trains the hidden matrices of a small GPT in fewer steps than
 AdamW. Embeddings, the (tied) output layer, biases and LayerNorm gains stay with AdamW.
 """
+
 from __future__ import annotations
 
 import torch
@@ -32,10 +33,18 @@ class Muon(torch.optim.Optimizer):
     and can share AdamW's learning rate and weight decay. Matrices of the same shape (one per layer) are
     orthogonalised together, as a batch: on a CPU the many small products otherwise cost more than the math."""
 
-    def __init__(self, params, lr: float = 1e-3, momentum: float = 0.95, weight_decay: float = 0.0,
-                 nesterov: bool = True, ns_steps: int = 5):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
-                                      ns_steps=ns_steps))
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        momentum: float = 0.95,
+        weight_decay: float = 0.0,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+    ):
+        super().__init__(
+            params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov, ns_steps=ns_steps)
+        )
 
     @torch.no_grad()
     def step(self):

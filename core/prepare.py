@@ -1,6 +1,7 @@
 """A new training run: a run directory (core/runs.py) made from a corpus, a tokenizer and the settings, ready
 for the trainer. Everything the user could get wrong (a model too large, a corpus too short for the context,
 a device that is not there) is refused before anything is written."""
+
 from __future__ import annotations
 
 import time
@@ -17,8 +18,16 @@ from core.tokenizer import Tokenizer
 from core.train_config import TrainConfig, check_memory
 
 
-def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, train_cfg: TrainConfig,
-                data_name: str = "corpus", val_fraction: float = 0.1, extra: dict | None = None) -> Path:
+def prepare_run(
+    run_dir,
+    text: str,
+    tokenizer: Tokenizer,
+    model_cfg: GPTConfig,
+    train_cfg: TrainConfig,
+    data_name: str = "corpus",
+    val_fraction: float = 0.1,
+    extra: dict | None = None,
+) -> Path:
     """Create a run directory: split and tokenize the corpus, check it is long enough for the context,
     check the model fits in memory, and write config.json, the tokenizer and the token files. `run_dir` must
     not exist yet (or be an empty folder)."""
@@ -26,8 +35,9 @@ def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, 
     if (run_dir / runs.CONFIG).exists():
         raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
     if model_cfg.vocab_size != tokenizer.vocab_size:
-        raise ConfigError(f"The model's vocab_size ({model_cfg.vocab_size}) differs from the tokenizer's "
-                          f"({tokenizer.vocab_size}).")
+        raise ConfigError(
+            f"The model's vocab_size ({model_cfg.vocab_size}) differs from the tokenizer's ({tokenizer.vocab_size})."
+        )
     # the device must exist before anything is written, and the memory check is for that device
     check_memory(model_cfg, train_cfg, pick_device(train_cfg.device))
     train_text, val_text = split_text(text, val_fraction)
@@ -36,12 +46,14 @@ def prepare_run(run_dir, text: str, tokenizer: Tokenizer, model_cfg: GPTConfig, 
     config = {
         "model": model_cfg.to_dict(),
         "train": asdict(train_cfg),
-        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size,
-                      "description": tokenizer.describe()},
+        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "description": tokenizer.describe()},
         "data": {
-            "name": data_name, "val_fraction": val_fraction,
-            "train_tokens": len(train_ids), "val_tokens": len(val_ids),
-            "train_chars": len(train_text), "val_chars": len(val_text),
+            "name": data_name,
+            "val_fraction": val_fraction,
+            "train_tokens": len(train_ids),
+            "val_tokens": len(val_ids),
+            "train_chars": len(train_text),
+            "val_chars": len(val_text),
             "val_bytes": len(val_text.encode("utf-8")),
         },
         "created": time.time(),

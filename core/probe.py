@@ -4,6 +4,7 @@ The probe times a few training steps of a small reference model once per process
 a second on a CPU) and records the best FLOP rate seen; the estimate for any config is its FLOPs per step
 divided by that rate. Cached in-process and in the Newleaf cache directory, keyed by device and thread count.
 """
+
 from __future__ import annotations
 
 import json
@@ -77,7 +78,8 @@ def flops_rate(device: torch.device | str = "cpu") -> float:
         return rate
 
 
-def estimate_step_seconds(cfg: GPTConfig, batch_size: int, grad_accum: int = 1,
-                          device: torch.device | str = "cpu") -> float:
+def estimate_step_seconds(
+    cfg: GPTConfig, batch_size: int, grad_accum: int = 1, device: torch.device | str = "cpu"
+) -> float:
     tokens = batch_size * grad_accum * cfg.block_size
     return flops_per_token(cfg) * tokens / flops_rate(device)

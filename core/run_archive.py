@@ -1,7 +1,11 @@
-"""A run uploaded as a zip: checked through before any of it is used.
+"""Runs as zip files: packed for download, and checked through before any of an uploaded one is used.
 
-The zip the Runs tab downloads (a folder with config.json, the tokenizer, the logs and one checkpoint) is what
-this accepts, with or without its top folder. Checks, cheapest first:
+    checkpoint_zip(run, out)   one folder: config.json, the tokenizer, the logs and one checkpoint; it unzips to a
+                               run that `python -m core sample --run FOLDER` loads
+    hf_zip(run, out)           the run exported for Hugging Face transformers (core/hf.py), zipped
+    import_run_zip(zip, dest)  such a zip, uploaded: checked, then unpacked as a run
+
+A checkpoint zip is what an upload accepts, with or without its top folder. Checks, cheapest first:
 
   1. the archive   a real zip, no bigger than the limits, with few entries, none encrypted; the sizes its
                    entries declare are within the limits before anything is unpacked
@@ -15,6 +19,7 @@ this accepts, with or without its top folder. Checks, cheapest first:
 
 Nothing in an archive is ever unpickled or executed.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,27 +34,116 @@ from pathlib import Path, PurePosixPath
 
 from core import runs
 from core.errors import CheckpointError, NewleafError
-from core.files import atomic_write_json, fsync_dir, read_json, remove_tree, write_error
+from core.files import atomic_write, atomic_write_json, fsync_dir, read_json, remove_tree, write_error
+from core.hf import export_hf
 from core.model import GPTConfig
 from core.tokenizer import load_tokenizer
 from core.units import MB, format_bytes
 
-TOP_FILES = {runs.CONFIG, runs.STATUS, runs.METRICS, runs.SAMPLES, "tokenizer.json", "tokenizer.bpe",
-             "feedback.jsonl", "eval.json", "README.txt"}
+TOP_FILES = {
+    runs.CONFIG,
+    runs.STATUS,
+    runs.METRICS,
+    runs.SAMPLES,
+    "tokenizer.json",
+    "tokenizer.bpe",
+    runs.FEEDBACK,
+    "eval.json",
+    "README.txt",
+}
 POINTERS = ("last", "best")
 CHECKPOINT_FILES = {"model.safetensors", "trainer.safetensors", "meta.json"}
 PICKLE_SUFFIXES = runs.PICKLE_SUFFIXES + (".joblib", ".npy", ".npz")  # numpy/joblib files can hold pickles too
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a checkpoint directory (no dots: no `..`)
-_EXPECTED = ("config.json, status.json, tokenizer.json, tokenizer.bpe, metrics.jsonl, samples.jsonl, "
-             "feedback.jsonl, eval.json, and checkpoints/last.json, checkpoints/best.json, "
-             "checkpoints/DIR/{model.safetensors, trainer.safetensors, meta.json}")
+_EXPECTED = (
+    "config.json, status.json, tokenizer.json, tokenizer.bpe, metrics.jsonl, samples.jsonl, "
+    "feedback.jsonl, eval.json, and checkpoints/last.json, checkpoints/best.json, "
+    "checkpoints/DIR/{model.safetensors, trainer.safetensors, meta.json}"
+)
 
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    max_total_bytes: int = 2048 * MB   # everything unpacked together (and the zip itself)
-    max_text_bytes: int = 64 * MB      # each JSON / JSONL / tokenizer file
+    max_total_bytes: int = 2048 * MB  # everything unpacked together (and the zip itself)
+    max_text_bytes: int = 64 * MB  # each JSON / JSONL / tokenizer file
     max_entries: int = 64
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Packing a run for download
+
+
+def file_stem(title: str, limit: int = 48) -> str:
+    """A readable, safe file name part from a run title (letters of any script are kept)."""
+    s = re.sub(r"[^\w.-]+", "-", title, flags=re.UNICODE).strip("-._")
+    return s[:limit].strip("-._") or "run"
+
+
+def _zip_add(zf: zipfile.ZipFile, path: Path, arcname: str) -> None:
+    # safetensors hardly compress; storing them is much faster than deflating
+    compress = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
+    zf.write(path, arcname, compress_type=compress)
+
+
+def _write_zip(dest: Path, entries: list[tuple[Path, str]], extra: dict[str, str] | None = None) -> Path:
+    def write(tmp: Path):
+        with zipfile.ZipFile(tmp, "w") as zf:
+            for path, arcname in entries:
+                _zip_add(zf, path, arcname)
+            for arcname, text in (extra or {}).items():
+                zf.writestr(arcname, text, compress_type=zipfile.ZIP_DEFLATED)
+
+    atomic_write(dest, write)
+    return dest
+
+
+def checkpoint_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> Path:
+    """A zip of one folder: config.json, the tokenizer, metrics / samples / feedback logs, and the `best` (or
+    `last`) checkpoint with its pointer file, so the unzipped folder loads as a run
+    (`python -m core sample --run FOLDER`). Token data (data/*.bin) is left out; nothing pickled goes in."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if which not in ("best", "last"):
+        raise NewleafError(f"Choose the best or the last checkpoint, not {which!r}.")
+    title = title or runs.title(run_dir)
+    used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
+    ck = runs.checkpoint_dir(run_dir, used)
+    if ck is None:
+        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+    step = read_json(ck / "meta.json").get("step", 0)
+    base = f"{file_stem(title)}-checkpoint-{used}-step-{step}"
+    entries = [(run_dir / runs.CONFIG, f"{base}/{runs.CONFIG}")]
+    for f in sorted(run_dir.glob("tokenizer.*")):
+        entries.append((f, f"{base}/{f.name}"))
+    for name in (runs.METRICS, runs.SAMPLES, runs.FEEDBACK):
+        if (run_dir / name).is_file():
+            entries.append((run_dir / name, f"{base}/{name}"))
+    pointer = run_dir / runs.CKPT_DIR / f"{used}.json"
+    entries.append((pointer, f"{base}/{runs.CKPT_DIR}/{used}.json"))
+    for f in sorted(ck.iterdir()):
+        if f.is_file() and f.suffix in (".safetensors", ".json"):
+            entries.append((f, f"{base}/{runs.CKPT_DIR}/{ck.name}/{f.name}"))
+    readme = (
+        f"{title}\n\nA Newleaf run: its settings, tokenizer, training logs and the {used} checkpoint "
+        f'(step {step}).\nSample from it:  python -m core sample --run {base} --prompt "..."\n'
+        f"Weights are in safetensors; no file here is pickled.\n"
+    )
+    return _write_zip(out_dir / f"{base}.zip", entries, {f"{base}/README.txt": readme})
+
+
+def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> Path:
+    """The run exported for Hugging Face transformers (core.hf.export_hf), zipped as one folder."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    title = title or runs.title(run_dir)
+    if runs.checkpoint_dir(run_dir, "last") is None:
+        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+    used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
+    base = f"{file_stem(title)}-huggingface-{used}"
+    folder = export_hf(run_dir, out_dir / "export" / base, which=which)
+    try:
+        entries = [(f, f"{base}/{f.relative_to(folder).as_posix()}") for f in sorted(folder.rglob("*")) if f.is_file()]
+        return _write_zip(out_dir / f"{base}.zip", entries)
+    finally:
+        remove_tree(out_dir / "export")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -60,17 +154,16 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     """The entry's path, or a CheckpointError when it could leave the folder it is unpacked into."""
     name = info.filename
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise CheckpointError(f"The zip holds an unsafe path {name!r} (absolute, or with a backslash); nothing "
-                              f"was imported.")
+        raise CheckpointError(
+            f"The zip holds an unsafe path {name!r} (absolute, or with a backslash); nothing was imported."
+        )
     path = PurePosixPath(name)
     if any(part in ("..", ".") for part in path.parts) or not path.parts:
-        raise CheckpointError(f"The zip holds an unsafe path {name!r} (it climbs out with '..'); nothing was "
-                              f"imported.")
+        raise CheckpointError(f"The zip holds an unsafe path {name!r} (it climbs out with '..'); nothing was imported.")
     mode = info.external_attr >> 16  # Unix mode; its type bits are 0 when the zip did not record one
     if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
         what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-        raise CheckpointError(f"{name} in the zip is {what}; a run holds only regular files. Nothing was "
-                              f"imported.")
+        raise CheckpointError(f"{name} in the zip is {what}; a run holds only regular files. Nothing was imported.")
     return path
 
 
@@ -92,9 +185,11 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
     """The kind of an expected file ("text", "weights", "pointer"), or a CheckpointError saying what is wrong."""
     parts = rel.parts
     if _pickled(original):
-        raise CheckpointError(f"{original}: pickle-based files (.pt, .pth, .bin, .pkl, .ckpt...) can run arbitrary "
-                              f"code when loaded, so Newleaf refuses them; a run's weights must be .safetensors. "
-                              f"Nothing was imported.")
+        raise CheckpointError(
+            f"{original}: pickle-based files (.pt, .pth, .bin, .pkl, .ckpt...) can run arbitrary "
+            f"code when loaded, so Newleaf refuses them; a run's weights must be .safetensors. "
+            f"Nothing was imported."
+        )
     if len(parts) == 1 and parts[0] in TOP_FILES:
         return "text"
     if len(parts) == 2 and parts[0] == runs.CKPT_DIR and parts[1] in {f"{w}.json" for w in POINTERS}:
@@ -102,8 +197,9 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
     in_checkpoint = len(parts) == 3 and parts[0] == runs.CKPT_DIR and _SAFE_NAME.fullmatch(parts[1])
     if in_checkpoint and parts[2] in CHECKPOINT_FILES:
         return "weights" if parts[2].endswith(".safetensors") else "text"
-    raise CheckpointError(f"{original} is not part of a Newleaf run, so the zip was refused (a run holds only "
-                          f"{_EXPECTED}).")
+    raise CheckpointError(
+        f"{original} is not part of a Newleaf run, so the zip was refused (a run holds only {_EXPECTED})."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -131,16 +227,21 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
         if info.flag_bits & 0x1:
             raise CheckpointError(f"{info.filename} in the zip is encrypted; upload an ordinary zip.")
         if kind != "weights" and info.file_size > limits.max_text_bytes:
-            raise CheckpointError(f"{info.filename} unpacks to {format_bytes(info.file_size)}, more than the "
-                                  f"{format_bytes(limits.max_text_bytes)} allowed for such a file.")
+            raise CheckpointError(
+                f"{info.filename} unpacks to {format_bytes(info.file_size)}, more than the "
+                f"{format_bytes(limits.max_text_bytes)} allowed for such a file."
+            )
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise CheckpointError(f"The zip unpacks to more than the {format_bytes(limits.max_total_bytes)} allowed for an "
-                                  f"uploaded run.")
+            raise CheckpointError(
+                f"The zip unpacks to more than the {format_bytes(limits.max_total_bytes)} allowed for an uploaded run."
+            )
         entries.append((info, rel, kind))
     if PurePosixPath(runs.CONFIG) not in seen:
-        raise CheckpointError(f"The zip has no {runs.CONFIG}: it is not a Newleaf run (download one from the Runs "
-                              f"tab to see what a run holds).")
+        raise CheckpointError(
+            f"The zip has no {runs.CONFIG}: it is not a Newleaf run (download one from the Runs "
+            f"tab to see what a run holds)."
+        )
     return entries
 
 
@@ -155,8 +256,10 @@ def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
                 break
             left -= len(chunk)
             if left < 0:
-                raise CheckpointError(f"{info.filename} in the zip holds more than the size it declares; the zip "
-                                      f"is corrupt or hostile, and was refused.")
+                raise CheckpointError(
+                    f"{info.filename} in the zip holds more than the size it declares; the zip "
+                    f"is corrupt or hostile, and was refused."
+                )
             out.write(chunk)
 
 
@@ -178,8 +281,10 @@ def _check_contents(folder: Path, check_model=None) -> dict:
         check_model(cfg)  # before any weights are read
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != cfg.vocab_size:
-        raise CheckpointError(f"The tokenizer in the zip has {tokenizer.vocab_size:,} tokens but the model expects "
-                              f"{cfg.vocab_size:,}; they do not belong together.")
+        raise CheckpointError(
+            f"The tokenizer in the zip has {tokenizer.vocab_size:,} tokens but the model expects "
+            f"{cfg.vocab_size:,}; they do not belong together."
+        )
 
     ckdir = folder / runs.CKPT_DIR
     named = {}
@@ -188,13 +293,17 @@ def _check_contents(folder: Path, check_model=None) -> dict:
         if d is not None:
             named[which] = d
     if not named:
-        raise CheckpointError("The zip has no checkpoint (checkpoints/last.json or best.json and the folder it "
-                              "names): there are no weights to use.")
+        raise CheckpointError(
+            "The zip has no checkpoint (checkpoints/last.json or best.json and the folder it "
+            "names): there are no weights to use."
+        )
     present = {d.name for d in ckdir.iterdir() if d.is_dir()} if ckdir.is_dir() else set()
     extra = present - {d.name for d in named.values()}
     if extra:
-        raise CheckpointError(f"checkpoints/{sorted(extra)[0]} in the zip is named by neither last.json nor "
-                              f"best.json; the zip was refused.")
+        raise CheckpointError(
+            f"checkpoints/{sorted(extra)[0]} in the zip is named by neither last.json nor "
+            f"best.json; the zip was refused."
+        )
     for which, d in named.items():
         meta = read_json(d / "meta.json")
         if not isinstance(meta, dict) or isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
@@ -211,8 +320,14 @@ def _check_contents(folder: Path, check_model=None) -> dict:
 # The whole import
 
 
-def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), config_update: dict | None = None,
-                   source_name: str | None = None, check_model=None) -> Path:
+def import_run_zip(
+    zip_path,
+    dest_dir,
+    limits: ArchiveLimits = ArchiveLimits(),
+    config_update: dict | None = None,
+    source_name: str | None = None,
+    check_model=None,
+) -> Path:
     """Unpack and check a run's zip into `dest_dir` (which must not exist yet); returns it. `config_update` is
     merged into its config.json (the app sets the owner and title this way: whatever the zip claims about
     them is overwritten). The run is marked completed: it has weights to use, but no training data."""
@@ -225,8 +340,10 @@ def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), 
     except OSError as e:
         raise CheckpointError(f"The uploaded file cannot be read ({e.strerror or e}).") from None
     if size > limits.max_total_bytes:
-        raise CheckpointError(f"{source_name} is {format_bytes(size)}, more than the {format_bytes(limits.max_total_bytes)} allowed "
-                              f"for an uploaded run.")
+        raise CheckpointError(
+            f"{source_name} is {format_bytes(size)}, more than the {format_bytes(limits.max_total_bytes)} allowed "
+            f"for an uploaded run."
+        )
     tmp = dest_dir.parent / f".{dest_dir.name}.upload-{uuid.uuid4().hex[:8]}"
     try:
         try:
@@ -250,9 +367,13 @@ def import_run_zip(zip_path, dest_dir, limits: ArchiveLimits = ArchiveLimits(), 
         config["title"] = str(config.get("title") or Path(source_name).stem)[:80]
         config["source"] = {"upload": source_name, "original_source": config.get("source"), "uploaded": time.time()}
         atomic_write_json(tmp / runs.CONFIG, config)
-        runs.write_status(tmp, "completed", f"Uploaded from {source_name} (checkpoint of step {step}); it has no "
-                                            f"training data here, so it can be used but not trained further.",
-                          step=step)
+        runs.write_status(
+            tmp,
+            "completed",
+            f"Uploaded from {source_name} (checkpoint of step {step}); it has no "
+            f"training data here, so it can be used but not trained further.",
+            step=step,
+        )
         try:
             os.rename(tmp, dest_dir)
         except OSError as e:

@@ -6,6 +6,7 @@ and the prompt the trainer's samples start from.
 
 `open_run_data(run_dir, config)` opens the one config.json's data section describes.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,8 @@ class TokenStream:
         starts = torch.linspace(0, last_start, steps=min(eval_batches * batch_size, last_start + 1)).long()
         total, count = 0.0, 0
         for chunk in starts.split(batch_size):
-            x = torch.stack([torch.from_numpy(self.val[s:s + T].astype("int64")) for s in chunk.tolist()])
-            y = torch.stack([torch.from_numpy(self.val[s + 1:s + 1 + T].astype("int64")) for s in chunk.tolist()])
+            x = torch.stack([torch.from_numpy(self.val[s : s + T].astype("int64")) for s in chunk.tolist()])
+            y = torch.stack([torch.from_numpy(self.val[s + 1 : s + 1 + T].astype("int64")) for s in chunk.tolist()])
             with autocast(device):
                 _, loss = model(x.to(device), y.to(device))
             total += loss.item() * len(chunk)
@@ -95,7 +96,7 @@ class Conversations:
     def sample(self, model, tokenizer, params: SamplingParams) -> str:
         """The greedy reply to the first validation prompt, markers shown."""
         ids, mask = self.val.example(0)
-        prompt = ids[:int(mask.argmax())].tolist()
+        prompt = ids[: int(mask.argmax())].tolist()
         params.temperature = 0.0
         params.stop_token_ids = self.template.stop_ids(tokenizer)
         return tokenizer.decode(prompt) + generate(model, tokenizer, prompt, params)[0].text

@@ -8,6 +8,7 @@
       data/val.bin
       metrics.jsonl         one JSON object per logged step
       samples.jsonl         text the model wrote during training
+      feedback.jsonl        👍/👎 people gave its generations
       checkpoints/
         last.json           pointer to the newest complete checkpoint directory
         best.json           pointer to the one with the lowest validation loss
@@ -17,6 +18,7 @@ Every file is written atomically (core/files.py: a temporary file, then a rename
 complete before a pointer names it, so a crash at any moment leaves the previous checkpoint loadable. No pickle:
 tensors go to safetensors, everything else to JSON.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,12 +35,12 @@ from safetensors.torch import load_file, save_file
 
 from core.device import pick_device
 from core.errors import CheckpointError, NewleafError
-from core.files import (atomic_folder, atomic_write_json, is_temp, read_json, read_jsonl, remove_tree,
-                        write_jsonl)
+from core.files import atomic_folder, atomic_write_json, is_temp, read_json, read_jsonl, remove_tree, write_jsonl
 from core.model import GPT, GPTConfig, param_count
 from core.tokenizer import load_tokenizer
 
 CONFIG, STATUS, METRICS, SAMPLES = "config.json", "status.json", "metrics.jsonl", "samples.jsonl"
+FEEDBACK = "feedback.jsonl"  # 👍/👎 on generations: {"rating": 1 | -1, "prompt", "text", ...} per line
 CKPT_DIR = "checkpoints"
 STOP_FILE = "STOP"  # its presence asks a running trainer to stop at the next step
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")  # refused: unpickling can run code
@@ -59,10 +61,20 @@ def truncate_jsonl(path, max_step: int) -> None:
     write_jsonl(path, [r for r in records if r.get("step", 0) <= max_step])
 
 
+def feedback_counts(run_dir) -> tuple[int, int]:
+    """Thumbs up and down given to the run's generations (0, 0 when nobody rated it yet)."""
+    records, _ = read_jsonl(Path(run_dir) / FEEDBACK)
+    up = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == 1)
+    down = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == -1)
+    return up, down
+
+
 def bpc_scale(data: dict, split: str = "val") -> float | None:
     """The factor that turns a loss in nats per token into bits per character of a split's text ("train" or
     "val"), from config.json's data section: what lets runs with different tokenizers compare. None when the
     run does not record that split's sizes."""
+    if not isinstance(data, dict):
+        return None
     tokens, chars = data.get(f"{split}_tokens"), data.get(f"{split}_chars")
     if not (isinstance(tokens, (int, float)) and isinstance(chars, (int, float)) and tokens > 0 and chars > 0):
         return None
@@ -114,8 +126,10 @@ def worker_alive(pid, run_dir) -> bool:
     return any(a and (cwd / a).resolve() == target for a in args)  # as typed, relative to its own folder
 
 
-GONE = ("The training process ended without saying why (killed, out of memory, or a full disk kept it from "
-        "writing); resume it to continue from its last checkpoint.")
+GONE = (
+    "The training process ended without saying why (killed, out of memory, or a full disk kept it from "
+    "writing); resume it to continue from its last checkpoint."
+)
 
 
 def live_status(run_dir) -> dict:
@@ -125,6 +139,14 @@ def live_status(run_dir) -> dict:
     if status.get("state") == "running" and not worker_alive(status.get("pid"), run_dir):
         status = {**status, "state": "failed", "message": GONE}
     return status
+
+
+def title(run_dir) -> str:
+    """What a run is called: config.json's title, else its folder's name."""
+    try:
+        return read_config(run_dir).get("title") or Path(run_dir).name
+    except (NewleafError, AttributeError):  # no config, or one that is not a JSON object
+        return Path(run_dir).name
 
 
 def read_config(run_dir) -> dict:
@@ -183,8 +205,7 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous() for k, v in sd.items() if k != "lm_head.weight"}
 
 
-def save_checkpoint(run_dir, model, trainer_tensors: dict[str, torch.Tensor], meta: dict,
-                    best: bool = False) -> str:
+def save_checkpoint(run_dir, model, trainer_tensors: dict[str, torch.Tensor], meta: dict, best: bool = False) -> str:
     """Write a complete checkpoint directory, then point `last` (and `best`) at it; returns its name.
     `model` is a module, or its weights already as a name -> tensor dict (fine-tuning passes LoRA merged in)."""
     ckdir = Path(run_dir) / CKPT_DIR
@@ -222,10 +243,13 @@ def _checkpoint_write_error(e: Exception, run_dir, step: int) -> CheckpointError
         previous = checkpoint_meta(run_dir, "last")
     except CheckpointError:
         previous = None
-    kept = (f"the previous checkpoint (step {previous['step']}) is intact" if previous
-            else "no earlier checkpoint exists")
-    return CheckpointError(f"Could not save the checkpoint of step {step}: {reason}; {kept}. Free some disk "
-                           f"space (or fix the folder's permissions), then resume.")
+    kept = (
+        f"the previous checkpoint (step {previous['step']}) is intact" if previous else "no earlier checkpoint exists"
+    )
+    return CheckpointError(
+        f"Could not save the checkpoint of step {step}: {reason}; {kept}. Free some disk "
+        f"space (or fix the folder's permissions), then resume."
+    )
 
 
 def clean_checkpoints(run_dir) -> None:
@@ -273,13 +297,17 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
     """safetensors only: a weights file can never run code when loaded."""
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{path.name}: Newleaf loads weights only from .safetensors files; pickle-based "
-                              f"files ({path.suffix}) can run arbitrary code when loaded and are refused.")
+        raise CheckpointError(
+            f"{path.name}: Newleaf loads weights only from .safetensors files; pickle-based "
+            f"files ({path.suffix}) can run arbitrary code when loaded and are refused."
+        )
     if not path.exists():
         pickled = [p.name for p in (path.with_suffix(s) for s in PICKLE_SUFFIXES) if p.exists()]
         if pickled:  # e.g. a model.pt put where model.safetensors belongs
-            raise CheckpointError(f"{path} is missing; there is only {pickled[0]}, a pickle-based file, which can "
-                                  f"run arbitrary code when loaded: Newleaf loads weights only from .safetensors.")
+            raise CheckpointError(
+                f"{path} is missing; there is only {pickled[0]}, a pickle-based file, which can "
+                f"run arbitrary code when loaded: Newleaf loads weights only from .safetensors."
+            )
         raise CheckpointError(f"{path} is missing.")
     try:
         return load_file(str(path))
@@ -293,12 +321,14 @@ def load_model_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise CheckpointError(f"{source} does not match the model in config.json "
-                              f"(missing: {missing[:3]}, unexpected: {unexpected[:3]}).")
+        raise CheckpointError(
+            f"{source} does not match the model in config.json (missing: {missing[:3]}, unexpected: {unexpected[:3]})."
+        )
     for k, v in expected.items():
         if tensors[k].shape != v.shape:
-            raise CheckpointError(f"{source}: {k} has shape {tuple(tensors[k].shape)} but the config needs "
-                                  f"{tuple(v.shape)}.")
+            raise CheckpointError(
+                f"{source}: {k} has shape {tuple(tensors[k].shape)} but the config needs {tuple(v.shape)}."
+            )
     model.load_state_dict(tensors, strict=False)  # lm_head.weight is tied to transformer.wte.weight
 
 
@@ -307,8 +337,10 @@ def check_size(cfg, tensors: dict[str, torch.Tensor], source: str) -> None:
     hostile config.json must not make the app allocate a model of any size it names."""
     need, have = param_count(cfg), sum(t.numel() for t in tensors.values())
     if need > have:
-        raise CheckpointError(f"{source} holds {have:,} weights, but the model in config.json needs {need:,}; "
-                              f"they do not belong together.")
+        raise CheckpointError(
+            f"{source} holds {have:,} weights, but the model in config.json needs {need:,}; "
+            f"they do not belong together."
+        )
 
 
 def load_model(run_dir, which: str = "best", device: str = "cpu"):

@@ -16,20 +16,30 @@ Conversation shapes accepted, one per JSONL line (or as the items of a .json arr
     {"conversations": [{"from": "human" | "gpt" | "system", "value": "..."}, ...]}   (ShareGPT)
 and an optional "system" string beside instruction / prompt. CSV: a prompt column and a response column.
 """
+
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 
 from core import demo_task
-from core.data import (check_unicode, json_problem, max_corpus_bytes, parse_csv_text, read_checked_text,
-                       read_csv_table, read_text_file, token_dtype, write_array)
+from core.data import (
+    check_unicode,
+    json_problem,
+    max_corpus_bytes,
+    parse_csv_text,
+    read_checked_text,
+    read_csv_table,
+    read_text_file,
+    token_dtype,
+    write_array,
+)
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.errors import ConfigError, CorpusError
 from core.files import atomic_write_text, read_jsonl
@@ -38,11 +48,19 @@ from core.units import format_bytes
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 TOO_LONG = ("truncate", "drop")
-CSV_PAIRS = (("prompt", "response"), ("prompt", "completion"), ("instruction", "output"), ("question", "answer"),
-             ("input", "output"), ("input", "target"))
-_HINT = ('Each line must be one JSON object such as {"messages": [{"role": "user", "content": "..."}, '
-         '{"role": "assistant", "content": "..."}]}, {"instruction": ..., "output": ...} or '
-         '{"prompt": ..., "completion": ...}.')
+CSV_PAIRS = (
+    ("prompt", "response"),
+    ("prompt", "completion"),
+    ("instruction", "output"),
+    ("question", "answer"),
+    ("input", "output"),
+    ("input", "target"),
+)
+_HINT = (
+    'Each line must be one JSON object such as {"messages": [{"role": "user", "content": "..."}, '
+    '{"role": "assistant", "content": "..."}]}, {"instruction": ..., "output": ...} or '
+    '{"prompt": ..., "completion": ...}.'
+)
 
 # ----------------------------------------------------------------------------------------------------------
 # 1. Loading
@@ -50,13 +68,13 @@ _HINT = ('Each line must be one JSON object such as {"messages": [{"role": "user
 
 @dataclass
 class FinetuneData:
-    kind: str                                   # "chat" (conversations) or "text" (continued pretraining)
-    name: str                                   # shown to the user
+    kind: str  # "chat" (conversations) or "text" (continued pretraining)
+    name: str  # shown to the user
     sources: list[str] = field(default_factory=list)
     conversations: list[list[dict]] = field(default_factory=list)  # chat: all examples
-    held_out: list[list[dict]] | None = None    # chat: a fixed validation set (the demo task's held-out questions)
-    text: str = ""                              # text: the corpus
-    task: dict | None = None                    # the demo task, when this is one
+    held_out: list[list[dict]] | None = None  # chat: a fixed validation set (the demo task's held-out questions)
+    text: str = ""  # text: the corpus
+    task: dict | None = None  # the demo task, when this is one
 
     def describe(self) -> str:
         if self.kind == "text":
@@ -66,9 +84,14 @@ class FinetuneData:
         return f"{self.name}: {n:,} conversations, {turns / max(1, len(self.conversations)):.1f} messages each"
 
 
-def load_finetune_data(specs: str | os.PathLike | Sequence, *, prompt_column: str | None = None,
-                       response_column: str | None = None, csv_column: str | None = None,
-                       max_bytes: int | None = None) -> FinetuneData:
+def load_finetune_data(
+    specs: str | os.PathLike | Sequence,
+    *,
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+    csv_column: str | None = None,
+    max_bytes: int | None = None,
+) -> FinetuneData:
     """Conversations or plain text from files, or a built-in dataset ("builtin:arithmetic", "builtin:shakespeare").
 
     .jsonl / .json: conversations in any shape listed at the top of this file; objects with only a "text" field are
@@ -88,7 +111,9 @@ def load_finetune_data(specs: str | os.PathLike | Sequence, *, prompt_column: st
     paths = [Path(p) for p in specs]
     total = sum(os.stat(p).st_size for p in paths if p.is_file())
     if len(paths) > 1 and total > limit:
-        raise CorpusError(f"Together these {len(paths)} files are {format_bytes(total)}, larger than the {format_bytes(limit)} limit.")
+        raise CorpusError(
+            f"Together these {len(paths)} files are {format_bytes(total)}, larger than the {format_bytes(limit)} limit."
+        )
     parts = [_load_file(p, prompt_column, response_column, csv_column, limit) for p in paths]
     kinds = {kind for kind, _ in parts}
     if len(kinds) > 1:
@@ -105,9 +130,15 @@ def _load_builtin(spec: str) -> FinetuneData:
     task = demo_task.task_for(spec)
     if task is not None:
         train, test = task.items()
-        return FinetuneData("chat", task.title, [spec], conversations=[demo_task.to_conversation(i) for i in train],
-                            held_out=[demo_task.to_conversation(i) for i in test], task=task.to_dict())
-    name = spec[len(demo_task.PREFIX):]
+        return FinetuneData(
+            "chat",
+            task.title,
+            [spec],
+            conversations=[demo_task.to_conversation(i) for i in train],
+            held_out=[demo_task.to_conversation(i) for i in test],
+            task=task.to_dict(),
+        )
+    name = spec[len(demo_task.PREFIX) :]
     if name not in BUILTIN_DATASETS:
         known = ", ".join([*demo_task.TASKS, *BUILTIN_DATASETS])
         raise CorpusError(f"Unknown built-in dataset {name!r}. Known datasets: {known}.")
@@ -140,8 +171,9 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise CorpusError(f"{path.name}, line {lineno}: not valid JSON ({e.msg}, column {e.colno}). "
-                                  f"{_HINT}") from None
+                raise CorpusError(
+                    f"{path.name}, line {lineno}: not valid JSON ({e.msg}, column {e.colno}). {_HINT}"
+                ) from None
             except (ValueError, RecursionError) as e:
                 raise CorpusError(f"{path.name}, line {lineno}: not valid JSON ({json_problem(e)}). {_HINT}") from None
             records.append((f"{path.name}, line {lineno}", obj))
@@ -150,8 +182,9 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
     first = records[0][1]
     if isinstance(first, dict) and "text" in first and not _has_chat_fields(first):
         if suffix == ".json":
-            raise CorpusError(f'{path.name}: plain text goes in a .jsonl file with a "text" field per line, or a '
-                              f'.txt file.')
+            raise CorpusError(
+                f'{path.name}: plain text goes in a .jsonl file with a "text" field per line, or a .txt file.'
+            )
         return "text", read_text_file(path, max_bytes=limit)
     return "chat", [conversation_from_record(obj, where) for where, obj in records]
 
@@ -178,12 +211,14 @@ def conversation_from_record(obj, where: str) -> list[dict]:
         user = obj["instruction"] + (f"\n\n{extra}" if extra and extra.strip() else "")
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]
     elif "prompt" in obj or "completion" in obj:
-        _require(obj, ("prompt", "completion"), where, 'a prompt/completion example needs both fields')
+        _require(obj, ("prompt", "completion"), where, "a prompt/completion example needs both fields")
         messages = [{"role": "user", "content": obj["prompt"]}, {"role": "assistant", "content": obj["completion"]}]
     else:
         keys = ", ".join(repr(k) for k in list(obj)[:8]) or "none"
-        raise CorpusError(f'{where}: missing fields: no "messages" list, nor "instruction"/"output" or '
-                          f'"prompt"/"completion" (found keys: {keys}). {_HINT}')
+        raise CorpusError(
+            f'{where}: missing fields: no "messages" list, nor "instruction"/"output" or '
+            f'"prompt"/"completion" (found keys: {keys}). {_HINT}'
+        )
     system = obj.get("system")
     if system is not None and not ("messages" in obj or "conversations" in obj):
         if not isinstance(system, str):
@@ -229,8 +264,10 @@ def check_conversation(messages: list[dict], where: str) -> list[dict]:
     for i, m in enumerate(messages, 1):
         check_unicode(m["content"], f"{where}, message {i}")
         if m["role"] == "assistant" and not m["content"].strip():
-            raise CorpusError(f"{where}, message {i}: empty assistant turn; every assistant reply needs text to "
-                              f"learn from (remove the example or write the reply).")
+            raise CorpusError(
+                f"{where}, message {i}: empty assistant turn; every assistant reply needs text to "
+                f"learn from (remove the example or write the reply)."
+            )
     return messages
 
 
@@ -253,10 +290,12 @@ def _parse_csv(text: str, name: str, prompt_column, response_column, csv_column)
     for row, (p, r) in enumerate(zip(df[prompt_column], df[response_column]), start=2):  # line 1 is the header
         where = f"{name}, row {row}"
         if not isinstance(r, str) or not r.strip():
-            raise CorpusError(f"{where}: empty response in column {response_column!r}; every example needs a reply "
-                              f"to learn from.")
-        conversations.append([{"role": "user", "content": p if isinstance(p, str) else ""},
-                              {"role": "assistant", "content": r}])
+            raise CorpusError(
+                f"{where}: empty response in column {response_column!r}; every example needs a reply to learn from."
+            )
+        conversations.append(
+            [{"role": "user", "content": p if isinstance(p, str) else ""}, {"role": "assistant", "content": r}]
+        )
     if not conversations:
         raise CorpusError(f"{name} has a header but no rows.")
     return "chat", conversations
@@ -275,7 +314,7 @@ def conversation_text(conversations: list[list[dict]]) -> str:
 class Encoded:
     ids: list[list[int]]
     masks: list[list[bool]]
-    examples: int = 0      # how many came in
+    examples: int = 0  # how many came in
     truncated: int = 0
     dropped: int = 0
     kept_indices: list[int] = field(default_factory=list)
@@ -294,12 +333,15 @@ class Encoded:
         if self.dropped:
             why = "longer than the context" if policy == "drop" else "no reply left after truncation"
             parts.append(f"{self.dropped:,} dropped ({why})")
-        return (f"{self.truncated + self.dropped:,} of {self.examples:,} {split} examples were longer than the "
-                f"context of {block_size} tokens: {', '.join(parts)}.")
+        return (
+            f"{self.truncated + self.dropped:,} of {self.examples:,} {split} examples were longer than the "
+            f"context of {block_size} tokens: {', '.join(parts)}."
+        )
 
 
-def encode_conversations(conversations: list[list[dict]], tokenizer, template, block_size: int,
-                         too_long: str = "truncate") -> Encoded:
+def encode_conversations(
+    conversations: list[list[dict]], tokenizer, template, block_size: int, too_long: str = "truncate"
+) -> Encoded:
     """Each conversation as ids + mask (True: an assistant token the loss counts). A sequence of block_size + 1
     tokens gives block_size predictions, so that is the longest that fits; longer ones are truncated (their end
     is cut) or dropped, per `too_long`. A truncated example with no assistant token left is dropped."""
@@ -386,7 +428,7 @@ class Examples:
         return self.batch(torch.randint(len(self), (batch_size,), generator=generator).tolist(), device)
 
     def target_tokens(self) -> int:
-        return int(sum(self.mask[self.offsets[i] + 1:self.offsets[i + 1]].sum() for i in range(len(self))))
+        return int(sum(self.mask[self.offsets[i] + 1 : self.offsets[i + 1]].sum() for i in range(len(self))))
 
 
 def write_conversations(path, conversations: list[list[dict]]) -> None:

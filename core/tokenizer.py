@@ -15,6 +15,7 @@ Special tokens (chat markers such as "<|user|>", added by fine-tuning) take the 
 vocabulary. `encode` of ordinary text never yields them, whatever the text says, so a marker can only come
 from a chat template; `decode` shows them as their names. They are saved in tokenizer.json.
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,7 +37,7 @@ CONFIG_FILE = "tokenizer.json"
 RANKS_FILE = "tokenizer.bpe"
 KINDS = ("char", "gpt2", "bpe")
 SPECS = "'char', 'gpt2' or 'bpe:VOCAB' (e.g. 'bpe:1024')"
-MIN_BPE_VOCAB = 256    # rustbpe starts from the 256 byte values (and panics below that)
+MIN_BPE_VOCAB = 256  # rustbpe starts from the 256 byte values (and panics below that)
 MAX_BPE_VOCAB = 65536  # ids then fit in uint16
 
 # ----------------------------------------------------------------------------------------------------------
@@ -153,8 +154,10 @@ class CharTokenizer(Tokenizer):
         if missing and unknown == "error":
             n = len(missing)
             shown = ", ".join(repr(c) for c in missing[:10]) + (f" and {n - 10} more" if n > 10 else "")
-            raise TokenizerError(f"The text contains {n} character{'s' if n != 1 else ''} this model never saw in "
-                                 f"training: {shown}. It knows {len(self.chars)} characters.")
+            raise TokenizerError(
+                f"The text contains {n} character{'s' if n != 1 else ''} this model never saw in "
+                f"training: {shown}. It knows {len(self.chars)} characters."
+            )
         stoi = self.stoi
         return [stoi[c] for c in text if c in stoi]
 
@@ -192,15 +195,17 @@ class _TiktokenTokenizer(Tokenizer):
         ids = _as_ids(ids, self.vocab_size)
         if not self.special_tokens:
             return self.enc.decode(ids, errors="replace")
-        return "".join(name if run is None else self.enc.decode(run, errors="replace")
-                       for run, name in self._segments(ids))
+        return "".join(
+            name if run is None else self.enc.decode(run, errors="replace") for run, name in self._segments(ids)
+        )
 
     def decode_bytes(self, ids) -> bytes:
         ids = _as_ids(ids, self.vocab_size)
         if not self.special_tokens:
             return self.enc.decode_bytes(ids)
-        return b"".join(name.encode("utf-8") if run is None else self.enc.decode_bytes(run)
-                        for run, name in self._segments(ids))
+        return b"".join(
+            name.encode("utf-8") if run is None else self.enc.decode_bytes(run) for run, name in self._segments(ids)
+        )
 
 
 class GPT2Tokenizer(_TiktokenTokenizer):
@@ -216,8 +221,10 @@ class GPT2Tokenizer(_TiktokenTokenizer):
             cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
             reason = f"{type(e).__name__}: {e}"
             reason = reason if len(reason) <= 300 else reason[:300] + "..."
-            raise DownloadError(f"Could not get the GPT-2 tokenizer files (no network?): {reason}; they download "
-                                f"once and are cached in TIKTOKEN_CACHE_DIR (now {cache}).") from e
+            raise DownloadError(
+                f"Could not get the GPT-2 tokenizer files (no network?): {reason}; they download "
+                f"once and are cached in TIKTOKEN_CACHE_DIR (now {cache})."
+            ) from e
         self.base_vocab_size = self.enc.n_vocab  # 50257: 50256 merges and bytes, plus <|endoftext|>
 
     @property
@@ -232,8 +239,8 @@ class GPT2Tokenizer(_TiktokenTokenizer):
 
 
 # The split patterns a saved BPE tokenizer may use: GPT-4's (rustbpe's default) and GPT-2's (tiktoken's r50k).
-SPLIT_PATTERNS = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",
+SPLIT_PATTERNS = (  # kept whole, as tiktoken and rustbpe write them
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+""",  # noqa: E501
     r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s""",
 )
 
@@ -241,26 +248,36 @@ SPLIT_PATTERNS = (
 class BPETokenizer(_TiktokenTokenizer):
     kind = "bpe"
 
-    def __init__(self, mergeable_ranks: dict[bytes, int], pattern: str, requested_vocab_size: int | None = None,
-                 name: str | None = None):
+    def __init__(
+        self,
+        mergeable_ranks: dict[bytes, int],
+        pattern: str,
+        requested_vocab_size: int | None = None,
+        name: str | None = None,
+    ):
         _check_ranks(mergeable_ranks)
         self.mergeable_ranks, self.pattern = mergeable_ranks, pattern
         self.base_vocab_size = len(mergeable_ranks)
         self.requested_vocab_size = requested_vocab_size or self.base_vocab_size
         self.name = name or f"newleaf-bpe-{self.base_vocab_size}"
         try:
-            self.enc = tiktoken.Encoding(name=self.name, pat_str=pattern, mergeable_ranks=mergeable_ranks,
-                                         special_tokens={})
+            self.enc = tiktoken.Encoding(
+                name=self.name, pat_str=pattern, mergeable_ranks=mergeable_ranks, special_tokens={}
+            )
         except Exception as e:  # e.g. a pattern tiktoken's regex engine can't compile
             raise TokenizerError(f"Could not build the BPE tokenizer: {e}") from e
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
-        if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) \
-                or not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB:
+        if (
+            isinstance(vocab_size, bool)
+            or not isinstance(vocab_size, int)
+            or not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB
+        ):
             # Checked here: below 256 rustbpe panics, a BaseException that `except Exception` would not catch.
-            raise TokenizerError(f"The BPE vocabulary size must be between {MIN_BPE_VOCAB} and {MAX_BPE_VOCAB}; "
-                                 f"got {vocab_size!r}.")
+            raise TokenizerError(
+                f"The BPE vocabulary size must be between {MIN_BPE_VOCAB} and {MAX_BPE_VOCAB}; got {vocab_size!r}."
+            )
         _check_training_text(text)
         tok = rustbpe.Tokenizer()
         tok.train_from_iterator(_training_chunks(text), vocab_size)
@@ -276,9 +293,17 @@ class BPETokenizer(_TiktokenTokenizer):
         # We write it ourselves: dump_tiktoken_bpe needs the blobfile package, and the file must be atomic.
         by_rank = sorted(self.mergeable_ranks.items(), key=lambda kv: kv[1])
         atomic_write_bytes(directory / RANKS_FILE, b"".join(base64.b64encode(b) + b" %d\n" % r for b, r in by_rank))
-        _write_config(directory, {"kind": "bpe", "name": self.name, "pattern": self.pattern,
-                                  "vocab_size": self.base_vocab_size, "requested_vocab_size": self.requested_vocab_size,
-                                  **self._special_config()})
+        _write_config(
+            directory,
+            {
+                "kind": "bpe",
+                "name": self.name,
+                "pattern": self.pattern,
+                "vocab_size": self.base_vocab_size,
+                "requested_vocab_size": self.requested_vocab_size,
+                **self._special_config(),
+            },
+        )
 
     def describe(self) -> str:
         s = f"BPE trained on this corpus, {self.base_vocab_size} tokens"
@@ -322,7 +347,7 @@ def make_tokenizer(spec: str, text: str | None = None) -> Tokenizer:
     if s == "char":
         return CharTokenizer.from_text(_needs_text(text, "char"))
     if s.startswith("bpe:"):
-        n = s[len("bpe:"):].strip()
+        n = s[len("bpe:") :].strip()
         if not re.fullmatch(r"[0-9]+", n):
             raise TokenizerError(f"The BPE vocabulary size in {spec!r} is not a whole number: use {SPECS}.")
         return BPETokenizer.train(_needs_text(text, "bpe"), int(n))
@@ -356,10 +381,15 @@ def load_tokenizer(directory) -> Tokenizer:
     tok = _load_base(directory, path, kind, config)
     specials = config.get("special_tokens", {})
     expected = range(tok.base_vocab_size, tok.base_vocab_size + len(specials)) if isinstance(specials, dict) else ()
-    if not (isinstance(specials, dict) and all(isinstance(k, str) and k and type(v) is int for k, v in specials.items())
-            and sorted(specials.values()) == list(expected)):
-        raise TokenizerError(f"{path} is corrupt: 'special_tokens' must map names to the ids right after the "
-                             f"{tok.base_vocab_size} ordinary tokens.")
+    if not (
+        isinstance(specials, dict)
+        and all(isinstance(k, str) and k and type(v) is int for k, v in specials.items())
+        and sorted(specials.values()) == list(expected)
+    ):
+        raise TokenizerError(
+            f"{path} is corrupt: 'special_tokens' must map names to the ids right after the "
+            f"{tok.base_vocab_size} ordinary tokens."
+        )
     tok.add_special_tokens(sorted(specials, key=specials.get))
     return tok
 
@@ -369,20 +399,27 @@ def _load_base(directory: Path, path: Path, kind: str, config: dict) -> Tokenize
         return GPT2Tokenizer()
     if kind == "char":
         chars = config.get("chars")
-        if not (isinstance(chars, list) and chars and all(isinstance(c, str) and len(c) == 1 for c in chars)
-                and len(set(chars)) == len(chars)):
+        if not (
+            isinstance(chars, list)
+            and chars
+            and all(isinstance(c, str) and len(c) == 1 for c in chars)
+            and len(set(chars)) == len(chars)
+        ):
             raise TokenizerError(f"{path} is corrupt: 'chars' must be a list of distinct single characters.")
         return CharTokenizer(chars)
 
     pattern, n, requested = config.get("pattern"), config.get("vocab_size"), config.get("requested_vocab_size")
     if not (isinstance(pattern, str) and isinstance(n, int) and isinstance(requested, int)):
-        raise TokenizerError(f"{path} is corrupt: a BPE tokenizer needs 'pattern', 'vocab_size' and "
-                             f"'requested_vocab_size'.")
+        raise TokenizerError(
+            f"{path} is corrupt: a BPE tokenizer needs 'pattern', 'vocab_size' and 'requested_vocab_size'."
+        )
     if pattern not in SPLIT_PATTERNS:
         # A split pattern is a regular expression run on every text: one from a file could backtrack for
         # minutes or make the regex engine panic, so only the patterns Newleaf itself writes are accepted.
-        raise TokenizerError(f"{path} is not a tokenizer Newleaf wrote: its 'pattern' is not one of the known "
-                             f"split patterns (GPT-4's, as rustbpe trains with, or GPT-2's).")
+        raise TokenizerError(
+            f"{path} is not a tokenizer Newleaf wrote: its 'pattern' is not one of the known "
+            f"split patterns (GPT-4's, as rustbpe trains with, or GPT-2's)."
+        )
     ranks = _read_ranks(directory / RANKS_FILE)
     if len(ranks) != n:
         raise TokenizerError(f"{directory / RANKS_FILE} holds {len(ranks)} tokens but {CONFIG_FILE} says {n}.")

@@ -8,16 +8,17 @@ conversations whose loss counts only the replies); by default both are what the 
 Progress reaches callers through callbacks (the CLI draws a progress bar with them) and through the run
 directory's files (the app follows those, from another process).
 """
+
 from __future__ import annotations
 
 import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -35,7 +36,7 @@ Callback = Callable[[str, dict], None]  # (event, data); events: start, step, ev
 
 @dataclass
 class FitResult:
-    state: str          # completed | stopped | failed
+    state: str  # completed | stopped | failed
     message: str
     step: int
     best_val_loss: float | None
@@ -44,12 +45,13 @@ class FitResult:
 @dataclass
 class _Progress:
     """Where a fit() stands; what a checkpoint keeps of it makes resuming exact."""
+
     step: int
-    t_start: float                  # wall-clock start, moved back by the time trained before a resume
+    t_start: float  # wall-clock start, moved back by the time trained before a resume
     best_val: float | None
-    loss_sum: float = 0.0           # train loss summed since the last log line (its mean is logged)
+    loss_sum: float = 0.0  # train loss summed since the last log line (its mean is logged)
     steps_since_log: int = 0
-    t_log: float = 0.0              # when the last log line was written
+    t_log: float = 0.0  # when the last log line was written
 
     def elapsed(self) -> float:
         return time.time() - self.t_start
@@ -101,8 +103,9 @@ class Trainer:
         torch.manual_seed(self.cfg.seed)
         model = self.model.build().to(self.device)
         groups = self.model.optimizer_groups(model, self.cfg.weight_decay, self.cfg.optimizer == "muon")
-        optimizer = make_optimizer(groups, self.cfg.optimizer, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2),
-                                   self.device)
+        optimizer = make_optimizer(
+            groups, self.cfg.optimizer, self.cfg.lr, (self.cfg.beta1, self.cfg.beta2), self.device
+        )
         batch_gen = torch.Generator().manual_seed(self.cfg.seed)
         return model, optimizer, batch_gen
 
@@ -110,8 +113,7 @@ class Trainer:
         """The module the training steps call: DDP across processes, compiled on CUDA (or when asked)."""
         net = model
         if self.dist.enabled:
-            net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda"
-                                          else None)
+            net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         if self.cfg.compile or (self.cfg.compile is None and self.device.type == "cuda"):
             net = torch.compile(net)  # the forward/backward only: evaluation, samples and checkpoints use `model`
         return net
@@ -146,8 +148,9 @@ class Trainer:
 
     def _status(self, state: str, message: str, step: int) -> None:
         if self.dist.is_main:
-            runs.write_status(self.run_dir, state, message, step=step, max_steps=self.cfg.max_steps,
-                              max_time=self.cfg.max_time)
+            runs.write_status(
+                self.run_dir, state, message, step=step, max_steps=self.cfg.max_steps, max_time=self.cfg.max_time
+            )
 
     def _running_message(self) -> str:
         where = self.device.type + (f" x {self.dist.world} processes" if self.dist.enabled else "")
@@ -169,16 +172,27 @@ class Trainer:
         net = self._wrap(model)
         micro = distributed.local_micro_batches(cfg.grad_accum, self.dist)  # this process's micro-batches
         best = runs.checkpoint_meta(run_dir, "best") if meta else None
-        p = _Progress(step=meta["step"] if meta else 0, t_start=time.time() - (meta or {}).get("elapsed_s", 0.0),
-                      best_val=best.get("val_loss") if best else None)
+        p = _Progress(
+            step=meta["step"] if meta else 0,
+            t_start=time.time() - (meta or {}).get("elapsed_s", 0.0),
+            best_val=best.get("val_loss") if best else None,
+        )
         # the running average of train_loss between log lines is part of the state, for an exact resume
         p.loss_sum, p.steps_since_log = meta.get("log_window", (0.0, 0)) if meta else (0.0, 0)
         if main:
             self._reset_logs(meta)
         self._status("running", self._running_message(), p.step)
-        emit("start", {"step": p.step, "max_steps": cfg.max_steps, "max_time": cfg.max_time,
-                       "params": model.num_params(), "trainable_params": self.model.trainable_count(model),
-                       "device": str(self.device)})
+        emit(
+            "start",
+            {
+                "step": p.step,
+                "max_steps": cfg.max_steps,
+                "max_time": cfg.max_time,
+                "params": model.num_params(),
+                "trainable_params": self.model.trainable_count(model),
+                "device": str(self.device),
+            },
+        )
         p.t_log = time.time()
         model.train()
         state, message = self._loop(model, net, optimizer, batch_gen, micro, p, emit)
@@ -212,8 +226,14 @@ class Trainer:
             elapsed = p.elapsed()
             # every process takes the same branch: divergence, the budget and a stop request are agreed on
             bad, done, stop = distributed.each_any_across(
-                [diverged is not None, p.step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
-                 self._stop_requested()], self.dist, self.device)
+                [
+                    diverged is not None,
+                    p.step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
+                    self._stop_requested(),
+                ],
+                self.dist,
+                self.device,
+            )
             if bad:
                 return "failed", diverged or "Training stopped: the main process found the weights diverged."
             if done:
@@ -228,8 +248,11 @@ class Trainer:
                 group["lr"] = lr
             step_loss, grad_norm = self._train_step(model, net, batch_gen, micro)
             if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
-                what = f"the loss became {step_loss}" if not math.isfinite(step_loss) else \
-                    f"the gradients became {grad_norm}"
+                what = (
+                    f"the loss became {step_loss}"
+                    if not math.isfinite(step_loss)
+                    else f"the gradients became {grad_norm}"
+                )
                 return "failed", _diverged_message(self.run_dir, p.step + 1, what)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -269,9 +292,14 @@ class Trainer:
             return None
         now = time.time()
         tokens_per_step = self.data.tokens_per_step(cfg.batch_size, cfg.grad_accum)
-        record = {"step": p.step, "train_loss": p.loss_sum / p.steps_since_log, "lr": lr,
-                  "tokens_per_sec": tokens_per_step * p.steps_since_log / max(1e-9, now - p.t_log),
-                  "elapsed_s": now - p.t_start, "tokens_seen": p.step * tokens_per_step}
+        record = {
+            "step": p.step,
+            "train_loss": p.loss_sum / p.steps_since_log,
+            "lr": lr,
+            "tokens_per_sec": tokens_per_step * p.steps_since_log / max(1e-9, now - p.t_log),
+            "elapsed_s": now - p.t_start,
+            "tokens_seen": p.step * tokens_per_step,
+        }
         if do_eval:
             val = self.evaluate(model)
             if not math.isfinite(val):  # the weights went bad: no checkpoint of them, stop at the loop's top
@@ -298,9 +326,13 @@ class Trainer:
         if is_best:
             p.best_val = record["val_loss"]
         tensors, skeleton = self._trainer_tensors(model, optimizer, batch_gen)
-        ck_meta = {"step": p.step, "elapsed_s": record["elapsed_s"], "optimizer": skeleton,
-                   "log_window": [p.loss_sum, p.steps_since_log],
-                   **{k: record[k] for k in ("train_loss", "val_loss") if record.get(k) is not None}}
+        ck_meta = {
+            "step": p.step,
+            "elapsed_s": record["elapsed_s"],
+            "optimizer": skeleton,
+            "log_window": [p.loss_sum, p.steps_since_log],
+            **{k: record[k] for k in ("train_loss", "val_loss") if record.get(k) is not None},
+        }
         try:
             runs.save_checkpoint(self.run_dir, self.model.checkpoint_weights(model), tensors, ck_meta, best=is_best)
         except CheckpointError as e:  # e.g. a full disk: the run says why it ended; the last checkpoint stays

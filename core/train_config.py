@@ -1,5 +1,6 @@
 """Training settings and the learning-rate schedule they describe, and the check that a model fits in memory
 to train. Shared by the trainer, fine-tuning, evaluation and the app's forms."""
+
 from __future__ import annotations
 
 import math
@@ -17,29 +18,29 @@ from core.units import format_bytes
 @dataclass
 class TrainConfig:
     batch_size: int = 16
-    grad_accum: int = 1              # micro-batches per optimizer step
+    grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3
-    optimizer: str = "adamw"         # "adamw", or "muon" for the hidden weight matrices (core/optim.py)
-    schedule: str = "cosine"         # "cosine", or "wsd": warmup, stable, then a linear decay
-    cooldown_frac: float = 0.4       # wsd: the final fraction of the budget spent decaying
-    min_lr_ratio: float = 0.1        # the schedule decays to lr * min_lr_ratio
+    optimizer: str = "adamw"  # "adamw", or "muon" for the hidden weight matrices (core/optim.py)
+    schedule: str = "cosine"  # "cosine", or "wsd": warmup, stable, then a linear decay
+    cooldown_frac: float = 0.4  # wsd: the final fraction of the budget spent decaying
+    min_lr_ratio: float = 0.1  # the schedule decays to lr * min_lr_ratio
     warmup_steps: int = 100
     max_steps: int = 2000
-    max_time: float | None = None    # seconds; when set, the learning rate decays to this budget
+    max_time: float | None = None  # seconds; when set, the learning rate decays to this budget
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.99
-    grad_clip: float = 1.0           # 0 turns clipping off
+    grad_clip: float = 1.0  # 0 turns clipping off
     eval_every: int = 200
-    eval_batches: int = 20           # validation windows evaluated = eval_batches * batch_size
-    sample_every: int = 0            # 0: sample at each evaluation
+    eval_batches: int = 20  # validation windows evaluated = eval_batches * batch_size
+    sample_every: int = 0  # 0: sample at each evaluation
     sample_tokens: int = 200
-    checkpoint_every: int = 0        # 0: checkpoint at each evaluation
+    checkpoint_every: int = 0  # 0: checkpoint at each evaluation
     log_every: int = 10
     seed: int = 1337
     device: str = "auto"
-    threads: int = 0                 # CPU threads for torch; 0 keeps torch's default
-    compile: bool | None = None      # torch.compile the training forward; None: on CUDA only (no gain measured on CPU)
+    threads: int = 0  # CPU threads for torch; 0 keeps torch's default
+    compile: bool | None = None  # torch.compile the training forward; None: on CUDA only (no gain measured on CPU)
 
     def __post_init__(self):
         self.validate()
@@ -69,7 +70,7 @@ class TrainConfig:
         check_seed(self.seed)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -93,6 +94,8 @@ def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.dev
     need = training_memory(model_cfg, train_cfg.batch_size)["total"]
     have = available_memory(device)
     if have is not None and need > 0.9 * have:
-        raise ConfigError(f"This model needs about {format_bytes(need)} to train at batch size "
-                          f"{train_cfg.batch_size}, but only {format_bytes(have)} of memory is free. "
-                          f"Choose a smaller model, context or batch size.")
+        raise ConfigError(
+            f"This model needs about {format_bytes(need)} to train at batch size "
+            f"{train_cfg.batch_size}, but only {format_bytes(have)} of memory is free. "
+            f"Choose a smaller model, context or batch size."
+        )

@@ -9,6 +9,7 @@ Either way a checkpoint's model.safetensors holds plain GPT weights (LoRA merged
 export need nothing new; what resuming needs beyond them (the LoRA adapters) goes with the trainer's state.
 `for_run(run_dir, config)` is the one a run directory describes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -29,17 +30,17 @@ METHODS = ("full", "lora")
 
 @dataclass
 class FinetuneConfig:
-    method: str = "full"                    # full | lora
-    freeze_layers: int = 0                  # full: the first N transformer blocks stay as they are
+    method: str = "full"  # full | lora
+    freeze_layers: int = 0  # full: the first N transformer blocks stay as they are
     lora_rank: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
-    lora_layers: list[int] | None = None    # which blocks get adapters; None: all
+    lora_layers: list[int] | None = None  # which blocks get adapters; None: all
     lora_targets: list[str] = field(default_factory=lambda: list(lora.TARGETS))
-    too_long: str = "truncate"              # examples longer than the context: truncate | drop
-    val_fraction: float = 0.1               # of the conversations (or text), held out for validation
-    evaluate: bool = True                   # measure the base before and the result after training
-    eval_items: int = 50                    # validation conversations replied to for exact match / BLEU / ROUGE
+    too_long: str = "truncate"  # examples longer than the context: truncate | drop
+    val_fraction: float = 0.1  # of the conversations (or text), held out for validation
+    evaluate: bool = True  # measure the base before and the result after training
+    eval_items: int = 50  # validation conversations replied to for exact match / BLEU / ROUGE
     eval_max_new_tokens: int | None = None  # None: from the longest reference (at most 128)
 
     def validate(self, n_layer: int | None = None) -> None:
@@ -50,8 +51,14 @@ class FinetuneConfig:
         if n_layer is not None and self.method == "full" and self.freeze_layers >= n_layer:
             raise ConfigError(f"Freezing {self.freeze_layers} layers leaves none to train: the model has {n_layer}.")
         if self.method == "lora":
-            lora.check_settings(self.lora_rank, self.lora_alpha, self.lora_dropout, self.lora_layers,
-                                self.lora_targets, n_layer if n_layer is not None else 10**9)
+            lora.check_settings(
+                self.lora_rank,
+                self.lora_alpha,
+                self.lora_dropout,
+                self.lora_layers,
+                self.lora_targets,
+                n_layer if n_layer is not None else 10**9,
+            )
         if self.too_long not in ("truncate", "drop"):
             raise ConfigError(f"too_long must be 'truncate' or 'drop'; got {self.too_long!r}.")
         if not 0.0 < self.val_fraction < 1.0:
@@ -60,7 +67,7 @@ class FinetuneConfig:
             raise ConfigError(f"eval_items must be a positive whole number; got {self.eval_items!r}.")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FinetuneConfig":
+    def from_dict(cls, d: dict) -> FinetuneConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -87,8 +94,9 @@ def parameter_counts(model_cfg: GPTConfig, ft: FinetuneConfig, new_rows: int = 0
 
 class PlainGPT:
     """A fresh GPT whose every parameter learns (pretraining)."""
-    verb = "Training"               # for status lines: "Training on cpu."
-    reports_perplexity = False      # fine-tuning logs perplexity beside the validation loss
+
+    verb = "Training"  # for status lines: "Training on cpu."
+    reports_perplexity = False  # fine-tuning logs perplexity beside the validation loss
 
     def __init__(self, model_cfg: GPTConfig):
         self.model_cfg = model_cfg
@@ -118,6 +126,7 @@ class PlainGPT:
 class FineTuned(PlainGPT):
     """The run's base weights with the fine-tuning method applied: the first blocks frozen, or LoRA adapters
     (then only the adapters, and the embedding rows of tokens the base never had, learn)."""
+
     verb = "Fine-tuning"
     reports_perplexity = True
 
@@ -141,7 +150,7 @@ class FineTuned(PlainGPT):
                 wte.register_hook(lambda g, rows=rows: g * rows.to(g.device))
                 model.new_token_rows = rows
         else:
-            for block in model.transformer.h[:ft.freeze_layers]:
+            for block in model.transformer.h[: ft.freeze_layers]:
                 block.requires_grad_(False)
         return model
 
@@ -179,8 +188,9 @@ class FineTuned(PlainGPT):
         if not adapters:
             runs.load_model_weights(model, weights, source)
             return
-        lora.load_adapter_tensors(model, {k[len("lora."):]: v for k, v in trainer_tensors.items()
-                                          if k.startswith("lora.")}, source)
+        lora.load_adapter_tensors(
+            model, {k[len("lora.") :]: v for k, v in trainer_tensors.items() if k.startswith("lora.")}, source
+        )
         state = model.state_dict()
         with torch.no_grad():
             for key, value in weights.items():

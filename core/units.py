@@ -1,7 +1,8 @@
 """Sizes and counts written for people: "12,345 bytes", "3.5 MB", "1.2 GB"; "156.22K" parameters."""
+
 from __future__ import annotations
 
-KB, MB, GB = 1024, 1024 ** 2, 1024 ** 3
+KB, MB, GB = 1024, 1024**2, 1024**3
 
 
 def format_bytes(n: float) -> str:

@@ -4,6 +4,7 @@ Each run gets one colour; its training loss is a solid line and its validation l
 markers (evaluations are sparse, so each one is shown). Clicking a run's entry in the legend hides both of
 its curves together.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,16 +15,20 @@ from plotly.colors import qualitative
 
 PALETTE = qualitative.D3
 TEXT = {  # English defaults; the tab passes the translated words
-    "step": "Step", "loss": "Loss (nats per token)", "bpc": "Bits per character", "train": "train",
-    "val": "validation", "empty": "Pick one or more runs above to overlay their curves.",
+    "step": "Step",
+    "loss": "Loss (nats per token)",
+    "bpc": "Bits per character",
+    "train": "train",
+    "val": "validation",
+    "empty": "Pick one or more runs above to overlay their curves.",
     "no_metrics": "The chosen runs have logged nothing yet.",
 }
 
 
 @dataclass
 class RunCurves:
-    name: str                          # shown in the legend
-    records: list[dict]                # metrics.jsonl: {"step", "train_loss", "val_loss"?, "val_bpc"?, ...}
+    name: str  # shown in the legend
+    records: list[dict]  # metrics.jsonl: {"step", "train_loss", "val_loss"?, "val_bpc"?, ...}
     train_bpc_scale: float | None = None  # nats per token -> bits per character on the training split
 
 
@@ -53,8 +58,9 @@ def curve_points(curves: RunCurves, bpc: bool = False) -> dict[str, tuple[list, 
     return out
 
 
-def loss_overlay(runs: list[RunCurves], log_scale: bool = False, bpc: bool = False,
-                 text: dict | None = None) -> go.Figure:
+def loss_overlay(
+    runs: list[RunCurves], log_scale: bool = False, bpc: bool = False, text: dict | None = None
+) -> go.Figure:
     """One figure with every run's training and validation curves."""
     text = {**TEXT, **(text or {})}
     fig = go.Figure()
@@ -65,26 +71,53 @@ def loss_overlay(runs: list[RunCurves], log_scale: bool = False, bpc: bool = Fal
         xs, ys = points["train"]
         if xs:
             any_points = True
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines", name=f"{run.name} · {text['train']}", legendgroup=f"run{i}",
-                line=dict(color=color, width=1.6), opacity=0.85,
-                hovertemplate=f"{run.name}<br>{text['train']}: %{{y:.4f}} @ %{{x}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines",
+                    name=f"{run.name} · {text['train']}",
+                    legendgroup=f"run{i}",
+                    line=dict(color=color, width=1.6),
+                    opacity=0.85,
+                    hovertemplate=f"{run.name}<br>{text['train']}: %{{y:.4f}} @ %{{x}}<extra></extra>",
+                )
+            )
         xs, ys = points["val"]
         if xs:
             any_points = True
-            fig.add_trace(go.Scatter(
-                x=xs, y=ys, mode="lines+markers", name=f"{run.name} · {text['val']}", legendgroup=f"run{i}",
-                line=dict(color=color, width=2, dash="dash"), marker=dict(size=7, symbol="circle"),
-                hovertemplate=f"{run.name}<br>{text['val']}: %{{y:.4f}} @ %{{x}}<extra></extra>"))
+            fig.add_trace(
+                go.Scatter(
+                    x=xs,
+                    y=ys,
+                    mode="lines+markers",
+                    name=f"{run.name} · {text['val']}",
+                    legendgroup=f"run{i}",
+                    line=dict(color=color, width=2, dash="dash"),
+                    marker=dict(size=7, symbol="circle"),
+                    hovertemplate=f"{run.name}<br>{text['val']}: %{{y:.4f}} @ %{{x}}<extra></extra>",
+                )
+            )
     fig.update_layout(
-        template="plotly_white", height=440, margin=dict(l=60, r=20, t=30, b=50),
+        template="plotly_white",
+        height=440,
+        margin=dict(l=60, r=20, t=30, b=50),
         legend=dict(orientation="h", yanchor="top", y=-0.15, groupclick="togglegroup"),
-        xaxis_title=text["step"], yaxis_title=text["bpc"] if bpc else text["loss"],
-        yaxis_type="log" if log_scale else "linear", hovermode="closest",
+        xaxis_title=text["step"],
+        yaxis_title=text["bpc"] if bpc else text["loss"],
+        yaxis_type="log" if log_scale else "linear",
+        hovermode="closest",
     )
     if not any_points:
-        fig.add_annotation(text=text["no_metrics"] if runs else text["empty"], showarrow=False,
-                           xref="paper", yref="paper", x=0.5, y=0.5, font=dict(size=15, color="#666"))
+        fig.add_annotation(
+            text=text["no_metrics"] if runs else text["empty"],
+            showarrow=False,
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            font=dict(size=15, color="#666"),
+        )
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
     return fig

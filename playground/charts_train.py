@@ -1,4 +1,5 @@
 """Plotly figures of the Train tab, built from metrics.jsonl records."""
+
 from __future__ import annotations
 
 import plotly.graph_objects as go
@@ -14,13 +15,18 @@ def ema(values: list[float], smoothing: float) -> list[float]:
     out, avg = [], 0.0
     for i, v in enumerate(values, start=1):
         avg = smoothing * avg + (1 - smoothing) * v
-        out.append(avg / (1 - smoothing ** i) if smoothing < 1 else v)
+        out.append(avg / (1 - smoothing**i) if smoothing < 1 else v)
     return out
 
 
 def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
-    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50, b=40), template="plotly_white",
-                      legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"))
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=50, r=20, t=50, b=40),
+        template="plotly_white",
+        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
+    )
     return fig
 
 
@@ -32,14 +38,37 @@ def loss_figure(records: list[dict], smoothing: float = 0.6, log_scale: bool = F
     if train:
         steps = [r["step"] for r in train]
         losses = [r["train_loss"] for r in train]
-        fig.add_trace(go.Scatter(x=steps, y=losses, mode="lines", name=t("train.chart.train_raw", lang),
-                                 opacity=0.3, line=dict(color=TRAIN_COLOR, width=1), showlegend=smoothing > 0))
+        fig.add_trace(
+            go.Scatter(
+                x=steps,
+                y=losses,
+                mode="lines",
+                name=t("train.chart.train_raw", lang),
+                opacity=0.3,
+                line=dict(color=TRAIN_COLOR, width=1),
+                showlegend=smoothing > 0,
+            )
+        )
         if smoothing > 0:
-            fig.add_trace(go.Scatter(x=steps, y=ema(losses, smoothing), mode="lines",
-                                     name=t("train.chart.train", lang), line=dict(color=TRAIN_COLOR, width=2)))
+            fig.add_trace(
+                go.Scatter(
+                    x=steps,
+                    y=ema(losses, smoothing),
+                    mode="lines",
+                    name=t("train.chart.train", lang),
+                    line=dict(color=TRAIN_COLOR, width=2),
+                )
+            )
     if val:
-        fig.add_trace(go.Scatter(x=[r["step"] for r in val], y=[r["val_loss"] for r in val], mode="lines+markers",
-                                 name=t("train.chart.val", lang), line=dict(color=VAL_COLOR, width=2)))
+        fig.add_trace(
+            go.Scatter(
+                x=[r["step"] for r in val],
+                y=[r["val_loss"] for r in val],
+                mode="lines+markers",
+                name=t("train.chart.val", lang),
+                line=dict(color=VAL_COLOR, width=2),
+            )
+        )
     fig.update_xaxes(title=t("train.chart.step", lang))
     fig.update_yaxes(title=t("train.chart.loss_axis", lang), type="log" if log_scale else "linear")
     return _layout(fig, t("train.chart.loss", lang))
@@ -50,9 +79,27 @@ def rate_figure(records: list[dict], lang: str = "en") -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=(t("train.chart.lr", lang), t("train.chart.tps", lang)))
     rows = [r for r in records if r.get("lr") is not None]
     steps = [r["step"] for r in rows]
-    fig.add_trace(go.Scatter(x=steps, y=[r["lr"] for r in rows], mode="lines", name=t("train.chart.lr_trace", lang),
-                             line=dict(color="#2563eb")), row=1, col=1)
-    fig.add_trace(go.Scatter(x=steps, y=[r.get("tokens_per_sec") for r in rows], mode="lines",
-                             name=t("train.chart.tps_trace", lang), line=dict(color="#7c3aed")), row=1, col=2)
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=[r["lr"] for r in rows],
+            mode="lines",
+            name=t("train.chart.lr_trace", lang),
+            line=dict(color="#2563eb"),
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=steps,
+            y=[r.get("tokens_per_sec") for r in rows],
+            mode="lines",
+            name=t("train.chart.tps_trace", lang),
+            line=dict(color="#7c3aed"),
+        ),
+        row=1,
+        col=2,
+    )
     fig.update_layout(showlegend=False)
     return _layout(fig, "", height=260)

@@ -6,6 +6,7 @@ English is complete; another language may leave keys out (they fall back to Engl
 {placeholders}. To add a language: write locales/xx.toml with the keys of en.toml, and add its menu entry to
 LANGUAGES below ({"Deutsch": "de"}); tests/test_i18n.py checks the files.
 """
+
 from __future__ import annotations
 
 import tomllib
@@ -29,8 +30,10 @@ def _load(code: str) -> dict[str, str]:
         raise RuntimeError(f"Locale file {path} is not valid TOML: {e}") from e
     bad = [k for k, v in table.items() if not isinstance(v, str)]
     if bad:
-        raise RuntimeError(f"Locale file {path}: these keys are not plain strings (quote dotted keys, "
-                           f'"a.b" = "...", or they nest): {", ".join(bad)}')
+        raise RuntimeError(
+            f"Locale file {path}: these keys are not plain strings (quote dotted keys, "
+            f'"a.b" = "...", or they nest): {", ".join(bad)}'
+        )
     return table
 
 
@@ -57,8 +60,11 @@ class Translator:
         """tr(gr.Button, value="train.start", variant="primary"): keyword values that are string keys of EN
         are translated; the rest pass through. `choices` may be a function of the language that returns
         (label, value) pairs: only the labels change with the language."""
-        keys = {k: v for k, v in kwargs.items() if isinstance(v, str) and v in EN and k in
-                ("label", "value", "info", "placeholder")}
+        keys = {
+            k: v
+            for k, v in kwargs.items()
+            if isinstance(v, str) and v in EN and k in ("label", "value", "info", "placeholder")
+        }
         if callable(kwargs.get("choices")):
             keys["choices"] = kwargs["choices"]
         component = component_cls(**{**kwargs, **{k: _text(v, "en") for k, v in keys.items()}})

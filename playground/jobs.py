@@ -10,6 +10,7 @@ Ownership: each browser session holds a random owner token (in its browser stora
 SHA-256 of its owner's token. Only the owner can see, stop or delete a run, except runs marked as shared
 examples, which everyone can read.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,7 +46,7 @@ def owner_id(token: str | None) -> str:
 
 def slug(text: str, limit: int = 32) -> str:
     s = re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()
-    return (s[:limit].strip("-") or "run")
+    return s[:limit].strip("-") or "run"
 
 
 class Jobs:
@@ -54,17 +55,16 @@ class Jobs:
         self.max_concurrent = max(1, max_concurrent)
         self.train_threads = max(1, train_threads)
         self.lock = threading.RLock()
-        self.queue: list[str] = []                     # run ids waiting for a free slot, oldest first
-        self.procs: dict[str, subprocess.Popen] = {}   # run id -> its training process
-        self.orphans: dict[str, int] = {}              # run id -> pid of a process an earlier app started
+        self.queue: list[str] = []  # run ids waiting for a free slot, oldest first
+        self.procs: dict[str, subprocess.Popen] = {}  # run id -> its training process
+        self.orphans: dict[str, int] = {}  # run id -> pid of a process an earlier app started
         self._closed = threading.Event()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise NewleafError(f"Cannot create the runs directory {self.root}: {e.strerror}.") from None
         self._recover()
-        self._thread = threading.Thread(target=self._monitor, args=(poll_seconds,), daemon=True,
-                                        name="newleaf-jobs")
+        self._thread = threading.Thread(target=self._monitor, args=(poll_seconds,), daemon=True, name="newleaf-jobs")
         self._thread.start()
 
     # -- paths and access -------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ class Jobs:
         """The directory of a run id; ids that could leave the runs directory are refused."""
         if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
             raise NewleafError(f"{run_id!r} is not a valid run name.")
-        path = (self.root / run_id)
+        path = self.root / run_id
         if path.is_symlink() or path.resolve().parent != self.root:
             raise NewleafError(f"{run_id!r} is not a valid run name.")
         return path
@@ -117,8 +117,16 @@ class Jobs:
             owner = config.get("owner")
             if owner not in (mine, SHARED_OWNER):
                 continue
-            out.append({"id": d.name, "title": config.get("title", d.name), "shared": owner == SHARED_OWNER,
-                        "created": config.get("created", 0), "config": config, **self.state(d.name)})
+            out.append(
+                {
+                    "id": d.name,
+                    "title": config.get("title", d.name),
+                    "shared": owner == SHARED_OWNER,
+                    "created": config.get("created", 0),
+                    "config": config,
+                    **self.state(d.name),
+                }
+            )
         out.sort(key=lambda r: (r["shared"], -r["created"]))
         return out
 
@@ -131,8 +139,12 @@ class Jobs:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("This run is already training or waiting to train.")
             self.queue.append(run_id)
-            runs.write_status(path, "queued", "Waiting for a free training slot.",
-                              step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+            runs.write_status(
+                path,
+                "queued",
+                "Waiting for a free training slot.",
+                step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+            )
         self._schedule()
         return self.state(run_id)
 
@@ -142,8 +154,12 @@ class Jobs:
         with self.lock:
             if run_id in self.queue:
                 self.queue.remove(run_id)
-                runs.write_status(path, "stopped", "Removed from the queue before it started.",
-                                  step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+                runs.write_status(
+                    path,
+                    "stopped",
+                    "Removed from the queue before it started.",
+                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+                )
                 return self.state(run_id)
             proc = self.procs.get(run_id)
         status = runs.read_status(path)
@@ -180,7 +196,7 @@ class Jobs:
         with self.lock:
             self.queue.clear()
             procs = dict(self.procs)
-        for run_id, proc in procs.items():
+        for run_id in procs:
             (self.run_dir(run_id) / runs.STOP_FILE).touch()
         deadline = time.time() + timeout
         for proc in procs.values():
@@ -204,18 +220,31 @@ class Jobs:
         log = open(path / WORKER_LOG, "ab")
         try:
             # Lower priority: the app's own requests (generation, page loads) go first on a shared CPU.
-            proc = subprocess.Popen(self._command(path), cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, preexec_fn=lambda: os.nice(10))
+            proc = subprocess.Popen(
+                self._command(path),
+                cwd=repo,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=lambda: os.nice(10),
+            )
         finally:
             log.close()
         self.procs[run_id] = proc
-        runs.write_status(path, "running", "Starting the training process…", pid=proc.pid,
-                          step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+        runs.write_status(
+            path,
+            "running",
+            "Starting the training process…",
+            pid=proc.pid,
+            step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+        )
 
     def _schedule(self) -> None:
         with self.lock:
-            while self.queue and len(self.procs) + len(self.orphans) < self.max_concurrent \
-                    and not self._closed.is_set():
+            while (
+                self.queue and len(self.procs) + len(self.orphans) < self.max_concurrent and not self._closed.is_set()
+            ):
                 run_id = self.queue.pop(0)
                 try:
                     self._launch(run_id)
@@ -233,15 +262,23 @@ class Jobs:
         for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
             path = self.run_dir(rid)
             if runs.read_status(path).get("state") in ACTIVE_STATES:
-                runs.write_status(path, "failed", "The training process (started before the app restarted) ended "
-                                                  "without saying why; resume it from its last checkpoint.",
-                                  step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+                runs.write_status(
+                    path,
+                    "failed",
+                    "The training process (started before the app restarted) ended "
+                    "without saying why; resume it from its last checkpoint.",
+                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+                )
         for rid, proc in finished:
             path = self.run_dir(rid)
             status = runs.read_status(path)
             if status.get("state") in ACTIVE_STATES:  # it died without saying why: say it for it
-                runs.write_status(path, "failed", _death_reason(proc.returncode, path),
-                                  step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+                runs.write_status(
+                    path,
+                    "failed",
+                    _death_reason(proc.returncode, path),
+                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+                )
 
     def _monitor(self, poll: float) -> None:
         while not self._closed.wait(poll):
@@ -264,8 +301,12 @@ class Jobs:
             if status.get("state") == "running" and _worker_alive(status.get("pid"), d):
                 self.orphans[d.name] = status["pid"]
             else:
-                runs.write_status(d, "stopped", "Interrupted when the app restarted; resume it to continue.",
-                                  step=(runs.checkpoint_meta(d) or {}).get("step", 0))
+                runs.write_status(
+                    d,
+                    "stopped",
+                    "Interrupted when the app restarted; resume it to continue.",
+                    step=(runs.checkpoint_meta(d) or {}).get("step", 0),
+                )
 
 
 def _alive(pid) -> bool:
@@ -305,7 +346,10 @@ def _death_reason(returncode: int, path: Path) -> str:
         lines = (path / WORKER_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()
     except OSError:
         pass
-    errors = [l for l in lines if l.startswith("newleaf: error:")]
+    errors = [line for line in lines if line.startswith("newleaf: error:")]
     detail = errors[-1].removeprefix("newleaf: error:").strip() if errors else (lines[-1] if lines else "")
-    return f"Training failed (exit code {returncode}): {detail}" if detail else \
-        f"Training failed (exit code {returncode})."
+    return (
+        f"Training failed (exit code {returncode}): {detail}"
+        if detail
+        else f"Training failed (exit code {returncode})."
+    )

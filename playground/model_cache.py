@@ -2,6 +2,7 @@
 weights again. Keyed by run directory and checkpoint directory name: when training writes a new best
 checkpoint, its name changes and the next request loads the new weights. Thread-safe; least recently used
 models leave first."""
+
 from __future__ import annotations
 
 import threading
@@ -19,7 +20,7 @@ class ModelCache:
         self.max_models = max(1, max_models)
         self._lock = threading.Lock()
         self._models: OrderedDict[tuple[str, str], tuple] = OrderedDict()  # key -> (model, tokenizer)
-        self._loading: dict[tuple[str, str], threading.Lock] = {}          # one loader per key at a time
+        self._loading: dict[tuple[str, str], threading.Lock] = {}  # one loader per key at a time
 
     @staticmethod
     def key(run_dir, which: str = "best") -> tuple[str, str]:

@@ -2,9 +2,8 @@
 that have a checkpoint to load. It fills itself when the page loads, on its refresh button, when a run is
 created or deleted (ctx.runs_changed), and follows "load into Generate" from the Runs tab (ctx.selected_run).
 """
-from __future__ import annotations
 
-import functools
+from __future__ import annotations
 
 import gradio as gr
 
@@ -12,7 +11,7 @@ from core import runs
 from core.errors import NewleafError
 from playground.context import AppContext, friendly
 from playground.i18n import t
-from playground.tab_train import state_name
+from playground.job_view import state_name
 
 
 def readable_runs(ctx: AppContext, owner: str | None, lang: str = "en") -> list[tuple[str, str]]:
@@ -44,6 +43,7 @@ def _selected_id(selected) -> str | None:
     return selected if isinstance(selected, str) and selected else None
 
 
+@friendly
 def refreshed_choices(ctx: AppContext, owner, current=None, lang: str = "en"):
     """A run dropdown's update: this session's readable runs, keeping `current` if it is still one of them."""
     choices = readable_runs(ctx, owner, lang)
@@ -52,39 +52,56 @@ def refreshed_choices(ctx: AppContext, owner, current=None, lang: str = "en"):
     return gr.update(choices=choices, value=value)
 
 
+@friendly
+def follow_selected(ctx: AppContext, owner, selected, current, lang="en"):
+    """Show the run loaded in the Runs tab (ctx.selected_run), if this session may read it and it has weights."""
+    run_id = _selected_id(selected)
+    if run_id is None:
+        return gr.update()
+    ctx.jobs.check_read(owner, run_id)  # never show a run of another session
+    choices = readable_runs(ctx, owner, lang)
+    if run_id not in [v for _, v in choices]:
+        raise NewleafError(t("gen.no_checkpoint_yet", lang, run_id=run_id))
+    return gr.update(choices=choices, value=run_id)
+
+
 def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
     """Build the picker row (dropdown + refresh button) and wire its refresh events; returns the dropdown,
     whose value is a run id."""
     with gr.Row(equal_height=True):
         # allow_custom_value: API callers name any run id; every handler checks access with check_read anyway
-        picker = ctx.tr(gr.Dropdown, label="gen.run", choices=[], value=None, scale=8, interactive=True,
-                        allow_custom_value=True, elem_id=elem_id)
+        picker = ctx.tr(
+            gr.Dropdown,
+            label="gen.run",
+            choices=[],
+            value=None,
+            scale=8,
+            interactive=True,
+            allow_custom_value=True,
+            elem_id=elem_id,
+        )
         refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
 
-    refresh_choices = functools.partial(refreshed_choices, ctx)
-
-    def on_load(owner):
-        return refresh_choices(owner)
-
-    def follow(owner, selected, current, lang="en"):
-        run_id = _selected_id(selected)
-        if run_id is None:
-            return gr.update()
-        ctx.jobs.check_read(owner, run_id)  # never show a run of another session
-        choices = readable_runs(ctx, owner, lang)
-        if run_id not in [v for _, v in choices]:
-            raise NewleafError(t("gen.no_checkpoint_yet", lang, run_id=run_id))
-        return gr.update(choices=choices, value=run_id)
-
+    refresh_choices = ctx.handler(refreshed_choices)
     # triggers=None: on page load and whenever the owner token changes (a first visit gets one on load); not
     # on a language change (it would lose the selection): the switch relabels the list below
-    gr.on(triggers=None, fn=friendly(on_load), inputs=[ctx.owner], outputs=picker, queue=False,
-          api_visibility="private")
-    gr.on([refresh.click, ctx.runs_changed.change], friendly(refresh_choices),
-          inputs=[ctx.owner, picker, ctx.lang], outputs=picker, queue=False, api_visibility="private")
-    ctx.selected_run.change(friendly(follow), inputs=[ctx.owner, ctx.selected_run, picker, ctx.lang],
-                            outputs=picker, queue=False, api_visibility="private")
-    ctx.tr.on_switch(friendly(refresh_choices), [ctx.owner, picker, ctx.lang], picker)
+    gr.on(triggers=None, fn=refresh_choices, inputs=[ctx.owner], outputs=picker, queue=False, api_visibility="private")
+    gr.on(
+        [refresh.click, ctx.runs_changed.change],
+        refresh_choices,
+        inputs=[ctx.owner, picker, ctx.lang],
+        outputs=picker,
+        queue=False,
+        api_visibility="private",
+    )
+    ctx.selected_run.change(
+        ctx.handler(follow_selected),
+        inputs=[ctx.owner, ctx.selected_run, picker, ctx.lang],
+        outputs=picker,
+        queue=False,
+        api_visibility="private",
+    )
+    ctx.tr.on_switch(refresh_choices, [ctx.owner, picker, ctx.lang], picker)
     return picker
 
 
@@ -95,10 +112,17 @@ def run_summary(ctx: AppContext, owner: str | None, run_id: str | None, lang: st
     path = ctx.jobs.check_read(owner, run_id)
     config = runs.read_config(path)
     m, tok = config.get("model", {}), config.get("tokenizer", {})
-    parts = [t("gen.summary.tokenizer", lang, kind=tok.get("kind", "?"), vocab=tok.get("vocab_size", "?")),
-             t("gen.summary.shape", lang, layers=m.get("n_layer", "?"), heads=m.get("n_head", "?"),
-               width=m.get("n_embd", "?")),
-             t("gen.summary.context", lang, block=m.get("block_size", "?"))]
+    parts = [
+        t("gen.summary.tokenizer", lang, kind=tok.get("kind", "?"), vocab=tok.get("vocab_size", "?")),
+        t(
+            "gen.summary.shape",
+            lang,
+            layers=m.get("n_layer", "?"),
+            heads=m.get("n_head", "?"),
+            width=m.get("n_embd", "?"),
+        ),
+        t("gen.summary.context", lang, block=m.get("block_size", "?")),
+    ]
     meta = None
     try:
         meta = runs.checkpoint_meta(path, "best") or runs.checkpoint_meta(path, "last")
@@ -106,6 +130,8 @@ def run_summary(ctx: AppContext, owner: str | None, run_id: str | None, lang: st
         pass
     if meta:
         loss = meta.get("val_loss")
-        parts.append(t("gen.summary.step", lang, step=meta.get("step", "?")) +
-                     (t("gen.summary.val_loss", lang, loss=f"{loss:.3f}") if isinstance(loss, float) else ""))
+        parts.append(
+            t("gen.summary.step", lang, step=meta.get("step", "?"))
+            + (t("gen.summary.val_loss", lang, loss=f"{loss:.3f}") if isinstance(loss, float) else "")
+        )
     return " · ".join(parts)

@@ -1,4 +1,5 @@
 """Limits and places of the app, from the environment; stricter on a Hugging Face Space (SPACE_ID is set)."""
+
 from __future__ import annotations
 
 import os
@@ -17,21 +18,21 @@ def _env_float(name: str, default: float) -> float:
 class Settings:
     runs_dir: Path
     on_space: bool
-    max_upload_mb: float        # per uploaded file (also given to launch(max_file_size=...))
-    max_corpus_mb: float        # all files of a corpus together
-    max_model_mb: float         # training memory estimate a job may need
-    max_run_seconds: float      # time budget of one training job
+    max_upload_mb: float  # per uploaded file (also given to launch(max_file_size=...))
+    max_corpus_mb: float  # all files of a corpus together
+    max_model_mb: float  # training memory estimate a job may need
+    max_run_seconds: float  # time budget of one training job
     max_steps: int
-    max_new_tokens: int         # per generation request
-    max_prompt_chars: int       # a prompt or chat conversation (only its last context window is used)
-    max_context: int            # context length (block_size) of a model trained here
-    max_queue: int              # requests waiting in Gradio's queue; more are refused as "busy"
-    max_concurrent_jobs: int    # training processes at once; more wait in a queue
-    train_threads: int          # torch threads of a training process (it runs at nice 10: the UI goes first)
-    generate_concurrency: int   # generation requests served at once
+    max_new_tokens: int  # per generation request
+    max_prompt_chars: int  # a prompt or chat conversation (only its last context window is used)
+    max_context: int  # context length (block_size) of a model trained here
+    max_queue: int  # requests waiting in Gradio's queue; more are refused as "busy"
+    max_concurrent_jobs: int  # training processes at once; more wait in a queue
+    train_threads: int  # torch threads of a training process (it runs at nice 10: the UI goes first)
+    generate_concurrency: int  # generation requests served at once
 
     @classmethod
-    def from_env(cls) -> "Settings":
+    def from_env(cls) -> Settings:
         on_space = bool(os.environ.get("SPACE_ID"))
         cores = os.cpu_count() or 2
         return cls(
@@ -52,11 +53,3 @@ class Settings:
             train_threads=int(_env_float("NEWLEAF_TRAIN_THREADS", cores)),
             generate_concurrency=int(_env_float("NEWLEAF_GENERATE_CONCURRENCY", 2)),
         )
-
-
-def check_prompt_length(text: str, settings: Settings, lang: str = "en") -> None:
-    """Refuse a prompt longer than allowed: encoding it costs time and memory before it is cut to the context."""
-    from core.errors import ConfigError
-    from playground.i18n import t
-    if len(text) > settings.max_prompt_chars:
-        raise ConfigError(t("gen.prompt_too_long", lang, n=f"{len(text):,}", max=f"{settings.max_prompt_chars:,}"))

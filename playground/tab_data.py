@@ -1,27 +1,28 @@
 """Data tab: choose a built-in corpus or upload files, pick a tokenizer, see statistics and the text
 coloured by token boundaries. The choice travels to the Train tab in `ctx.corpus` (a small dict: the
-corpus is read again, from the same source, when training starts)."""
+corpus is read again, from the same source, when training starts; see corpus_choice.py)."""
+
 from __future__ import annotations
 
 import html
-import os
-import threading
-from collections import OrderedDict
 
 import gradio as gr
 
-from core.data import corpus_stats, load_corpus
-from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
-from core.errors import CorpusError
-from core.tokenizer import make_tokenizer
+from core.data import corpus_stats
+from core.datasets import BUILTIN_DATASETS
 from playground.context import AppContext, friendly
+from playground.corpus_choice import (
+    DEFAULT_CHOICE,
+    UPLOAD_CHOICE,
+    corpus_note,
+    read_choice,
+    tokenizer_for,
+    tokenizer_spec,
+)
 from playground.i18n import EN, t
 
-DEFAULT_CHOICE = "default"
-UPLOAD_CHOICE = "upload"
 PREVIEW_CHARS = 3000
 TOKEN_COLORS = ("#dcfce7", "#dbeafe", "#fef9c3", "#fce7f3", "#e0e7ff", "#ffedd5")
-MB = 1024 * 1024
 
 
 def source_choices(lang: str = "en") -> list[tuple[str, str]]:
@@ -37,93 +38,31 @@ def tokenizer_choices(lang: str = "en") -> list[tuple[str, str]]:
     return [(t(f"data.tok.{k}", lang), k) for k in ("char", "gpt2", "bpe")]
 
 
-def tokenizer_spec(kind: str, vocab: int) -> str:
-    return f"bpe:{int(vocab)}" if kind == "bpe" else kind
-
-
-# -- loading, shared with the Train tab ----------------------------------------------------------------------
-
-_cache_lock = threading.Lock()
-_tokenizers: OrderedDict = OrderedDict()  # (source key, spec) -> tokenizer; a trained BPE is not retrained
-
-
-def corpus_note(source: str, name: str, default_note: str, lang: str = "en") -> str:
-    """The "Using …" line; the default corpus's own (English) note says more: cached, downloaded or why not."""
-    if source != DEFAULT_CHOICE:
-        return t("data.using", lang, name=name)
-    if lang == "en" and default_note:
-        return default_note
-    shakespeare = BUILTIN_DATASETS["shakespeare"].title
-    return t("data.using", lang, name=name) if name == shakespeare else t("data.using_offline", lang, name=name)
-
-
-def load_choice(choice: dict | None, settings, lang: str = "en") -> tuple:
-    """(corpus, note) for the Data tab's choice; None means the default corpus."""
-    choice = choice or {"source": DEFAULT_CHOICE}
-    corpus, default_note = _read(choice, settings, lang)
-    return corpus, corpus_note(choice.get("source", DEFAULT_CHOICE), corpus.name, default_note, lang)
-
-
-
-def check_upload_sizes(paths, settings, lang: str = "en") -> None:
-    """Each uploaded file within the upload limit: checked again on the server, since a client can bypass the
-    browser's limit."""
-    limit = int(settings.max_upload_mb * MB)
-    for p in paths:
-        if os.path.getsize(p) > limit:
-            raise CorpusError(t("data.too_big", lang, name=os.path.basename(p), mb=f"{settings.max_upload_mb:g}"))
-
-def _read(choice: dict, settings, lang: str) -> tuple:
-    """(corpus, the default corpus's own note, or "" for the others)."""
-    source = choice.get("source", DEFAULT_CHOICE)
-    if source == DEFAULT_CHOICE:
-        return default_corpus()
-    if source == UPLOAD_CHOICE:
-        paths = choice.get("files") or []
-        if not paths:
-            raise CorpusError(t("data.no_files", lang))
-        check_upload_sizes(paths, settings, lang)
-        corpus = load_corpus(paths, csv_column=choice.get("csv_column") or None,
-                             max_bytes=int(settings.max_corpus_mb * MB))
-        return corpus, ""
-    return load_builtin(source), ""
-
-
-def tokenizer_for(choice: dict | None, text: str):
-    spec = (choice or {}).get("tokenizer", "char")
-    key = (spec, len(text), hash(text))  # what the tokenizer depends on (the choice dict gains keys later)
-    with _cache_lock:
-        if key in _tokenizers:
-            _tokenizers.move_to_end(key)
-            return _tokenizers[key]
-    tok = make_tokenizer(spec, text)
-    with _cache_lock:
-        _tokenizers[key] = tok
-        while len(_tokenizers) > 4:
-            _tokenizers.popitem(last=False)
-    return tok
-
-
 def token_html(tokenizer, text: str) -> str:
     """The text with each token on its own background colour; whitespace kept as it is."""
     pieces = tokenizer.token_pieces(text)
-    spans = [f'<span style="background:{TOKEN_COLORS[i % len(TOKEN_COLORS)]}">{html.escape(p)}</span>'
-             for i, p in enumerate(pieces)]
+    spans = [
+        f'<span style="background:{TOKEN_COLORS[i % len(TOKEN_COLORS)]}">{html.escape(p)}</span>'
+        for i, p in enumerate(pieces)
+    ]
     return f'<div class="token-view">{"".join(spans)}</div>'
 
 
 def stats_markdown(stats: dict, tokenizer_text: str, note: str, lang: str = "en") -> str:
     top = " ".join(f"`{c!r}`×{n:,}" for c, n in stats["top_characters"][:10])
     tokens = t("data.stat.tokens_value", lang, tokens=f"{stats['tokens']:,}", cpt=f"{stats['chars_per_token']:.2f}")
-    rows = [("characters", f"{stats['characters']:,}"),
-            ("lines_words", f"{stats['lines']:,} / {stats['words']:,}"),
-            ("distinct", f"{stats['distinct_characters']:,}"),
-            ("tokenizer", tokenizer_text),
-            ("tokens", tokens),
-            ("split", t("data.stat.split_value", lang)),
-            ("top", top)]
-    return "\n".join([note, "", "| | |", "|---|---|",
-                      *(f"| {t(f'data.stat.{key}', lang)} | {value} |" for key, value in rows)])
+    rows = [
+        ("characters", f"{stats['characters']:,}"),
+        ("lines_words", f"{stats['lines']:,} / {stats['words']:,}"),
+        ("distinct", f"{stats['distinct_characters']:,}"),
+        ("tokenizer", tokenizer_text),
+        ("tokens", tokens),
+        ("split", t("data.stat.split_value", lang)),
+        ("top", top),
+    ]
+    return "\n".join(
+        [note, "", "| | |", "|---|---|", *(f"| {t(f'data.stat.{key}', lang)} | {value} |" for key, value in rows)]
+    )
 
 
 def render_stats(shown: dict | None, lang: str = "en") -> str:
@@ -132,6 +71,31 @@ def render_stats(shown: dict | None, lang: str = "en") -> str:
         return t("data.none", lang)
     note = corpus_note(shown["source"], shown["name"], shown["default_note"], lang)
     return stats_markdown(shown["stats"], shown["tokenizer"], note, lang)
+
+
+@friendly
+def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size, lang=None):
+    lang = lang or "en"
+    choice = {
+        "source": source_value,
+        "files": list(file_paths or []),
+        "csv_column": (column or "").strip(),
+        "tokenizer": tokenizer_spec(kind, vocab_size),
+    }
+    corpus, default_note = read_choice(choice, ctx.settings, lang)
+    tokenizer = tokenizer_for(choice, corpus.text)
+    st = corpus_stats(corpus.text, tokenizer)
+    choice.update(name=corpus.name, characters=st["characters"], vocab_size=tokenizer.vocab_size, tokens=st["tokens"])
+    if kind == "bpe" and tokenizer.vocab_size < int(vocab_size):
+        gr.Warning(t("data.bpe_small", lang, got=tokenizer.vocab_size, asked=int(vocab_size)))
+    kept = {
+        "source": source_value,
+        "name": corpus.name,
+        "default_note": default_note,
+        "stats": st,
+        "tokenizer": tokenizer.describe(),
+    }
+    return choice, render_stats(kept, lang), token_html(tokenizer, corpus.text[:PREVIEW_CHARS]), kept
 
 
 # -- the tab -------------------------------------------------------------------------------------------------
@@ -143,13 +107,19 @@ def create_tab(ctx: AppContext) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             source = tr(gr.Radio, choices=source_choices, value=DEFAULT_CHOICE, label="data.source")
-            files = tr(gr.File, label="data.upload", file_count="multiple", type="filepath",
-                       file_types=[".txt", ".md", ".jsonl", ".csv"])
+            files = tr(
+                gr.File,
+                label="data.upload",
+                file_count="multiple",
+                type="filepath",
+                file_types=[".txt", ".md", ".jsonl", ".csv"],
+            )
             csv_column = tr(gr.Textbox, label="data.csv_column", placeholder="text")
         with gr.Column(scale=2):
             tok_kind = tr(gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer")
-            vocab = tr(gr.Slider, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab",
-                       visible=False)
+            vocab = tr(
+                gr.Slider, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
+            )
             load = tr(gr.Button, value="data.load", variant="primary")
     # live content: not relabelled by the language switch, but redrawn after it from `shown`
     stats = gr.Markdown(t("data.none"), elem_id="data-stats")
@@ -159,23 +129,12 @@ def create_tab(ctx: AppContext) -> None:
     tok_kind.change(lambda k: gr.update(visible=k == "bpe"), tok_kind, vocab, queue=False, api_visibility="private")
     files.upload(lambda f: UPLOAD_CHOICE, files, source, queue=False, api_visibility="private")
 
-    @friendly
-    def on_load(source_value, file_paths, column, kind, vocab_size, lang=None):
-        lang = lang or "en"
-        choice = {"source": source_value, "files": list(file_paths or []), "csv_column": (column or "").strip(),
-                  "tokenizer": tokenizer_spec(kind, vocab_size)}
-        corpus, default_note = _read(choice, ctx.settings, lang)
-        tokenizer = tokenizer_for(choice, corpus.text)
-        st = corpus_stats(corpus.text, tokenizer)
-        choice.update(name=corpus.name, characters=st["characters"], vocab_size=tokenizer.vocab_size,
-                      tokens=st["tokens"])
-        if kind == "bpe" and tokenizer.vocab_size < int(vocab_size):
-            gr.Warning(t("data.bpe_small", lang, got=tokenizer.vocab_size, asked=int(vocab_size)))
-        kept = {"source": source_value, "name": corpus.name, "default_note": default_note, "stats": st,
-                "tokenizer": tokenizer.describe()}
-        return choice, render_stats(kept, lang), token_html(tokenizer, corpus.text[:PREVIEW_CHARS]), kept
-
     # lang last, default None (so optional for API callers, who get English)
-    load.click(on_load, [source, files, csv_column, tok_kind, vocab, ctx.lang], [ctx.corpus, stats, preview, shown],
-               api_name="load_data", concurrency_limit=2)
+    load.click(
+        ctx.handler(on_load),
+        [source, files, csv_column, tok_kind, vocab, ctx.lang],
+        [ctx.corpus, stats, preview, shown],
+        api_name="load_data",
+        concurrency_limit=2,
+    )
     tr.on_switch(friendly(render_stats), [shown, ctx.lang], stats)

@@ -2,44 +2,49 @@
 generated token was and what else the model considered; watch the next-token distribution react to
 temperature / top-k / top-p / min-p without running the model again; rate samples with thumbs up / down.
 
-Layout first (`create_tab`), then the handlers it wires; the pure helpers they use are at the top.
+The pure helpers first, then the handlers (module-level: those that need the AppContext take it first), then the
+layout (`create_tab`), which wires them.
 """
-import math
+
 import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import torch
 
 from core import files, runs
 from core.chat import normalize_history, stream_reply, template_for
-from core.engine import SamplingParams, next_token_distribution, prompt_logits, stream
+from core.engine import SamplingParams, next_token_distribution, prompt_logits, stream_completions
 from core.errors import ConfigError, NewleafError
 from playground import charts_inspect as charts
 from playground.context import AppContext, friendly
+from playground.form_values import check_prompt_length, parse_number, parse_stop
 from playground.i18n import t
 from playground.model_cache import get_model
+from playground.model_choices import MAX_SAMPLES  # sample slots on the page (the engine allows more)
 from playground.run_picker import create_picker, require_run, run_summary
-from playground.settings import check_prompt_length as check_prompt  # the Attention tab checks prompts too
 
-MAX_SAMPLES = 4          # sample slots on the page (the engine allows more)
-NEXT_TOP = 15            # bars in the next-token chart
-STREAM_EVERY = 0.08      # seconds between streamed updates
-FEEDBACK = "feedback.jsonl"
+NEXT_TOP = 15  # bars in the next-token chart
+STREAM_EVERY = 0.08  # seconds between streamed updates
 
 # Presets set only these knobs; the penalties, seed and stop strings stay as the user left them.
 PRESETS = {
-    "precise":  dict(temperature=0.3, top_k=20, top_p=0.9, min_p=0.0, repetition_penalty=1.1),
+    "precise": dict(temperature=0.3, top_k=20, top_p=0.9, min_p=0.0, repetition_penalty=1.1),
     "balanced": dict(temperature=0.8, top_k=50, top_p=0.95, min_p=0.05, repetition_penalty=1.0),
     "creative": dict(temperature=1.2, top_k=0, top_p=1.0, min_p=0.02, repetition_penalty=1.0),
 }
 PRESET_KNOBS = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty")
 
 # Token probability bins of the coloured token view (labels are language-neutral).
-PROB_BINS = [(0.5, "≥ 50%", "#7bc96f"), (0.2, "20–50%", "#c6e48b"), (0.05, "5–20%", "#f6d365"),
-             (0.0, "< 5%", "#f4a582")]
+PROB_BINS = [
+    (0.5, "≥ 50%", "#7bc96f"),
+    (0.2, "20–50%", "#c6e48b"),
+    (0.05, "5–20%", "#f6d365"),
+    (0.0, "< 5%", "#f4a582"),
+]
 COLOR_MAP = {label: color for _, label, color in PROB_BINS}
 
 _feedback_lock = threading.Lock()
@@ -49,38 +54,21 @@ _feedback_lock = threading.Lock()
 # Pure helpers: settings, feedback, token records, next-token bars
 
 
-def parse_stop(text: str | None) -> list[str]:
-    """Stop strings from a textbox: one per line when there are several lines, else comma-separated;
-    a written \\n or \\t stands for a line break or tab."""
-    if not text or not text.strip():
-        return []
-    parts = text.splitlines() if "\n" in text.strip("\n") else text.split(",")
-    out = []
-    for p in parts:
-        p = p.strip(" ").replace("\\n", "\n").replace("\\t", "\t")
-        if p and p not in out:
-            out.append(p)
-    return out
-
-
-def parse_number(value, name_key: str, cast=float, lang: str = "en", empty_key: str | None = "gen.err.empty"):
-    """`value` as a number; `name_key` is the i18n key of the field's label, for the message. A blank value
-    gets `empty_key`'s message (None: the "must be a number" one)."""
-    name = t(name_key, lang)
-    if empty_key and (value is None or (isinstance(value, str) and not value.strip())):
-        raise ConfigError(t(empty_key, lang, name=name))
-    try:
-        x = cast(float(value))
-    except (TypeError, ValueError):
-        raise ConfigError(t("gen.err.number", lang, name=name, value=repr(value))) from None
-    if isinstance(x, float) and not math.isfinite(x):
-        raise ConfigError(t("gen.err.finite", lang, name=name, value=repr(value)))
-    return x
-
-
-def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-                frequency_penalty, seed, stop, num_samples=1, limit: int | None = None,
-                lang: str = "en") -> SamplingParams:
+def make_params(
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    min_p,
+    repetition_penalty,
+    presence_penalty,
+    frequency_penalty,
+    seed,
+    stop,
+    num_samples=1,
+    limit: int | None = None,
+    lang: str = "en",
+) -> SamplingParams:
     """SamplingParams from the UI's values: top-k 0, top-p 1 and min-p 0 mean off; a blank seed or -1 means
     random. Raises ConfigError with a clear message for a bad value (in `lang`; the engine's own checks, in
     SamplingParams.validate, speak English)."""
@@ -90,7 +78,7 @@ def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_pen
         seed = parse_number(seed, "gen.seed", int, lang)
         if seed == -1:
             seed = None
-        elif not 0 <= seed < 2 ** 63:
+        elif not 0 <= seed < 2**63:
             raise ConfigError(t("gen.err.seed", lang, seed=seed))
     top_k = parse_number(top_k, "gen.top_k", int, lang)
     top_p = parse_number(top_p, "gen.top_p", float, lang)
@@ -114,21 +102,13 @@ def make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_pen
     return params
 
 
-def feedback_summary(run_dir) -> dict:
-    """Thumbs of a run's feedback.jsonl: {"up": n, "down": n, "total": n}."""
-    records, _ = files.read_jsonl(Path(run_dir) / FEEDBACK)
-    up = sum(1 for r in records if r.get("rating") == 1)
-    down = sum(1 for r in records if r.get("rating") == -1)
-    return {"up": up, "down": down, "total": up + down}
-
-
 def save_feedback(run_dir, prompt: str, text: str, rating: int, params: dict, lang: str = "en") -> None:
     """Append one rating to the run's feedback.jsonl (the only file the app writes into a run it reads)."""
     if rating not in (1, -1):
         raise NewleafError(t("gen.err.rating", lang))
     record = {"time": time.time(), "prompt": prompt, "text": text, "rating": rating, "params": params}
     with _feedback_lock:
-        files.append_jsonl(Path(run_dir) / FEEDBACK, record)
+        files.append_jsonl(Path(run_dir) / runs.FEEDBACK, record)
 
 
 def prob_label(p: float) -> str:
@@ -164,8 +144,13 @@ def next_token_data(model, tokenizer, prompt: str, lang: str = "en") -> dict:
     logits = prompt_logits(model, ids)  # (V,)
     # temperature and the cut-offs never reorder tokens, so the top bars are always among these
     top = torch.topk(logits, min(NEXT_TOP, logits.numel())).indices.tolist()
-    return {"logits": logits.tolist(), "ids": top, "labels": [tokenizer.decode([i]) for i in top],
-            "prompt_tokens": len(ids), "block_size": model.config.block_size}
+    return {
+        "logits": logits.tolist(),
+        "ids": top,
+        "labels": [tokenizer.decode([i]) for i in top],
+        "prompt_tokens": len(ids),
+        "block_size": model.config.block_size,
+    }
 
 
 def next_token_bars(data: dict | None, temperature, top_k, top_p, min_p, lang: str = "en"):
@@ -184,14 +169,26 @@ def next_token_bars(data: dict | None, temperature, top_k, top_p, min_p, lang: s
     raw = torch.softmax(logits, dim=-1)
     probs = next_token_distribution(logits, temperature, top_k, top_p, min_p)
     ids = data["ids"]
-    fig = charts.next_token_figure(data["labels"], raw[ids].tolist(), probs[ids].tolist(),
-                                   raw_name=t("gen.next.raw", lang), name=t("gen.next.after", lang))
+    fig = charts.next_token_figure(
+        data["labels"],
+        raw[ids].tolist(),
+        probs[ids].tolist(),
+        raw_name=t("gen.next.raw", lang),
+        name=t("gen.next.after", lang),
+    )
     top = charts.visible(data["labels"][0])
     if temperature == 0:
         summary = t("gen.next.greedy", lang, top=top)
     else:
-        summary = t("gen.next.summary", lang, tokens=data["prompt_tokens"], kept=int((probs > 0).sum()),
-                    vocab=logits.numel(), top=top, p=f"{float(probs[ids[0]]):.1%}")
+        summary = t(
+            "gen.next.summary",
+            lang,
+            tokens=data["prompt_tokens"],
+            kept=int((probs > 0).sum()),
+            vocab=logits.numel(),
+            top=top,
+            p=f"{float(probs[ids[0]]):.1%}",
+        )
     return fig, summary
 
 
@@ -200,7 +197,377 @@ def _slot_texts(texts: list[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# Handlers
+
+
+def load(ctx: AppContext, owner, run_id, lang="en"):
+    path = require_run(ctx, owner, run_id, lang)
+    model, tokenizer = get_model(path)
+    return path, model, tokenizer
+
+
+@friendly
+def show_run(ctx: AppContext, owner, run_id, lang="en"):
+    """A line about the picked run; the next-token chart of another run's logits is cleared."""
+    return run_summary(ctx, owner, run_id, lang), None, None, ""
+
+
+@friendly
+def describe_run(ctx: AppContext, owner, run_id, lang="en"):
+    """After a language switch: the line about the picked run again, in the new language."""
+    return run_summary(ctx, owner, run_id, lang)
+
+
+def apply_preset(name):
+    return [PRESETS[name][k] for k in PRESET_KNOBS]
+
+
+@friendly
+def show_slots(n):
+    n = int(n or 1)
+    return [gr.update(visible=i < n) for i in range(MAX_SAMPLES)]
+
+
+@friendly
+def run_generate(
+    ctx: AppContext,
+    owner,
+    run_id,
+    prompt,
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    min_p,
+    repetition_penalty,
+    presence_penalty,
+    frequency_penalty,
+    seed,
+    stop,
+    num_samples,
+    lang=None,
+):
+    """Stream num_samples completions of the prompt; yields the sample texts (in slot order), the seed
+    used, the coloured tokens of sample 1, the sample chooser, the alternatives chart and the state.
+    lang last, default None (English): optional for API callers, whose calls made without it keep working."""
+    lang = lang or "en"
+    params = make_params(
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+        seed,
+        stop,
+        num_samples,
+        ctx.settings.max_new_tokens,
+        lang,
+    )
+    prompt = prompt or ""
+    check_prompt_length(prompt, ctx.settings, lang)
+    path, model, tokenizer = load(ctx, owner, run_id, lang)
+    tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
+    n = params.num_samples
+    completions, last = [], 0.0
+    for completions in stream_completions(model, tokenizer, prompt, params):  # fills in params.seed
+        now = time.monotonic()
+        if now - last >= STREAM_EVERY:
+            last = now
+            yield [*_slot_texts([c.text for c in completions]), params.seed, None, gr.update(visible=False), None, None]
+    decode = tokenizer.decode
+    samples = [
+        {
+            "text": c.text,
+            "tokens": [decode([j]) for j in c.token_ids],
+            "probs": c.token_probs,
+            "alts": [[(decode([a]), p) for a, p in alts] for alts in c.alternatives],
+        }
+        for c in completions
+    ]
+    texts = [c.text for c in completions]
+    state = {"run_id": run_id, "prompt": prompt, "params": asdict(params), "samples": samples}
+    choices = [str(i + 1) for i in range(n)]
+    yield [
+        *_slot_texts(texts),
+        params.seed,
+        token_view(samples[0]),
+        gr.update(choices=choices, value="1", visible=n > 1),
+        None,
+        state,
+    ]
+
+
+@friendly
+def pick_sample(state, which):
+    if not state:
+        return None, None
+    i = int(which or 1) - 1
+    return token_view(state["samples"][i] if 0 <= i < len(state["samples"]) else None), None
+
+
+@friendly
+def select_token(state, which, lang, evt: gr.SelectData):
+    index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    return alternatives_plot(state, int(which or 1) - 1, int(index), lang)
+
+
+@friendly
+def rate_sample(ctx: AppContext, slot: int, rating: int, owner, state, lang):
+    """A thumb (rating 1 or -1) for the sample in `slot` of the last completion."""
+    if not state or slot >= len(state["samples"]):
+        raise NewleafError(t("gen.rate_first", lang))
+    path = ctx.jobs.check_read(owner, state["run_id"])
+    save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"], lang)
+    gr.Info(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
+
+
+@friendly
+def run_next_token(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang=None):
+    """Run the model once on the prompt; return the next-token chart and a one-line summary."""
+    lang = lang or "en"
+    check_prompt_length(prompt or "", ctx.settings, lang)
+    path, model, tokenizer = load(ctx, owner, run_id, lang)
+    data = next_token_data(model, tokenizer, prompt or "", lang)
+    fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
+    return data, fig, summary
+
+
+@friendly
+def redraw_next(data, temperature, top_k, top_p, min_p, lang):
+    if not data:
+        return gr.skip(), gr.skip()
+    return next_token_bars(data, temperature, top_k, top_p, min_p, lang)
+
+
+@friendly
+def run_chat(
+    ctx: AppContext,
+    owner,
+    run_id,
+    message,
+    history,
+    max_new_tokens,
+    temperature,
+    top_k,
+    top_p,
+    min_p,
+    repetition_penalty,
+    presence_penalty,
+    frequency_penalty,
+    seed,
+    stop,
+    lang=None,
+):
+    """Stream the assistant's reply to `message`; yields the conversation and an emptied message box.
+    lang last, default None (English): optional for API callers, whose calls made without it keep working."""
+    lang = lang or "en"
+    if not message or not message.strip():
+        raise NewleafError(t("gen.chat.empty", lang))
+    params = make_params(
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+        seed,
+        stop,
+        1,
+        ctx.settings.max_new_tokens,
+        lang,
+    )
+    messages = normalize_history(history) + [{"role": "user", "content": message}]
+    check_prompt_length("".join(str(m.get("content", "")) for m in messages), ctx.settings, lang)
+    path, model, tokenizer = load(ctx, owner, run_id, lang)
+    config = runs.read_config(path)
+    template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows
+    reply, last = "", 0.0
+    yield messages + [{"role": "assistant", "content": ""}], ""
+    for piece in stream_reply(model, tokenizer, config, messages, params):
+        reply += piece
+        now = time.monotonic()
+        if now - last >= STREAM_EVERY:
+            last = now
+            yield messages + [{"role": "assistant", "content": reply}], ""
+    yield messages + [{"role": "assistant", "content": reply}], ""
+
+
+@friendly
+def rate_chat(ctx: AppContext, owner, run_id, history, lang, data: gr.LikeData):
+    if data.liked not in (True, False):
+        return  # a thumb taken back: nothing to record
+    index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
+    messages = normalize_history(history)
+    if not isinstance(index, int) or not 0 <= index < len(messages):
+        return
+    path = require_run(ctx, owner, run_id, lang)
+    prompt = next((m["content"] for m in reversed(messages[:index]) if m["role"] == "user"), "")
+    save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"}, lang)
+    gr.Info(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Layout
+
+
+def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
+    tr = ctx.tr
+    with tr(gr.Accordion, label="gen.sampling", open=True):
+        with gr.Row():
+            tr(gr.Markdown, value="gen.presets")
+            preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
+        with gr.Row():
+            cap = max(1, ctx.settings.max_new_tokens)
+            max_new_tokens = tr(
+                gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1, label="gen.max_new_tokens"
+            )
+            temperature = tr(
+                gr.Slider,
+                minimum=0,
+                maximum=2,
+                value=0.8,
+                step=0.05,
+                label="gen.temperature",
+                info="gen.temperature.info",
+            )
+            top_k = tr(gr.Slider, minimum=0, maximum=200, value=50, step=1, label="gen.top_k", info="gen.top_k.info")
+            top_p = tr(
+                gr.Slider, minimum=0.01, maximum=1, value=0.95, step=0.01, label="gen.top_p", info="gen.top_p.info"
+            )
+            min_p = tr(gr.Slider, minimum=0, maximum=1, value=0.05, step=0.01, label="gen.min_p", info="gen.min_p.info")
+        with gr.Row():
+            repetition_penalty = tr(
+                gr.Slider,
+                minimum=0.5,
+                maximum=2,
+                value=1.0,
+                step=0.05,
+                label="gen.repetition_penalty",
+                info="gen.repetition_penalty.info",
+            )
+            presence_penalty = tr(
+                gr.Slider,
+                minimum=-2,
+                maximum=2,
+                value=0,
+                step=0.1,
+                label="gen.presence_penalty",
+                info="gen.penalty.info",
+            )
+            frequency_penalty = tr(
+                gr.Slider,
+                minimum=-2,
+                maximum=2,
+                value=0,
+                step=0.1,
+                label="gen.frequency_penalty",
+                info="gen.penalty.info",
+            )
+            seed = tr(gr.Number, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
+            stop = tr(
+                gr.Textbox,
+                label="gen.stop",
+                info="gen.stop.info",
+                placeholder="gen.stop.placeholder",
+                lines=1,
+                max_lines=4,
+            )
+    return SimpleNamespace(
+        preset_buttons=preset_buttons,
+        all=[
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repetition_penalty,
+            presence_penalty,
+            frequency_penalty,
+            seed,
+            stop,
+        ],
+        preset=[temperature, top_k, top_p, min_p, repetition_penalty],  # what a preset sets (PRESET_KNOBS)
+        shaping=[temperature, top_k, top_p, min_p],
+    )  # the knobs the next-token chart follows
+
+
+def _completion_tab(tr) -> SimpleNamespace:
+    prompt = tr(gr.Textbox, label="gen.prompt", placeholder="gen.prompt.placeholder", lines=3, elem_id="gen-prompt")
+    with gr.Row():
+        num_samples = tr(gr.Slider, minimum=1, maximum=MAX_SAMPLES, value=1, step=1, label="gen.num_samples", scale=3)
+        seed_used = tr(gr.Number, label="gen.seed_used", precision=0, interactive=False, scale=1)
+        generate_btn = tr(gr.Button, value="gen.generate", variant="primary", scale=1, elem_id="gen-generate")
+        stop_btn = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
+    tr(gr.Markdown, value="gen.feedback.hint")
+    slots, slot_boxes, thumbs = [], [], []
+    for i in range(MAX_SAMPLES):
+        with gr.Column(visible=i == 0) as slot:
+            box = gr.Textbox(
+                label=f"#{i + 1}",
+                lines=4,
+                max_lines=20,
+                interactive=False,
+                buttons=["copy"],
+                elem_id=f"gen-sample-{i + 1}",
+            )
+            with gr.Row():
+                up = gr.Button("👍", size="sm", min_width=60)
+                down = gr.Button("👎", size="sm", min_width=60)
+        slots.append(slot)
+        slot_boxes.append(box)
+        thumbs.append((up, down))
+    gen_state = gr.State(None)  # the last completion's per-token data (see run_generate)
+    inspect = tr(gr.Radio, choices=["1"], value="1", label="gen.inspect", visible=False)
+    tokens = tr(
+        gr.HighlightedText,
+        label="gen.tokens",
+        color_map=COLOR_MAP,
+        show_legend=True,
+        combine_adjacent=False,
+        interactive=False,
+    )
+    alternatives = tr(gr.Plot, label="gen.alternatives")
+
+    with tr(gr.Accordion, label="gen.next.title", open=False):
+        tr(gr.Markdown, value="gen.next.explainer")
+        next_btn = tr(gr.Button, value="gen.next.compute")
+        next_summary = gr.Markdown(elem_id="gen-next-summary")
+        next_plot = tr(gr.Plot, label="gen.next.plot")
+        next_state = gr.State(None)  # the raw logits of the last "predict", reused by every slider move
+    return SimpleNamespace(
+        prompt=prompt,
+        num_samples=num_samples,
+        seed_used=seed_used,
+        generate_btn=generate_btn,
+        stop_btn=stop_btn,
+        slots=slots,
+        slot_boxes=slot_boxes,
+        thumbs=thumbs,
+        state=gen_state,
+        inspect=inspect,
+        tokens=tokens,
+        alternatives=alternatives,
+        next_btn=next_btn,
+        next_summary=next_summary,
+        next_plot=next_plot,
+        next_state=next_state,
+    )
+
+
+def _chat_tab(tr) -> SimpleNamespace:
+    tr(gr.Markdown, value="gen.chat.note")
+    chatbot = tr(gr.Chatbot, label="gen.chatbot", height=420)
+    with gr.Row():
+        message = tr(gr.Textbox, label="gen.chat.message", placeholder="gen.chat.placeholder", scale=6)
+        send_btn = tr(gr.Button, value="gen.chat.send", variant="primary", scale=1)
+        stop_btn = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
+        clear_btn = tr(gr.Button, value="gen.chat.clear", scale=1)
+    return SimpleNamespace(chatbot=chatbot, message=message, send_btn=send_btn, stop_btn=stop_btn, clear_btn=clear_btn)
 
 
 def create_tab(ctx: AppContext) -> None:
@@ -208,244 +575,73 @@ def create_tab(ctx: AppContext) -> None:
     tr(gr.Markdown, value="gen.explainer")
     picker = create_picker(ctx, elem_id="gen-run")
     run_info = gr.Markdown(elem_id="gen-run-info")
-
-    with tr(gr.Accordion, label="gen.sampling", open=True):
-        with gr.Row():
-            tr(gr.Markdown, value="gen.presets")
-            preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
-        with gr.Row():
-            cap = max(1, ctx.settings.max_new_tokens)
-            max_new_tokens = tr(gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1,
-                                label="gen.max_new_tokens")
-            temperature = tr(gr.Slider, minimum=0, maximum=2, value=0.8, step=0.05, label="gen.temperature",
-                             info="gen.temperature.info")
-            top_k = tr(gr.Slider, minimum=0, maximum=200, value=50, step=1, label="gen.top_k", info="gen.top_k.info")
-            top_p = tr(gr.Slider, minimum=0.01, maximum=1, value=0.95, step=0.01, label="gen.top_p",
-                       info="gen.top_p.info")
-            min_p = tr(gr.Slider, minimum=0, maximum=1, value=0.05, step=0.01, label="gen.min_p",
-                       info="gen.min_p.info")
-        with gr.Row():
-            repetition_penalty = tr(gr.Slider, minimum=0.5, maximum=2, value=1.0, step=0.05,
-                                    label="gen.repetition_penalty", info="gen.repetition_penalty.info")
-            presence_penalty = tr(gr.Slider, minimum=-2, maximum=2, value=0, step=0.1, label="gen.presence_penalty",
-                                  info="gen.penalty.info")
-            frequency_penalty = tr(gr.Slider, minimum=-2, maximum=2, value=0, step=0.1,
-                                   label="gen.frequency_penalty", info="gen.penalty.info")
-            seed = tr(gr.Number, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
-            stop = tr(gr.Textbox, label="gen.stop", info="gen.stop.info", placeholder="gen.stop.placeholder",
-                      lines=1, max_lines=4)
-    knobs = [max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-             frequency_penalty, seed, stop]
-    shaping = [temperature, top_k, top_p, min_p]  # the knobs the next-token chart follows
-
+    knobs = _sampling_knobs(ctx)
     with gr.Tabs():
         with tr.bind(gr.Tab(t("gen.tab.completion")), label="gen.tab.completion"):
-            prompt = tr(gr.Textbox, label="gen.prompt", placeholder="gen.prompt.placeholder", lines=3, elem_id="gen-prompt")
-            with gr.Row():
-                num_samples = tr(gr.Slider, minimum=1, maximum=MAX_SAMPLES, value=1, step=1,
-                                 label="gen.num_samples", scale=3)
-                seed_used = tr(gr.Number, label="gen.seed_used", precision=0, interactive=False, scale=1)
-                generate_btn = tr(gr.Button, value="gen.generate", variant="primary", scale=1, elem_id="gen-generate")
-                stop_btn = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
-            tr(gr.Markdown, value="gen.feedback.hint")
-            slots, slot_boxes, thumbs = [], [], []
-            for i in range(MAX_SAMPLES):
-                with gr.Column(visible=i == 0) as slot:
-                    box = gr.Textbox(label=f"#{i + 1}", lines=4, max_lines=20, interactive=False,
-                                     buttons=["copy"], elem_id=f"gen-sample-{i + 1}")
-                    with gr.Row():
-                        up = gr.Button("👍", size="sm", min_width=60)
-                        down = gr.Button("👎", size="sm", min_width=60)
-                slots.append(slot)
-                slot_boxes.append(box)
-                thumbs.append((up, down))
-            gen_state = gr.State(None)  # the last completion's per-token data (see run_generate)
-            inspect = tr(gr.Radio, choices=["1"], value="1", label="gen.inspect", visible=False)
-            tokens = tr(gr.HighlightedText, label="gen.tokens", color_map=COLOR_MAP, show_legend=True,
-                        combine_adjacent=False, interactive=False)
-            alternatives = tr(gr.Plot, label="gen.alternatives")
-
-            with tr(gr.Accordion, label="gen.next.title", open=False):
-                tr(gr.Markdown, value="gen.next.explainer")
-                next_btn = tr(gr.Button, value="gen.next.compute")
-                next_summary = gr.Markdown(elem_id="gen-next-summary")
-                next_plot = tr(gr.Plot, label="gen.next.plot")
-                next_state = gr.State(None)  # the raw logits of the last "predict", reused by every slider move
-
+            c = _completion_tab(tr)
         with tr.bind(gr.Tab(t("gen.tab.chat")), label="gen.tab.chat"):
-            tr(gr.Markdown, value="gen.chat.note")
-            chatbot = tr(gr.Chatbot, label="gen.chatbot", height=420)
-            with gr.Row():
-                message = tr(gr.Textbox, label="gen.chat.message", placeholder="gen.chat.placeholder", scale=6)
-                send_btn = tr(gr.Button, value="gen.chat.send", variant="primary", scale=1)
-                chat_stop = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
-                clear_btn = tr(gr.Button, value="gen.chat.clear", scale=1)
-
-    # -- handlers ------------------------------------------------------------------------------------------
-
-    limit = ctx.settings.max_new_tokens
-    model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
-
-    def load(owner, run_id, lang="en"):
-        path = require_run(ctx, owner, run_id, lang)
-        model, tokenizer = get_model(path)
-        return path, model, tokenizer
-
-    def show_run(owner, run_id, lang="en"):
-        """A line about the picked run; the next-token chart of another run's logits is cleared."""
-        return run_summary(ctx, owner, run_id, lang), None, None, ""
-
-    def describe_run(owner, run_id, lang="en"):
-        """After a language switch: the line about the picked run again, in the new language."""
-        return run_summary(ctx, owner, run_id, lang)
-
-    def apply_preset(name):
-        return [PRESETS[name][k] for k in PRESET_KNOBS]
-
-    def show_slots(n):
-        n = int(n or 1)
-        return [gr.update(visible=i < n) for i in range(MAX_SAMPLES)]
-
-    def run_generate(owner, run_id, prompt, max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                     presence_penalty, frequency_penalty, seed, stop, num_samples, lang=None):
-        """Stream num_samples completions of the prompt; yields the sample texts (in slot order), the seed
-        used, the coloured tokens of sample 1, the sample chooser, the alternatives chart and the state.
-        lang last, default None (English): optional for API callers, whose calls made without it keep working."""
-        lang = lang or "en"
-        params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                             presence_penalty, frequency_penalty, seed, stop, num_samples, limit, lang)
-        prompt = prompt or ""
-        check_prompt(prompt, ctx.settings, lang)
-        path, model, tokenizer = load(owner, run_id, lang)
-        tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
-        n = params.num_samples
-        texts = [""] * n
-        rows = [{"ids": [], "probs": [], "alts": []} for _ in range(n)]
-        events = stream(model, tokenizer, prompt, params)  # fills in params.seed
-        last = 0.0
-        for ev in events:
-            texts[ev.row] += ev.text
-            if ev.finish_reason != "eos":  # like core.engine.generate: the end-of-text token is not text
-                r = rows[ev.row]
-                r["ids"].append(ev.token_id)
-                r["probs"].append(ev.prob)
-                r["alts"].append(ev.alternatives)
-            now = time.monotonic()
-            if now - last >= STREAM_EVERY:
-                last = now
-                yield [*_slot_texts(texts), params.seed, None, gr.update(visible=False), None, None]
-        decode = tokenizer.decode
-        samples = [{"text": texts[i], "tokens": [decode([j]) for j in r["ids"]], "probs": r["probs"],
-                    "alts": [[(decode([a]), p) for a, p in alts] for alts in r["alts"]]}
-                   for i, r in enumerate(rows)]
-        state = {"run_id": run_id, "prompt": prompt, "params": asdict(params), "samples": samples}
-        choices = [str(i + 1) for i in range(n)]
-        yield [*_slot_texts(texts), params.seed, token_view(samples[0]),
-               gr.update(choices=choices, value="1", visible=n > 1), None, state]
-
-    def pick_sample(state, which):
-        if not state:
-            return None, None
-        i = int(which or 1) - 1
-        return token_view(state["samples"][i] if 0 <= i < len(state["samples"]) else None), None
-
-    def select_token(state, which, lang, evt: gr.SelectData):
-        index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-        return alternatives_plot(state, int(which or 1) - 1, int(index), lang)
-
-    def rate(slot: int, rating: int):
-        def handler(owner, state, lang):
-            if not state or slot >= len(state["samples"]):
-                raise NewleafError(t("gen.rate_first", lang))
-            path = ctx.jobs.check_read(owner, state["run_id"])
-            save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"], lang)
-            gr.Info(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
-        return handler
-
-    def run_next_token(owner, run_id, prompt, temperature, top_k, top_p, min_p, lang=None):
-        """Run the model once on the prompt; return the next-token chart and a one-line summary."""
-        lang = lang or "en"
-        check_prompt(prompt or "", ctx.settings, lang)
-        path, model, tokenizer = load(owner, run_id, lang)
-        data = next_token_data(model, tokenizer, prompt or "", lang)
-        fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
-        return data, fig, summary
-
-    def redraw_next(data, temperature, top_k, top_p, min_p, lang):
-        if not data:
-            return gr.skip(), gr.skip()
-        return next_token_bars(data, temperature, top_k, top_p, min_p, lang)
-
-    def run_chat(owner, run_id, message, history, max_new_tokens, temperature, top_k, top_p, min_p,
-                 repetition_penalty, presence_penalty, frequency_penalty, seed, stop, lang=None):
-        """Stream the assistant's reply to `message`; yields the conversation and an emptied message box.
-        lang last, default None (English): optional for API callers, whose calls made without it keep working."""
-        lang = lang or "en"
-        if not message or not message.strip():
-            raise NewleafError(t("gen.chat.empty", lang))
-        params = make_params(max_new_tokens, temperature, top_k, top_p, min_p, repetition_penalty,
-                             presence_penalty, frequency_penalty, seed, stop, 1, limit, lang)
-        messages = normalize_history(history) + [{"role": "user", "content": message}]
-        check_prompt("".join(str(m.get("content", "")) for m in messages), ctx.settings, lang)
-        path, model, tokenizer = load(owner, run_id, lang)
-        config = runs.read_config(path)
-        template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows
-        reply, last = "", 0.0
-        yield messages + [{"role": "assistant", "content": ""}], ""
-        for piece in stream_reply(model, tokenizer, config, messages, params):
-            reply += piece
-            now = time.monotonic()
-            if now - last >= STREAM_EVERY:
-                last = now
-                yield messages + [{"role": "assistant", "content": reply}], ""
-        yield messages + [{"role": "assistant", "content": reply}], ""
-
-    def rate_chat(owner, run_id, history, lang, data: gr.LikeData):
-        if data.liked not in (True, False):
-            return  # a thumb taken back: nothing to record
-        index = data.index[0] if isinstance(data.index, (list, tuple)) else data.index
-        messages = normalize_history(history)
-        if not isinstance(index, int) or not 0 <= index < len(messages):
-            return
-        path = require_run(ctx, owner, run_id, lang)
-        prompt = next((m["content"] for m in reversed(messages[:index]) if m["role"] == "user"), "")
-        save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"}, lang)
-        gr.Info(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
-
-    # -- events --------------------------------------------------------------------------------------------
+            chat = _chat_tab(tr)
 
     quick = dict(queue=False, api_visibility="private")
-    picker.change(friendly(show_run), [ctx.owner, picker, ctx.lang], [run_info, next_state, next_plot, next_summary],
-                  **quick)
+    model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
+    picker.change(
+        ctx.handler(show_run),
+        [ctx.owner, picker, ctx.lang],
+        [run_info, c.next_state, c.next_plot, c.next_summary],
+        **quick,
+    )
     # after a language switch: the run's line and the next-token bars again, in the new language
-    tr.on_switch(friendly(describe_run), [ctx.owner, picker, ctx.lang], run_info)
-    tr.on_switch(friendly(redraw_next), [next_state, *shaping, ctx.lang], [next_plot, next_summary])
-    for name, button in preset_buttons.items():
-        button.click(lambda name=name: apply_preset(name), None,
-                     [temperature, top_k, top_p, min_p, repetition_penalty], **quick)
-    num_samples.change(show_slots, num_samples, slots, **quick)
+    tr.on_switch(ctx.handler(describe_run), [ctx.owner, picker, ctx.lang], run_info)
+    tr.on_switch(redraw_next, [c.next_state, *knobs.shaping, ctx.lang], [c.next_plot, c.next_summary])
+    for name, button in knobs.preset_buttons.items():
+        button.click(lambda name=name: apply_preset(name), None, knobs.preset, **quick)
+    c.num_samples.change(show_slots, c.num_samples, c.slots, **quick)
 
-    gen_inputs = [ctx.owner, picker, prompt, *knobs, num_samples, ctx.lang]  # lang last: see run_generate
-    gen_outputs = [*slot_boxes, seed_used, tokens, inspect, alternatives, gen_state]
-    gen_event = gr.on([generate_btn.click, prompt.submit], friendly(run_generate), gen_inputs, gen_outputs,
-                      api_name="generate", **model_events)
-    stop_btn.click(None, None, None, cancels=[gen_event], **quick)
+    gen_inputs = [ctx.owner, picker, c.prompt, *knobs.all, c.num_samples, ctx.lang]  # lang last: see run_generate
+    gen_outputs = [*c.slot_boxes, c.seed_used, c.tokens, c.inspect, c.alternatives, c.state]
+    gen_event = gr.on(
+        [c.generate_btn.click, c.prompt.submit],
+        ctx.handler(run_generate),
+        gen_inputs,
+        gen_outputs,
+        api_name="generate",
+        **model_events,
+    )
+    c.stop_btn.click(None, None, None, cancels=[gen_event], **quick)
 
-    inspect.change(friendly(pick_sample), [gen_state, inspect], [tokens, alternatives], **quick)
-    tokens.select(friendly(select_token), [gen_state, inspect, ctx.lang], alternatives, **quick)
-    for i, (up, down) in enumerate(thumbs):
-        up.click(friendly(rate(i, 1)), [ctx.owner, gen_state, ctx.lang], None, api_visibility="private")
-        down.click(friendly(rate(i, -1)), [ctx.owner, gen_state, ctx.lang], None, api_visibility="private")
+    c.inspect.change(pick_sample, [c.state, c.inspect], [c.tokens, c.alternatives], **quick)
+    c.tokens.select(select_token, [c.state, c.inspect, ctx.lang], c.alternatives, **quick)
+    for i, (up, down) in enumerate(c.thumbs):
+        up.click(ctx.handler(rate_sample, i, 1), [ctx.owner, c.state, ctx.lang], None, api_visibility="private")
+        down.click(ctx.handler(rate_sample, i, -1), [ctx.owner, c.state, ctx.lang], None, api_visibility="private")
 
-    next_btn.click(friendly(run_next_token), [ctx.owner, picker, prompt, *shaping, ctx.lang],
-                   [next_state, next_plot, next_summary], api_name="next_token", **model_events)
-    for knob in shaping:
-        knob.change(friendly(redraw_next), [next_state, *shaping, ctx.lang], [next_plot, next_summary],
-                    trigger_mode="always_last", **quick)
+    c.next_btn.click(
+        ctx.handler(run_next_token),
+        [ctx.owner, picker, c.prompt, *knobs.shaping, ctx.lang],
+        [c.next_state, c.next_plot, c.next_summary],
+        api_name="next_token",
+        **model_events,
+    )
+    for knob in knobs.shaping:
+        knob.change(
+            redraw_next,
+            [c.next_state, *knobs.shaping, ctx.lang],
+            [c.next_plot, c.next_summary],
+            trigger_mode="always_last",
+            **quick,
+        )
 
-    chat_inputs = [ctx.owner, picker, message, chatbot, *knobs, ctx.lang]  # lang last: see run_chat
-    chat_event = gr.on([send_btn.click, message.submit], friendly(run_chat), chat_inputs, [chatbot, message],
-                       api_name="chat", **model_events)
-    chat_stop.click(None, None, None, cancels=[chat_event], **quick)
-    clear_btn.click(lambda: ([], ""), None, [chatbot, message], **quick)
-    chatbot.like(friendly(rate_chat), [ctx.owner, picker, chatbot, ctx.lang], None, api_visibility="private")
+    chat_inputs = [ctx.owner, picker, chat.message, chat.chatbot, *knobs.all, ctx.lang]  # lang last: see run_chat
+    chat_event = gr.on(
+        [chat.send_btn.click, chat.message.submit],
+        ctx.handler(run_chat),
+        chat_inputs,
+        [chat.chatbot, chat.message],
+        api_name="chat",
+        **model_events,
+    )
+    chat.stop_btn.click(None, None, None, cancels=[chat_event], **quick)
+    chat.clear_btn.click(lambda: ([], ""), None, [chat.chatbot, chat.message], **quick)
+    chat.chatbot.like(
+        ctx.handler(rate_chat), [ctx.owner, picker, chat.chatbot, ctx.lang], None, api_visibility="private"
+    )

@@ -16,15 +16,14 @@ Nothing here trains or samples: it reads run directories (core/runs.py) and asks
     upload_run(owner, zip_file, lang)                       -> imports a run's zip (checked by core/run_archive.py)
                                                                as a new run of this session
 """
+
 from __future__ import annotations
 
 import math
-import re
 import shutil
 import tempfile
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,49 +31,38 @@ import gradio as gr
 import pandas as pd
 
 from core import files, runs
-from core.errors import CheckpointError, NewleafError
-from core.run_archive import ArchiveLimits, import_run_zip
+from core.errors import NewleafError
+from core.model import GPTConfig, param_count
+from core.run_archive import ArchiveLimits, checkpoint_zip, hf_zip, import_run_zip
+from core.units import format_count
 from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
 from playground.i18n import t
 from playground.jobs import owner_id
+from playground.upload_checks import check_upload_fits, check_upload_sizes
 
-FEEDBACK = "feedback.jsonl"      # {"rating": 1 | -1, ...} per line, written by the Generate tab
 MAX_COMPARE = 10
-COLUMNS = ("title", "state", "steps", "best_val", "best_bpc", "model", "tokenizer", "data", "created", "up",
-           "down", "id")
+COLUMNS = (
+    "title",
+    "state",
+    "steps",
+    "best_val",
+    "best_bpc",
+    "model",
+    "tokenizer",
+    "data",
+    "created",
+    "up",
+    "down",
+    "id",
+)
 STATES = ("created", "queued", "running", "stopped", "completed", "failed", "unknown")  # of status.json
 DOWNLOADS = Path(tempfile.gettempdir()) / "newleaf-downloads"
-DOWNLOAD_MAX_AGE_S = 3600        # zips older than this are removed when the next one is built
+DOWNLOAD_MAX_AGE_S = 3600  # zips older than this are removed when the next one is built
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Reading runs (no Gradio here: plain functions, tested directly)
-
-
-def check_upload_fits(cfg, settings) -> None:
-    """An uploaded run is used here like one trained here: the same context limit, and its weights plus the
-    KV cache of the most samples the Generate tab asks for must fit in the memory a job may use."""
-    from core.errors import ConfigError
-    from core.model import inference_memory
-    from core.units import format_bytes
-    from playground.tab_generate import MAX_SAMPLES
-    from playground.tab_model import memory_limit
-    if cfg.block_size > settings.max_context:
-        raise ConfigError(f"The uploaded model's context is {cfg.block_size:,} tokens, more than the "
-                          f"{settings.max_context:,} allowed here.")
-    need, limit = inference_memory(cfg, MAX_SAMPLES), memory_limit(settings)
-    if need > limit:
-        raise ConfigError(f"The uploaded model needs about {format_bytes(need)} to sample, more than the "
-                          f"{format_bytes(limit)} allowed here.")
-
-
-def feedback_counts(run_dir) -> tuple[int, int]:
-    """Thumbs up and down given to the run's generations (0, 0 when nobody rated it yet)."""
-    records, _ = files.read_jsonl(Path(run_dir) / FEEDBACK)
-    up = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == 1)
-    down = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == -1)
-    return up, down
 
 
 def metrics_of(run_dir) -> list[dict]:
@@ -89,8 +77,6 @@ def best_validation(records: list[dict]) -> dict | None:
 
 
 def model_summary(config: dict, lang: str = "en") -> str:
-    from core.model import param_count, GPTConfig
-    from core.units import format_count
     try:
         cfg = GPTConfig.from_dict(config["model"])
     except (KeyError, TypeError, NewleafError):
@@ -116,7 +102,7 @@ def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
     best = best_validation(metrics_of(run_dir))
     tok = config.get("tokenizer") or {}
     vocab = tok.get("vocab_size")
-    up, down = feedback_counts(run_dir)
+    up, down = runs.feedback_counts(run_dir)
     created = summary.get("created") or config.get("created")
     return {
         "title": title,
@@ -156,35 +142,19 @@ def run_choices(jobs, token: str | None, lang: str = "en") -> list[tuple[str, st
     return out
 
 
-def title_of(run_dir: Path) -> str:
-    try:
-        return runs.read_config(run_dir).get("title") or run_dir.name
-    except NewleafError:
-        return run_dir.name
-
-
 def load_curves(jobs, token: str, run_ids: list[str]) -> list[RunCurves]:
     """The metrics of each run (checked readable by this session), ready for the overlay figure."""
     out = []
     for run_id in run_ids:
         path = jobs.check_read(token, run_id)
         config = runs.read_config(path)
-        data = config.get("data") or {}
-        scale = None
-        if data.get("train_tokens") and data.get("train_chars"):
-            scale = data["train_tokens"] / data["train_chars"] / math.log(2)
+        scale = runs.bpc_scale(config.get("data") or {}, "train")  # training loss in bits per character
         out.append(RunCurves(name=config.get("title") or run_id, records=metrics_of(path), train_bpc_scale=scale))
     return out
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Downloads: zips built in a fresh temporary folder; old ones are cleaned up as new ones are made
-
-
-def file_stem(title: str, limit: int = 48) -> str:
-    """A readable, safe file name part from a run title (letters of any script are kept)."""
-    s = re.sub(r"[^\w.-]+", "-", title, flags=re.UNICODE).strip("-._")
-    return s[:limit].strip("-._") or "run"
 
 
 def fresh_download_dir() -> Path:
@@ -201,77 +171,118 @@ def fresh_download_dir() -> Path:
     return d
 
 
-def _zip_add(zf: zipfile.ZipFile, path: Path, arcname: str) -> None:
-    # safetensors hardly compress; storing them is much faster than deflating
-    compress = zipfile.ZIP_STORED if path.suffix == ".safetensors" else zipfile.ZIP_DEFLATED
-    zf.write(path, arcname, compress_type=compress)
+# ----------------------------------------------------------------------------------------------------------
+# Handlers (module-level: those that need the AppContext take it first)
 
 
-def _write_zip(dest: Path, entries: list[tuple[Path, str]], extra: dict[str, str] | None = None) -> Path:
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w") as zf:
-            for path, arcname in entries:
-                _zip_add(zf, path, arcname)
-            for arcname, text in (extra or {}).items():
-                zf.writestr(arcname, text, compress_type=zipfile.ZIP_DEFLATED)
-        tmp.replace(dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dest
+def need_pick(run_id, lang):
+    if not run_id or not isinstance(run_id, str):
+        raise NewleafError(t("runs.no_pick", lang))
+    return run_id
 
 
-def checkpoint_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> Path:
-    """A zip of one folder: config.json, the tokenizer, metrics / samples / feedback logs, and the `best` (or
-    `last`) checkpoint with its pointer file, so the unzipped folder loads as a run
-    (`python -m core sample --run FOLDER`). Token data (data/*.bin) is left out; nothing pickled goes in."""
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    if which not in ("best", "last"):
-        raise NewleafError(f"Choose the best or the last checkpoint, not {which!r}.")
-    config = runs.read_config(run_dir)
-    title = title or config.get("title") or run_dir.name
-    used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
-    ck = runs.checkpoint_dir(run_dir, used)
-    if ck is None:
-        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
-    step = files.read_json(ck / "meta.json").get("step", 0)
-    base = f"{file_stem(title)}-checkpoint-{used}-step-{step}"
-    entries = [(run_dir / runs.CONFIG, f"{base}/{runs.CONFIG}")]
-    for f in sorted(run_dir.glob("tokenizer.*")):
-        entries.append((f, f"{base}/{f.name}"))
-    for name in (runs.METRICS, runs.SAMPLES, FEEDBACK):
-        if (run_dir / name).is_file():
-            entries.append((run_dir / name, f"{base}/{name}"))
-    pointer = run_dir / runs.CKPT_DIR / f"{used}.json"
-    entries.append((pointer, f"{base}/{runs.CKPT_DIR}/{used}.json"))
-    for f in sorted(ck.iterdir()):
-        if f.is_file() and f.suffix in (".safetensors", ".json"):
-            entries.append((f, f"{base}/{runs.CKPT_DIR}/{ck.name}/{f.name}"))
-    readme = (f"{title}\n\nA Newleaf run: its settings, tokenizer, training logs and the {used} checkpoint "
-              f"(step {step}).\nSample from it:  python -m core sample --run {base} --prompt \"...\"\n"
-              f"Weights are in safetensors; no file here is pickled.\n")
-    return _write_zip(out_dir / f"{base}.zip", entries, {f"{base}/README.txt": readme})
+@friendly
+def list_runs(ctx: AppContext, owner, lang):
+    return runs_table(ctx.jobs, owner, lang)
 
 
-def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> Path:
-    """The run exported for Hugging Face transformers (core.hf.export_hf), zipped as one folder."""
-    try:  # imported when used: the export pulls in the `tokenizers` library
-        from core.hf import export_hf
-    except ImportError:
-        raise NewleafError(t("runs.no_hf")) from None
-    run_dir, out_dir = Path(run_dir), Path(out_dir)
-    title = title or title_of(run_dir)
-    if runs.checkpoint_dir(run_dir, "last") is None:
-        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
-    used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
-    base = f"{file_stem(title)}-huggingface-{used}"
-    folder = export_hf(run_dir, out_dir / "export" / base, which=which)
-    try:
-        entries = [(f, f"{base}/{f.relative_to(folder).as_posix()}") for f in sorted(folder.rglob("*"))
-                   if f.is_file()]
-        return _write_zip(out_dir / f"{base}.zip", entries)
-    finally:
-        shutil.rmtree(out_dir / "export", ignore_errors=True)
+@friendly
+def update_pickers(ctx: AppContext, owner, picked, compared, lang):
+    choices = run_choices(ctx.jobs, owner, lang)
+    ids = {v for _, v in choices}
+    compared = [r for r in (compared or []) if r in ids]
+    return (
+        gr.update(choices=choices, value=picked if picked in ids else None),
+        gr.update(choices=choices, value=compared),
+    )
+
+
+@friendly
+def compare_runs(ctx: AppContext, owner, run_ids, log_scale, bpc, lang):
+    run_ids = [r for r in (run_ids or []) if r]
+    if len(run_ids) > MAX_COMPARE:
+        raise NewleafError(t("runs.too_many", lang, n=MAX_COMPARE))
+    text = {
+        k: t(f"runs.{key}", lang)
+        for k, key in (
+            ("step", "axis.step"),
+            ("loss", "axis.loss"),
+            ("bpc", "axis.bpc"),
+            ("train", "trace.train"),
+            ("val", "trace.val"),
+            ("empty", "plot.empty"),
+            ("no_metrics", "plot.no_metrics"),
+        )
+    }
+    return loss_overlay(load_curves(ctx.jobs, owner, run_ids), log_scale=bool(log_scale), bpc=bool(bpc), text=text)
+
+
+@friendly
+def pick_row(evt: gr.SelectData):
+    row = evt.row_value or []
+    return row[-1] if row else gr.skip()
+
+
+@friendly
+def load_run(ctx: AppContext, owner, run_id, lang):
+    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
+    if runs.checkpoint_dir(path, "last") is None:  # Generate and Attention need weights to load
+        raise NewleafError(t("runs.no_checkpoint", lang, title=runs.title(path)))
+    return run_id, t("runs.loaded", lang, title=runs.title(path))
+
+
+@friendly
+def download_checkpoint(ctx: AppContext, owner, run_id, which, lang):
+    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
+    return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
+
+
+@friendly
+def download_hf(ctx: AppContext, owner, run_id, which, lang):
+    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
+    return str(hf_zip(path, fresh_download_dir(), which or "best"))
+
+
+@friendly
+def ask_delete(ctx: AppContext, owner, run_id, lang):
+    path = ctx.jobs.check_write(owner, need_pick(run_id, lang))  # says why, before asking to confirm
+    return gr.update(visible=True), t("runs.confirm_delete", lang, title=runs.title(path)), run_id
+
+
+@friendly
+def delete_run(ctx: AppContext, owner, run_id, asked, changed, lang):
+    run_id = need_pick(run_id, lang)
+    if asked != run_id:
+        raise NewleafError(t("runs.confirm_first", lang))
+    title = runs.title(ctx.jobs.run_dir(run_id))
+    ctx.jobs.delete(owner, run_id)  # refuses another session's run, a shared example, and a running job
+    return t("runs.deleted", lang, title=title), gr.update(visible=False), None, (changed or 0) + 1
+
+
+@friendly
+def upload_run(ctx: AppContext, owner, file, changed, lang):
+    if not file:
+        raise NewleafError(t("runs.upload_none", lang))
+    path, s = Path(file), ctx.settings
+    check_upload_sizes([path], s, lang, too_big="runs.upload_too_big")  # again: a client may bypass the browser
+    owner_hash = owner_id(owner)
+    # the run's name is ours; the uploaded file's name only lends a slug to it
+    run_id, dest = ctx.jobs.new_run_dir(path.stem)
+    limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
+    import_run_zip(
+        path,
+        dest,
+        limits,
+        source_name=path.name,
+        config_update={"owner": owner_hash, "created": time.time()},
+        check_model=lambda cfg: check_upload_fits(cfg, s),
+    )
+    return t("runs.uploaded", lang, title=runs.title(dest)), (changed or 0) + 1
+
+
+@friendly
+def hide_confirm():
+    return gr.update(visible=False), None
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -282,24 +293,39 @@ def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> P
 class RunsEvents:
     """What ui.py may chain on: `loaded` fires after a run was loaded (e.g. .then(...) to switch to the
     Generate tab); `refresh` is (fn, inputs, outputs) to refresh the table from any event."""
+
     loaded: object
     refresh: tuple
 
 
 def create_tab(ctx: AppContext) -> RunsEvents:
-    tr, jobs = ctx.tr, ctx.jobs
+    tr = ctx.tr
     pending = gr.State(None)  # the run id a "Really delete?" is showing for, in this session
 
     tr(gr.Markdown, value="runs.explainer")
-    table = tr(gr.Dataframe, label="runs.table", value=pd.DataFrame(columns=[t(f"runs.col.{c}") for c in COLUMNS]),
-               interactive=False, wrap=True, max_height=420)
+    table = tr(
+        gr.Dataframe,
+        label="runs.table",
+        value=pd.DataFrame(columns=[t(f"runs.col.{c}") for c in COLUMNS]),
+        interactive=False,
+        wrap=True,
+        max_height=420,
+    )
     refresh = tr(gr.Button, value="runs.refresh", size="sm")
 
     with gr.Accordion(t("runs.compare"), open=True) as compare_box:
         tr.bind(compare_box, label="runs.compare")
         with gr.Row():
-            compare = tr(gr.Dropdown, label="runs.compare_pick", choices=[], value=[], multiselect=True,
-                         allow_custom_value=True, max_choices=MAX_COMPARE, scale=4)
+            compare = tr(
+                gr.Dropdown,
+                label="runs.compare_pick",
+                choices=[],
+                value=[],
+                multiselect=True,
+                allow_custom_value=True,
+                max_choices=MAX_COMPARE,
+                scale=4,
+            )
             with gr.Column(scale=1, min_width=180):
                 log_scale = tr(gr.Checkbox, label="runs.log_scale", value=False)
                 bpc = tr(gr.Checkbox, label="runs.bpc", value=False)
@@ -308,10 +334,18 @@ def create_tab(ctx: AppContext) -> RunsEvents:
     with gr.Accordion(t("runs.actions"), open=True) as actions_box:
         tr.bind(actions_box, label="runs.actions")
         with gr.Row():
-            picker = tr(gr.Dropdown, label="runs.pick", info="runs.pick_info", choices=[], value=None,
-                        allow_custom_value=True, scale=3)
-            which = tr(gr.Radio, label="runs.which", info="runs.which_info", choices=["best", "last"],
-                       value="best", scale=2)
+            picker = tr(
+                gr.Dropdown,
+                label="runs.pick",
+                info="runs.pick_info",
+                choices=[],
+                value=None,
+                allow_custom_value=True,
+                scale=3,
+            )
+            which = tr(
+                gr.Radio, label="runs.which", info="runs.which_info", choices=["best", "last"], value="best", scale=2
+            )
         with gr.Row():
             load = tr(gr.Button, value="runs.load", variant="primary")
             dl_ckpt = tr(gr.Button, value="runs.download_ckpt")
@@ -326,118 +360,56 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         download = tr(gr.File, label="runs.file", interactive=False)
         upload = tr(gr.File, label="runs.upload", file_types=[".zip"], type="filepath", file_count="single")
 
-    # -- handlers ---------------------------------------------------------------------------------------
-
-    def need_pick(run_id, lang):
-        if not run_id or not isinstance(run_id, str):
-            raise NewleafError(t("runs.no_pick", lang))
-        return run_id
-
-    @friendly
-    def list_runs(owner, lang):
-        return runs_table(jobs, owner, lang)
-
-    @friendly
-    def update_pickers(owner, picked, compared, lang):
-        choices = run_choices(jobs, owner, lang)
-        ids = {v for _, v in choices}
-        compared = [r for r in (compared or []) if r in ids]
-        return (gr.update(choices=choices, value=picked if picked in ids else None),
-                gr.update(choices=choices, value=compared))
-
-    @friendly
-    def compare_runs(owner, run_ids, log_scale, bpc, lang):
-        run_ids = [r for r in (run_ids or []) if r]
-        if len(run_ids) > MAX_COMPARE:
-            raise NewleafError(t("runs.too_many", lang, n=MAX_COMPARE))
-        text = {k: t(f"runs.{key}", lang) for k, key in (
-            ("step", "axis.step"), ("loss", "axis.loss"), ("bpc", "axis.bpc"), ("train", "trace.train"),
-            ("val", "trace.val"), ("empty", "plot.empty"), ("no_metrics", "plot.no_metrics"))}
-        return loss_overlay(load_curves(jobs, owner, run_ids), log_scale=bool(log_scale), bpc=bool(bpc), text=text)
-
-    @friendly
-    def pick_row(evt: gr.SelectData):
-        row = evt.row_value or []
-        return row[-1] if row else gr.skip()
-
-    @friendly
-    def load_run(owner, run_id, lang):
-        path = jobs.check_read(owner, need_pick(run_id, lang))
-        if runs.checkpoint_dir(path, "last") is None:  # Generate and Attention need weights to load
-            raise NewleafError(t("runs.no_checkpoint", lang, title=title_of(path)))
-        return run_id, t("runs.loaded", lang, title=title_of(path))
-
-    @friendly
-    def download_checkpoint(owner, run_id, which, lang):
-        path = jobs.check_read(owner, need_pick(run_id, lang))
-        return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
-
-    @friendly
-    def download_hf(owner, run_id, which, lang):
-        path = jobs.check_read(owner, need_pick(run_id, lang))
-        return str(hf_zip(path, fresh_download_dir(), which or "best"))
-
-    @friendly
-    def ask_delete(owner, run_id, lang):
-        path = jobs.check_write(owner, need_pick(run_id, lang))  # says why, before asking to confirm
-        return gr.update(visible=True), t("runs.confirm_delete", lang, title=title_of(path)), run_id
-
-    @friendly
-    def delete_run(owner, run_id, asked, changed, lang):
-        run_id = need_pick(run_id, lang)
-        if asked != run_id:
-            raise NewleafError(t("runs.confirm_first", lang))
-        title = title_of(jobs.run_dir(run_id))
-        jobs.delete(owner, run_id)  # refuses another session's run, a shared example, and a running job
-        return t("runs.deleted", lang, title=title), gr.update(visible=False), None, (changed or 0) + 1
-
-    @friendly
-    def upload_run(owner, file, changed, lang):
-        if not file:
-            raise NewleafError(t("runs.upload_none", lang))
-        path, s = Path(file), ctx.settings
-        if path.stat().st_size > s.max_upload_mb * 1024 * 1024:  # checked again: a client may bypass the browser
-            raise NewleafError(t("runs.upload_too_big", lang, mb=f"{s.max_upload_mb:g}"))
-        owner_hash = owner_id(owner)
-        # the run's name is ours; the uploaded file's name only lends a slug to it
-        run_id, dest = jobs.new_run_dir(path.stem)
-        limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
-        import_run_zip(path, dest, limits, source_name=path.name,
-                       config_update={"owner": owner_hash, "created": time.time()},
-                       check_model=lambda cfg: check_upload_fits(cfg, s))
-        return t("runs.uploaded", lang, title=title_of(dest)), (changed or 0) + 1
-
-    def hide_confirm():
-        return gr.update(visible=False), None
-
-    # -- events -----------------------------------------------------------------------------------------
-
     triggers = [refresh.click, ctx.runs_changed.change, ctx.owner.change]
     tab = gr.context.Context.block
     if isinstance(tab, gr.Tab):  # opening the tab shows the runs as they are now
         triggers.append(tab.select)
-    refresh_args = (list_runs, [ctx.owner, ctx.lang], [table])
+    refresh_args = (ctx.handler(list_runs), [ctx.owner, ctx.lang], [table])
     gr.on(triggers, *refresh_args, api_name="list_runs").then(
-        update_pickers, [ctx.owner, picker, compare, ctx.lang], [picker, compare], api_visibility="private")
+        ctx.handler(update_pickers), [ctx.owner, picker, compare, ctx.lang], [picker, compare], api_visibility="private"
+    )
 
-    gr.on([compare.change, log_scale.change, bpc.change], compare_runs,
-          [ctx.owner, compare, log_scale, bpc, ctx.lang], [plot], api_name="compare_runs",
-          trigger_mode="always_last")
+    gr.on(
+        [compare.change, log_scale.change, bpc.change],
+        ctx.handler(compare_runs),
+        [ctx.owner, compare, log_scale, bpc, ctx.lang],
+        [plot],
+        api_name="compare_runs",
+        trigger_mode="always_last",
+    )
 
     table.select(pick_row, None, [picker], api_visibility="private", queue=False)
     picker.change(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
 
-    loaded = load.click(load_run, [ctx.owner, picker, ctx.lang], [ctx.selected_run, message], api_name="load_run")
-    dl_ckpt.click(download_checkpoint, [ctx.owner, picker, which, ctx.lang], [download],
-                  api_name="download_checkpoint")
-    dl_hf.click(download_hf, [ctx.owner, picker, which, ctx.lang], [download], api_name="download_hf")
+    loaded = load.click(
+        ctx.handler(load_run), [ctx.owner, picker, ctx.lang], [ctx.selected_run, message], api_name="load_run"
+    )
+    dl_ckpt.click(
+        ctx.handler(download_checkpoint),
+        [ctx.owner, picker, which, ctx.lang],
+        [download],
+        api_name="download_checkpoint",
+    )
+    dl_hf.click(ctx.handler(download_hf), [ctx.owner, picker, which, ctx.lang], [download], api_name="download_hf")
 
-    delete.click(ask_delete, [ctx.owner, picker, ctx.lang], [confirm_box, confirm_text, pending],
-                 api_name="ask_delete")
-    confirm.click(delete_run, [ctx.owner, picker, pending, ctx.runs_changed, ctx.lang],
-                  [message, confirm_box, pending, ctx.runs_changed], api_name="delete_run")
+    delete.click(
+        ctx.handler(ask_delete),
+        [ctx.owner, picker, ctx.lang],
+        [confirm_box, confirm_text, pending],
+        api_name="ask_delete",
+    )
+    confirm.click(
+        ctx.handler(delete_run),
+        [ctx.owner, picker, pending, ctx.runs_changed, ctx.lang],
+        [message, confirm_box, pending, ctx.runs_changed],
+        api_name="delete_run",
+    )
     cancel.click(hide_confirm, None, [confirm_box, pending], api_visibility="private", queue=False)
-    upload.upload(upload_run, [ctx.owner, upload, ctx.runs_changed, ctx.lang], [message, ctx.runs_changed],
-                  api_name="upload_run")
+    upload.upload(
+        ctx.handler(upload_run),
+        [ctx.owner, upload, ctx.runs_changed, ctx.lang],
+        [message, ctx.runs_changed],
+        api_name="upload_run",
+    )
 
     return RunsEvents(loaded=loaded, refresh=refresh_args)

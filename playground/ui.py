@@ -1,5 +1,9 @@
 """Builds the app: the shared states, one tab per module, the language switch, and re-attaching a
-refreshed page to its running job."""
+refreshed page to its running job. The only module that imports the tabs: whatever ties one tab to another
+(the Train tab's Start reading the Model tab's knobs, the Model tab's estimate following the Train tab's batch
+size, a run loaded in the Runs tab opening the Generate tab, the page load re-attaching to jobs) is wired here.
+The tabs also share the session-wide states in AppContext (the chosen corpus, the run loaded for Generate)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +20,32 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "newleaf.css"
 
 
+@friendly
+def switch_language(ctx: AppContext, choice):
+    lang = LANGUAGES.get(choice, "en")
+    return [lang, *ctx.tr.updates(lang)]
+
+
+@friendly
+def on_load(owner, lang):
+    # a first visit gets a fresh secret owner token, kept in this browser's storage
+    owner = owner or new_owner_token()
+    lang = lang if lang in LANGUAGES.values() else "en"
+    choice = next(k for k, v in LANGUAGES.items() if v == lang)
+    return owner, choice
+
+
+def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.components.Component) -> tuple:
+    """Refresh the Model tab's estimate whenever a knob, the corpus, the Train tab's batch size or the language
+    changes; returns (fn, inputs) for the page load."""
+    update = ctx.handler(tab_model.show_estimate)
+    inputs = [ctx.corpus, batch_size, ctx.lang, *model.knobs]
+    for trigger in (*model.knobs, ctx.corpus, batch_size):
+        trigger.change(update, inputs, model.estimate, api_visibility="private", queue=False)
+    ctx.tr.on_switch(update, inputs, model.estimate)
+    return update, inputs
+
+
 def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tuple[gr.Blocks, AppContext]:
     settings = settings or Settings.from_env()
     jobs = jobs or Jobs(settings.runs_dir, settings.max_concurrent_jobs, settings.train_threads)
@@ -23,7 +53,9 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
     # delete_cache: downloads copied into Gradio's cache are removed after an hour
     with gr.Blocks(title="Newleaf", delete_cache=(3600, 3600)) as demo:
         ctx = AppContext(
-            settings=settings, jobs=jobs, tr=tr,
+            settings=settings,
+            jobs=jobs,
+            tr=tr,
             owner=gr.BrowserState(None, storage_key="newleaf-owner"),
             lang=gr.BrowserState("en", storage_key="newleaf-lang"),
             current_run=gr.BrowserState(None, storage_key="newleaf-current-run"),
@@ -35,17 +67,16 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with gr.Column(scale=5):
                 tr(gr.Markdown, value="app.title", elem_id="title")
                 tr(gr.Markdown, value="app.intro")
-            language = gr.Radio(list(LANGUAGES), value="English", label="Language / 语言", scale=1,
-                                elem_id="language")
+            language = gr.Radio(list(LANGUAGES), value="English", label="Language / 语言", scale=1, elem_id="language")
         # the Fine-tune tab's followed run; out here because a BrowserState in a hidden tab does not load
         finetune_run = gr.BrowserState(None, storage_key=tab_finetune.STORAGE_KEY)
         with gr.Tabs() as tabs:
             with tr.bind(gr.Tab(t("tab.data"), id="data"), label="tab.data"):
                 tab_data.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.model"), id="model"), label="tab.model"):
-                tab_model.create_tab(ctx)
+                model = tab_model.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.train"), id="train"), label="tab.train"):
-                train_events = tab_train.create_tab(ctx)
+                train_events = tab_train.create_tab(ctx, model.inputs)
             with tr.bind(gr.Tab(t("tab.finetune"), id="finetune"), label="tab.finetune"):
                 finetune_events = tab_finetune.create_tab(ctx, finetune_run)
             with tr.bind(gr.Tab(t("tab.generate"), id="generate"), label="tab.generate"):
@@ -55,33 +86,21 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
                 runs_events = tab_runs.create_tab(ctx)
         runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
-        estimate_fn, estimate_inputs = tab_model.wire_estimate(ctx, train_events.batch_size)
-
-        @friendly
-        def switch_language(choice):
-            lang = LANGUAGES.get(choice, "en")
-            return [lang, *tr.updates(lang)]
+        estimate_fn, estimate_inputs = wire_estimate(ctx, model, train_events.batch_size)
 
         # a page load with a saved language other than English switches too (on_load sets `language`); then
         # the live boxes that the relabel leaves alone (status, statistics, estimate…) are drawn again
-        switched = language.change(switch_language, language, [ctx.lang, *tr.components], api_visibility="private",
-                                   queue=False)
+        switched = language.change(
+            ctx.handler(switch_language), language, [ctx.lang, *tr.components], api_visibility="private", queue=False
+        )
         for fn, inputs, outputs in tr.hooks:
             switched.then(fn, inputs, outputs, api_visibility="private", queue=False)
 
-        @friendly
-        def on_load(owner, lang):
-            # a first visit gets a fresh secret owner token, kept in this browser's storage
-            owner = owner or new_owner_token()
-            lang = lang if lang in LANGUAGES.values() else "en"
-            choice = next(k for k, v in LANGUAGES.items() if v == lang)
-            return owner, choice
-
-        demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private",
-                  queue=False).then(*train_events.reattach, api_visibility="private").then(
-            *finetune_events.reattach, api_visibility="private").then(
-            *runs_events.refresh, api_visibility="private").then(
-            estimate_fn, estimate_inputs, ctx.model_inputs["estimate"], api_visibility="private")
+        demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private", queue=False).then(
+            *train_events.reattach, api_visibility="private"
+        ).then(*finetune_events.reattach, api_visibility="private").then(
+            *runs_events.refresh, api_visibility="private"
+        ).then(estimate_fn, estimate_inputs, model.estimate, api_visibility="private")
     return demo, ctx
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures. Nothing in the test suite touches the network: downloads are fed local files from
 ../shared/data (see ../shared/README.md)."""
+
 import os
 import shutil
 from pathlib import Path

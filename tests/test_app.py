@@ -1,11 +1,13 @@
 """The whole app, launched in-process, driven through its API with gradio_client as several sessions:
 load data, start a tiny training run, poll until losses arrive, stop, generate, attention; isolation
 between sessions; the concurrent-jobs queue; a bad upload. Also the language switch, called directly."""
+
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import plotly.io
 import pytest
@@ -13,7 +15,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
 from core import runs
-from playground import tab_finetune, tab_model
+from playground import model_choices, tab_finetune
 from playground.i18n import EN, ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
@@ -44,8 +46,12 @@ def app(tmp_path_factory):
         demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
         url = f"http://127.0.0.1:{port}/"
         try:
-            yield {"url": url, "root": root, "jobs": jobs,
-                   "client": lambda: Client(url, verbose=False, download_files=str(root.parent / "downloads"))}
+            yield {
+                "url": url,
+                "root": root,
+                "jobs": jobs,
+                "client": lambda: Client(url, verbose=False, download_files=str(root.parent / "downloads")),
+            }
         finally:
             demo.close()
             jobs.shutdown()
@@ -53,8 +59,24 @@ def app(tmp_path_factory):
 
 def start(client, token, title, steps=400, eval_every=20, lang="en"):
     m = TINY
-    out = client.predict(token, title, 3e-3, 8, steps, 0, eval_every, 1, lang, m["n_layer"], m["n_head"],
-                         m["n_embd"], m["block_size"], m["dropout"], m["preset"], api_name="/start_training")
+    out = client.predict(
+        token,
+        title,
+        3e-3,
+        8,
+        steps,
+        0,
+        eval_every,
+        1,
+        lang,
+        m["n_layer"],
+        m["n_head"],
+        m["n_embd"],
+        m["block_size"],
+        m["dropout"],
+        m["preset"],
+        api_name="/start_training",
+    )
     return out[0], out
 
 
@@ -161,8 +183,9 @@ def test_model_too_large_is_refused_before_training(app):
     c = app["client"]()
     c.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
     with pytest.raises(AppError, match="needs about .* more than the"):
-        c.predict(TOKEN_A, "huge", 1e-3, 128, 10, 0, 5, 1, "en", 24, 16, 1024, 1024, 0.0, "gpt2",
-                  api_name="/start_training")
+        c.predict(
+            TOKEN_A, "huge", 1e-3, 128, 10, 0, 5, 1, "en", 24, 16, 1024, 1024, 0.0, "gpt2", api_name="/start_training"
+        )
 
 
 def test_every_string_has_both_languages():
@@ -189,7 +212,7 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         tokenizer = next(u for u in radios.values() if "char" in [v for _, v in u["choices"]])
         assert tokenizer["choices"][0] == (ZH["data.tok.char"], "char") and "value" not in tokenizer
         preset = radios["model-preset"]["choices"]
-        assert [v for _, v in preset] == [v for _, v in tab_model.preset_choices("en")]
+        assert [v for _, v in preset] == [v for _, v in model_choices.preset_choices("en")]
         assert {v: label for label, v in preset}["tiny"] == f"tiny — {ZH['model.preset.tiny']}"
         # the Train status with no job, and the Model estimate, drawn again in Chinese
         status = _hook(ctx, "train-status")(None, None, [], False, 0.6, "zh")
@@ -207,8 +230,9 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         ft_view = _hook(ctx, "ft-status")(None, None, [], "zh")
         assert ft_view[0] == ZH["ft.no_job"] and ft_view[4] == ZH["ft.results.waiting"]
         assert _hook(ctx, "ft-data-info")(None, "zh") == ZH["ft.data.none"]
-        compared = _hook(ctx, "ft-compared")(tab_finetune.compare_table([{"prompt": "p", "base": "b",
-                                                                          "finetuned": "f"}]), "zh")
+        compared = _hook(ctx, "ft-compared")(
+            tab_finetune.compare_table([{"prompt": "p", "base": "b", "finetuned": "f"}]), "zh"
+        )
         assert list(compared.columns) == [ZH["ft.col.prompt"], ZH["ft.col.base"], ZH["ft.col.finetuned"]]
         assert compared.values.tolist() == [["p", "b", "f"]]
         assert _hook(ctx, "gen-run-info")(None, None, "zh") == ""
@@ -219,7 +243,8 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
 
 
 def test_status_and_progress_of_a_run_in_chinese():
-    from playground.tab_train import progress_html, status_markdown
+    from playground.job_view import progress_html, status_markdown
+
     state = {"state": "running", "message": "Training on cpu.", "max_steps": 500, "max_time": 180}
     records = [{"step": 20, "elapsed_s": 10.0}]
     assert status_markdown(state, "zh").startswith(f"🏃 **{ZH['train.state.running']}**")
@@ -228,22 +253,55 @@ def test_status_and_progress_of_a_run_in_chinese():
     assert "step 20 of 500" in progress_html(state, records, "en")
 
 
+def test_train_and_fine_tune_tabs_follow_a_job_through_one_view(tmp_path):
+    """Their handlers, called directly: both tabs follow a job with job_view.JobView, each with its own outputs
+    (Train 8, Fine-tune 9, plus the compare box on re-attach); only the Fine-tune tab says why it cannot follow."""
+    import gradio as gr
+
+    from playground import tab_train
+
+    jobs = Jobs(tmp_path / "runs", max_concurrent=1, train_threads=1)
+    try:
+        ctx = SimpleNamespace(jobs=jobs)
+        recs = [{"step": 1}]
+        train = tab_train.on_tick(ctx, TOKEN_A, None, 7, recs, False, 0.6, "en")
+        assert len(train) == 8 and train[:5] == [gr.skip()] * 5 and train[6:] == [7, recs]
+        assert train[5].active is False  # nothing followed: the timer stops
+        ft = tab_finetune.on_tick(ctx, TOKEN_A, None, 7, recs, "en")
+        assert len(ft) == 9 and ft[:6] == [gr.skip()] * 6 and ft[7:] == [7, recs] and ft[6].active is False
+        assert tab_train.on_tick(ctx, TOKEN_A, "nope", 0, [], False, 0.6, "en")[0] == gr.skip()
+        assert tab_finetune.on_tick(ctx, TOKEN_A, "nope", 0, [], "en")[0].startswith("❌ Run nope does not exist")
+        assert tab_train.reattach(ctx, None, None, "en") == [gr.skip()] * 8
+        assert tab_finetune.reattach(ctx, TOKEN_A, "nope", "en") == [gr.skip()] * 10
+        with pytest.raises(gr.Error, match=ZH["train.no_stop"]):
+            tab_train.on_stop(ctx, TOKEN_A, None, "zh")
+    finally:
+        jobs.shutdown()
+
+
 def test_app_exits_with_one_line_when_the_runs_directory_cannot_be_made(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     env = {**os.environ, "NEWLEAF_RUNS": str(blocker / "runs")}
-    out = subprocess.run([sys.executable, "app.py"], cwd=Path(__file__).resolve().parents[1], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "app.py"],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("newleaf: error:") and "Traceback" not in out.stderr
 
 
 def test_the_data_tabs_tokenizer_is_reused_at_start():
     """A BPE trained when the corpus is loaded is not trained again when Start reads the same corpus."""
-    from playground import tab_data
+    from playground import corpus_choice
+
     text = "the cat sat on the mat. " * 300
     choice = {"source": "upload", "tokenizer": "bpe:300"}
-    first = tab_data.tokenizer_for(choice, text)
+    first = corpus_choice.tokenizer_for(choice, text)
     choice.update(name="x", characters=len(text), vocab_size=first.vocab_size)  # as the Data tab does
-    assert tab_data.tokenizer_for(choice, "".join(list(text))) is first
-    assert tab_data.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first
+    assert corpus_choice.tokenizer_for(choice, "".join(list(text))) is first
+    assert corpus_choice.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first

@@ -4,6 +4,7 @@ results and compare replies; bad data and an offline Hub model give the engine's
 session can neither stop nor follow the run. (That fine-tuning raises the demo's accuracy is core's own test, in
 tests/test_finetune.py.)
 """
+
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +13,9 @@ from gradio_client.exceptions import AppError
 
 from core import runs
 from core.errors import ConfigError, CorpusError
-from playground import tab_finetune
+from core.hf import KNOWN_HUB_SHAPES
+from core.model import GPTConfig
+from playground import finetune_setup, form_values, tab_finetune
 from playground.i18n import ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
@@ -21,19 +24,36 @@ from tests.test_app import loss_traces as traces
 
 TOKEN_A, TOKEN_B = "finetune-session-a", "finetune-session-b"
 TINY_FRESH = ("scratch", None, "distilgpt2", "", "tiny")  # base_kind, base_run, hub_model, folder, preset
-NO_COLUMNS = ("", "", "truncate")                          # prompt_column, response_column, too_long
+NO_COLUMNS = ("", "", "truncate")  # prompt_column, response_column, too_long
 
 
 def check(client, token, source, files=None, base=TINY_FRESH, lang="en", *csv_column):
     """csv_column: passed only when given, so the call without it (as made before it existed) is tested too."""
-    return client.predict(token, *base, source, files, *NO_COLUMNS, lang, *csv_column,
-                          api_name="/check_finetune_data")
+    return client.predict(token, *base, source, files, *NO_COLUMNS, lang, *csv_column, api_name="/check_finetune_data")
 
 
 def start(client, token, title, source="builtin:arithmetic-small", steps=40, base=TINY_FRESH):
     # method, freeze_layers, lora_rank, lora_alpha, lora_dropout, lora_layers, then lr, steps, max_time, seed
-    return client.predict(token, title, *base, source, None, *NO_COLUMNS, "full", 0, 8, 16, 0.0, "",
-                          3e-3, steps, 0, 1, "en", api_name="/start_finetune")
+    return client.predict(
+        token,
+        title,
+        *base,
+        source,
+        None,
+        *NO_COLUMNS,
+        "full",
+        0,
+        8,
+        16,
+        0.0,
+        "",
+        3e-3,
+        steps,
+        0,
+        1,
+        "en",
+        api_name="/start_finetune",
+    )
 
 
 def poll(client, token, run_id):
@@ -109,40 +129,47 @@ def test_bad_data_and_an_offline_hub_model_give_specific_messages(app, tmp_path)
 
 
 def test_parameter_preview_full_frozen_and_lora():
-    base = tab_finetune.BaseChoice("scratch:nano", tab_finetune.preset_config("nano", 32), None, {}, "fresh",
-                                   scratch=True)
-    full = tab_finetune.params_markdown(base, tab_finetune.finetune_config("full", 0, 8, 16, 0, ""))
-    frozen = tab_finetune.params_markdown(base, tab_finetune.finetune_config("full", 1, 8, 16, 0, ""))
-    lora = tab_finetune.params_markdown(base, tab_finetune.finetune_config("lora", 0, 2, 16, 0, "0,1"))
+    base = finetune_setup.BaseChoice(
+        "scratch:nano", finetune_setup.preset_config("nano", 32), None, {}, "fresh", scratch=True
+    )
+    full = finetune_setup.params_markdown(base, finetune_setup.finetune_config("full", 0, 8, 16, 0, ""))
+    frozen = finetune_setup.params_markdown(base, finetune_setup.finetune_config("full", 1, 8, 16, 0, ""))
+    lora = finetune_setup.params_markdown(base, finetune_setup.finetune_config("lora", 0, 2, 16, 0, "0,1"))
     counts = [int(md.split("**")[1].replace(",", "")) for md in (full, frozen, lora)]
     assert counts[0] > counts[1] > counts[2] > 0 and "(100.0%)" in full
-    assert "leaves none to train" in tab_finetune.params_markdown(
-        base, tab_finetune.finetune_config("full", 3, 8, 16, 0, ""))
+    assert "leaves none to train" in finetune_setup.params_markdown(
+        base, finetune_setup.finetune_config("full", 3, 8, 16, 0, "")
+    )
 
 
 def test_the_parameter_preview_says_when_the_data_may_add_embedding_rows():
     """For a run or Hub base the preview cannot count the rows the data adds (chat markers, new characters):
     it says so, unless the data cannot add any (a built-in plain-text corpus on a byte-level tokenizer)."""
-    ft = tab_finetune.finetune_config("lora", 0, 2, 16, 0, "")
-    hub = tab_finetune.BaseChoice("hf:distilgpt2", tab_finetune.GPTConfig(**tab_finetune.HUB_SHAPES["distilgpt2"]),
-                                  None, {}, "distilgpt2")
-    char_run = tab_finetune.BaseChoice("runs/x", tab_finetune.preset_config("tiny", 40), None,
-                                       {"tokenizer": {"kind": "char"}}, "x")
+    ft = finetune_setup.finetune_config("lora", 0, 2, 16, 0, "")
+    hub = finetune_setup.BaseChoice(
+        "hf:distilgpt2", GPTConfig(**KNOWN_HUB_SHAPES["distilgpt2"]), None, {}, "distilgpt2"
+    )
+    char_run = finetune_setup.BaseChoice(
+        "runs/x", finetune_setup.preset_config("tiny", 40), None, {"tokenizer": {"kind": "char"}}, "x"
+    )
     approx = t("ft.params.approx_data")
-    assert approx in tab_finetune.params_markdown(hub, ft, "en", "builtin:arithmetic")  # chat markers
-    assert approx in tab_finetune.params_markdown(hub, ft, "en", tab_finetune.UPLOAD)   # not known yet
-    assert approx not in tab_finetune.params_markdown(hub, ft, "en", "builtin:shakespeare")
-    assert approx in tab_finetune.params_markdown(char_run, ft, "en", "builtin:shakespeare")  # new characters
-    assert ZH["ft.params.approx_data"] in tab_finetune.params_markdown(hub, ft, "zh", "builtin:arithmetic")
+    assert approx in finetune_setup.params_markdown(hub, ft, "en", "builtin:arithmetic")  # chat markers
+    assert approx in finetune_setup.params_markdown(hub, ft, "en", finetune_setup.UPLOAD)  # not known yet
+    assert approx not in finetune_setup.params_markdown(hub, ft, "en", "builtin:shakespeare")
+    assert approx in finetune_setup.params_markdown(char_run, ft, "en", "builtin:shakespeare")  # new characters
+    assert ZH["ft.params.approx_data"] in finetune_setup.params_markdown(hub, ft, "zh", "builtin:arithmetic")
     # a fresh model keeps its own note (its whole vocabulary comes from the data)
-    fresh = tab_finetune.BaseChoice("scratch:nano", tab_finetune.preset_config("nano", 32), None, {}, "fresh",
-                                    scratch=True)
-    assert t("ft.params.approx") in tab_finetune.params_markdown(fresh, ft, "en", "builtin:arithmetic")
+    fresh = finetune_setup.BaseChoice(
+        "scratch:nano", finetune_setup.preset_config("nano", 32), None, {}, "fresh", scratch=True
+    )
+    assert t("ft.params.approx") in finetune_setup.params_markdown(fresh, ft, "en", "builtin:arithmetic")
 
 
 def test_headline_says_when_validation_reused_the_training_questions():
-    evals = {"base": {"items": 4, "exact_match": 0.25, "val_loss": 2.0},
-             "finetuned": {"items": 4, "exact_match": 0.75, "val_loss": 1.0}}
+    evals = {
+        "base": {"items": 4, "exact_match": 0.25, "val_loss": 2.0},
+        "finetuned": {"items": 4, "exact_match": 0.75, "val_loss": 1.0},
+    }
     held_out = tab_finetune.results_markdown(evals, "en")
     assert "4 held-out questions" in held_out and "25%" in held_out and "75%" in held_out
     reused = tab_finetune.results_markdown(evals, "en", val_is_train=True)
@@ -159,12 +186,13 @@ def test_headline_says_when_validation_reused_the_training_questions():
 def test_a_small_conversation_set_is_reported_as_reusing_the_training_examples(tmp_path):
     pairs = tmp_path / "few.csv"
     pairs.write_text("question,answer\nWho are you?,Newleaf.\nSay hi,Hi there!\n")
-    data = tab_finetune.load_data(Settings.from_env(), tab_finetune.UPLOAD, [str(pairs)], "", "")
-    base = tab_finetune.BaseChoice("scratch:tiny", tab_finetune.preset_config("tiny", 32), None, {}, "fresh",
-                                   scratch=True)
-    facts = tab_finetune.data_facts(data, base, "truncate")
-    assert "too few to hold some out" in tab_finetune.render_data_report(facts, "en")
-    assert ZH["ft.check.no_hold_out"].format(n=2) in tab_finetune.render_data_report(facts, "zh")
+    data = finetune_setup.load_data(Settings.from_env(), finetune_setup.UPLOAD, [str(pairs)], "", "")
+    base = finetune_setup.BaseChoice(
+        "scratch:tiny", finetune_setup.preset_config("tiny", 32), None, {}, "fresh", scratch=True
+    )
+    facts = finetune_setup.data_facts(data, base, "truncate")
+    assert "too few to hold some out" in finetune_setup.render_data_report(facts, "en")
+    assert ZH["ft.check.no_hold_out"].format(n=2) in finetune_setup.render_data_report(facts, "zh")
 
 
 CSV_ROWS = "id,body\n" + "".join(f"{i},The quick brown fox jumps over the lazy dog number {i}.\n" for i in range(60))
@@ -186,48 +214,77 @@ def test_csv_text_column_for_plain_text_fine_tuning(app, tmp_path):
 
     # directly: the data, and a run made from it (not started), is plain text from that column only
     s = Settings.from_env()
-    data = tab_finetune.load_data(s, tab_finetune.UPLOAD, [str(table)], "", "", " body ")
+    data = finetune_setup.load_data(s, finetune_setup.UPLOAD, [str(table)], "", "", " body ")
     assert data.kind == "text" and "fox" in data.text and "0,The" not in data.text
     with pytest.raises(CorpusError, match="not both"):
-        tab_finetune.load_data(s, tab_finetune.UPLOAD, [str(table)], "id", "body", "body")
+        finetune_setup.load_data(s, finetune_setup.UPLOAD, [str(table)], "id", "body", "body")
     jobs = Jobs(tmp_path / "runs", max_concurrent=1, train_threads=1)
     try:
         ctx = SimpleNamespace(settings=s, jobs=jobs)
-        run_id, note = tab_finetune.create_finetune_run(
-            ctx, TOKEN_A, "", ("scratch", None, "", "", "tiny"), ("upload", [str(table)], "", "", "truncate"),
-            ("full", 0, 8, 16, 0.0, ""), (3e-3, 5, 0, 1), "en", "body")
+        run_id, note = finetune_setup.create_finetune_run(
+            ctx,
+            TOKEN_A,
+            "",
+            ("scratch", None, "", "", "tiny"),
+            ("upload", [str(table)], "", "", "truncate"),
+            ("full", 0, 8, 16, 0.0, ""),
+            (3e-3, 5, 0, 1),
+            "en",
+            "body",
+        )
         config = runs.read_config(jobs.run_dir(run_id))
         assert config["data"]["format"] == "text" and config["data"]["name"] == "notes.csv"
         assert "Fine-tuning" in note
         with pytest.raises(CorpusError, match="none is called 'text'"):
-            tab_finetune.create_finetune_run(
-                ctx, TOKEN_A, "", ("scratch", None, "", "", "tiny"), ("upload", [str(table)], "", "", "truncate"),
-                ("full", 0, 8, 16, 0.0, ""), (3e-3, 5, 0, 1), "en")
+            finetune_setup.create_finetune_run(
+                ctx,
+                TOKEN_A,
+                "",
+                ("scratch", None, "", "", "tiny"),
+                ("upload", [str(table)], "", "", "truncate"),
+                ("full", 0, 8, 16, 0.0, ""),
+                (3e-3, 5, 0, 1),
+                "en",
+            )
     finally:
         jobs.shutdown()
 
 
 def test_fine_tune_tab_in_chinese():
     """Choices keep their values with Chinese labels; the tab's own messages and reports are Chinese in zh."""
-    for fn in (tab_finetune.source_choices, tab_finetune.base_kind_choices, tab_finetune.method_choices,
-               tab_finetune.too_long_choices):
+    for fn in (
+        finetune_setup.source_choices,
+        tab_finetune.base_kind_choices,
+        tab_finetune.method_choices,
+        tab_finetune.too_long_choices,
+    ):
         en, zh = fn("en"), fn("zh")
         assert [v for _, v in en] == [v for _, v in zh] and [label for label, _ in en] != [label for label, _ in zh]
-    zh_sources = {v: label for label, v in tab_finetune.source_choices("zh")}
+    zh_sources = {v: label for label, v in finetune_setup.source_choices("zh")}
     assert zh_sources["builtin:arithmetic"].startswith("演示：两位数加法")
-    assert tab_finetune.source_choices("en")[0][0].startswith("Demo: Two-digit addition: 8,000 training questions")
+    assert finetune_setup.source_choices("en")[0][0].startswith("Demo: Two-digit addition: 8,000 training questions")
     with pytest.raises(ConfigError, match="冻结的层数"):
-        tab_finetune.finetune_config("full", "many", 8, 16, 0, "", lang="zh")
+        finetune_setup.finetune_config("full", "many", 8, 16, 0, "", lang="zh")
     with pytest.raises(ConfigError, match="Frozen layers must be a number"):
-        tab_finetune.finetune_config("full", "many", 8, 16, 0, "")
+        finetune_setup.finetune_config("full", "many", 8, 16, 0, "")
     with pytest.raises(ConfigError, match="用逗号分隔"):
-        tab_finetune.parse_layers("a,b", "zh")
-    facts = {"chat": True, "name": "demo", "examples": 10, "held_out": 2, "block": 32, "note": "", "why": "",
-             "chars": 100, "tokens": None, "preview": "<|user|>hi"}
-    zh = tab_finetune.render_data_report(facts, "zh")
+        form_values.parse_layers("a,b", "zh")
+    facts = {
+        "chat": True,
+        "name": "demo",
+        "examples": 10,
+        "held_out": 2,
+        "block": 32,
+        "note": "",
+        "why": "",
+        "chars": 100,
+        "tokens": None,
+        "preview": "<|user|>hi",
+    }
+    zh = finetune_setup.render_data_report(facts, "zh")
     assert "10 段对话" in zh and "2 个是留出的问题" in zh and "conversations" not in zh
-    assert "10 conversations" in tab_finetune.render_data_report(facts, "en")
-    assert tab_finetune.render_data_report(None, "zh") == ZH["ft.data.none"]
+    assert "10 conversations" in finetune_setup.render_data_report(facts, "en")
+    assert finetune_setup.render_data_report(None, "zh") == ZH["ft.data.none"]
 
 
 def test_check_data_in_chinese(app):

@@ -1,6 +1,7 @@
 """The Generate and Attention tabs: generation, next-token bars and attention maps through gradio_client
 against the two tabs launched in-process (with ownership and error messages); and their pure pieces
 (settings, figures, the next-token bars from cached logits, feedback, the model cache) directly."""
+
 import math
 import re
 import socket
@@ -19,7 +20,7 @@ from core.engine import SamplingParams, generate
 from core.errors import ConfigError, NewleafError
 from core.model import GPT
 from core.train import Trainer
-from playground import charts_inspect, tab_attention, tab_generate
+from playground import charts_inspect, form_values, tab_attention, tab_generate
 from playground.context import AppContext
 from playground.i18n import EN, ZH, Translator
 from playground.jobs import Jobs, owner_id
@@ -49,9 +50,17 @@ def app(runs_dir):
         mp.setenv("NEWLEAF_RUNS", str(runs_dir))
         jobs = Jobs(runs_dir)
         with gr.Blocks() as demo:
-            ctx = AppContext(settings=Settings.from_env(), jobs=jobs, tr=Translator(), owner=gr.BrowserState(None),
-                             lang=gr.BrowserState("en"), current_run=gr.BrowserState(None), corpus=gr.State(None),
-                             selected_run=gr.State(None), runs_changed=gr.State(0))
+            ctx = AppContext(
+                settings=Settings.from_env(),
+                jobs=jobs,
+                tr=Translator(),
+                owner=gr.BrowserState(None),
+                lang=gr.BrowserState("en"),
+                current_run=gr.BrowserState(None),
+                corpus=gr.State(None),
+                selected_run=gr.State(None),
+                runs_changed=gr.State(0),
+            )
             with gr.Tab("Generate"):
                 tab_generate.create_tab(ctx)
             with gr.Tab("Attention"):
@@ -61,17 +70,31 @@ def app(runs_dir):
             port = s.getsockname()[1]
         demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
         try:
-            yield {"client": Client(f"http://127.0.0.1:{port}/", verbose=False,
-                                    download_files=str(runs_dir.parent / "client-downloads")),
-                   "root": runs_dir, "jobs": jobs}
+            yield {
+                "client": Client(
+                    f"http://127.0.0.1:{port}/", verbose=False, download_files=str(runs_dir.parent / "client-downloads")
+                ),
+                "root": runs_dir,
+                "jobs": jobs,
+            }
         finally:
             demo.close()
             jobs.shutdown()
 
 
 def knobs(**over):
-    k = dict(max_new_tokens=40, temperature=0.0, top_k=0, top_p=1.0, min_p=0.0, repetition_penalty=1.0,
-             presence_penalty=0.0, frequency_penalty=0.0, seed=None, stop="")
+    k = dict(
+        max_new_tokens=40,
+        temperature=0.0,
+        top_k=0,
+        top_p=1.0,
+        min_p=0.0,
+        repetition_penalty=1.0,
+        presence_penalty=0.0,
+        frequency_penalty=0.0,
+        seed=None,
+        stop="",
+    )
     k.update(over)
     return k
 
@@ -107,7 +130,7 @@ def test_next_token_bars(app):
     fig, summary = app["client"].predict(TOKEN_A, RUN, "ROMEO", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token")
     raw, after = plot_data(fig)
     assert len(raw["x"]) == tab_generate.NEXT_TOP and list(raw["x"]) == sorted(raw["x"], reverse=True)
-    assert math.isclose(sum(after["x"]) , sum(raw["x"]), rel_tol=1e-4)  # T=1 and no cut-offs: unchanged
+    assert math.isclose(sum(after["x"]), sum(raw["x"]), rel_tol=1e-4)  # T=1 and no cut-offs: unchanged
     assert "can still be drawn" in summary
     fig, _ = app["client"].predict(TOKEN_A, RUN, "ROMEO", 1.0, 3, 1.0, 0.0, "en", api_name="/next_token")
     assert sum(p > 0 for p in plot_data(fig)[1]["x"]) == 3  # top-k = 3
@@ -122,8 +145,7 @@ def test_attention_figure(app):
     assert np.isnan(z[np.triu_indices(9, 1)]).all()  # the causal mask is blank
     assert np.allclose(np.nansum(z, axis=1), 1, atol=2e-3)  # every row sums to 1
     # all heads: one small heatmap per head; a prompt longer than the context keeps its last block_size tokens
-    fig, note = app["client"].predict(TOKEN_A, RUN, "ROMEO: " * 10, "2", "all", "en",
-                                               api_name="/attention")
+    fig, note = app["client"].predict(TOKEN_A, RUN, "ROMEO: " * 10, "2", "all", "en", api_name="/attention")
     block = runs.read_config(app["root"] / RUN)["model"]["block_size"]
     traces = plot_data(fig)
     assert len(traces) == runs.read_config(app["root"] / RUN)["model"]["n_head"]
@@ -133,9 +155,11 @@ def test_attention_figure(app):
 
 def test_other_sessions_cannot_use_a_run(app):
     c = app["client"]
-    for call in (lambda: c.predict(TOKEN_B, RUN, "ROMEO:", **knobs(), num_samples=1, api_name="/generate"),
-                 lambda: c.predict(TOKEN_B, RUN, "ROMEO", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token"),
-                 lambda: c.predict(TOKEN_B, RUN, "ROMEO", "1", "all", "en", api_name="/attention")):
+    for call in (
+        lambda: c.predict(TOKEN_B, RUN, "ROMEO:", **knobs(), num_samples=1, api_name="/generate"),
+        lambda: c.predict(TOKEN_B, RUN, "ROMEO", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token"),
+        lambda: c.predict(TOKEN_B, RUN, "ROMEO", "1", "all", "en", api_name="/attention"),
+    ):
         with pytest.raises(AppError, match="belongs to another session"):
             call()
     with pytest.raises(AppError, match="No run selected"):
@@ -149,7 +173,7 @@ def test_clear_errors_for_bad_input(app):
     with pytest.raises(AppError, match="never saw in training"):
         c.predict(TOKEN_A, RUN, "€", "1", "all", "en", api_name="/attention")
     with pytest.raises(AppError, match="greater than maximum value"):
-        c.predict(TOKEN_A, RUN, "ROMEO", **knobs(max_new_tokens=10 ** 6), num_samples=1, api_name="/generate")
+        c.predict(TOKEN_A, RUN, "ROMEO", **knobs(max_new_tokens=10**6), num_samples=1, api_name="/generate")
     with pytest.raises(AppError, match="Type a prompt first"):
         c.predict(TOKEN_A, RUN, "", 1.0, 0, 1.0, 0.0, "en", api_name="/next_token")
 
@@ -201,7 +225,7 @@ def test_settings_from_the_ui():
     p = tab_generate.make_params(50, 0.7, 0, 1.0, 0.0, 1.0, 0.0, 0.0, -1, "\\n\\n, THE END", 2, limit=100)
     assert (p.top_k, p.top_p, p.min_p, p.seed, p.num_samples) == (None, None, None, None, 2)
     assert p.stop == ["\n\n", "THE END"]
-    assert tab_generate.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
+    assert form_values.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
     assert tab_generate.make_params(5, 0, 3, 0.5, 0.1, 1.2, 0, 0, 7, "", limit=10).seed == 7
     with pytest.raises(ConfigError, match="limited to 10"):
         tab_generate.make_params(11, 0, 0, 1, 0, 1, 0, 0, None, "", limit=10)
@@ -217,16 +241,23 @@ def test_the_tabs_own_messages_in_chinese():
     with pytest.raises(ConfigError, match="随机种子必须"):
         tab_generate.make_params(5, 1, 0, 1, 0, 1, 0, 0, -5, "", lang="zh")
     with pytest.raises(ConfigError, match="这里最多允许 10 个"):
-        tab_generate.check_prompt("x" * 11, SimpleNamespace(max_prompt_chars=10), "zh")
+        form_values.check_prompt_length("x" * 11, SimpleNamespace(max_prompt_chars=10), "zh")
     with pytest.raises(ConfigError, match="at most 10 are allowed here"):
-        tab_generate.check_prompt("x" * 11, SimpleNamespace(max_prompt_chars=10))
+        form_values.check_prompt_length("x" * 11, SimpleNamespace(max_prompt_chars=10))
     # attention: "all" is translated, the values stay; the note and errors follow the language
     en, zh = tab_attention.head_choices(2), tab_attention.head_choices(2, "zh")
     assert [v for _, v in en] == [v for _, v in zh] == ["all", "1", "2"] and zh[0] == ("全部", "all")
-    data = {"labels": ["a", "b"], "maps": [[[[1.0, 0.0], [0.5, 0.5]]]], "n_layer": 1, "n_head": 1, "n_tokens": 5,
-            "block_size": 2}
+    data = {
+        "labels": ["a", "b"],
+        "maps": [[[[1.0, 0.0], [0.5, 0.5]]]],
+        "n_layer": 1,
+        "n_head": 1,
+        "n_tokens": 5,
+        "block_size": 2,
+    }
     assert tab_attention.map_note(data, "zh") == ZH["attn.note.cut"].format(
-        n=5, shown=2, why=ZH["attn.why.context"].format(block=2))
+        n=5, shown=2, why=ZH["attn.why.context"].format(block=2)
+    )
     with pytest.raises(NewleafError, match="这个模型的层编号是 1 到 1"):
         tab_attention.draw(data, 3, "all", "zh")
     with pytest.raises(NewleafError, match="This model has heads 1 to 1 per layer; got 2"):
@@ -235,8 +266,9 @@ def test_the_tabs_own_messages_in_chinese():
 
 def test_attention_heatmap_blanks_the_causal_mask():
     T, H = 5, 3
-    att = torch.softmax(torch.randn(H, T, T).masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1),
-                                                           float("-inf")), dim=-1)
+    att = torch.softmax(
+        torch.randn(H, T, T).masked_fill(torch.triu(torch.ones(T, T, dtype=torch.bool), 1), float("-inf")), dim=-1
+    )
     labels = ["a", " ", "\n", "b", "a"]
     fig = charts_inspect.attention_figure(att.numpy(), labels, head=1)
     z = np.array(fig.data[0].z, dtype=float)
@@ -258,7 +290,7 @@ def test_next_token_bars_follow_the_sliders_without_the_model(runs_dir, monkeypa
     cold, _ = tab_generate.next_token_bars(data, 0.5, 0, 1.0, 0.0)
     hot, _ = tab_generate.next_token_bars(data, 1.5, 0, 1.0, 0.0)
     assert cold.data[1].x[0] > hot.data[1].x[0]  # lower temperature: the favourite gets likelier
-    assert cold.data[0].x == hot.data[0].x       # the model's own distribution does not move
+    assert cold.data[0].x == hot.data[0].x  # the model's own distribution does not move
     greedy, summary = tab_generate.next_token_bars(data, 0, 0, 1.0, 0.0)
     assert list(greedy.data[1].x) == [1.0] + [0.0] * (len(greedy.data[1].x) - 1) and "greedy" in summary
     nucleus, _ = tab_generate.next_token_bars(data, 1.0, 0, 0.1, 0.0)
@@ -268,8 +300,11 @@ def test_next_token_bars_follow_the_sliders_without_the_model(runs_dir, monkeypa
 
 
 def test_alternatives_chart_shows_whitespace():
-    state = {"samples": [{"tokens": ["a", " "], "probs": [0.9, 0.4],
-                          "alts": [[("a", 0.9), ("b", 0.1)], [("\n", 0.5), (" ", 0.4)]]}]}
+    state = {
+        "samples": [
+            {"tokens": ["a", " "], "probs": [0.9, 0.4], "alts": [[("a", 0.9), ("b", 0.1)], [("\n", 0.5), (" ", 0.4)]]}
+        ]
+    }
     fig = tab_generate.alternatives_plot(state, 0, 1)
     assert list(fig.data[0].y) == ["⏎", "␠"] and "0.4" not in fig.layout.title.text
     assert fig.data[0].marker.color[1] == charts_inspect.ORANGE  # the token drawn
@@ -277,11 +312,11 @@ def test_alternatives_chart_shows_whitespace():
 
 
 def test_feedback_is_saved_with_the_run(tmp_path):
-    assert tab_generate.feedback_summary(tmp_path) == {"up": 0, "down": 0, "total": 0}
+    assert runs.feedback_counts(tmp_path) == (0, 0)
     for rating in (1, 1, -1):
         tab_generate.save_feedback(tmp_path, "ROMEO:", "text", rating, {"temperature": 0.8})
-    assert tab_generate.feedback_summary(tmp_path) == {"up": 2, "down": 1, "total": 3}
-    records, _ = files.read_jsonl(tmp_path / tab_generate.FEEDBACK)
+    assert runs.feedback_counts(tmp_path) == (2, 1)
+    records, _ = files.read_jsonl(tmp_path / runs.FEEDBACK)
     assert set(records[0]) == {"time", "prompt", "text", "rating", "params"}
 
 

@@ -1,5 +1,6 @@
 """The Runs tab: its table, compared curves, downloads and deletes, through gradio_client against the tab
 launched in-process; and its zip and figure builders directly."""
+
 import json
 import shutil
 import socket
@@ -13,6 +14,7 @@ from gradio_client.exceptions import AppError
 
 from core import files, runs
 from core.errors import CheckpointError
+from core.run_archive import checkpoint_zip, hf_zip
 from core.train import Trainer
 from playground import tab_runs
 from playground.charts_runs import RunCurves, loss_overlay
@@ -40,7 +42,7 @@ def runs_dir(tmp_path_factory, shakespeare_text):
     alpha = make_run(root / "alpha", text, max_steps=20, eval_every=10)
     Trainer(alpha).fit()
     _own(alpha, owner_id(TOKEN_A), "Alpha")
-    with open(alpha / tab_runs.FEEDBACK, "w", encoding="utf-8") as f:
+    with open(alpha / runs.FEEDBACK, "w", encoding="utf-8") as f:
         f.write('{"rating": 1}\n{"rating": 1}\n{"rating": -1, "text": "meh"}\n{"rating": 1, "te')  # last cut short
     beta = make_run(root / "beta", text, max_steps=10, eval_every=5, lr=1e-3)
     Trainer(beta).fit()
@@ -56,9 +58,17 @@ def runs_dir(tmp_path_factory, shakespeare_text):
 def app(runs_dir):
     jobs = Jobs(runs_dir)
     with gr.Blocks() as demo:
-        ctx = AppContext(settings=Settings.from_env(), jobs=jobs, tr=Translator(), owner=gr.BrowserState(None),
-                         lang=gr.BrowserState("en"), current_run=gr.BrowserState(None), corpus=gr.State(None),
-                         selected_run=gr.State(None), runs_changed=gr.State(0))
+        ctx = AppContext(
+            settings=Settings.from_env(),
+            jobs=jobs,
+            tr=Translator(),
+            owner=gr.BrowserState(None),
+            lang=gr.BrowserState("en"),
+            current_run=gr.BrowserState(None),
+            corpus=gr.State(None),
+            selected_run=gr.State(None),
+            runs_changed=gr.State(0),
+        )
         with gr.Tab("Runs"):
             tab_runs.create_tab(ctx)
     with socket.socket() as s:
@@ -178,7 +188,7 @@ def test_delete_needs_confirmation_and_the_owner(app):
 
 
 def test_checkpoint_zip_unzips_to_a_loadable_run(runs_dir, tmp_path):
-    path = tab_runs.checkpoint_zip(runs_dir / "alpha", tmp_path, "last", title="Alpha: 1st try / ok")
+    path = checkpoint_zip(runs_dir / "alpha", tmp_path, "last", title="Alpha: 1st try / ok")
     assert path.name.startswith("Alpha-1st-try-ok-checkpoint-last-step-20")
     with zipfile.ZipFile(path) as zf:
         zf.extractall(tmp_path / "x")
@@ -192,13 +202,13 @@ def test_checkpoint_zip_unzips_to_a_loadable_run(runs_dir, tmp_path):
 def test_checkpoint_zip_of_an_untrained_run_says_so(tmp_path, shakespeare_text):
     run = _own(make_run(tmp_path / "fresh", shakespeare_text[:30_000]), "x", "Fresh")
     with pytest.raises(CheckpointError, match="Fresh has no checkpoint yet"):
-        tab_runs.checkpoint_zip(run, tmp_path, "best")
-    assert tab_runs.feedback_counts(run) == (0, 0)
+        checkpoint_zip(run, tmp_path, "best")
+    assert runs.feedback_counts(run) == (0, 0)
 
 
 def test_download_hf_zip(runs_dir, tmp_path):
     pytest.importorskip("tokenizers")
-    path = tab_runs.hf_zip(runs_dir / "alpha", tmp_path, "best")
+    path = hf_zip(runs_dir / "alpha", tmp_path, "best")
     assert path.name == "Alpha-huggingface-best.zip" and not (tmp_path / "export").exists()
     with zipfile.ZipFile(path) as zf:
         names = {n.split("/", 1)[1] for n in zf.namelist()}
@@ -206,8 +216,11 @@ def test_download_hf_zip(runs_dir, tmp_path):
 
 
 def test_overlay_figure(tmp_path):
-    a = RunCurves("A", [{"step": 5, "train_loss": 3.0}, {"step": 10, "train_loss": 2.5, "val_loss": 2.6,
-                                                           "val_bpc": 3.7}], train_bpc_scale=1.5)
+    a = RunCurves(
+        "A",
+        [{"step": 5, "train_loss": 3.0}, {"step": 10, "train_loss": 2.5, "val_loss": 2.6, "val_bpc": 3.7}],
+        train_bpc_scale=1.5,
+    )
     b = RunCurves("B", [{"step": 10, "train_loss": float("nan")}, {"step": 20, "train_loss": 2.0}])
     fig = loss_overlay([a, b], log_scale=False)
     assert [tr.name for tr in fig.data] == ["A · train", "A · validation", "B · train"]

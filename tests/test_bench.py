@@ -1,16 +1,19 @@
 """The benchmark scripts still run and print their one-line format. CI never runs the full benchmarks (they
 take minutes and their figures depend on the machine): this runs the sampling one at a tiny shape, which
 also checks the decoder's greedy tokens against transformers' generate() on the same weights."""
+
 import re
 
 import torch
 
 from bench import sampling
-from core import decoder
 from bench.common import timed_together
+from core import decoder
 
-LINE = re.compile(r"^(?P<name>.+): ours (?P<ours>[\d,.]+) (?P<unit>\S+), peer (?P<peer>[\d,.]+) (?P=unit), "
-                  r"ratio (?P<ratio>[\d.]+)$")
+LINE = re.compile(
+    r"^(?P<name>.+): ours (?P<ours>[\d,.]+) (?P<unit>\S+), peer (?P<peer>[\d,.]+) (?P=unit), "
+    r"ratio (?P<ratio>[\d.]+)$"
+)
 
 
 def test_sampling_bench_prints_a_line_per_comparison_with_weights_split_across_threads(monkeypatch, capsys):
@@ -19,8 +22,9 @@ def test_sampling_bench_prints_a_line_per_comparison_with_weights_split_across_t
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        ours, peer = sampling.run(n_layer=2, n_head=2, n_embd=32, block_size=32, new_tokens=24, repeats=1,
-                                  uncached=True)
+        ours, peer = sampling.run(
+            n_layer=2, n_head=2, n_embd=32, block_size=32, new_tokens=24, repeats=1, uncached=True
+        )
     finally:
         torch.set_num_threads(previous)
     lines = capsys.readouterr().out.strip().splitlines()

@@ -2,6 +2,7 @@
 dataset and the tiny preset, start training, see the loss chart draw, refresh the page and find the job
 again, stop it, generate a completion, and look at an attention heatmap. Screenshots are kept in
 test-artifacts/."""
+
 import os
 import re
 import socket
@@ -16,11 +17,20 @@ from playground.ui import build_app, launch_kwargs
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # flags from this workplace's notes: no background networking (the machine's network is closed)
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed "
-                                "(.ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +56,7 @@ def app_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(app_url, tmp_path_factory):
     from playwright.sync_api import sync_playwright
+
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)

@@ -1,4 +1,5 @@
 """Chat templates (core/chat.py), special tokens (core/tokenizer.py) and stop tokens in the engine."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -12,7 +13,7 @@ from core.tokenizer import CharTokenizer, GPT2Tokenizer, load_tokenizer
 TEMPLATE = TokenChatTemplate()
 CONVERSATION = [
     {"role": "system", "content": "Be brief."},
-    {"role": "user", "content": "Hi <|end|> there|"},        # marker-like text stays text
+    {"role": "user", "content": "Hi <|end|> there|"},  # marker-like text stays text
     {"role": "assistant", "content": "Hello."},
     {"role": "user", "content": "2 + 2?"},
     {"role": "assistant", "content": "4"},
@@ -42,8 +43,9 @@ def test_round_trip_messages_ids_messages(kind):
     # a generation prompt ends with the assistant marker; a reply being written parses as a last turn
     prompt = TEMPLATE.encode(tok, CONVERSATION[:2])
     assert prompt[-1] == tok.special_tokens["<|assistant|>"]
-    assert TEMPLATE.parse(tok, prompt + tok.encode("Hel")) == CONVERSATION[:2] + [{"role": "assistant",
-                                                                                  "content": "Hel"}]
+    assert TEMPLATE.parse(tok, prompt + tok.encode("Hel")) == CONVERSATION[:2] + [
+        {"role": "assistant", "content": "Hel"}
+    ]
 
 
 @pytest.mark.parametrize("kind", ["char", "gpt2"])
@@ -68,7 +70,7 @@ def test_sft_mask_counts_only_assistant_tokens():
     for m in CONVERSATION:
         if m["role"] != "assistant":
             start = ids.index(tok.special_tokens[f"<|{m['role']}|>"])
-            assert not any(mask[start:start + len(tok.encode(m["content"])) + 2])
+            assert not any(mask[start : start + len(tok.encode(m["content"])) + 2])
 
 
 def test_tokenizer_with_special_tokens_saves_and_loads(tmp_path):
@@ -84,6 +86,7 @@ def test_tokenizer_with_special_tokens_saves_and_loads(tmp_path):
 
 def test_corrupt_special_tokens_are_refused(tmp_path):
     import json
+
     tok = char_tokenizer()
     tok.save(tmp_path)
     config = json.loads((tmp_path / "tokenizer.json").read_text())

@@ -1,4 +1,5 @@
 """The command line, run as a user runs it: `python -m core ...` in a subprocess."""
+
 import json
 import os
 import subprocess
@@ -10,14 +11,20 @@ from tests.conftest import REPO, SHAKESPEARE
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "core", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def assert_user_error(r, fragment):
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    errors = [l for l in r.stderr.splitlines() if "error" in l.lower()]
+    errors = [line for line in r.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and errors[0].startswith("newleaf: error: "), r.stderr
     assert r.stderr.rstrip().endswith(errors[0])  # the last thing printed
     assert fragment in errors[0], errors[0]
@@ -26,8 +33,22 @@ def assert_user_error(r, fragment):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
-    r = cli("train", "--corpus", SHAKESPEARE, "--preset", "tiny", "--max-steps", 30, "--eval-every", 15,
-            "--batch-size", 8, "--out", out, "--quiet")
+    r = cli(
+        "train",
+        "--corpus",
+        SHAKESPEARE,
+        "--preset",
+        "tiny",
+        "--max-steps",
+        30,
+        "--eval-every",
+        15,
+        "--batch-size",
+        8,
+        "--out",
+        out,
+        "--quiet",
+    )
     assert r.returncode == 0, r.stderr
     assert "Finished 30 steps" in r.stdout
     return out
@@ -53,23 +74,37 @@ def test_default_corpus_is_named(tmp_path):
 
 
 def test_offline_default_corpus(tmp_path):
-    r = cli("train", "--preset", "tiny", "--max-steps", 2, "--eval-every", 2, "--out", tmp_path / "r", "--quiet",
-            env={"NEWLEAF_CACHE": str(tmp_path / "empty-cache"), "NEWLEAF_OFFLINE": "1"})
+    r = cli(
+        "train",
+        "--preset",
+        "tiny",
+        "--max-steps",
+        2,
+        "--eval-every",
+        2,
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+        env={"NEWLEAF_CACHE": str(tmp_path / "empty-cache"), "NEWLEAF_OFFLINE": "1"},
+    )
     assert r.returncode == 0, r.stderr
     assert "offline" in r.stderr.lower() and "python" in r.stderr.lower()
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--corpus", "no/such/file.txt"], "file.txt"),
-    (["--preset", "enormous"], "Unknown preset 'enormous'"),
-    (["--preset", "tiny", "--n-embd", "30", "--n-head", "4"], "divisible"),
-    (["--tokenizer", "wordpiece"], "wordpiece"),
-    (["--tokenizer", "bpe:100"], "between 256 and 65536"),
-    (["--corpus", "builtin:nope"], "nope"),
-    (["--lr", "-1"], "learning rate"),
-    (["--n-layer", "two"], "--n-layer: invalid int value"),
-    (["--device", "bogus"], "Unknown device"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--corpus", "no/such/file.txt"], "file.txt"),
+        (["--preset", "enormous"], "Unknown preset 'enormous'"),
+        (["--preset", "tiny", "--n-embd", "30", "--n-head", "4"], "divisible"),
+        (["--tokenizer", "wordpiece"], "wordpiece"),
+        (["--tokenizer", "bpe:100"], "between 256 and 65536"),
+        (["--corpus", "builtin:nope"], "nope"),
+        (["--lr", "-1"], "learning rate"),
+        (["--n-layer", "two"], "--n-layer: invalid int value"),
+        (["--device", "bogus"], "Unknown device"),
+    ],
+)
 def test_user_mistakes_give_one_clear_line(tmp_path, args, fragment):
     r = cli("train", "--out", tmp_path / "r", "--quiet", "--max-steps", 1, *args)
     assert_user_error(r, fragment)
@@ -101,6 +136,7 @@ def test_existing_run_and_bad_resume(trained_run, tmp_path):
 
 def test_corrupt_checkpoint_from_the_cli(trained_run, tmp_path):
     import shutil
+
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
     (copy / "checkpoints" / "last.json").write_text("{not json")
@@ -120,10 +156,13 @@ def test_sample_with_unseen_characters(trained_run):
     assert_user_error(r, "never saw")
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--seed", str(10 ** 22)], "The seed must be a whole number from 0 to"),  # 23 digits
-    (["--seed", "-5"], "The seed must be a whole number from 0 to"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--seed", str(10**22)], "The seed must be a whole number from 0 to"),  # 23 digits
+        (["--seed", "-5"], "The seed must be a whole number from 0 to"),
+    ],
+)
 def test_out_of_range_seeds_give_one_clear_line(tmp_path, args, fragment):
     r = cli("train", "--out", tmp_path / "r", "--quiet", "--max-steps", 1, "--preset", "tiny", *args)
     assert_user_error(r, fragment)
@@ -131,19 +170,21 @@ def test_out_of_range_seeds_give_one_clear_line(tmp_path, args, fragment):
 
 
 def test_a_sampling_seed_out_of_range_gives_one_clear_line(trained_run):
-    assert_user_error(cli("sample", "--run", trained_run, "--seed", str(2 ** 80)), "The seed must be")
+    assert_user_error(cli("sample", "--run", trained_run, "--seed", str(2**80)), "The seed must be")
 
 
 def test_names_too_long_for_the_file_system_give_one_clear_line(tmp_path, trained_run):
     long_name = "x" * 300
-    assert_user_error(cli("train", "--out", tmp_path / long_name, "--preset", "tiny", "--max-steps", 1),
-                      "File name too long")
+    assert_user_error(
+        cli("train", "--out", tmp_path / long_name, "--preset", "tiny", "--max-steps", 1), "File name too long"
+    )
     assert_user_error(cli("info", "--run", tmp_path / long_name), "File name too long")
     assert_user_error(cli("sample", "--run", tmp_path / long_name), "File name too long")
 
 
 def test_info_does_not_call_a_run_whose_process_died_running(trained_run, tmp_path):
     import shutil
+
     copy = tmp_path / "copy"
     shutil.copytree(trained_run, copy)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

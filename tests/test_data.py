@@ -1,4 +1,5 @@
 """core.data: every bad corpus gets its own clear message; formats load; split, token files and batches behave."""
+
 import json
 
 import numpy as np
@@ -209,7 +210,16 @@ def test_corpus_stats_on_a_known_string():
     assert stats["distinct_characters"] == 10  # h e l o ' ' w r d \n é
     assert stats["top_characters"][0] == ("l", 3)
     assert dict(stats["top_characters"]) == {
-        "l": 3, "h": 2, "o": 2, "\n": 2, "e": 1, " ": 1, "w": 1, "r": 1, "d": 1, "é": 1
+        "l": 3,
+        "h": 2,
+        "o": 2,
+        "\n": 2,
+        "e": 1,
+        " ": 1,
+        "w": 1,
+        "r": 1,
+        "d": 1,
+        "é": 1,
     }
     assert stats["preview"] == "hello world\nhé\n"
 
@@ -314,6 +324,7 @@ def test_get_batch_too_little_data():
 
 def test_corpus_stats_with_a_tokenizer():
     from core.tokenizer import CharTokenizer
+
     text = "abracadabra\n"
     stats = corpus_stats(text, CharTokenizer.from_text(text))
     assert stats["tokens"] == 12 and stats["vocab_size"] == 6 and stats["chars_per_token"] == 1.0

@@ -1,5 +1,6 @@
 """core.datasets: Tiny Shakespeare's download and cache (fed file:// URLs, never the network), the offline corpus,
 and choosing a corpus."""
+
 import hashlib
 import urllib.error
 import urllib.request

@@ -1,5 +1,6 @@
 """Distributed data parallel training on the CPU (gloo, 2 processes under torchrun): the loss curve
 matches one process with the same global batch."""
+
 import os
 import socket
 import subprocess
@@ -18,9 +19,27 @@ def torchrun(run_dir, nproc=2):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
-         f"--master_port={port}", "-m", "core", "train", "--out", str(run_dir), "--resume", "--quiet"],
-        cwd=REPO, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            f"--nproc_per_node={nproc}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "-m",
+            "core",
+            "train",
+            "--out",
+            str(run_dir),
+            "--resume",
+            "--quiet",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def curve(run_dir):

@@ -1,15 +1,28 @@
 import math
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from core import decoder, runs
 from core.decoder import KVCache
-from core.engine import (MAX_STOP_CHARS, MAX_STOP_STRINGS, SamplingParams, _partial_stop, _RowText, apply_penalties, attention_maps, filter_logits, generate,
-                         generate_tokens, next_token_distribution, prompt_logits, stream)
+from core.engine import (
+    MAX_STOP_CHARS,
+    MAX_STOP_STRINGS,
+    SamplingParams,
+    _partial_stop,
+    _RowText,
+    apply_penalties,
+    attention_maps,
+    filter_logits,
+    generate,
+    generate_tokens,
+    next_token_distribution,
+    prompt_logits,
+    stream,
+)
 from core.errors import ConfigError, TokenizerError
 from core.model import GPT, GPTConfig
 from core.tokenizer import GPT2Tokenizer
@@ -19,8 +32,9 @@ from tests.test_train import make_run
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, shakespeare_text):
-    run = make_run(tmp_path_factory.mktemp("engine") / "r", shakespeare_text[:200_000], max_steps=150,
-                   eval_every=150, lr=1e-2)
+    run = make_run(
+        tmp_path_factory.mktemp("engine") / "r", shakespeare_text[:200_000], max_steps=150, eval_every=150, lr=1e-2
+    )
     Trainer(run).fit()
     return runs.load_model(run)
 
@@ -33,7 +47,7 @@ def test_kv_cache_equals_full_recompute_at_every_step_including_after_the_window
     seq = list(prompt)
     slid = 0
     for step in generate_tokens(model, prompt, params):
-        window = seq[-step.context_len:]
+        window = seq[-step.context_len :]
         assert step.context_len == min(len(seq), block)  # past the context: exactly the last block_size tokens
         slid += len(seq) > block
         full = F.softmax(prompt_logits(model, window), dim=-1)
@@ -53,7 +67,7 @@ def test_a_shorter_slide_keep_re_prefills_less_often_and_still_matches_recompute
     seq, lengths = list(prompt), []
     for step in generate_tokens(model, prompt, params, slide_keep=block // 2):
         lengths.append(step.context_len)
-        full = F.softmax(prompt_logits(model, seq[-step.context_len:]), dim=-1)
+        full = F.softmax(prompt_logits(model, seq[-step.context_len :]), dim=-1)
         cached = torch.zeros(tok.vocab_size)
         for i, p in step.alternatives[0]:
             cached[i] = p
@@ -68,7 +82,11 @@ def test_kv_cache_chunked_prefill_matches_full_forward():
     x = torch.randint(0, 40, (2, 20))
     full, _ = model(x)
     cache = KVCache.for_model(model, 2)
-    parts = [model(x[:, :7], kv_cache=cache)[0], model(x[:, 7:8], kv_cache=cache)[0], model(x[:, 8:], kv_cache=cache)[0]]
+    parts = [
+        model(x[:, :7], kv_cache=cache)[0],
+        model(x[:, 7:8], kv_cache=cache)[0],
+        model(x[:, 8:], kv_cache=cache)[0],
+    ]
     assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
     assert cache.pos == 20
 
@@ -77,14 +95,16 @@ def test_kv_cache_chunked_prefill_matches_full_forward():
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("threads", [1, 2, 3])
 def test_the_one_token_decoder_equals_the_models_forward_with_weights_split_across_threads(
-        monkeypatch, activation, bias, threads):
+    monkeypatch, activation, bias, threads
+):
     """The decoder's own layouts (weights split per thread, tall weights kept as rows, the GELU scales folded
     into c_fc and c_proj) compute what the model computes, for several rows at once."""
     monkeypatch.setattr(decoder, "SPLIT_BYTES", 0)  # split even this small model's weights
     monkeypatch.setattr(decoder, "MIN_SPLIT_COLUMNS", 8)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=48, block_size=16, vocab_size=30, bias=bias,
-                          activation=activation)).eval()
+    model = GPT(
+        GPTConfig(n_layer=2, n_head=2, n_embd=48, block_size=16, vocab_size=30, bias=bias, activation=activation)
+    ).eval()
     with torch.no_grad():
         for p in model.parameters():  # biases start at zero: give every parameter a value that matters
             p.normal_(0, 0.3)
@@ -177,8 +197,9 @@ def test_stop_string_stops_and_is_not_printed(trained):
     first = full.find(stop)
     out = generate(model, tok, "\n", SamplingParams(max_new_tokens=60, temperature=0, stop=[stop]))[0]
     assert out.text == full[:first] and out.finish_reason == "stop"
-    streamed = "".join(ev.text for ev in stream(model, tok, "\n", SamplingParams(max_new_tokens=60, temperature=0,
-                                                                                  stop=[stop])))
+    streamed = "".join(
+        ev.text for ev in stream(model, tok, "\n", SamplingParams(max_new_tokens=60, temperature=0, stop=[stop]))
+    )
     assert streamed == full[:first]
 
 
@@ -251,8 +272,13 @@ def test_stop_strings_are_bounded_in_number_and_length(trained):
 
 def test_bad_sampling_settings_and_unseen_characters(trained):
     model, tok = trained
-    for kw, msg in ((dict(temperature=-1), "temperature"), (dict(top_p=0), "top_p"), (dict(top_k=0), "top_k"),
-                    (dict(max_new_tokens=0), "max_new_tokens"), (dict(num_samples=0), "num_samples")):
+    for kw, msg in (
+        (dict(temperature=-1), "temperature"),
+        (dict(top_p=0), "top_p"),
+        (dict(top_k=0), "top_k"),
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(num_samples=0), "num_samples"),
+    ):
         with pytest.raises(ConfigError, match=msg):
             generate(model, tok, "hi", SamplingParams(**kw))
     with pytest.raises(TokenizerError, match="never saw"):
@@ -271,6 +297,7 @@ def test_token_probabilities_are_reported(trained):
 
 def test_int8_sampling_stays_close_to_fp32(trained):
     from core.engine import quantize_int8
+
     model, tok = trained
     q = quantize_int8(model)
     ids = tok.encode("ROMEO:\nWhat light through yonder")
@@ -285,6 +312,7 @@ def test_int8_decode_step_equals_the_int8_models_forward(trained):
     """The fast one-token path runs the same int8 kernels as the quantized model's own forward."""
     from core.decoder import Decoder
     from core.engine import quantize_int8
+
     model, tok = trained
     q = quantize_int8(model)
     assert Decoder.supports(q)

@@ -1,5 +1,6 @@
 """Fine-tuning runs (core/finetune.py): from a run, from scratch, from a local Hugging Face GPT-2; full, frozen
 layers and LoRA; the demo task; evaluation before and after; resume; the CLI."""
+
 import json
 import os
 import signal
@@ -18,8 +19,8 @@ from core.engine import SamplingParams
 from core.errors import CheckpointError, ConfigError
 from core.evaluate import exact_match, greedy_replies, read_eval
 from core.finetune import compare, load_base_model, prepare_finetune, run_finetune, train_config
-from core.trainable import FinetuneConfig
 from core.train import Trainer
+from core.trainable import FinetuneConfig
 from tests.conftest import REPO
 from tests.test_train import make_run, metrics
 
@@ -28,8 +29,11 @@ HANDFUL = [
     [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": "Paris."}],
     [{"role": "user", "content": "2 + 3?"}, {"role": "assistant", "content": "5"}],
     [{"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi there!"}],
-    [{"role": "system", "content": "Be loud."}, {"role": "user", "content": "Say hi"},
-     {"role": "assistant", "content": "HI!"}],
+    [
+        {"role": "system", "content": "Be loud."},
+        {"role": "user", "content": "Say hi"},
+        {"role": "assistant", "content": "HI!"},
+    ],
 ]
 GREEDY = SamplingParams(max_new_tokens=20, temperature=0.0)
 
@@ -40,8 +44,17 @@ def write_chat(path, conversations=HANDFUL):
 
 
 def quick(method="full", **kw):
-    d = dict(batch_size=8, max_steps=400, eval_every=100, log_every=10, warmup_steps=10, lr=1e-2, eval_batches=2,
-             sample_tokens=12, device="cpu")
+    d = dict(
+        batch_size=8,
+        max_steps=400,
+        eval_every=100,
+        log_every=10,
+        warmup_steps=10,
+        lr=1e-2,
+        eval_batches=2,
+        sample_tokens=12,
+        device="cpu",
+    )
     d.update(kw)
     return train_config(method, **d)
 
@@ -49,8 +62,9 @@ def quick(method="full", **kw):
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory, shakespeare_text):
     """A tiny character-level model pretrained briefly on Shakespeare (which has no digits, no chat markers)."""
-    run = make_run(tmp_path_factory.mktemp("base") / "sh", shakespeare_text[:100_000], max_steps=60, eval_every=30,
-                   lr=1e-2)
+    run = make_run(
+        tmp_path_factory.mktemp("base") / "sh", shakespeare_text[:100_000], max_steps=60, eval_every=30, lr=1e-2
+    )
     Trainer(run).fit()
     return run
 
@@ -103,13 +117,46 @@ def test_the_run_keeps_its_template_tokenizer_and_base(chat_run, base_run):
 
 
 def test_chat_cli_prints_only_the_reply(chat_run):
-    r = subprocess.run([sys.executable, "-m", "core", "chat", "--run", str(chat_run), "--message", "Who are you?",
-                        "--temperature", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "chat",
+            "--run",
+            str(chat_run),
+            "--message",
+            "Who are you?",
+            "--temperature",
+            "0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Newleaf."
-    r = subprocess.run([sys.executable, "-m", "core", "chat", "--run", str(chat_run), "--message", "Say hi",
-                        "--system", "Be loud.", "--temperature", "0"], cwd=REPO, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "chat",
+            "--run",
+            str(chat_run),
+            "--message",
+            "Say hi",
+            "--system",
+            "Be loud.",
+            "--temperature",
+            "0",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.stdout == "HI!", r.stderr
 
 
@@ -123,10 +170,10 @@ def test_demo_task_is_deterministic_and_held_out(name, n_test):
     train, test = task.items()
     assert (train, test) == task.items()
     assert len(test) == n_test and not {i["question"] for i in train} & {i["question"] for i in test}
-    assert train[0]["answer"] == str(eval(train[0]["question"][len("What is "):-1]))
+    assert train[0]["answer"] == str(eval(train[0]["question"][len("What is ") : -1]))
 
     def operands(item):  # "What is 3 + 5?" -> {3, 5}: the same question as "What is 5 + 3?"
-        return frozenset(int(x) for x in item["question"][len("What is "):-1].split(" + "))
+        return frozenset(int(x) for x in item["question"][len("What is ") : -1].split(" + "))
 
     # no held-out sum is trained on with its operands swapped (the split once leaked 161 of 200 that way)
     assert not {operands(i) for i in train} & {operands(i) for i in test}
@@ -134,9 +181,13 @@ def test_demo_task_is_deterministic_and_held_out(name, n_test):
 
 def test_fine_tuning_raises_demo_accuracy_by_a_wide_margin(tmp_path):
     # the small variant: one-digit sums, a tiny model from scratch (which takes a bigger learning rate)
-    run = prepare_finetune(tmp_path / "demo", "scratch:tiny", "builtin:arithmetic-small",
-                           train=train_config("full", demo=True, lr=3e-3, max_steps=800, eval_every=400,
-                                              device="cpu"))
+    run = prepare_finetune(
+        tmp_path / "demo",
+        "scratch:tiny",
+        "builtin:arithmetic-small",
+        # 1,600 steps: with no commuted twin of a held-out sum in training, the sums must really be learned
+        train=train_config("full", demo=True, lr=3e-3, max_steps=1600, eval_every=800, device="cpu"),
+    )
     result = run_finetune(run)
     evals = read_eval(run)
     before, after = evals["base"]["exact_match"], evals["finetuned"]["exact_match"]
@@ -145,8 +196,9 @@ def test_fine_tuning_raises_demo_accuracy_by_a_wide_margin(tmp_path):
     # the same number, computed from the held-out questions directly
     model, tok = runs.load_model(run)
     held_out = TASKS["arithmetic-small"].items()[1]
-    replies = greedy_replies(model, tok, template_for(runs.read_config(run)),
-                             [[to_conversation(i)[0]] for i in held_out], max_new_tokens=8)
+    replies = greedy_replies(
+        model, tok, template_for(runs.read_config(run)), [[to_conversation(i)[0]] for i in held_out], max_new_tokens=8
+    )
     assert exact_match(replies, [i["answer"] for i in held_out]) == after
 
 
@@ -155,8 +207,13 @@ def test_fine_tuning_raises_demo_accuracy_by_a_wide_margin(tmp_path):
 
 
 def test_lora_run_trains_only_adapters_and_new_token_rows(tmp_path, base_run):
-    run = prepare_finetune(tmp_path / "lora", str(base_run), write_chat(tmp_path / "c.jsonl"),
-                           ft=FinetuneConfig(method="lora", lora_rank=4), train=quick("lora", max_steps=30))
+    run = prepare_finetune(
+        tmp_path / "lora",
+        str(base_run),
+        write_chat(tmp_path / "c.jsonl"),
+        ft=FinetuneConfig(method="lora", lora_rank=4),
+        train=quick("lora", max_steps=30),
+    )
     config = runs.read_config(run)
     counts, new = config["finetune"]["params"], config["finetune"]["new_token_ids"]
     trainer = Trainer(run)
@@ -210,8 +267,13 @@ def test_lora_run_resumes_exactly(tmp_path, base_run):
 
 
 def test_full_fine_tuning_can_freeze_the_first_layers(tmp_path, base_run):
-    run = prepare_finetune(tmp_path / "frozen", str(base_run), write_chat(tmp_path / "c.jsonl"),
-                           ft=FinetuneConfig(freeze_layers=1), train=quick(max_steps=10))
+    run = prepare_finetune(
+        tmp_path / "frozen",
+        str(base_run),
+        write_chat(tmp_path / "c.jsonl"),
+        ft=FinetuneConfig(freeze_layers=1),
+        train=quick(max_steps=10),
+    )
     run_finetune(run, evaluate=False)
     base = runs.load_tensors(run / "base.safetensors")
     after = runs.load_tensors(runs.checkpoint_dir(run, "last") / "model.safetensors")
@@ -227,8 +289,9 @@ def test_plain_text_continued_pretraining(tmp_path, base_run, shakespeare_text):
     config = runs.read_config(run)
     assert "chat_template" not in config and config["data"]["format"] == "text"
     from core.tokenizer import load_tokenizer
+
     tok, base_tok = load_tokenizer(run), load_tokenizer(base_run)
-    assert not tok.special_tokens and tok.chars[:base_tok.vocab_size] == base_tok.chars  # no markers for text
+    assert not tok.special_tokens and tok.chars[: base_tok.vocab_size] == base_tok.chars  # no markers for text
     run_finetune(run)
     evals = read_eval(run)
     assert evals["finetuned"]["val_loss"] < evals["base"]["val_loss"]
@@ -241,6 +304,7 @@ def test_plain_text_continued_pretraining(tmp_path, base_run, shakespeare_text):
 
 def save_tiny_gpt2(path):
     from transformers import GPT2Config, GPT2LMHeadModel
+
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=2, n_embd=32, n_positions=64, vocab_size=50257))
     model.eval().save_pretrained(path, safe_serialization=True)
@@ -249,9 +313,13 @@ def save_tiny_gpt2(path):
 
 def test_a_local_transformers_gpt2_is_a_base_offline(tmp_path):
     theirs = save_tiny_gpt2(tmp_path / "tiny-gpt2")
-    run = prepare_finetune(tmp_path / "ft", f"hf:{tmp_path / 'tiny-gpt2'}", write_chat(tmp_path / "c.jsonl"),
-                           ft=FinetuneConfig(method="lora"), train=quick("lora", max_steps=4, eval_every=2,
-                                                                         batch_size=2))
+    run = prepare_finetune(
+        tmp_path / "ft",
+        f"hf:{tmp_path / 'tiny-gpt2'}",
+        write_chat(tmp_path / "c.jsonl"),
+        ft=FinetuneConfig(method="lora"),
+        train=quick("lora", max_steps=4, eval_every=2, batch_size=2),
+    )
     config = runs.read_config(run)
     assert config["finetune"]["base"] == {"kind": "hf", "name": str(tmp_path / "tiny-gpt2")}
     assert config["tokenizer"]["kind"] == "gpt2" and config["model"]["vocab_size"] == 50257 + 4
@@ -284,9 +352,32 @@ def test_bad_bases_give_clear_errors(tmp_path, base_run):
 def test_cli_finetune_and_the_app_worker_command(tmp_path, base_run, capsys):
     data = write_chat(tmp_path / "c.jsonl")
     out = tmp_path / "cli"
-    code = cli_main(["finetune", "--from", str(base_run), "--data", str(data), "--out", str(out), "--method", "lora",
-                     "--lora-rank", "2", "--max-steps", "6", "--eval-every", "3", "--batch-size", "4", "--lr", "1e-2",
-                     "--seed", "3", "--quiet"])
+    code = cli_main(
+        [
+            "finetune",
+            "--from",
+            str(base_run),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--method",
+            "lora",
+            "--lora-rank",
+            "2",
+            "--max-steps",
+            "6",
+            "--eval-every",
+            "3",
+            "--batch-size",
+            "4",
+            "--lr",
+            "1e-2",
+            "--seed",
+            "3",
+            "--quiet",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "exact match" in captured.out and "Finished 6 steps" in captured.out
@@ -302,23 +393,59 @@ def test_cli_finetune_and_the_app_worker_command(tmp_path, base_run, capsys):
 
 def test_cli_demo_needs_no_base_of_its_own(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert cli_main(["finetune", "--data", "builtin:arithmetic-small", "--out", str(out), "--max-steps", "2",
-                     "--quiet"]) == 0
+    assert (
+        cli_main(["finetune", "--data", "builtin:arithmetic-small", "--out", str(out), "--max-steps", "2", "--quiet"])
+        == 0
+    )
     captured = capsys.readouterr()
     assert "a fresh nano model" in captured.err
     assert "Exact match on 20 held-out prompts: base 0% -> fine-tuned" in captured.out
-    assert cli_main(["finetune", "--data", "builtin:arithmetic-small", "--out", str(tmp_path / "n"), "--no-eval",
-                     "--max-steps", "1", "--quiet"]) == 0
+    assert (
+        cli_main(
+            [
+                "finetune",
+                "--data",
+                "builtin:arithmetic-small",
+                "--out",
+                str(tmp_path / "n"),
+                "--no-eval",
+                "--max-steps",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert read_eval(tmp_path / "n") == {} and runs.read_config(tmp_path / "n")["finetune"]["evaluate"] is False
 
 
 def test_ctrl_c_during_cli_fine_tuning_saves_and_stops(tmp_path):
     """Ctrl-C used to reach a Trainer that was not the one training: the run went on to its last step."""
     out = tmp_path / "sums"
-    proc = subprocess.Popen([sys.executable, "-m", "core", "finetune", "--data", "builtin:arithmetic-small",
-                             "--from", "scratch:tiny", "--max-steps", "100000", "--eval-every", "20", "--no-eval",
-                             "--out", str(out), "--quiet"], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "finetune",
+            "--data",
+            "builtin:arithmetic-small",
+            "--from",
+            "scratch:tiny",
+            "--max-steps",
+            "100000",
+            "--eval-every",
+            "20",
+            "--no-eval",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 120
         while not (out / runs.METRICS).exists() and proc.poll() is None and time.time() < deadline:
@@ -335,11 +462,29 @@ def test_ctrl_c_during_cli_fine_tuning_saves_and_stops(tmp_path):
 
 def test_cli_user_mistakes_are_one_line(tmp_path, base_run):
     bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}\n'
-                   '{"prompt": "Hi", "completion": "Yo"\n')
-    r = subprocess.run([sys.executable, "-m", "core", "finetune", "--from", str(base_run), "--data", str(bad),
-                        "--out", str(tmp_path / "r")], cwd=REPO, capture_output=True, text=True, timeout=120,
-                       env={**os.environ})
+    bad.write_text(
+        '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}\n'
+        '{"prompt": "Hi", "completion": "Yo"\n'
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "core",
+            "finetune",
+            "--from",
+            str(base_run),
+            "--data",
+            str(bad),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ},
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("newleaf: error: bad.jsonl, line 2: not valid JSON")
     assert not (tmp_path / "r" / "config.json").exists()
@@ -347,6 +492,7 @@ def test_cli_user_mistakes_are_one_line(tmp_path, base_run):
 
 def test_reply_metrics():
     from core.evaluate import bleu, distinct_n, exact_match, rouge_l
+
     preds, refs = ["82", " 17 ", "the cat sat"], ["82", "17", "the cat sat on the mat"]
     assert exact_match(preds, refs) == pytest.approx(2 / 3)
     assert 0 < bleu(preds, refs) < 100 and bleu(refs, refs) == pytest.approx(100)
@@ -357,6 +503,7 @@ def test_reply_metrics():
 
 def test_the_summary_says_when_validation_reuses_the_training_examples():
     from core.finetune import summarize
+
     evals = {"base": {"exact_match": 0.0}, "finetuned": {"exact_match": 0.5, "items": 4}}
     assert summarize(evals) == "Exact match on 4 held-out prompts: base 0% -> fine-tuned 50%."
     assert "4 training prompts (too few examples to hold any out)" in summarize(evals, val_is_train=True)

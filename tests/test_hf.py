@@ -1,4 +1,5 @@
 """Hugging Face interop (core/hf.py): GPT-2 weights in, runs out, checked against transformers itself."""
+
 import json
 import os
 import pickle
@@ -13,8 +14,8 @@ from core import hf, runs
 from core.cli import main as cli_main
 from core.errors import CheckpointError, ConfigError, DownloadError
 from core.model import preset_config
-from core.tokenizer import make_tokenizer
 from core.prepare import prepare_run
+from core.tokenizer import make_tokenizer
 from core.train import Trainer
 from core.train_config import TrainConfig
 from tests.conftest import REPO
@@ -24,8 +25,13 @@ PROMPT = "ROMEO:\nWhat"
 
 def cli(*args):
     """`python -m core ...` as a user runs it; stdout as exact UTF-8 text (no newline translation)."""
-    r = subprocess.run([sys.executable, "-m", "core", *map(str, args)], cwd=REPO, capture_output=True, timeout=300,
-                       env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    r = subprocess.run(
+        [sys.executable, "-m", "core", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
     return r.returncode, r.stdout.decode("utf-8"), r.stderr.decode("utf-8", errors="replace")
 
 
@@ -71,6 +77,7 @@ def test_imported_logits_equal_transformers(tmp_path, hf_gpt2, vocab_size):
 def test_names_without_the_transformer_prefix(tmp_path, hf_gpt2):
     # The Hub's own gpt2 / distilgpt2 files name tensors "h.0.attn.c_attn.weight", with the mask buffers.
     from safetensors.torch import load_file, save_file
+
     path, theirs = hf_gpt2
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "config.json").write_text((path / "config.json").read_text())
@@ -104,14 +111,17 @@ def test_pickle_weights_are_refused_unread(tmp_path, hf_gpt2):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("change, fragment", [
-    ({"activation_function": "relu"}, "activation_function"),
-    ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon"),
-    ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx"),
-    ({"add_cross_attention": True}, "cross-attention"),
-    ({"n_inner": 100}, "n_inner"),
-    ({"model_type": "gpt_neo"}, "gpt_neo"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"activation_function": "relu"}, "activation_function"),
+        ({"layer_norm_epsilon": 1e-6}, "layer_norm_epsilon"),
+        ({"scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx"),
+        ({"add_cross_attention": True}, "cross-attention"),
+        ({"n_inner": 100}, "n_inner"),
+        ({"model_type": "gpt_neo"}, "gpt_neo"),
+    ],
+)
 def test_configs_this_architecture_cannot_represent(tmp_path, hf_gpt2, change, fragment):
     config = json.loads((hf_gpt2[0] / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, **change}))
@@ -136,10 +146,11 @@ def test_imported_run_samples_like_transformers(tmp_path, hf_gpt2, capsys):
     model, tok = runs.load_model(run)
     prompt, n = "Hello, my name is", 30
     ids = tok.encode(prompt)
-    out = theirs.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                          max_new_tokens=n, do_sample=False)[0, len(ids):].tolist()
+    out = theirs.generate(
+        torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=n, do_sample=False
+    )[0, len(ids) :].tolist()
     if tok.eot_id in out:  # both stop at <|endoftext|>
-        out = out[:out.index(tok.eot_id)]
+        out = out[: out.index(tok.eot_id)]
     rc, stdout, stderr = cli("sample", "--run", run, "--prompt", prompt, "--temperature", 0, "--max-new-tokens", n)
     assert rc == 0, stderr
     assert stdout == tok.decode(out)
@@ -154,7 +165,7 @@ def test_imported_run_samples_like_transformers(tmp_path, hf_gpt2, capsys):
     again = AutoModelForCausalLM.from_pretrained(exported)
     x = torch.tensor([their_ids := AutoTokenizer.from_pretrained(exported)(prompt).input_ids])
     assert their_ids == ids
-    new = again.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False)[0, len(ids):]
+    new = again.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False)[0, len(ids) :]
     assert AutoTokenizer.from_pretrained(exported).decode(new, skip_special_tokens=True) == stdout
 
 
@@ -174,11 +185,26 @@ def train_run(tmp_path_factory, shakespeare_text):
             # Enough steps that greedy text is not one token repeated; a 50257-token output layer makes each gpt2
             # step slow here, so that run stays short (the imported-run test covers varied gpt2 text).
             steps, lr = {"char": (300, 1e-2), "bpe:512": (300, 3e-3), "gpt2": (10, 1e-2)}[spec]
-            train = TrainConfig(batch_size=8, max_steps=steps, eval_every=steps // 2, eval_batches=2, log_every=5,
-                                warmup_steps=5, lr=lr, sample_tokens=5, device="cpu")
+            train = TrainConfig(
+                batch_size=8,
+                max_steps=steps,
+                eval_every=steps // 2,
+                eval_batches=2,
+                log_every=5,
+                warmup_steps=5,
+                lr=lr,
+                sample_tokens=5,
+                device="cpu",
+            )
             run = tmp_path_factory.mktemp(spec.replace(":", "")) / "run"
-            prepare_run(run, text, tok, preset_config("tiny", tok.vocab_size), train,
-                        data_name="Tiny Shakespeare (first 20,000 characters)")
+            prepare_run(
+                run,
+                text,
+                tok,
+                preset_config("tiny", tok.vocab_size),
+                train,
+                data_name="Tiny Shakespeare (first 20,000 characters)",
+            )
             Trainer(run).fit()
             done[spec] = run
         return done[spec]
@@ -208,7 +234,7 @@ def test_exported_model_matches_the_run(exported):
     assert their_tok(PROMPT).input_ids == prompt_ids
     n = ours.config.block_size - len(prompt_ids)  # fill the context, no further
     x = torch.tensor([prompt_ids])
-    new = theirs.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False)[0, x.shape[1]:]
+    new = theirs.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n, do_sample=False)[0, x.shape[1] :]
     rc, stdout, stderr = cli("sample", "--run", run, "--prompt", PROMPT, "--temperature", 0, "--max-new-tokens", n)
     assert rc == 0, stderr
     assert stdout == their_tok.decode(new, skip_special_tokens=True)

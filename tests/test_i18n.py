@@ -1,6 +1,7 @@
 """The locale files (playground/locales/<code>.toml): they parse, hold only non-empty strings, every
 translated key exists in English, and each translation keeps exactly the {placeholders} of its English text
 (a missing or misspelt one would raise KeyError, or show a raw "{name}", in the other language only)."""
+
 import string
 import tomllib
 

@@ -1,5 +1,6 @@
 """The layout is kept by tools, not by review: the import contracts in pyproject.toml (run by `make lint` and
 CI) fail on a wrong-way import, and the UI's functions stay short enough to read."""
+
 import ast
 import shutil
 import subprocess
@@ -24,8 +25,14 @@ def _copy_of_the_code(tmp_path: Path) -> Path:
 
 
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(LINT_IMPORTS), "--no-cache"], cwd=tree, capture_output=True, text=True,
-                          timeout=120, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)})
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache"],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tree)},
+    )
 
 
 def _append(path: Path, line: str) -> None:
@@ -40,13 +47,17 @@ def pristine(tmp_path_factory):
     return tree
 
 
-@pytest.mark.parametrize("file, line, contract", [
-    ("core/units.py", "import playground  # noqa", "The engine never imports the UI"),
-    ("core/model.py", "import gradio  # noqa", "The engine never imports the UI"),
-    ("core/model.py", "from core import train  # noqa", "The engine's floors"),
-    ("core/engine.py", "from core import runs  # noqa", "The engine's floors"),
-    ("playground/tab_generate.py", "from playground import tab_data  # noqa", "Tabs stand alone"),
-])
+@pytest.mark.parametrize(
+    "file, line, contract",
+    [
+        ("core/units.py", "import playground  # noqa", "The engine never imports the UI"),
+        ("core/model.py", "import gradio  # noqa", "The engine never imports the UI"),
+        ("core/model.py", "from core import train  # noqa", "The engine's floors"),
+        ("core/engine.py", "from core import runs  # noqa", "The engine's floors"),
+        ("playground/tab_generate.py", "from playground import tab_data  # noqa", "Tabs stand alone"),
+        ("playground/job_view.py", "from playground import tab_train  # noqa", "The UI's floors"),
+    ],
+)
 def test_a_wrong_way_import_breaks_a_contract(pristine, tmp_path, file, line, contract):
     tree = tmp_path / "repo"
     shutil.copytree(pristine, tree)

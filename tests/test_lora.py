@@ -1,11 +1,12 @@
 """LoRA (core/lora.py): only the adapters train, merging gives the same model, counts are right."""
+
 import pytest
 import torch
 
 from core import lora
 from core.errors import ConfigError
-from core.trainable import parameter_counts, FinetuneConfig
 from core.model import GPT, GPTConfig
+from core.trainable import FinetuneConfig, parameter_counts
 
 CFG = GPTConfig(n_layer=3, n_head=2, n_embd=16, block_size=16, vocab_size=30)
 
@@ -79,25 +80,38 @@ def test_adapter_state_round_trips():
         lora.load_adapter_tensors(wrong, saved)
 
 
-@pytest.mark.parametrize("ft", [FinetuneConfig(method="lora", lora_rank=4, lora_layers=[0, 2]),
-                                FinetuneConfig(method="lora", lora_targets=["attn.c_attn", "mlp.c_fc"]),
-                                FinetuneConfig(method="full"), FinetuneConfig(method="full", freeze_layers=2)])
+@pytest.mark.parametrize(
+    "ft",
+    [
+        FinetuneConfig(method="lora", lora_rank=4, lora_layers=[0, 2]),
+        FinetuneConfig(method="lora", lora_targets=["attn.c_attn", "mlp.c_fc"]),
+        FinetuneConfig(method="full"),
+        FinetuneConfig(method="full", freeze_layers=2),
+    ],
+)
 def test_parameter_counts_match_the_model(ft):
     torch.manual_seed(0)
     model = GPT(CFG)
     if ft.method == "lora":
         lora.apply_lora(model, ft.lora_rank, ft.lora_alpha, ft.lora_dropout, ft.lora_layers, ft.lora_targets)
     else:
-        for block in model.transformer.h[:ft.freeze_layers]:
+        for block in model.transformer.h[: ft.freeze_layers]:
             block.requires_grad_(False)
     counts = parameter_counts(CFG, ft)
     assert counts["total"] == sum(p.numel() for p in model.parameters())
     assert counts["trainable"] == sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-@pytest.mark.parametrize("kw, fragment", [(dict(rank=0), "rank"), (dict(alpha=-1.0), "alpha"),
-                                          (dict(dropout=1.0), "dropout"), (dict(layers=[5]), "0 to 2"),
-                                          (dict(targets=["attn.q"]), "attn.q")])
+@pytest.mark.parametrize(
+    "kw, fragment",
+    [
+        (dict(rank=0), "rank"),
+        (dict(alpha=-1.0), "alpha"),
+        (dict(dropout=1.0), "dropout"),
+        (dict(layers=[5]), "0 to 2"),
+        (dict(targets=["attn.q"]), "attn.q"),
+    ],
+)
 def test_bad_settings_are_refused(kw, fragment):
     with pytest.raises(ConfigError, match=fragment):
         lora.apply_lora(GPT(CFG), **kw)

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from core.model import (GPT, PRESETS, GPTConfig, flops_per_token, param_count, preset_config,
-                        training_memory)
+from core.model import GPT, PRESETS, GPTConfig, flops_per_token, param_count, preset_config, training_memory
 
 
 def tiny(**kw):
@@ -67,13 +66,16 @@ def test_estimates_grow_with_size():
     assert training_memory(small, 16)["activations"] > m_small["activations"]
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(n_embd=30, n_head=4), "divisible"),
-    (dict(n_layer=0), "n_layer must be a positive"),
-    (dict(block_size=-3), "block_size must be a positive"),
-    (dict(dropout=1.5), "dropout"),
-    (dict(vocab_size="65"), "vocab_size"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(n_embd=30, n_head=4), "divisible"),
+        (dict(n_layer=0), "n_layer must be a positive"),
+        (dict(block_size=-3), "block_size must be a positive"),
+        (dict(dropout=1.5), "dropout"),
+        (dict(vocab_size="65"), "vocab_size"),
+    ],
+)
 def test_impossible_shapes_are_refused(kw, message):
     with pytest.raises(ConfigError, match=message):
         tiny(**kw)

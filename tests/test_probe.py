@@ -1,4 +1,5 @@
 """The speed probe behind the app's time estimates."""
+
 import json
 
 from core import probe
@@ -19,6 +20,7 @@ def test_a_disturbed_first_measurement_is_healed_by_the_next_process(tmp_path, m
 
 def test_the_estimate_follows_the_flop_count(monkeypatch):
     from core.model import GPTConfig
+
     monkeypatch.setattr(probe, "_rates", {})
     monkeypatch.setattr(probe, "flops_rate", lambda device="cpu": 1e10)
     small = GPTConfig(n_layer=2, n_head=2, n_embd=64, block_size=32, vocab_size=65)

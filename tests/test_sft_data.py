@@ -1,4 +1,5 @@
 """Fine-tuning data (core/sft_data.py): formats, specific messages, truncation, storage and batches."""
+
 import json
 
 import pytest
@@ -19,20 +20,25 @@ def write_jsonl(path, objs):
 
 
 def test_the_common_shapes_become_the_same_conversations(tmp_path):
-    f = write_jsonl(tmp_path / "mixed.jsonl", [
-        {"messages": QA},
-        {"instruction": "Hi", "output": "Hello"},
-        {"instruction": "Translate", "input": "chat", "output": "cat", "system": "You translate."},
-        {"prompt": "Hi", "completion": "Hello"},
-        {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
-        "",  # blank lines are skipped
-    ])
+    f = write_jsonl(
+        tmp_path / "mixed.jsonl",
+        [
+            {"messages": QA},
+            {"instruction": "Hi", "output": "Hello"},
+            {"instruction": "Translate", "input": "chat", "output": "cat", "system": "You translate."},
+            {"prompt": "Hi", "completion": "Hello"},
+            {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
+            "",  # blank lines are skipped
+        ],
+    )
     data = load_finetune_data(f)
     assert data.kind == "chat" and len(data.conversations) == 5
     assert data.conversations[0] == data.conversations[1] == data.conversations[3] == data.conversations[4] == QA
-    assert data.conversations[2] == [{"role": "system", "content": "You translate."},
-                                     {"role": "user", "content": "Translate\n\nchat"},
-                                     {"role": "assistant", "content": "cat"}]
+    assert data.conversations[2] == [
+        {"role": "system", "content": "You translate."},
+        {"role": "user", "content": "Translate\n\nchat"},
+        {"role": "assistant", "content": "cat"},
+    ]
     arr = tmp_path / "alpaca.json"
     arr.write_text(json.dumps([{"instruction": "Hi", "output": "Hello"}]))
     assert load_finetune_data(arr).conversations == [QA]
@@ -40,7 +46,7 @@ def test_the_common_shapes_become_the_same_conversations(tmp_path):
 
 def test_csv_with_prompt_and_response_columns(tmp_path):
     f = tmp_path / "qa.csv"
-    f.write_text("question,answer,notes\nHi,Hello,x\n\"Two, words\",Yes,y\n")
+    f.write_text('question,answer,notes\nHi,Hello,x\n"Two, words",Yes,y\n')
     data = load_finetune_data(f)  # question / answer found by name
     assert data.kind == "chat" and data.conversations[1][0]["content"] == "Two, words"
     data = load_finetune_data(f, prompt_column="notes", response_column="answer")
@@ -62,18 +68,23 @@ def test_plain_text_is_continued_pretraining(tmp_path):
         load_finetune_data([write_jsonl(tmp_path / "c.jsonl", [{"messages": QA}]), tmp_path / "notes.txt"])
 
 
-@pytest.mark.parametrize("line, fragment", [
-    ('{"messages": [', r"bad.jsonl, line 2: not valid JSON"),
-    ('{"question": "Hi", "answer": "Hello"}', r"bad.jsonl, line 2: missing fields.*'question', 'answer'"),
-    ('{"instruction": "Hi"}', r'bad.jsonl, line 2: missing field "output"'),
-    ('{"prompt": "Hi", "completion": 3}', r'line 2: "completion" must be a string'),
-    ('{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]}',
-     r"bad.jsonl, line 2, message 2: empty assistant turn"),
-    ('{"messages": [{"role": "user", "content": "Hi"}]}', r"line 2: no assistant message"),
-    ('{"messages": [{"role": "bot", "content": "Hi"}]}', r"line 2, message 1: unknown role 'bot'"),
-    ('{"messages": [{"role": "user"}]}', r'line 2, message 1: missing field "content"'),
-    ('[1, 2]', r"line 2: expected a JSON object, found list"),
-])
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ('{"messages": [', r"bad.jsonl, line 2: not valid JSON"),
+        ('{"question": "Hi", "answer": "Hello"}', r"bad.jsonl, line 2: missing fields.*'question', 'answer'"),
+        ('{"instruction": "Hi"}', r'bad.jsonl, line 2: missing field "output"'),
+        ('{"prompt": "Hi", "completion": 3}', r'line 2: "completion" must be a string'),
+        (
+            '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "  "}]}',
+            r"bad.jsonl, line 2, message 2: empty assistant turn",
+        ),
+        ('{"messages": [{"role": "user", "content": "Hi"}]}', r"line 2: no assistant message"),
+        ('{"messages": [{"role": "bot", "content": "Hi"}]}', r"line 2, message 1: unknown role 'bot'"),
+        ('{"messages": [{"role": "user"}]}', r'line 2, message 1: missing field "content"'),
+        ("[1, 2]", r"line 2: expected a JSON object, found list"),
+    ],
+)
 def test_specific_messages_name_the_line(tmp_path, line, fragment):
     f = write_jsonl(tmp_path / "bad.jsonl", [{"messages": QA}, line])
     with pytest.raises(CorpusError, match=fragment):
@@ -106,17 +117,26 @@ def test_examples_longer_than_the_context_are_truncated_or_dropped_and_counted()
     cut = encode_conversations(convs, tok, TEMPLATE, block_size=16, too_long="truncate")
     assert (cut.truncated, cut.dropped, len(cut.ids)) == (1, 1, 2)  # the long prompt leaves no reply: dropped
     assert all(len(ids) <= 17 for ids in cut.ids)
-    assert cut.report(16, "truncate", "training") == ("2 of 3 training examples were longer than the context of 16 "
-                                                      "tokens: 1 truncated to fit, 1 dropped (no reply left after "
-                                                      "truncation).")
+    assert cut.report(16, "truncate", "training") == (
+        "2 of 3 training examples were longer than the context of 16 "
+        "tokens: 1 truncated to fit, 1 dropped (no reply left after "
+        "truncation)."
+    )
     drop = encode_conversations(convs, tok, TEMPLATE, block_size=16, too_long="drop")
     assert (drop.truncated, drop.dropped, drop.kept_indices) == (0, 2, [0])
     assert "2 dropped (longer than the context)" in drop.report(16, "drop", "training")
 
 
 def test_batches_pad_with_no_loss_and_learn_only_the_replies(tmp_path):
-    convs = [QA, [{"role": "system", "content": "Be kind"}, *QA, {"role": "user", "content": "Bye"},
-                  {"role": "assistant", "content": "Bye now"}]]
+    convs = [
+        QA,
+        [
+            {"role": "system", "content": "Be kind"},
+            *QA,
+            {"role": "user", "content": "Bye"},
+            {"role": "assistant", "content": "Bye now"},
+        ],
+    ]
     tok = tokenizer_for(convs)
     enc = encode_conversations(convs, tok, TEMPLATE, block_size=64)
     write_examples(tmp_path, "train", enc, tok.vocab_size)
@@ -129,7 +149,7 @@ def test_batches_pad_with_no_loss_and_learn_only_the_replies(tmp_path):
         learned = [t for t in y[row].tolist() if t != -1]
         replies = [m["content"] for m in convs[row] if m["role"] == "assistant"]
         assert learned == [t for r in replies for t in tok.encode(r) + [end]]
-        assert x[row, :len(ids) - 1].tolist() == ids[:-1]
-    assert (y[0, len(enc.ids[0]) - 1:] == -1).all()  # padding
+        assert x[row, : len(ids) - 1].tolist() == ids[:-1]
+    assert (y[0, len(enc.ids[0]) - 1 :] == -1).all()  # padding
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert all(torch.equal(a, b) for a, b in zip(ex.random_batch(4, g1), ex.random_batch(4, g2)))

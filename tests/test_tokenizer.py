@@ -1,4 +1,5 @@
 """Tokenizers: round trips for the three kinds, save/load, and the errors a user can meet."""
+
 import json
 import os
 
@@ -12,13 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import DownloadError, TokenizerError
-from core.tokenizer import (BPETokenizer, CharTokenizer, GPT2Tokenizer, Tokenizer, load_tokenizer,
-                            make_tokenizer)
+from core.tokenizer import BPETokenizer, CharTokenizer, GPT2Tokenizer, Tokenizer, load_tokenizer, make_tokenizer
 
 SAMPLES = [
     "hello world",
     "你好，世界",
-    "🌱🚀 👩‍💻",                         # the last one is a ZWJ sequence: 3 code points, one glyph
+    "🌱🚀 👩‍💻",  # the last one is a ZWJ sequence: 3 code points, one glyph
     "cafe\u0301 n\u0303 a\u030a\u0323",  # combining marks
     "line one\nline two\r\n\ttabbed\t\n\n\n  indented",
     "  spaces  at both ends  ",
@@ -98,7 +98,7 @@ def test_decode_of_half_a_character(toks):
     tok = toks["gpt2"]
     ids = tok.encode("🌱")
     assert len(ids) > 1  # one emoji, several byte-level tokens
-    assert tok.decode_bytes(ids[:1]) == "🌱".encode("utf-8")[:len(tok.decode_bytes(ids[:1]))]
+    assert tok.decode_bytes(ids[:1]) == "🌱".encode()[: len(tok.decode_bytes(ids[:1]))]
     assert "\ufffd" in tok.decode(ids[:1])
     assert b"".join(tok.decode_bytes([i]) for i in ids).decode("utf-8") == "🌱"
 
@@ -153,7 +153,7 @@ def test_saved_files_are_plain_text(toks, tmp_path):
 
 
 def test_char_save_keeps_every_character(tmp_path):
-    text = "a\n\t\r\x00\x7f\u2028\u2029\"\\ é中🌱\ufeff\u0301"
+    text = 'a\n\t\r\x00\x7f\u2028\u2029"\\ é中🌱\ufeff\u0301'
     tok = CharTokenizer.from_text(text)
     tok.save(tmp_path)
     back = load_tokenizer(tmp_path)

@@ -9,10 +9,10 @@ import torch
 from core import files, runs
 from core.errors import CheckpointError, ConfigError, CorpusError
 from core.model import GPT, preset_config
-from core.tokenizer import CharTokenizer
 from core.prepare import prepare_run
+from core.tokenizer import CharTokenizer
 from core.train import Trainer
-from core.train_config import lr_at, TrainConfig
+from core.train_config import TrainConfig, lr_at
 
 VOLATILE = ("tokens_per_sec", "elapsed_s")
 
@@ -20,8 +20,17 @@ VOLATILE = ("tokens_per_sec", "elapsed_s")
 def make_run(path, text, *, preset="tiny", dropout=0.0, **train):
     tok = CharTokenizer.from_text(text)
     cfg = preset_config(preset, tok.vocab_size, dropout=dropout)
-    defaults = dict(batch_size=8, max_steps=40, eval_every=10, eval_batches=4, log_every=5, warmup_steps=5,
-                    lr=3e-3, sample_tokens=20, device="cpu")
+    defaults = dict(
+        batch_size=8,
+        max_steps=40,
+        eval_every=10,
+        eval_batches=4,
+        log_every=5,
+        warmup_steps=5,
+        lr=3e-3,
+        sample_tokens=20,
+        device="cpu",
+    )
     defaults.update(train)
     return prepare_run(path, text, tok, cfg, TrainConfig(**defaults), data_name="test")
 
@@ -35,8 +44,16 @@ def test_validation_loss_falls_below_unigram_entropy(tmp_path, shakespeare_text)
     counts = Counter(shakespeare_text)
     n = len(shakespeare_text)
     unigram = -sum(c / n * math.log(c / n) for c in counts.values())  # nats per character, ~3.3
-    run = make_run(tmp_path / "r", shakespeare_text, preset="nano", max_steps=300, eval_every=100,
-                   batch_size=16, lr=1e-2, warmup_steps=20)
+    run = make_run(
+        tmp_path / "r",
+        shakespeare_text,
+        preset="nano",
+        max_steps=300,
+        eval_every=100,
+        batch_size=16,
+        lr=1e-2,
+        warmup_steps=20,
+    )
     result = Trainer(run).fit()
     assert result.state == "completed" and result.step == 300
     records = [r for r in metrics(run) if "val_loss" in r]
@@ -133,8 +150,20 @@ def test_run_directory_holds_no_pickle(tmp_path, shakespeare_text):
     for p in files:  # nothing in the run is a pickle stream (protocol 2+ starts with 0x80)
         assert not p.read_bytes()[:1] == b"\x80", p
     names = {p.name for p in files}
-    assert {"config.json", "status.json", "metrics.jsonl", "samples.jsonl", "tokenizer.json", "model.safetensors",
-            "trainer.safetensors", "meta.json", "last.json", "best.json", "train.bin", "val.bin"} <= names
+    assert {
+        "config.json",
+        "status.json",
+        "metrics.jsonl",
+        "samples.jsonl",
+        "tokenizer.json",
+        "model.safetensors",
+        "trainer.safetensors",
+        "meta.json",
+        "last.json",
+        "best.json",
+        "train.bin",
+        "val.bin",
+    } <= names
     record = json.loads((run / runs.METRICS).read_text().splitlines()[0])
     assert {"step", "train_loss", "lr", "tokens_per_sec", "elapsed_s"} <= set(record)
 
@@ -191,6 +220,7 @@ def test_schedule_warms_up_then_decays_to_the_budget():
 def test_gradient_accumulation_matches_a_bigger_batch(tmp_path, shakespeare_text):
     """Two micro-batches of 4 give the same first step as the same 8 windows at once."""
     from core.data import get_batch, open_tokens
+
     text = shakespeare_text[:30_000]
     run = make_run(tmp_path / "r", text, batch_size=4, grad_accum=2, max_steps=1, warmup_steps=0)
     trainer = Trainer(run)
@@ -203,8 +233,8 @@ def test_gradient_accumulation_matches_a_bigger_batch(tmp_path, shakespeare_text
     expected = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
     for x, y in ((xa, ya), (xb, yb)):
-        _, l = model(x, y)
-        (l / 2).backward()
+        _, loss = model(x, y)
+        (loss / 2).backward()
     for n, p in model.named_parameters():
         assert torch.allclose(p.grad, expected[n], atol=1e-6), n
 
@@ -238,6 +268,7 @@ def test_muon_trains_and_resumes_exactly(tmp_path, shakespeare_text):
 
 def test_newton_schulz_batch_equals_one_matrix_at_a_time():
     from core.optim import newton_schulz
+
     torch.manual_seed(0)
     for shape in ((3, 16, 48), (3, 48, 16)):  # wide and tall: the tall ones are done transposed
         g = torch.randn(*shape)

@@ -7,6 +7,7 @@ by hand for a longer hunt:
 Any exception other than a NewleafError (whose message the app shows) is a crash: libFuzzer saves the input
 and the process exits non-zero.
 """
+
 import os
 import sys
 import tempfile
@@ -23,7 +24,6 @@ import torch  # noqa: F401
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 with atheris.instrument_imports():
     from core import files
-    from core import runs
     from core.data import read_text_file
     from core.errors import NewleafError
     from core.sft_data import load_finetune_data

@@ -1,4 +1,5 @@
 """What the reliability tests share: small runs made on the spot, owners, waiting, and the fuzzing settings."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ from hypothesis import HealthCheck, settings
 
 from core import files, runs
 from core.model import GPTConfig
-from core.tokenizer import CharTokenizer
 from core.prepare import prepare_run
+from core.tokenizer import CharTokenizer
 from core.train import Trainer
 from core.train_config import TrainConfig
 from playground.jobs import owner_id
@@ -24,8 +25,14 @@ TEXT = SHAKESPEARE.read_text(encoding="utf-8")[:40_000]
 # run (derandomize: CI is reproducible), and a moderate number of them: the whole fuzz part takes well under a
 # minute. NEWLEAF_FUZZ_EXAMPLES raises the count for a longer local hunt.
 FUZZ_EXAMPLES = int(os.environ.get("NEWLEAF_FUZZ_EXAMPLES", "0")) or None
-FUZZ = settings(deadline=None, derandomize=FUZZ_EXAMPLES is None, database=None, print_blob=True,
-                suppress_health_check=list(HealthCheck), max_examples=FUZZ_EXAMPLES or 60)
+FUZZ = settings(
+    deadline=None,
+    derandomize=FUZZ_EXAMPLES is None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+    max_examples=FUZZ_EXAMPLES or 60,
+)
 
 
 def fuzz(max_examples: int):
@@ -35,10 +42,20 @@ def fuzz(max_examples: int):
 def make_run(path, text: str = TEXT, *, n_layer=2, n_head=2, n_embd=32, block_size=32, **train) -> Path:
     """A run directory of a small character-level model (not trained yet)."""
     tok = CharTokenizer.from_text(text)
-    cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size,
-                    vocab_size=tok.vocab_size)
-    defaults = dict(batch_size=4, max_steps=6, eval_every=3, eval_batches=1, log_every=3, warmup_steps=2,
-                    sample_every=10**6, sample_tokens=4, lr=3e-3, device="cpu", threads=1)
+    cfg = GPTConfig(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=block_size, vocab_size=tok.vocab_size)
+    defaults = dict(
+        batch_size=4,
+        max_steps=6,
+        eval_every=3,
+        eval_batches=1,
+        log_every=3,
+        warmup_steps=2,
+        sample_every=10**6,
+        sample_tokens=4,
+        lr=3e-3,
+        device="cpu",
+        threads=1,
+    )
     defaults.update(train)
     return prepare_run(path, text, tok, cfg, TrainConfig(**defaults), data_name="test")
 
@@ -73,8 +90,10 @@ def wait_for(predicate, timeout: float = 120.0, every: float = 0.2, what: str = 
 @contextmanager
 def no_hang(seconds: int = 60):
     """Fail (instead of hanging CI) when the body runs for minutes: a parser that loops forever is a bug."""
+
     def alarm(*_):
         raise TimeoutError(f"hung for more than {seconds} s")
+
     previous = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(seconds)
     try:

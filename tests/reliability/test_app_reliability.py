@@ -10,6 +10,7 @@ gradio_client by several sessions at once:
 - run ids and file names from clients cannot leave the runs directory; uploads are size-checked; a run's zip
   can be uploaded, and a hostile one is refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,15 @@ def app(tmp_path_factory):
     root = base / "runs"
     root.mkdir()
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {"NEWLEAF_RUNS": str(root), "NEWLEAF_TRAIN_THREADS": "1", "NEWLEAF_MAX_UPLOAD_MB": "1",
-                            "NEWLEAF_MAX_QUEUE": str(MAX_QUEUE), "NEWLEAF_MAX_NEW_TOKENS": "50",
-                            "NEWLEAF_MAX_CONTEXT": "64", "NEWLEAF_GENERATE_CONCURRENCY": "2"}.items():
+        for name, value in {
+            "NEWLEAF_RUNS": str(root),
+            "NEWLEAF_TRAIN_THREADS": "1",
+            "NEWLEAF_MAX_UPLOAD_MB": "1",
+            "NEWLEAF_MAX_QUEUE": str(MAX_QUEUE),
+            "NEWLEAF_MAX_NEW_TOKENS": "50",
+            "NEWLEAF_MAX_CONTEXT": "64",
+            "NEWLEAF_GENERATE_CONCURRENCY": "2",
+        }.items():
             mp.setenv(name, value)
         mp.delenv("SPACE_ID", raising=False)
         settings = Settings.from_env()
@@ -63,8 +70,14 @@ def app(tmp_path_factory):
         demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **launch_kwargs(settings))
         url = f"http://127.0.0.1:{port}/"
         try:
-            yield {"url": url, "root": root, "base": base, "jobs": jobs, "settings": settings,
-                   "client": lambda: Client(url, verbose=False, download_files=str(base / "downloads"))}
+            yield {
+                "url": url,
+                "root": root,
+                "base": base,
+                "jobs": jobs,
+                "settings": settings,
+                "client": lambda: Client(url, verbose=False, download_files=str(base / "downloads")),
+            }
         finally:
             demo.close()
             jobs.shutdown()
@@ -72,8 +85,24 @@ def app(tmp_path_factory):
 
 def start(client, token, title, steps=8, eval_every=4, **model):
     m = {**TINY, **model}
-    out = client.predict(token, title, 3e-3, 4, steps, 0, eval_every, 1, "en", m["n_layer"], m["n_head"],
-                         m["n_embd"], m["block_size"], m["dropout"], m["preset"], api_name="/start_training")
+    out = client.predict(
+        token,
+        title,
+        3e-3,
+        4,
+        steps,
+        0,
+        eval_every,
+        1,
+        "en",
+        m["n_layer"],
+        m["n_head"],
+        m["n_embd"],
+        m["block_size"],
+        m["dropout"],
+        m["preset"],
+        api_name="/start_training",
+    )
     return out[0], out[1]
 
 
@@ -82,8 +111,7 @@ def poll(client, token, run_id):
 
 
 def generate(client, token, run_id, prompt="ROMEO:", n=5):
-    return client.predict(token, run_id, prompt, n, 0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, "", 1,
-                          api_name="/generate")
+    return client.predict(token, run_id, prompt, n, 0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, "", 1, api_name="/generate")
 
 
 def state(app, run_id) -> str:
@@ -125,9 +153,13 @@ def test_four_sessions_train_poll_and_generate_at_once(app):
         for j, other in run_ids.items():
             if j == i:
                 continue
-            for api, args in (("/stop_training", (token, other, "en")), ("/ask_delete", (token, other, "en")),
-                              ("/delete_run", (token, other, "en")), ("/load_run", (token, other, "en")),
-                              ("/download_checkpoint", (token, other, "best", "en"))):
+            for api, args in (
+                ("/stop_training", (token, other, "en")),
+                ("/ask_delete", (token, other, "en")),
+                ("/delete_run", (token, other, "en")),
+                ("/load_run", (token, other, "en")),
+                ("/download_checkpoint", (token, other, "best", "en")),
+            ):
                 with pytest.raises(AppError, match=NOT_YOURS):
                     c.predict(*args, api_name=api)
             with pytest.raises(AppError, match=NOT_YOURS):
@@ -158,8 +190,9 @@ def test_four_sessions_train_poll_and_generate_at_once(app):
         assert seen["own_generation"] and len(seen["own_generation"]) == 5
         assert state(app, run_ids[i]) == "completed"
     # two slots: at least two of the four jobs waited, and their position was shown
-    positions = {int(m) for s in results.values() for status in s["statuses"]
-                 for m in re.findall(r"position (\d+)", status)}
+    positions = {
+        int(m) for s in results.values() for status in s["statuses"] for m in re.findall(r"position (\d+)", status)
+    }
     assert {1, 2} <= positions, positions
     assert sum(s["generated_while_training"] for s in results.values()) >= 1
 
@@ -177,8 +210,9 @@ def test_a_dying_training_process_shows_as_failed_and_can_be_resumed(app):
     pid = app["jobs"].procs[run_id].pid
     os.kill(pid, signal.SIGKILL)  # what the out-of-memory killer does
 
-    status = wait_for(lambda: (s := poll(c, token, run_id)[0]) and "failed" in s and s, timeout=60,
-                      what="the run to show as failed")
+    status = wait_for(
+        lambda: (s := poll(c, token, run_id)[0]) and "failed" in s and s, timeout=60, what="the run to show as failed"
+    )
     assert "killed by SIGKILL (out of memory?)" in status and "Resume" in status
     killed_at = runs.checkpoint_meta(path)["step"]
     # the app keeps serving: the list, the failed run's own checkpoint, other endpoints
@@ -188,15 +222,19 @@ def test_a_dying_training_process_shows_as_failed_and_can_be_resumed(app):
     # a process that fails with an error: its message becomes the reason
     (path / "data" / "train.bin").write_bytes((path / "data" / "train.bin").read_bytes() + b"\0")
     c.predict(token, run_id, False, 0.6, "en", api_name="/resume_training")
-    status = wait_for(lambda: (s := poll(c, token, run_id)[0]) and "failed" in s and s, timeout=120,
-                      what="the corrupt run to fail")
+    status = wait_for(
+        lambda: (s := poll(c, token, run_id)[0]) and "failed" in s and s, timeout=120, what="the corrupt run to fail"
+    )
     assert "Training failed (exit code 2): train.bin is not a token file" in status
 
     # repaired, it resumes from its last checkpoint and goes on
     (path / "data" / "train.bin").write_bytes((path / "data" / "train.bin").read_bytes()[:-1])
     c.predict(token, run_id, False, 0.6, "en", api_name="/resume_training")
-    wait_for(lambda: (runs.checkpoint_meta(path) or {}).get("step", 0) > killed_at, timeout=180,
-             what="training to go on after the resume")
+    wait_for(
+        lambda: (runs.checkpoint_meta(path) or {}).get("step", 0) > killed_at,
+        timeout=180,
+        what="training to go on after the resume",
+    )
     c.predict(token, run_id, "en", api_name="/stop_training")
     wait_for(lambda: state(app, run_id) == "stopped", timeout=120, what="the stop")
     assert runs.checkpoint_meta(path)["step"] > killed_at
@@ -214,8 +252,26 @@ def test_a_hundred_rapid_generate_requests_are_answered_or_refused_as_busy(app):
         assert generate(c, TOKENS[0], "example")
     before = rss_bytes()
     prompts = ["ROMEO:", "JULIET:", "To be", "What, ho!", "My lord"]
-    jobs = [clients[i % 4].submit(TOKENS[i % 4], "example", prompts[i % 5], 5, 0.8, 50, 0.95, 0.0, 1.0, 0.0, 0.0,
-                                  i, "", 1, api_name="/generate") for i in range(100)]
+    jobs = [
+        clients[i % 4].submit(
+            TOKENS[i % 4],
+            "example",
+            prompts[i % 5],
+            5,
+            0.8,
+            50,
+            0.95,
+            0.0,
+            1.0,
+            0.0,
+            0.0,
+            i,
+            "",
+            1,
+            api_name="/generate",
+        )
+        for i in range(100)
+    ]
     answered, busy, other = 0, [], []
     for job in jobs:
         try:
@@ -244,8 +300,10 @@ def test_a_full_queue_refuses_at_once_with_a_busy_message(app, monkeypatch):
     monkeypatch.setattr(tab_generate, "get_model", held)
     c = app["client"]()
     extra = 5
-    jobs = [c.submit(TOKENS[0], "example", "ROMEO:", 5, 0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, "", 1,
-                     api_name="/generate") for _ in range(MAX_QUEUE + 2 + extra)]  # 2 generation slots
+    jobs = [
+        c.submit(TOKENS[0], "example", "ROMEO:", 5, 0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 1, "", 1, api_name="/generate")
+        for _ in range(MAX_QUEUE + 2 + extra)
+    ]  # 2 generation slots
     try:
         wait_for(lambda: sum(j.done() for j in jobs) >= extra, timeout=120, what="the refusals")
     finally:
@@ -313,12 +371,28 @@ def test_uploaded_file_names_are_never_used_to_write(app):
     stored = Path(r.json()[0])
     assert stored.name == "escaped.txt" and ".." not in stored.parts and stored.read_bytes() == body
     assert not list(app["base"].rglob("escaped.txt")) and not Path("/tmp/escaped.txt").exists()
-    event, data = call(app, "load_data", "upload", [{"path": str(stored), "meta": {"_type": "gradio.FileData"}}],
-                       "", "char", 1024, "en")
+    event, data = call(
+        app,
+        "load_data",
+        "upload",
+        [{"path": str(stored), "meta": {"_type": "gradio.FileData"}}],
+        "",
+        "char",
+        1024,
+        "en",
+    )
     assert event == "complete" and "escaped.txt" in data
     for path in (app["base"] / "outside" / "secret.txt", Path("/etc/passwd")):
-        event, data = call(app, "load_data", "upload", [{"path": str(path), "meta": {"_type": "gradio.FileData"}}],
-                           "", "char", 1024, "en")
+        event, data = call(
+            app,
+            "load_data",
+            "upload",
+            [{"path": str(path), "meta": {"_type": "gradio.FileData"}}],
+            "",
+            "char",
+            1024,
+            "en",
+        )
         assert event == "error" and "do not touch" not in data and "root:" not in data
 
 
@@ -343,6 +417,7 @@ def test_limits_through_the_app(app):
 
 def test_upload_a_run_zip(app, tmp_path):
     a, b = app["client"](), app["client"]()
+
     def mine():
         return {r["id"] for r in app["jobs"].list_runs(TOKENS[3]) if not r["shared"]}
 

@@ -1,6 +1,7 @@
 """Faults that are not a kill: a full disk while a checkpoint is written, a runs directory that cannot be written,
 and a loss that becomes NaN or infinite. Each ends in one clear message and a run whose last good checkpoint
 still loads and resumes."""
+
 from __future__ import annotations
 
 import errno
@@ -117,8 +118,10 @@ def test_cli_says_one_clear_line_and_exits_non_zero_on_a_full_disk(tmp_path, mon
     code = cli.main(["train", "--out", str(run), "--resume", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
-    assert len(err) == 1 and err[0].startswith("newleaf: error: Could not save the checkpoint of step 4: No space "
-                                               "left on device; the previous checkpoint (step 2) is intact")
+    assert len(err) == 1 and err[0].startswith(
+        "newleaf: error: Could not save the checkpoint of step 4: No space "
+        "left on device; the previous checkpoint (step 2) is intact"
+    )
     assert "Traceback" not in "\n".join(err)
 
 
@@ -128,8 +131,12 @@ def small_tmpfs(tmp_path):
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
     size = 2 * 1024 * 1024
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a tmpfs here (not root, or no CAP_SYS_ADMIN)")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
@@ -137,8 +144,9 @@ def small_tmpfs(tmp_path):
 
 def test_a_really_full_disk(small_tmpfs, tmp_path):
     """2 MB of disk: the token files and the first checkpoint (1.3 MB) fit, the second does not."""
-    run = make_run(small_tmpfs / "run", n_layer=2, n_head=4, n_embd=64, block_size=32, max_steps=STEPS,
-                   eval_every=EVERY)
+    run = make_run(
+        small_tmpfs / "run", n_layer=2, n_head=4, n_embd=64, block_size=32, max_steps=STEPS, eval_every=EVERY
+    )
     code = cli.main(["train", "--out", str(run), "--resume", "--quiet"])
     assert code != 0
     status = runs.read_status(run)
@@ -177,8 +185,10 @@ def test_read_only_runs_directory(tmp_path):
     """A read-only filesystem under the runs directory: creating a run says so; nothing half-made is left."""
     mnt = tmp_path / "ro"
     mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
+    if (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mnt)], capture_output=True).returncode
+        != 0
+    ):
         pytest.skip("cannot mount a read-only tmpfs here")
     try:
         jobs = Jobs(mnt)  # an existing (empty) runs directory is fine to list...
@@ -275,14 +285,15 @@ def test_after_an_app_restart_a_still_running_job_holds_its_slot_and_its_end_is_
     import sys
 
     from tests.reliability.helpers import own, wait_for
+
     root = (tmp_path / "runs").resolve()
     root.mkdir()
     gone = own(make_run(root / "gone"), "a")
-    runs.write_status(gone, "running", "Training.", pid=2 ** 22 + 12345)  # a process that no longer exists
+    runs.write_status(gone, "running", "Training.", pid=2**22 + 12345)  # a process that no longer exists
     orphan = own(make_run(root / "orphan"), "a")
     # stands in for a worker the previous app started: its command line names the run, as the real one does
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(orphan)])
-    waiting = own(make_run(root / "waiting", max_steps=2, eval_every=2), "a")
+    own(make_run(root / "waiting", max_steps=2, eval_every=2), "a")
     try:
         runs.write_status(orphan, "running", "Training.", pid=proc.pid)
         jobs = Jobs(root, max_concurrent=1, poll_seconds=0.1)

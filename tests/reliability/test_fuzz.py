@@ -6,6 +6,7 @@ Every case must end in success or a NewleafError with a message (what the app sh
 exception, which the app would report as "Something went wrong", and never a hang. Successful text must be real
 Unicode (no lone surrogates), so that what loads can also be tokenized and saved.
 """
+
 from __future__ import annotations
 
 import base64
@@ -31,18 +32,49 @@ from tests.reliability.helpers import fuzz, no_hang, trained_run
 # Strategies
 
 # zero-width, right-to-left and bidi controls, a combining accent, NUL, a BOM, quotes and JSON/CSV syntax
-WEIRD = list("\u200b\u200c\u200d\u2060\ufeff\u202e\u202d\u2066\u2069\u200f\u200e\u061c\u0301\x00\r\n\t\"',{}[]:\\ "
-             "é東🙂") + ["\u05e9\u05dc\u05d5\u05dd", "مرحبا", "<|user|>", "<|endoftext|>"]
+WEIRD = list(
+    "\u200b\u200c\u200d\u2060\ufeff\u202e\u202d\u2066\u2069\u200f\u200e\u061c\u0301\x00\r\n\t\"',{}[]:\\ é東🙂"
+) + ["\u05e9\u05dc\u05d5\u05dd", "مرحبا", "<|user|>", "<|endoftext|>"]
 text = st.lists(st.characters(codec="utf-8") | st.sampled_from(WEIRD), max_size=30).map("".join)
-KEYS = ["text", "messages", "conversations", "role", "content", "from", "value", "instruction", "input", "output",
-        "prompt", "completion", "system", "kind", "chars", "special_tokens", "pattern", "vocab_size",
-        "requested_vocab_size", "name", "dir", "step", "model", "n_layer", "n_head", "n_embd", "block_size",
-        "user", "assistant", "human", "gpt"]
-scalars = (st.none() | st.booleans() | st.integers(-3, 300) | st.integers() | st.floats() | text
-           | st.sampled_from(KEYS))
-json_values = st.recursive(scalars, lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | text,
-                                                                                          c, max_size=5),
-                           max_leaves=25)
+KEYS = [
+    "text",
+    "messages",
+    "conversations",
+    "role",
+    "content",
+    "from",
+    "value",
+    "instruction",
+    "input",
+    "output",
+    "prompt",
+    "completion",
+    "system",
+    "kind",
+    "chars",
+    "special_tokens",
+    "pattern",
+    "vocab_size",
+    "requested_vocab_size",
+    "name",
+    "dir",
+    "step",
+    "model",
+    "n_layer",
+    "n_head",
+    "n_embd",
+    "block_size",
+    "user",
+    "assistant",
+    "human",
+    "gpt",
+]
+scalars = st.none() | st.booleans() | st.integers(-3, 300) | st.integers() | st.floats() | text | st.sampled_from(KEYS)
+json_values = st.recursive(
+    scalars,
+    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | text, c, max_size=5),
+    max_leaves=25,
+)
 
 
 def deep(n: int) -> bytes:
@@ -50,19 +82,23 @@ def deep(n: int) -> bytes:
 
 
 SPECIAL_LINES = [
-    deep(50), deep(5000), deep(100_000),            # nested deeper than Python's recursion limit
-    b'{"text": ' + b"1" * 5000 + b"}",               # an integer too long for int()
-    b'{"text": "\\ud800 lone surrogate"}',            # JSON's spelling of a non-character
-    b'{"text": "' + b"a" * 300_000 + b'"}',          # a huge line
-    b"\xff\xfe\x00\x01", b"\xc3\x28", b"\xed\xa0\x80",  # invalid UTF-8
-    b"\xef\xbb\xbf" + b'{"text": "bom"}',            # a byte-order mark
+    deep(50),
+    deep(5000),
+    deep(100_000),  # nested deeper than Python's recursion limit
+    b'{"text": ' + b"1" * 5000 + b"}",  # an integer too long for int()
+    b'{"text": "\\ud800 lone surrogate"}',  # JSON's spelling of a non-character
+    b'{"text": "' + b"a" * 300_000 + b'"}',  # a huge line
+    b"\xff\xfe\x00\x01",
+    b"\xc3\x28",
+    b"\xed\xa0\x80",  # invalid UTF-8
+    b"\xef\xbb\xbf" + b'{"text": "bom"}',  # a byte-order mark
     b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "\\u202eolleh"}]}',
     b'{"conversations": [{"from": ["list"], "value": "x"}]}',
     b'{"instruction": {"a": 1}, "output": "x"}',
     b'{"prompt": "p", "completion": ""}',
     b'{"text": "ok"}',
-    b"text,prompt,response\n\"unterminated,x,y",
-    b"\"\"\"",
+    b'text,prompt,response\n"unterminated,x,y',
+    b'"""',
 ]
 
 
@@ -73,7 +109,7 @@ def line(draw) -> bytes:
         return json.dumps(draw(json_values), ensure_ascii=draw(st.booleans())).encode("utf-8", "surrogatepass")
     if kind == 1:
         raw = json.dumps(draw(json_values)).encode("utf-8", "surrogatepass")
-        return raw[:draw(st.integers(0, len(raw)))]  # truncated
+        return raw[: draw(st.integers(0, len(raw)))]  # truncated
     if kind == 2:
         return draw(st.binary(max_size=40))
     if kind == 3:
@@ -127,8 +163,11 @@ def write(folder: Path, name: str, data: bytes) -> Path:
 
 
 @fuzz(150)
-@given(data=document(), suffix=st.sampled_from([".txt", ".md", ".jsonl", ".csv", ".JSONL"]),
-       column=st.none() | st.sampled_from(["text", "prompt", "nope"]) | text)
+@given(
+    data=document(),
+    suffix=st.sampled_from([".txt", ".md", ".jsonl", ".csv", ".JSONL"]),
+    column=st.none() | st.sampled_from(["text", "prompt", "nope"]) | text,
+)
 @example(data=b"text\n" + b"x" * 200_000 + b"\n", suffix=".csv", column=None)
 @example(data=b'\xef\xbb\xbf{"text": "\\u200b\\u202e"}\n', suffix=".jsonl", column=None)
 def test_corpus_parsers(scratch, data, suffix, column):
@@ -155,15 +194,21 @@ def test_every_special_line_in_every_format(scratch, suffix, special):
 def chat_record(draw):
     """Near-valid examples of every accepted shape, with wrong types and missing fields mixed in."""
     content = text | json_values
-    message = st.fixed_dictionaries({}, optional={"role": st.sampled_from(["user", "assistant", "system", "bot"])
-                                                  | json_values, "content": content,
-                                                  "from": st.sampled_from(["human", "gpt", "x"]) | json_values,
-                                                  "value": content})
+    message = st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["user", "assistant", "system", "bot"]) | json_values,
+            "content": content,
+            "from": st.sampled_from(["human", "gpt", "x"]) | json_values,
+            "value": content,
+        },
+    )
     shapes = [
         st.fixed_dictionaries({"messages": st.lists(message, max_size=4) | json_values}),
         st.fixed_dictionaries({"conversations": st.lists(message, max_size=4)}),
-        st.fixed_dictionaries({}, optional={"instruction": content, "input": content, "output": content,
-                                            "system": content}),
+        st.fixed_dictionaries(
+            {}, optional={"instruction": content, "input": content, "output": content, "system": content}
+        ),
         st.fixed_dictionaries({}, optional={"prompt": content, "completion": content, "system": content}),
         st.fixed_dictionaries({"text": content}),
         json_values,
@@ -172,8 +217,13 @@ def chat_record(draw):
 
 
 @fuzz(150)
-@given(records=st.lists(chat_record(), max_size=6), suffix=st.sampled_from([".jsonl", ".json", ".csv"]),
-       mutate=st.integers(0, 3), cut=st.integers(0, 10**6), noise=line())
+@given(
+    records=st.lists(chat_record(), max_size=6),
+    suffix=st.sampled_from([".jsonl", ".json", ".csv"]),
+    mutate=st.integers(0, 3),
+    cut=st.integers(0, 10**6),
+    noise=line(),
+)
 def test_finetune_parsers(scratch, records, suffix, mutate, cut, noise):
     if suffix == ".json":
         data = json.dumps(records).encode("utf-8", "surrogatepass")
@@ -183,7 +233,7 @@ def test_finetune_parsers(scratch, records, suffix, mutate, cut, noise):
         rows = [["prompt", "response"]] + [[str(r)[:40], str(r)[40:80]] for r in records]
         data = "\n".join(",".join(json.dumps(c) for c in row) for row in rows).encode("utf-8", "surrogatepass")
     if mutate == 1:
-        data = data[:cut % (len(data) + 1)]
+        data = data[: cut % (len(data) + 1)]
     elif mutate == 2:
         data = data + b"\n" + noise
     path = write(scratch, f"chat{suffix}", data)
@@ -195,8 +245,7 @@ def test_finetune_parsers(scratch, records, suffix, mutate, cut, noise):
             for m in conversation:
                 assert m["role"] in ("system", "user", "assistant")
                 m["content"].encode("utf-8")
-    outcome(load_finetune_data, [path, path], prompt_column="prompt", response_column="response",
-            max_bytes=2_000_000)
+    outcome(load_finetune_data, [path, path], prompt_column="prompt", response_column="response", max_bytes=2_000_000)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -204,8 +253,10 @@ def test_finetune_parsers(scratch, records, suffix, mutate, cut, noise):
 
 
 ASCII_RANKS = {bytes([b]): b for b in range(256)}
-PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]"""
-           r"""|\s+(?!\S)|\s+""")  # GPT-4's split pattern, as a trained BPE saves it
+PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]"""
+    r"""|\s+(?!\S)|\s+"""
+)  # GPT-4's split pattern, as a trained BPE saves it
 
 
 @st.composite
@@ -213,21 +264,25 @@ def tokenizer_files(draw):
     kind = draw(st.sampled_from(["char", "bpe", "gpt2", "other"]) | json_values)
     config = {"kind": kind}
     if draw(st.booleans()):
-        config["chars"] = draw(st.lists(st.sampled_from(list("abc \n") + WEIRD) | json_values, max_size=8)
-                               | json_values)
+        config["chars"] = draw(
+            st.lists(st.sampled_from(list("abc \n") + WEIRD) | json_values, max_size=8) | json_values
+        )
     if draw(st.booleans()):
-        config.update(pattern=draw(st.sampled_from([PATTERN, r"\w+|\s+", "(", "[a-"]) | text),
-                      vocab_size=draw(st.integers(250, 262) | json_values),
-                      requested_vocab_size=draw(st.integers(0, 300) | json_values),
-                      name=draw(st.none() | text | json_values))
+        config.update(
+            pattern=draw(st.sampled_from([PATTERN, r"\w+|\s+", "(", "[a-"]) | text),
+            vocab_size=draw(st.integers(250, 262) | json_values),
+            requested_vocab_size=draw(st.integers(0, 300) | json_values),
+            name=draw(st.none() | text | json_values),
+        )
     if draw(st.booleans()):
-        config["special_tokens"] = draw(st.dictionaries(text, st.integers(0, 300) | json_values, max_size=3)
-                                        | json_values)
+        config["special_tokens"] = draw(
+            st.dictionaries(text, st.integers(0, 300) | json_values, max_size=3) | json_values
+        )
     if draw(st.integers(0, 5)) == 0:
         config = draw(json_values)
     raw = json.dumps(config).encode("utf-8", "surrogatepass")
     if draw(st.integers(0, 5)) == 0:
-        raw = raw[:draw(st.integers(0, len(raw)))]
+        raw = raw[: draw(st.integers(0, len(raw)))]
     ranks = dict(ASCII_RANKS)
     extra = draw(st.lists(st.binary(min_size=2, max_size=4), max_size=4, unique=True))
     for token in extra:
@@ -235,7 +290,7 @@ def tokenizer_files(draw):
     lines = [base64.b64encode(t) + b" %d" % r for t, r in ranks.items()]
     mode = draw(st.integers(0, 4))
     if mode == 1:
-        lines = lines[:draw(st.integers(0, len(lines)))]
+        lines = lines[: draw(st.integers(0, len(lines)))]
     elif mode == 2:
         lines.insert(draw(st.integers(0, len(lines))), draw(line()))
     elif mode == 3:
@@ -280,23 +335,43 @@ def crafted_safetensors(draw) -> bytes:
     tensors = {}
     for _ in range(draw(st.integers(0, 3))):
         name = draw(st.sampled_from(["transformer.wte.weight", "transformer.wpe.weight", "x"]) | text)
-        tensors[name] = {"dtype": draw(st.sampled_from(["F32", "F16", "BF16", "I64", "U8", "BOOL", "F64", "I8",
-                                                        "F8_E4M3", "U64", "C64", "XYZ"]) | json_values),
-                         "shape": draw(st.lists(st.integers(-1, 70), max_size=3) | json_values),
-                         "data_offsets": draw(st.lists(st.integers(-1, 10**6) | st.integers(), min_size=2,
-                                                       max_size=2) | json_values)}
+        tensors[name] = {
+            "dtype": draw(
+                st.sampled_from(
+                    ["F32", "F16", "BF16", "I64", "U8", "BOOL", "F64", "I8", "F8_E4M3", "U64", "C64", "XYZ"]
+                )
+                | json_values
+            ),
+            "shape": draw(st.lists(st.integers(-1, 70), max_size=3) | json_values),
+            "data_offsets": draw(
+                st.lists(st.integers(-1, 10**6) | st.integers(), min_size=2, max_size=2) | json_values
+            ),
+        }
     if draw(st.booleans()):
         tensors["__metadata__"] = draw(json_values)
     return safetensors_bytes(tensors, draw(st.binary(max_size=400)))
 
 
-TARGETS = ["config.json", "tokenizer.json", "checkpoints/last.json", "checkpoints/best.json", "meta.json",
-           "model.safetensors", "trainer.safetensors"]
+TARGETS = [
+    "config.json",
+    "tokenizer.json",
+    "checkpoints/last.json",
+    "checkpoints/best.json",
+    "meta.json",
+    "model.safetensors",
+    "trainer.safetensors",
+]
 
 
 @fuzz(120)
-@given(target=st.sampled_from(TARGETS), how=st.integers(0, 4), cut=st.integers(0, 10**7), noise=document(),
-       value=json_values, crafted=crafted_safetensors())
+@given(
+    target=st.sampled_from(TARGETS),
+    how=st.integers(0, 4),
+    cut=st.integers(0, 10**7),
+    noise=document(),
+    value=json_values,
+    crafted=crafted_safetensors(),
+)
 def test_checkpoint_loaders(good_run, tmp_path_factory, target, how, cut, noise, value, crafted):
     run = tmp_path_factory.mktemp("ck") / "run"
     shutil.copytree(good_run, run, ignore=shutil.ignore_patterns("data"))
@@ -304,14 +379,14 @@ def test_checkpoint_loaders(good_run, tmp_path_factory, target, how, cut, noise,
     path = ck / target if target in ("meta.json", "model.safetensors", "trainer.safetensors") else run / target
     original = path.read_bytes()
     if how == 0:
-        path.write_bytes(original[:cut % (len(original) + 1)])     # truncated
+        path.write_bytes(original[: cut % (len(original) + 1)])  # truncated
     elif how == 1:
-        path.write_bytes(noise)                                     # random bytes / lines
+        path.write_bytes(noise)  # random bytes / lines
     elif how == 2:
         path.write_bytes(json.dumps(value).encode("utf-8", "surrogatepass"))  # the wrong JSON
     elif how == 3:
-        path.write_bytes(crafted)                                   # a hand-made safetensors header
-    else:                                                           # one field of the JSON changed
+        path.write_bytes(crafted)  # a hand-made safetensors header
+    else:  # one field of the JSON changed
         try:
             doc = json.loads(original)
             key = sorted(doc)[cut % len(doc)] if isinstance(doc, dict) and doc else None
@@ -347,24 +422,66 @@ def test_json_readers_on_hostile_json(tmp_path, payload):
 # Hugging Face folders
 
 
-GPT2_NAMES = ["wte.weight", "wpe.weight", "ln_f.weight", "ln_f.bias", "h.0.ln_1.weight", "h.0.ln_1.bias",
-              "h.0.attn.c_attn.weight", "h.0.attn.c_attn.bias", "h.0.attn.c_proj.weight", "h.0.attn.c_proj.bias",
-              "h.0.ln_2.weight", "h.0.ln_2.bias", "h.0.mlp.c_fc.weight", "h.0.mlp.c_fc.bias",
-              "h.0.mlp.c_proj.weight", "h.0.mlp.c_proj.bias", "lm_head.weight", "h.0.attn.bias"]
+GPT2_NAMES = [
+    "wte.weight",
+    "wpe.weight",
+    "ln_f.weight",
+    "ln_f.bias",
+    "h.0.ln_1.weight",
+    "h.0.ln_1.bias",
+    "h.0.attn.c_attn.weight",
+    "h.0.attn.c_attn.bias",
+    "h.0.attn.c_proj.weight",
+    "h.0.attn.c_proj.bias",
+    "h.0.ln_2.weight",
+    "h.0.ln_2.bias",
+    "h.0.mlp.c_fc.weight",
+    "h.0.mlp.c_fc.bias",
+    "h.0.mlp.c_proj.weight",
+    "h.0.mlp.c_proj.bias",
+    "lm_head.weight",
+    "h.0.attn.bias",
+]
 
 
 @st.composite
 def hf_folder(draw):
     config = {"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8, "n_positions": 16, "vocab_size": 11}
-    for key in draw(st.lists(st.sampled_from(["model_type", "n_layer", "n_head", "n_embd", "n_positions",
-                                              "vocab_size", "n_ctx", "activation_function", "layer_norm_epsilon",
-                                              "n_inner", "resid_pdrop", "scale_attn_weights"]), max_size=3)):
+    for key in draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "model_type",
+                    "n_layer",
+                    "n_head",
+                    "n_embd",
+                    "n_positions",
+                    "vocab_size",
+                    "n_ctx",
+                    "activation_function",
+                    "layer_norm_epsilon",
+                    "n_inner",
+                    "resid_pdrop",
+                    "scale_attn_weights",
+                ]
+            ),
+            max_size=3,
+        )
+    ):
         config[key] = draw(json_values | st.integers(0, 10**12))
     if draw(st.integers(0, 6)) == 0:
         config = draw(json_values)
-    shapes = {"wte.weight": (11, 8), "wpe.weight": (16, 8), "h.0.attn.c_attn.weight": (8, 24),
-              "h.0.attn.c_attn.bias": (24,), "h.0.attn.c_proj.weight": (8, 8), "h.0.mlp.c_fc.weight": (8, 32),
-              "h.0.mlp.c_fc.bias": (32,), "h.0.mlp.c_proj.weight": (32, 8), "lm_head.weight": (11, 8)}
+    shapes = {
+        "wte.weight": (11, 8),
+        "wpe.weight": (16, 8),
+        "h.0.attn.c_attn.weight": (8, 24),
+        "h.0.attn.c_attn.bias": (24,),
+        "h.0.attn.c_proj.weight": (8, 8),
+        "h.0.mlp.c_fc.weight": (8, 32),
+        "h.0.mlp.c_fc.bias": (32,),
+        "h.0.mlp.c_proj.weight": (32, 8),
+        "lm_head.weight": (11, 8),
+    }
     tensors = {}
     for name in GPT2_NAMES:
         if draw(st.integers(0, 9)) == 0:
@@ -376,9 +493,16 @@ def hf_folder(draw):
         tensors[name] = torch.zeros(shape, dtype=dtype)
     index = None
     if draw(st.integers(0, 3)) == 0:
-        index = {"weight_map": draw(st.dictionaries(text, st.sampled_from(["model.safetensors", "../x.safetensors",
-                                                                            "pytorch_model.bin"]) | json_values,
-                                                    max_size=3) | json_values)}
+        index = {
+            "weight_map": draw(
+                st.dictionaries(
+                    text,
+                    st.sampled_from(["model.safetensors", "../x.safetensors", "pytorch_model.bin"]) | json_values,
+                    max_size=3,
+                )
+                | json_values
+            )
+        }
     return config, tensors, index, draw(st.booleans())
 
 

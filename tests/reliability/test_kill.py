@@ -8,6 +8,7 @@ the CI machine); one trial runs the real `python -m core train` command. Kills a
 process has done (its first logged step, the appearance of a checkpoint's temporary folder), plus a seeded
 random delay: a slow machine moves the kills to other steps, never the outcome.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -26,7 +27,7 @@ from core import cli, files, runs
 from core.train import Trainer
 from tests.reliability.helpers import REPO, make_run, wait_for
 
-INTERVAL = 2        # a checkpoint every 2 steps (eval_every)
+INTERVAL = 2  # a checkpoint every 2 steps (eval_every)
 STEPS = 30
 SEED = 20240611
 SHAPE = dict(n_layer=2, n_head=4, n_embd=64, block_size=32)  # big enough that a checkpoint takes a while to write
@@ -128,8 +129,12 @@ def test_sigkill_at_random_moments_loses_at_most_one_interval(setup):
     for trial in range(5):
         run = fresh(setup, f"random-{trial}")
         proc = start_forked(setup, run)
-        wait_for(lambda: logged_steps(run) or not proc.is_alive(), timeout=120, every=0.01,
-                 what="the first logged step")
+        wait_for(
+            lambda run=run, proc=proc: logged_steps(run) or not proc.is_alive(),
+            timeout=120,
+            every=0.01,
+            what="the first logged step",
+        )
         time.sleep(rng.uniform(0.0, 0.6))
         proc.kill()
         proc.join()
@@ -155,8 +160,13 @@ def test_sigkill_of_the_real_cli_command(setup):
     """The command the app runs for every job, as its own process, killed while it writes a checkpoint."""
     run = fresh(setup, "cli")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "core", "train", "--out", str(run), "--resume", "--quiet"],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core", "train", "--out", str(run), "--resume", "--quiet"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         kill_inside_a_write(run, lambda: proc.poll() is None, proc.kill, skip=2)
     finally:

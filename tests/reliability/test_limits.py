@@ -1,6 +1,7 @@
 """Limits, each with a clear message: upload size (given to launch(max_file_size=...) and checked again on the
 server), corpus size, model size (by the memory estimate), context length, max new tokens, max run time and
 steps, the request queue. All configurable by environment variables; stricter on a Hugging Face Space."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,26 +11,41 @@ import pytest
 
 from core import runs
 from core.data import read_text_file
+from core.engine import SamplingParams
 from core.errors import ConfigError, CorpusError, NewleafError
 from core.model import GPTConfig
 from core.train import Trainer
-from playground import tab_data, tab_model, tab_train
+from playground import corpus_choice, model_choices, tab_train
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.tab_generate import make_params
-from core.engine import SamplingParams
 from playground.ui import launch_kwargs, queue_kwargs
 from tests.reliability.helpers import make_run
 
-STRICTER_ON_A_SPACE = ("max_upload_mb", "max_corpus_mb", "max_model_mb", "max_run_seconds", "max_steps",
-                       "max_new_tokens", "max_prompt_chars", "max_context", "max_queue")
-ENV = {"max_upload_mb": "NEWLEAF_MAX_UPLOAD_MB", "max_corpus_mb": "NEWLEAF_MAX_CORPUS_MB",
-       "max_model_mb": "NEWLEAF_MAX_MODEL_MB", "max_run_seconds": "NEWLEAF_MAX_RUN_SECONDS",
-       "max_steps": "NEWLEAF_MAX_STEPS", "max_new_tokens": "NEWLEAF_MAX_NEW_TOKENS",
-       "max_prompt_chars": "NEWLEAF_MAX_PROMPT_CHARS",
-       "max_context": "NEWLEAF_MAX_CONTEXT", "max_queue": "NEWLEAF_MAX_QUEUE",
-       "max_concurrent_jobs": "NEWLEAF_MAX_JOBS",
-       "generate_concurrency": "NEWLEAF_GENERATE_CONCURRENCY"}
+STRICTER_ON_A_SPACE = (
+    "max_upload_mb",
+    "max_corpus_mb",
+    "max_model_mb",
+    "max_run_seconds",
+    "max_steps",
+    "max_new_tokens",
+    "max_prompt_chars",
+    "max_context",
+    "max_queue",
+)
+ENV = {
+    "max_upload_mb": "NEWLEAF_MAX_UPLOAD_MB",
+    "max_corpus_mb": "NEWLEAF_MAX_CORPUS_MB",
+    "max_model_mb": "NEWLEAF_MAX_MODEL_MB",
+    "max_run_seconds": "NEWLEAF_MAX_RUN_SECONDS",
+    "max_steps": "NEWLEAF_MAX_STEPS",
+    "max_new_tokens": "NEWLEAF_MAX_NEW_TOKENS",
+    "max_prompt_chars": "NEWLEAF_MAX_PROMPT_CHARS",
+    "max_context": "NEWLEAF_MAX_CONTEXT",
+    "max_queue": "NEWLEAF_MAX_QUEUE",
+    "max_concurrent_jobs": "NEWLEAF_MAX_JOBS",
+    "generate_concurrency": "NEWLEAF_GENERATE_CONCURRENCY",
+}
 MB = 1024 * 1024
 
 
@@ -73,7 +89,7 @@ def test_upload_size_is_checked_again_on_the_server(tmp_path):
     big = tmp_path / "big.txt"
     big.write_text("word " * 2000)
     with pytest.raises(CorpusError, match="big.txt is larger than the 0.005 MB upload limit"):
-        tab_data.load_choice({"source": "upload", "files": [str(big)]}, settings(max_upload_mb=0.005))
+        corpus_choice.load_choice({"source": "upload", "files": [str(big)]}, settings(max_upload_mb=0.005))
 
 
 def test_corpus_size(tmp_path, monkeypatch):
@@ -81,20 +97,22 @@ def test_corpus_size(tmp_path, monkeypatch):
     a.write_text("word " * 2000)
     b.write_text("word " * 2000)
     s = settings(max_corpus_mb=15_000 / MB)
-    with pytest.raises(CorpusError, match="Together these 2 files are 20,000 bytes, larger than the 15,000 bytes "
-                                          "limit"):
-        tab_data.load_choice({"source": "upload", "files": [str(a), str(b)]}, s)
+    with pytest.raises(
+        CorpusError, match="Together these 2 files are 20,000 bytes, larger than the 15,000 bytes limit"
+    ):
+        corpus_choice.load_choice({"source": "upload", "files": [str(a), str(b)]}, s)
     monkeypatch.setenv("NEWLEAF_MAX_CORPUS_BYTES", "5000")
-    with pytest.raises(CorpusError, match="a.txt is 10,000 bytes, larger than the 5,000 bytes limit.*"
-                                          "NEWLEAF_MAX_CORPUS_BYTES"):
+    with pytest.raises(
+        CorpusError, match="a.txt is 10,000 bytes, larger than the 5,000 bytes limit.*NEWLEAF_MAX_CORPUS_BYTES"
+    ):
         read_text_file(a)
 
 
 def test_model_size_by_the_memory_estimate():
     cfg = GPTConfig(n_layer=12, n_head=12, n_embd=768, block_size=256, vocab_size=65)
     with pytest.raises(ConfigError, match=r"needs about .* at batch size 8, more than the 100(.0)? MB allowed"):
-        tab_model.check_fits(cfg, 8, settings(max_model_mb=100))
-    assert tab_model.check_fits(GPTConfig(n_layer=1, n_head=1, n_embd=16, block_size=8), 1, settings()) > 0
+        model_choices.check_fits(cfg, 8, settings(max_model_mb=100))
+    assert model_choices.check_fits(GPTConfig(n_layer=1, n_head=1, n_embd=16, block_size=8), 1, settings()) > 0
 
 
 @pytest.fixture
@@ -112,7 +130,7 @@ def test_context_length(ctx):
     with pytest.raises(ConfigError, match="A context of 128 tokens is more than the 64 allowed here"):
         tab_train.create_run(ctx, "owner", None, "t", {**MODEL, "block_size": 128}, TRAIN)
     assert not list(ctx.jobs.root.iterdir())  # refused before anything was written
-    estimate = tab_model.estimate_markdown({**MODEL, "block_size": 128}, None, 4, ctx.settings)
+    estimate = model_choices.estimate_markdown({**MODEL, "block_size": 128}, None, 4, ctx.settings)
     assert "more than the 64 allowed" in estimate  # the Model tab says so before Start
 
 
@@ -145,7 +163,8 @@ def test_a_huge_line_is_fine_within_the_size_limit(tmp_path):
 
 def test_prompt_length_is_limited_and_a_long_prompt_keeps_memory_bounded(tmp_path):
     from core.engine import generate_tokens
-    from playground.settings import check_prompt_length
+    from playground.form_values import check_prompt_length
+
     with pytest.raises(ConfigError, match="The prompt is 11 characters; at most 10 are allowed"):
         check_prompt_length("x" * 11, settings(max_prompt_chars=10))
     check_prompt_length("x" * 10, settings(max_prompt_chars=10))
@@ -155,6 +174,9 @@ def test_prompt_length_is_limited_and_a_long_prompt_keeps_memory_bounded(tmp_pat
     model, tok = runs.load_model(run)
     block = model.config.block_size
     ids = tok.encode("ROMEO: " * 2000)
-    params = lambda: SamplingParams(max_new_tokens=5, temperature=0.0)
+
+    def params():
+        return SamplingParams(max_new_tokens=5, temperature=0.0)
+
     long = [s.tokens[0] for s in generate_tokens(model, ids, params())]
     assert long == [s.tokens[0] for s in generate_tokens(model, ids[-block:], params())]

@@ -1,5 +1,6 @@
 """Run names and file names cannot escape the runs directory: path traversal, absolute paths and symbolic links
 are refused wherever a name comes from a user (the app's endpoints are driven in test_app_reliability.py)."""
+
 from __future__ import annotations
 
 import json
@@ -11,13 +12,35 @@ import pytest
 
 from core import runs
 from core.errors import CheckpointError, NewleafError
-from playground import tab_runs
+from core.run_archive import checkpoint_zip
 from playground.jobs import Jobs
 from tests.reliability.helpers import own, trained_run
 
 TOKEN = "token-of-a"
-BAD_IDS = ["../x", "..", ".", "/etc", "/etc/passwd", "a/../../b", "a/b", "x\x00y", "", " ", "-rf", ".hidden",
-           "a" * 200, "..\\x", "~root", "C:\\x", "run\n", "%2e%2e%2fetc", None, 5, ["x"], {"id": "x"}]
+BAD_IDS = [
+    "../x",
+    "..",
+    ".",
+    "/etc",
+    "/etc/passwd",
+    "a/../../b",
+    "a/b",
+    "x\x00y",
+    "",
+    " ",
+    "-rf",
+    ".hidden",
+    "a" * 200,
+    "..\\x",
+    "~root",
+    "C:\\x",
+    "run\n",
+    "%2e%2e%2fetc",
+    None,
+    5,
+    ["x"],
+    {"id": "x"},
+]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +60,15 @@ def jobs(tmp_path_factory):
 
 @pytest.mark.parametrize("bad", BAD_IDS, ids=repr)
 def test_bad_run_ids_are_refused_everywhere(jobs, bad):
-    for call in (jobs.run_dir, lambda r: jobs.check_read(TOKEN, r), lambda r: jobs.check_write(TOKEN, r),
-                 lambda r: jobs.start(TOKEN, r), lambda r: jobs.stop(TOKEN, r), lambda r: jobs.delete(TOKEN, r),
-                 jobs.state):
+    for call in (
+        jobs.run_dir,
+        lambda r: jobs.check_read(TOKEN, r),
+        lambda r: jobs.check_write(TOKEN, r),
+        lambda r: jobs.start(TOKEN, r),
+        lambda r: jobs.stop(TOKEN, r),
+        lambda r: jobs.delete(TOKEN, r),
+        jobs.state,
+    ):
         with pytest.raises(NewleafError, match="not a valid run name|does not exist"):
             call(bad)
     assert (jobs.root / "mine" / runs.CONFIG).exists()
@@ -62,8 +91,21 @@ def test_a_run_id_made_from_any_title_stays_inside(jobs):
         assert "/" not in run_id and ".." not in run_id
 
 
-@pytest.mark.parametrize("pointer", [{"dir": "../../../etc"}, {"dir": ".."}, {"dir": "/etc"}, {"dir": ".tmp-x"},
-                                     {"dir": "a/b"}, {"dir": "a\\b"}, {"dir": 5}, {}, [], "x"])
+@pytest.mark.parametrize(
+    "pointer",
+    [
+        {"dir": "../../../etc"},
+        {"dir": ".."},
+        {"dir": "/etc"},
+        {"dir": ".tmp-x"},
+        {"dir": "a/b"},
+        {"dir": "a\\b"},
+        {"dir": 5},
+        {},
+        [],
+        "x",
+    ],
+)
 def test_checkpoint_pointers_cannot_leave_the_checkpoints_folder(tmp_path, pointer):
     (tmp_path / runs.CKPT_DIR).mkdir()
     (tmp_path / runs.CKPT_DIR / "last.json").write_text(json.dumps(pointer))
@@ -76,7 +118,7 @@ def test_download_names_come_from_the_title_but_stay_in_their_folder(jobs, tmp_p
     for title in ["../../evil", "/etc/cron.d/x", "..", "a/../../b", "名字/../x"]:
         out = tmp_path / "out"
         out.mkdir(exist_ok=True)
-        path = tab_runs.checkpoint_zip(run, out, "last", title=title)
+        path = checkpoint_zip(run, out, "last", title=title)
         assert path.parent == out
         with zipfile.ZipFile(path) as zf:
             assert all(".." not in Path(n).parts and not n.startswith("/") for n in zf.namelist())

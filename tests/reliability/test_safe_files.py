@@ -1,6 +1,7 @@
 """Safe files: weights load only through safetensors, tokenizers and configs only from JSON or text. A malicious
 pickle put wherever weights could be read is refused with an explanation and never executed. An uploaded run
 (zip) is checked through: expected names only, bounded sizes, shapes consistent with its config."""
+
 from __future__ import annotations
 
 import contextlib
@@ -23,9 +24,9 @@ from core.data import read_text_file
 from core.engine import SamplingParams, generate
 from core.errors import CheckpointError, NewleafError
 from core.finetune import load_base
-from core.run_archive import ArchiveLimits, import_run_zip
+from core.run_archive import ArchiveLimits, checkpoint_zip, import_run_zip
 from core.tokenizer import load_tokenizer
-from playground import tab_runs
+from playground import upload_checks
 from playground.jobs import SHARED_OWNER
 from tests.reliability.helpers import fuzz, own, trained_run
 
@@ -48,8 +49,9 @@ def malicious_pickle(marker: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def good_run(tmp_path_factory) -> Path:
-    return own(trained_run(tmp_path_factory.mktemp("safe") / "good", max_steps=3, eval_every=3), "uploader-a",
-               "Good run")
+    return own(
+        trained_run(tmp_path_factory.mktemp("safe") / "good", max_steps=3, eval_every=3), "uploader-a", "Good run"
+    )
 
 
 @pytest.fixture
@@ -67,6 +69,7 @@ def unpickling_forbidden(monkeypatch):
         raise AssertionError("something tried to unpickle")
 
     import torch
+
     for module, name in ((pickle, "load"), (pickle, "loads"), (torch, "load")):
         monkeypatch.setattr(module, name, forbidden)
     return calls
@@ -103,6 +106,7 @@ def test_a_malicious_pickle_is_never_executed_by_any_loading_path(good_run, tmp_
     refused(load_base, str(run))
     (ck / "trainer.safetensors").write_bytes(payload)
     from core.train import Trainer
+
     refused(Trainer(run).fit)
     (run / "tokenizer.json").write_bytes(payload)
     refused(load_tokenizer, run, match="corrupt")
@@ -111,8 +115,11 @@ def test_a_malicious_pickle_is_never_executed_by_any_loading_path(good_run, tmp_
     # 2. a Hugging Face folder whose weights are pickles
     folder = tmp_path / "hf"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 8,
-                                                    "n_positions": 8, "vocab_size": 50257}))
+    (folder / "config.json").write_text(
+        json.dumps(
+            {"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 8, "n_positions": 8, "vocab_size": 50257}
+        )
+    )
     (folder / "pytorch_model.bin").write_bytes(payload)
     refused(hf.load_hf_model, folder, match="pickle-based PyTorch file: loading pickle can run arbitrary code")
     refused(hf.import_hf_as_run, folder, tmp_path / "imported", match="pickle")
@@ -126,7 +133,7 @@ def test_a_malicious_pickle_is_never_executed_by_any_loading_path(good_run, tmp_
     # 3. an uploaded run (zip) carrying pickles, under every name
     for name in PICKLE_NAMES:
         z = tmp_path / f"with-{name}.zip"
-        shutil.copy(tab_runs.checkpoint_zip(good_run, tmp_path, "last"), z)
+        shutil.copy(checkpoint_zip(good_run, tmp_path, "last"), z)
         with zipfile.ZipFile(z, "a") as zf:
             top = zf.namelist()[0].split("/")[0]
             zf.writestr(f"{top}/checkpoints/{name}", payload)
@@ -152,7 +159,7 @@ def cli_sample(run):
 
 
 def download(run: Path, tmp: Path, which="last") -> Path:
-    return tab_runs.checkpoint_zip(run, tmp, which)
+    return checkpoint_zip(run, tmp, which)
 
 
 def rezip(src: Path, dest: Path, edit) -> Path:
@@ -184,15 +191,26 @@ def test_the_runs_tabs_own_download_imports_and_generates(good_run, tmp_path, wh
 
 
 def test_a_zip_without_its_top_folder_imports(good_run, tmp_path):
-    flat = rezip(download(good_run, tmp_path), tmp_path / "flat.zip",
-                 lambda name, data: [(name.split("/", 1)[1], data, None)])
+    flat = rezip(
+        download(good_run, tmp_path), tmp_path / "flat.zip", lambda name, data: [(name.split("/", 1)[1], data, None)]
+    )
     runs.load_model(import_run_zip(flat, tmp_path / "flat"), "last")
 
 
 def test_the_zip_cannot_claim_an_owner(good_run, tmp_path):
-    z = rezip(download(good_run, tmp_path), tmp_path / "claims.zip", lambda name, data: [(
-        name, json.dumps({**json.loads(data), "owner": SHARED_OWNER}).encode() if name.endswith("/config.json")
-        else data, None)])
+    z = rezip(
+        download(good_run, tmp_path),
+        tmp_path / "claims.zip",
+        lambda name, data: [
+            (
+                name,
+                json.dumps({**json.loads(data), "owner": SHARED_OWNER}).encode()
+                if name.endswith("/config.json")
+                else data,
+                None,
+            )
+        ],
+    )
     dest = import_run_zip(z, tmp_path / "claimed", config_update={"owner": "uploader"})
     assert runs.read_config(dest)["owner"] == "uploader"
 
@@ -202,22 +220,26 @@ def test_an_upload_obeys_the_apps_context_and_memory_limits(good_run, tmp_path):
 
     from core.errors import ConfigError
     from playground.settings import Settings
+
     z = download(good_run, tmp_path)
     block = runs.read_config(good_run)["model"]["block_size"]
     strict = dataclasses.replace(Settings.from_env(), max_context=block - 1)
     with pytest.raises(ConfigError, match=f"context is {block} tokens, more than the {block - 1} allowed"):
-        import_run_zip(z, tmp_path / "long", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, strict))
+        import_run_zip(z, tmp_path / "long", check_model=lambda cfg: upload_checks.check_upload_fits(cfg, strict))
     tiny = dataclasses.replace(Settings.from_env(), max_model_mb=0.01)
     with pytest.raises(ConfigError, match="needs about .* to sample, more than the"):
-        import_run_zip(z, tmp_path / "big", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, tiny))
+        import_run_zip(z, tmp_path / "big", check_model=lambda cfg: upload_checks.check_upload_fits(cfg, tiny))
     assert nothing_left(tmp_path / "long") and nothing_left(tmp_path / "big")
-    ok = import_run_zip(z, tmp_path / "ok", check_model=lambda cfg: tab_runs.check_upload_fits(cfg, Settings.from_env()))
+    ok = import_run_zip(
+        z, tmp_path / "ok", check_model=lambda cfg: upload_checks.check_upload_fits(cfg, Settings.from_env())
+    )
     assert runs.checkpoint_dir(ok, "last") is not None
 
 
 def test_a_zip_whose_tokenizer_pattern_newleaf_did_not_write_is_refused(good_run, tmp_path):
     bpe = tmp_path / "bpe"
     from core.tokenizer import BPETokenizer
+
     BPETokenizer.train("the cat sat on the mat. " * 400, 300).save(bpe)
     config = json.loads((bpe / "tokenizer.json").read_text())
     config["pattern"] = r"((a|aa)+)\2(?=b)|\S|\s"  # makes the regex engine panic on "aaaa...c"
@@ -228,6 +250,7 @@ def test_a_zip_whose_tokenizer_pattern_newleaf_did_not_write_is_refused(good_run
         if name.endswith("/tokenizer.bpe"):
             return []
         return [(name, data, None)]
+
     z = rezip(download(good_run, tmp_path), tmp_path / "pattern.zip", edit)
     top = zipfile.ZipFile(z).namelist()[0].split("/")[0]
     with zipfile.ZipFile(z, "a") as zf:
@@ -272,8 +295,11 @@ def test_unexpected_or_unsafe_names_are_refused(good_run, tmp_path, case):
 
 
 def test_a_symbolic_link_is_refused(good_run, tmp_path):
-    z = rezip(download(good_run, tmp_path), tmp_path / "link.zip",
-              lambda n, d: [(n, b"/etc/passwd", symlink_info(n)) if n.endswith("/metrics.jsonl") else (n, d, None)])
+    z = rezip(
+        download(good_run, tmp_path),
+        tmp_path / "link.zip",
+        lambda n, d: [(n, b"/etc/passwd", symlink_info(n)) if n.endswith("/metrics.jsonl") else (n, d, None)],
+    )
     with pytest.raises(CheckpointError, match="symbolic link"):
         import_run_zip(z, tmp_path / "x")
     assert nothing_left(tmp_path / "x")
@@ -293,8 +319,7 @@ def test_sizes_are_bounded_before_unpacking(good_run, tmp_path):
     with pytest.raises(CheckpointError, match="unpacks to .*more than the 10 MB allowed"):
         import_run_zip(bomb, tmp_path / "x", limits)
     with pytest.raises(CheckpointError, match="unpacks to more than the 50 MB allowed"):
-        import_run_zip(bomb, tmp_path / "x", ArchiveLimits(max_total_bytes=50 * 1024 * 1024,
-                                                           max_text_bytes=10 ** 9))
+        import_run_zip(bomb, tmp_path / "x", ArchiveLimits(max_total_bytes=50 * 1024 * 1024, max_text_bytes=10**9))
     with pytest.raises(CheckpointError, match="more than the .* allowed for an uploaded run"):
         import_run_zip(bomb, tmp_path / "x", ArchiveLimits(max_total_bytes=1000))
     with pytest.raises(CheckpointError, match="entries; a run has at most 3"):
@@ -311,7 +336,7 @@ def lie_about_size(src: Path, dest: Path, member_suffix: str, declared: int) -> 
     pos = data.find(b"PK\x01\x02")
     while pos != -1:  # central directory entries
         name_len = struct.unpack_from("<H", data, pos + 28)[0]
-        if data[pos + 46:pos + 46 + name_len].decode() == info.filename:
+        if data[pos + 46 : pos + 46 + name_len].decode() == info.filename:
             struct.pack_into("<I", data, pos + 24, declared)
         pos = data.find(b"PK\x01\x02", pos + 4)
     dest.write_bytes(bytes(data))
@@ -332,18 +357,22 @@ def edit_config(**model):
             config["model"].update(model)
             data = json.dumps(config).encode()
         return [(name, data, None)]
+
     return edit
 
 
-@pytest.mark.parametrize("change, message", [
-    (dict(n_embd=64, n_head=2), "holds .* weights, but the model in config.json needs"),
-    (dict(n_layer=1), "does not match the model in config.json"),
-    (dict(block_size=16), "has shape"),
-    (dict(vocab_size=7), "tokenizer in the zip has .* tokens but the model expects 7"),
-    (dict(n_embd=10**9), "holds .* weights, but the model in config.json needs"),  # never built
-    (dict(n_head=3), "impossible model"),
-    (dict(colour="red"), "impossible model"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(n_embd=64, n_head=2), "holds .* weights, but the model in config.json needs"),
+        (dict(n_layer=1), "does not match the model in config.json"),
+        (dict(block_size=16), "has shape"),
+        (dict(vocab_size=7), "tokenizer in the zip has .* tokens but the model expects 7"),
+        (dict(n_embd=10**9), "holds .* weights, but the model in config.json needs"),  # never built
+        (dict(n_head=3), "impossible model"),
+        (dict(colour="red"), "impossible model"),
+    ],
+)
 def test_shapes_must_fit_the_config(good_run, tmp_path, change, message):
     z = rezip(download(good_run, tmp_path), tmp_path / "shape.zip", edit_config(**change))
     with pytest.raises(CheckpointError, match=message):
@@ -351,16 +380,20 @@ def test_shapes_must_fit_the_config(good_run, tmp_path, change, message):
     assert nothing_left(tmp_path / "x")
 
 
-@pytest.mark.parametrize("drop, message", [
-    ("/config.json", "has no config.json"),
-    ("/tokenizer.json", "No tokenizer"),
-    ("/meta.json", "meta.json is missing"),
-    ("/model.safetensors", "model.safetensors is missing"),
-    (".json", "has no config.json"),  # every JSON file
-])
+@pytest.mark.parametrize(
+    "drop, message",
+    [
+        ("/config.json", "has no config.json"),
+        ("/tokenizer.json", "No tokenizer"),
+        ("/meta.json", "meta.json is missing"),
+        ("/model.safetensors", "model.safetensors is missing"),
+        (".json", "has no config.json"),  # every JSON file
+    ],
+)
 def test_missing_pieces_are_named(good_run, tmp_path, drop, message):
-    z = rezip(download(good_run, tmp_path), tmp_path / "partial.zip",
-              lambda n, d: [] if n.endswith(drop) else [(n, d, None)])
+    z = rezip(
+        download(good_run, tmp_path), tmp_path / "partial.zip", lambda n, d: [] if n.endswith(drop) else [(n, d, None)]
+    )
     with pytest.raises(NewleafError, match=message) as e:
         import_run_zip(z, tmp_path / "x")
     assert ".upload-" not in str(e.value)  # never the hidden folder it was unpacked into
@@ -380,12 +413,21 @@ def test_other_corruptions(good_run, tmp_path):
     twice = rezip(z, tmp_path / "twice.zip", lambda n, d: [(n, d, None)] * (2 if n.endswith("config.json") else 1))
     with pytest.raises(CheckpointError, match="twice"):
         import_run_zip(twice, tmp_path / "x")
-    orphan = rezip(z, tmp_path / "orphan.zip", lambda n, d: [(n, d, None)] + (
-        [(n.replace("checkpoints/step-", "checkpoints/other-"), d, None)] if n.endswith("meta.json") else []))
+    orphan = rezip(
+        z,
+        tmp_path / "orphan.zip",
+        lambda n, d: (
+            [(n, d, None)]
+            + ([(n.replace("checkpoints/step-", "checkpoints/other-"), d, None)] if n.endswith("meta.json") else [])
+        ),
+    )
     with pytest.raises(CheckpointError, match="named by neither last.json nor best.json"):
         import_run_zip(orphan, tmp_path / "x")
-    pointer = rezip(z, tmp_path / "pointer.zip", lambda n, d: [(
-        n, json.dumps({"dir": "../../../etc"}).encode() if n.endswith("last.json") else d, None)])
+    pointer = rezip(
+        z,
+        tmp_path / "pointer.zip",
+        lambda n, d: [(n, json.dumps({"dir": "../../../etc"}).encode() if n.endswith("last.json") else d, None)],
+    )
     with pytest.raises(CheckpointError, match="corrupt"):
         import_run_zip(pointer, tmp_path / "x")
     (tmp_path / "exists").mkdir()

@@ -1,0 +1,75 @@
+"""The corpus and tokenizer chosen in the Data tab, as a small dict (`ctx.corpus`: source, uploaded files, CSV
+column, tokenizer spec), and reading it: the Data tab reads it to show statistics, the Train tab reads it again,
+from the same source, when training starts. A trained BPE tokenizer is kept, so Start does not train it again."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from core.data import load_corpus
+from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
+from core.errors import CorpusError
+from core.tokenizer import make_tokenizer
+from playground.i18n import t
+from playground.settings import Settings
+from playground.upload_checks import MB, check_upload_sizes
+
+DEFAULT_CHOICE = "default"
+UPLOAD_CHOICE = "upload"
+
+_cache_lock = threading.Lock()
+_tokenizers: OrderedDict = OrderedDict()  # (source key, spec) -> tokenizer; a trained BPE is not retrained
+
+
+def tokenizer_spec(kind: str, vocab: int) -> str:
+    return f"bpe:{int(vocab)}" if kind == "bpe" else kind
+
+
+def corpus_note(source: str, name: str, default_note: str, lang: str = "en") -> str:
+    """The "Using …" line; the default corpus's own (English) note says more: cached, downloaded or why not."""
+    if source != DEFAULT_CHOICE:
+        return t("data.using", lang, name=name)
+    if lang == "en" and default_note:
+        return default_note
+    shakespeare = BUILTIN_DATASETS["shakespeare"].title
+    return t("data.using", lang, name=name) if name == shakespeare else t("data.using_offline", lang, name=name)
+
+
+def load_choice(choice: dict | None, settings: Settings, lang: str = "en") -> tuple:
+    """(corpus, note) for the Data tab's choice; None means the default corpus."""
+    choice = choice or {"source": DEFAULT_CHOICE}
+    corpus, default_note = read_choice(choice, settings, lang)
+    return corpus, corpus_note(choice.get("source", DEFAULT_CHOICE), corpus.name, default_note, lang)
+
+
+def read_choice(choice: dict, settings: Settings, lang: str) -> tuple:
+    """(corpus, the default corpus's own note, or "" for the others)."""
+    source = choice.get("source", DEFAULT_CHOICE)
+    if source == DEFAULT_CHOICE:
+        return default_corpus()
+    if source == UPLOAD_CHOICE:
+        paths = choice.get("files") or []
+        if not paths:
+            raise CorpusError(t("data.no_files", lang))
+        check_upload_sizes(paths, settings, lang)
+        corpus = load_corpus(
+            paths, csv_column=choice.get("csv_column") or None, max_bytes=int(settings.max_corpus_mb * MB)
+        )
+        return corpus, ""
+    return load_builtin(source), ""
+
+
+def tokenizer_for(choice: dict | None, text: str):
+    spec = (choice or {}).get("tokenizer", "char")
+    key = (spec, len(text), hash(text))  # what the tokenizer depends on (the choice dict gains keys later)
+    with _cache_lock:
+        if key in _tokenizers:
+            _tokenizers.move_to_end(key)
+            return _tokenizers[key]
+    tok = make_tokenizer(spec, text)
+    with _cache_lock:
+        _tokenizers[key] = tok
+        while len(_tokenizers) > 4:
+            _tokenizers.popitem(last=False)
+    return tok
