@@ -524,23 +524,28 @@ def cmd_datasets(args) -> int:
     return 0
 
 
-def cmd_sample(args) -> int:
+def _sampling_model_and_params(args, **extra):
+    """The run's model (int8 when asked) and the sampling settings of the command's flags."""
     model, tokenizer = runs.load_model(args.run, which=args.checkpoint, device=args.device)
     if args.int8:
         model = quantize_int8(model)
-    params = SamplingParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty,
-        presence_penalty=args.presence_penalty,
-        frequency_penalty=args.frequency_penalty,
-        seed=args.seed,
-        stop=args.stop,
-        num_samples=args.num_samples,
+    knobs = (
+        "max_new_tokens",
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
     )
+    return model, tokenizer, SamplingParams(**{k: getattr(args, k) for k in knobs}, **extra)
+
+
+def cmd_sample(args) -> int:
+    model, tokenizer, params = _sampling_model_and_params(args, num_samples=args.num_samples)
     texts = [""] * params.num_samples
     for ev in stream(model, tokenizer, args.prompt, params):
         if params.num_samples == 1:
@@ -557,21 +562,7 @@ def cmd_sample(args) -> int:
 
 def cmd_chat(args) -> int:
     config = runs.read_config(args.run)
-    model, tokenizer = runs.load_model(args.run, which=args.checkpoint, device=args.device)
-    if args.int8:
-        model = quantize_int8(model)
-    params = SamplingParams(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        min_p=args.min_p,
-        repetition_penalty=args.repetition_penalty,
-        presence_penalty=args.presence_penalty,
-        frequency_penalty=args.frequency_penalty,
-        seed=args.seed,
-        stop=args.stop,
-    )
+    model, tokenizer, params = _sampling_model_and_params(args)
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": args.message}
     ]

@@ -28,3 +28,10 @@ class CheckpointError(NewleafError):
 
 class DownloadError(NewleafError):
     """A download that failed (usually: no network)."""
+
+
+def short_reason(e: BaseException, limit: int = 300) -> str:
+    """An unexpected exception as a phrase a message can quote: its type and text, cut to `limit` characters
+    (a network error can carry a whole HTML page)."""
+    reason = f"{type(e).__name__}: {e}"
+    return reason if len(reason) <= limit else reason[:limit] + "..."

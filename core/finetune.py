@@ -36,7 +36,6 @@ from safetensors.torch import save_file
 
 from core import runs
 from core.chat import TokenChatTemplate, reply, template_for
-from core.data import check_token_counts, split_text, write_tokens
 from core.device import pick_device
 from core.engine import SamplingParams, generate
 from core.errors import CheckpointError, ConfigError, CorpusError, NewleafError
@@ -44,6 +43,7 @@ from core.evaluate import evaluate_run, read_eval, write_eval
 from core.files import atomic_folder, atomic_write, atomic_write_json, read_json
 from core.hf import load_hf_gpt2
 from core.model import GPT, GPTConfig, preset_config
+from core.prepare import encode_text, write_token_files
 from core.sft_data import (
     FinetuneData,
     conversation_text,
@@ -60,28 +60,9 @@ from core.trainable import BASE_FILE, METHODS, FinetuneConfig, FineTuned, parame
 # What fine-tuning changes from pretraining's defaults: fewer steps, more frequent evaluation, a lower learning rate
 # for full fine-tuning (the weights are already good; big steps would wreck them) and a higher one for LoRA (its
 # adapters start at zero and are few).
-TRAIN_DEFAULTS = {
-    "full": dict(
-        lr=3e-4,
-        warmup_steps=20,
-        max_steps=500,
-        eval_every=50,
-        eval_batches=4,
-        weight_decay=0.0,
-        sample_tokens=64,
-        log_every=10,
-    ),
-    "lora": dict(
-        lr=2e-3,
-        warmup_steps=20,
-        max_steps=500,
-        eval_every=50,
-        eval_batches=4,
-        weight_decay=0.0,
-        sample_tokens=64,
-        log_every=10,
-    ),
-}
+_SHORT = dict(warmup_steps=20, max_steps=500, eval_every=50, eval_batches=4, weight_decay=0.0, sample_tokens=64,
+              log_every=10)  # fmt: skip
+TRAIN_DEFAULTS = {"full": dict(_SHORT, lr=3e-4), "lora": dict(_SHORT, lr=2e-3)}
 # The demo task's recipe: what learns two-digit addition on a CPU in about two minutes (full fine-tuning: 89% of the
 # held-out sums from scratch:nano in 45 s, re-measured 2026-11-28 with `python -m core finetune --data
 # builtin:arithmetic`; 98.5% from a micro model pretrained 600 steps on Shakespeare in 110 s;
@@ -311,11 +292,7 @@ def prepare_finetune(
         config = {
             "model": model_cfg.to_dict(),
             "train": asdict(train),
-            "tokenizer": {
-                "kind": tokenizer.kind,
-                "vocab_size": tokenizer.vocab_size,
-                "description": tokenizer.describe(),
-            },
+            "tokenizer": tokenizer.summary(),
             "data": data_info,
             "finetune": {
                 **asdict(ft),
@@ -391,22 +368,9 @@ def _write_conversations(
 
 def _write_text(data_dir: Path, data: FinetuneData, tokenizer, block: int, val_fraction: float) -> dict:
     """Split, tokenize and store plain text, as for pretraining; returns config.json's data section."""
-    train_text, val_text = split_text(data.text, val_fraction)
-    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
-    check_token_counts(len(train_ids), len(val_ids), block)
-    write_tokens(data_dir / "train.bin", train_ids, tokenizer.vocab_size)
-    write_tokens(data_dir / "val.bin", val_ids, tokenizer.vocab_size)
-    return {
-        "name": data.name,
-        "format": "text",
-        "val_fraction": val_fraction,
-        "train_tokens": len(train_ids),
-        "val_tokens": len(val_ids),
-        "train_chars": len(train_text),
-        "val_chars": len(val_text),
-        "val_bytes": len(val_text.encode("utf-8")),
-        "notes": [],
-    }
+    train_ids, val_ids, info = encode_text(data.text, tokenizer, block, val_fraction, data.name)
+    write_token_files(data_dir, train_ids, val_ids, tokenizer.vocab_size)
+    return {**info, "format": "text", "notes": []}
 
 
 def describe_data(

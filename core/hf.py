@@ -30,7 +30,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 from core import files, runs
 from core.cache import is_offline
 from core.data import open_tokens
-from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError
+from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError, short_reason
 from core.files import atomic_folder, check_free_folder, read_json
 from core.model import GPT, GPTConfig, param_count
 from core.tokenizer import GPT2Tokenizer
@@ -111,8 +111,7 @@ def _download(repo_id: str) -> Path:
             f"or pass a local folder with config.json and model.safetensors."
         ) from e
     except Exception as e:  # connection refused, timeout, DNS, HTTP 5xx...
-        reason = f"{type(e).__name__}: {e}"
-        reason = reason if len(reason) <= 300 else reason[:300] + "..."
+        reason = short_reason(e)
         raise DownloadError(
             f"Could not download {repo_id} from the Hugging Face Hub ({reason}). You seem to be "
             f"offline: download it once while online, or pass a local folder."
@@ -272,11 +271,7 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
         config = {
             "model": model.config.to_dict(),
             "train": asdict(TrainConfig()),
-            "tokenizer": {
-                "kind": tokenizer.kind,
-                "vocab_size": tokenizer.vocab_size,
-                "description": tokenizer.describe(),
-            },
+            "tokenizer": tokenizer.summary(),
             "data": {
                 "name": f"none (weights imported from Hugging Face: {name_or_path})",
                 "val_fraction": 0.0,
@@ -441,7 +436,7 @@ def _gpt2_tokenizer(tmp: Path):
         merges = read_file_cached(GPT2_VOCAB_BPE_URL, GPT2_VOCAB_BPE_SHA256)
     except Exception as e:
         raise DownloadError(
-            f"Could not get the GPT-2 tokenizer files (no network?): {type(e).__name__}: {e}; "
+            f"Could not get the GPT-2 tokenizer files (no network?): {short_reason(e)}; "
             f"they download once and are cached in TIKTOKEN_CACHE_DIR."
         ) from e
     (tmp / "vocab.json").write_bytes(encoder)

@@ -75,47 +75,22 @@ class GPTConfig:
 ACTIVATIONS = ("gelu", "gelu_tanh")
 
 # Named shapes. vocab_size comes from the tokenizer, so presets leave it out.
+# fmt: off
 PRESETS: dict[str, dict] = {
-    "tiny": dict(
-        n_layer=2,
-        n_head=2,
-        n_embd=32,
-        block_size=32,
-        description="2 layers, width 32: for tests; learns in seconds, writes gibberish",
-    ),
-    "nano": dict(
-        n_layer=3,
-        n_head=4,
-        n_embd=64,
-        block_size=64,
-        description="3 layers, width 64: a first look in under a minute on a CPU",
-    ),
-    "micro": dict(
-        n_layer=4, n_head=4, n_embd=128, block_size=64, description="4 layers, width 128: the classic small CPU model"
-    ),
-    "mini": dict(
-        n_layer=6,
-        n_head=6,
-        n_embd=192,
-        block_size=128,
-        description="6 layers, width 192: better text, needs ~10+ minutes on a CPU",
-    ),
-    "small": dict(
-        n_layer=6,
-        n_head=6,
-        n_embd=384,
-        block_size=256,
-        dropout=0.2,
-        description="6 layers, width 384 (nanoGPT's Shakespeare model): best on a GPU",
-    ),
-    "gpt2": dict(
-        n_layer=12,
-        n_head=12,
-        n_embd=768,
-        block_size=1024,
-        description="GPT-2 small (124M parameters with its 50257-token vocabulary): GPU only",
-    ),
+    "tiny":   dict(n_layer=2, n_head=2, n_embd=32, block_size=32,
+                   description="2 layers, width 32: for tests; learns in seconds, writes gibberish"),
+    "nano":   dict(n_layer=3, n_head=4, n_embd=64, block_size=64,
+                   description="3 layers, width 64: a first look in under a minute on a CPU"),
+    "micro":  dict(n_layer=4, n_head=4, n_embd=128, block_size=64,
+                   description="4 layers, width 128: the classic small CPU model"),
+    "mini":   dict(n_layer=6, n_head=6, n_embd=192, block_size=128,
+                   description="6 layers, width 192: better text, needs ~10+ minutes on a CPU"),
+    "small":  dict(n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2,
+                   description="6 layers, width 384 (nanoGPT's Shakespeare model): best on a GPU"),
+    "gpt2":   dict(n_layer=12, n_head=12, n_embd=768, block_size=1024,
+                   description="GPT-2 small (124M parameters with its 50257-token vocabulary): GPU only"),
 }
+# fmt: on
 
 
 def preset_config(name: str, vocab_size: int, **overrides) -> GPTConfig:

@@ -40,32 +40,45 @@ def prepare_run(
         )
     # the device must exist before anything is written, and the memory check is for that device
     check_memory(model_cfg, train_cfg, pick_device(train_cfg.device))
-    train_text, val_text = split_text(text, val_fraction)
-    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
-    check_token_counts(len(train_ids), len(val_ids), model_cfg.block_size)
+    train_ids, val_ids, data = encode_text(text, tokenizer, model_cfg.block_size, val_fraction, data_name)
     config = {
         "model": model_cfg.to_dict(),
         "train": asdict(train_cfg),
-        "tokenizer": {"kind": tokenizer.kind, "vocab_size": tokenizer.vocab_size, "description": tokenizer.describe()},
-        "data": {
-            "name": data_name,
-            "val_fraction": val_fraction,
-            "train_tokens": len(train_ids),
-            "val_tokens": len(val_ids),
-            "train_chars": len(train_text),
-            "val_chars": len(val_text),
-            "val_bytes": len(val_text.encode("utf-8")),
-        },
+        "tokenizer": tokenizer.summary(),
+        "data": data,
         "created": time.time(),
         **(extra or {}),
     }
 
     def write(tmp: Path):
-        write_tokens(tmp / "data" / "train.bin", train_ids, tokenizer.vocab_size)
-        write_tokens(tmp / "data" / "val.bin", val_ids, tokenizer.vocab_size)
+        write_token_files(tmp / "data", train_ids, val_ids, tokenizer.vocab_size)
         tokenizer.save(tmp)
         atomic_write_json(tmp / runs.CONFIG, config)
         runs.write_status(tmp, "created", "Ready to train.", step=0)
 
     # the run appears whole or not at all: a full disk half-way leaves nothing behind
     return atomic_folder(run_dir, write, "a run")
+
+
+def encode_text(text: str, tokenizer: Tokenizer, block_size: int, val_fraction: float, name: str):
+    """Split a text (its first 1 - val_fraction trains, the rest validates), tokenize both parts and check each
+    holds at least one window of the context. Returns (train ids, validation ids, config.json's data section)."""
+    train_text, val_text = split_text(text, val_fraction)
+    train_ids, val_ids = tokenizer.encode(train_text), tokenizer.encode(val_text)
+    check_token_counts(len(train_ids), len(val_ids), block_size)
+    data = {
+        "name": name,
+        "val_fraction": val_fraction,
+        "train_tokens": len(train_ids),
+        "val_tokens": len(val_ids),
+        "train_chars": len(train_text),
+        "val_chars": len(val_text),
+        "val_bytes": len(val_text.encode("utf-8")),
+    }
+    return train_ids, val_ids, data
+
+
+def write_token_files(data_dir: Path, train_ids, val_ids, vocab_size: int) -> None:
+    """data/train.bin and data/val.bin, the token stream the trainer reads (core/run_data.py)."""
+    write_tokens(data_dir / "train.bin", train_ids, vocab_size)
+    write_tokens(data_dir / "val.bin", val_ids, vocab_size)

@@ -30,7 +30,7 @@ import rustbpe
 import tiktoken
 
 from core.cache import cache_dir
-from core.errors import DownloadError, TokenizerError
+from core.errors import DownloadError, TokenizerError, short_reason
 from core.files import atomic_write_bytes, atomic_write_json
 
 CONFIG_FILE = "tokenizer.json"
@@ -99,6 +99,10 @@ class Tokenizer:
 
     def describe(self) -> str:
         raise NotImplementedError
+
+    def summary(self) -> dict:
+        """What config.json records of a run's tokenizer."""
+        return {"kind": self.kind, "vocab_size": self.vocab_size, "description": self.describe()}
 
     @property
     def eot_id(self) -> int | None:
@@ -219,8 +223,7 @@ class GPT2Tokenizer(_TiktokenTokenizer):
             self.enc = tiktoken.get_encoding("gpt2")  # downloads the BPE files once, then reads its cache
         except Exception as e:
             cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
-            reason = f"{type(e).__name__}: {e}"
-            reason = reason if len(reason) <= 300 else reason[:300] + "..."
+            reason = short_reason(e)
             raise DownloadError(
                 f"Could not get the GPT-2 tokenizer files (no network?): {reason}; they download "
                 f"once and are cached in TIKTOKEN_CACHE_DIR (now {cache})."

@@ -68,36 +68,19 @@ def loss_overlay(
     for i, run in enumerate(runs):
         color = PALETTE[i % len(PALETTE)]
         points = curve_points(run, bpc)
-        xs, ys = points["train"]
-        if xs:
+        styles = {  # training: a thin solid line; validation: dashed, with a marker at each evaluation
+            "train": dict(mode="lines", line=dict(color=color, width=1.6), opacity=0.85),
+            "val": dict(mode="lines+markers", line=dict(color=color, width=2, dash="dash"),
+                        marker=dict(size=7, symbol="circle")),
+        }  # fmt: skip
+        for split, style in styles.items():
+            xs, ys = points[split]
+            if not xs:
+                continue
             any_points = True
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    name=f"{run.name} · {text['train']}",
-                    legendgroup=f"run{i}",
-                    line=dict(color=color, width=1.6),
-                    opacity=0.85,
-                    hovertemplate=f"{run.name}<br>{text['train']}: %{{y:.4f}} @ %{{x}}<extra></extra>",
-                )
-            )
-        xs, ys = points["val"]
-        if xs:
-            any_points = True
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines+markers",
-                    name=f"{run.name} · {text['val']}",
-                    legendgroup=f"run{i}",
-                    line=dict(color=color, width=2, dash="dash"),
-                    marker=dict(size=7, symbol="circle"),
-                    hovertemplate=f"{run.name}<br>{text['val']}: %{{y:.4f}} @ %{{x}}<extra></extra>",
-                )
-            )
+            hover = f"{run.name}<br>{text[split]}: %{{y:.4f}} @ %{{x}}<extra></extra>"
+            fig.add_trace(go.Scatter(x=xs, y=ys, name=f"{run.name} · {text[split]}", legendgroup=f"run{i}",
+                                     hovertemplate=hover, **style))  # fmt: skip
     fig.update_layout(
         template="plotly_white",
         height=440,

@@ -163,7 +163,7 @@ class Jobs:
                 return self.state(run_id)
             proc = self.procs.get(run_id)
         status = runs.read_status(path)
-        if proc is None and not (status.get("state") == "running" and _alive(status.get("pid"))):
+        if proc is None and not (status.get("state") == "running" and runs.worker_alive(status.get("pid"), path)):
             raise NewleafError("This run is not training.")
         (path / runs.STOP_FILE).touch()  # the trainer checks it every step and checkpoints before leaving
         return self.state(run_id)
@@ -256,7 +256,7 @@ class Jobs:
             finished = [(rid, p) for rid, p in self.procs.items() if p.poll() is not None]
             for rid, _ in finished:
                 del self.procs[rid]
-            gone = [rid for rid, pid in self.orphans.items() if not _worker_alive(pid, self.run_dir(rid))]
+            gone = [rid for rid, pid in self.orphans.items() if not runs.worker_alive(pid, self.run_dir(rid))]
             for rid in gone:
                 del self.orphans[rid]
         for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
@@ -298,7 +298,7 @@ class Jobs:
             status = runs.read_status(d)
             if status.get("state") not in ACTIVE_STATES:
                 continue
-            if status.get("state") == "running" and _worker_alive(status.get("pid"), d):
+            if status.get("state") == "running" and runs.worker_alive(status.get("pid"), d):
                 self.orphans[d.name] = status["pid"]
             else:
                 runs.write_status(
@@ -307,30 +307,6 @@ class Jobs:
                     "Interrupted when the app restarted; resume it to continue.",
                     step=(runs.checkpoint_meta(d) or {}).get("step", 0),
                 )
-
-
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _worker_alive(pid, run_dir: Path) -> bool:
-    """The process is alive and (where /proc tells) is the training process of this run, not a later
-    process that reused its pid."""
-    if not _alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return True  # no /proc (macOS) or not readable: trust the pid
-    return str(run_dir).encode() in cmdline
 
 
 def _death_reason(returncode: int, path: Path) -> str:

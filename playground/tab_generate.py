@@ -415,6 +415,24 @@ def rate_chat(ctx: AppContext, owner, run_id, history, lang, data: gr.LikeData):
 # Layout
 
 
+# The sampling sliders, in the order they are laid out: (name, minimum, maximum, default, step, help key)
+# fmt: off
+SLIDERS = (
+    ("temperature",        0,    2,   0.8,  0.05, "gen.temperature.info"),
+    ("top_k",              0,    200, 50,   1,    "gen.top_k.info"),
+    ("top_p",              0.01, 1,   0.95, 0.01, "gen.top_p.info"),
+    ("min_p",              0,    1,   0.05, 0.01, "gen.min_p.info"),
+    ("repetition_penalty", 0.5,  2,   1.0,  0.05, "gen.repetition_penalty.info"),
+    ("presence_penalty",   -2,   2,   0,    0.1,  "gen.penalty.info"),
+    ("frequency_penalty",  -2,   2,   0,    0.1,  "gen.penalty.info"),
+)
+# fmt: on
+
+
+def _slider(tr, name, minimum, maximum, value, step, info):
+    return tr(gr.Slider, minimum=minimum, maximum=maximum, value=value, step=step, label=f"gen.{name}", info=info)
+
+
 def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
     tr = ctx.tr
     with tr(gr.Accordion, label="gen.sampling", open=True):
@@ -423,77 +441,20 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
             preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
         with gr.Row():
             cap = max(1, ctx.settings.max_new_tokens)
-            max_new_tokens = tr(
-                gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1, label="gen.max_new_tokens"
-            )
-            temperature = tr(
-                gr.Slider,
-                minimum=0,
-                maximum=2,
-                value=0.8,
-                step=0.05,
-                label="gen.temperature",
-                info="gen.temperature.info",
-            )
-            top_k = tr(gr.Slider, minimum=0, maximum=200, value=50, step=1, label="gen.top_k", info="gen.top_k.info")
-            top_p = tr(
-                gr.Slider, minimum=0.01, maximum=1, value=0.95, step=0.01, label="gen.top_p", info="gen.top_p.info"
-            )
-            min_p = tr(gr.Slider, minimum=0, maximum=1, value=0.05, step=0.01, label="gen.min_p", info="gen.min_p.info")
+            max_new_tokens = tr(gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1,
+                                label="gen.max_new_tokens")  # fmt: skip
+            k = {spec[0]: _slider(tr, *spec) for spec in SLIDERS[:4]}
         with gr.Row():
-            repetition_penalty = tr(
-                gr.Slider,
-                minimum=0.5,
-                maximum=2,
-                value=1.0,
-                step=0.05,
-                label="gen.repetition_penalty",
-                info="gen.repetition_penalty.info",
-            )
-            presence_penalty = tr(
-                gr.Slider,
-                minimum=-2,
-                maximum=2,
-                value=0,
-                step=0.1,
-                label="gen.presence_penalty",
-                info="gen.penalty.info",
-            )
-            frequency_penalty = tr(
-                gr.Slider,
-                minimum=-2,
-                maximum=2,
-                value=0,
-                step=0.1,
-                label="gen.frequency_penalty",
-                info="gen.penalty.info",
-            )
+            k.update({spec[0]: _slider(tr, *spec) for spec in SLIDERS[4:]})
             seed = tr(gr.Number, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
-            stop = tr(
-                gr.Textbox,
-                label="gen.stop",
-                info="gen.stop.info",
-                placeholder="gen.stop.placeholder",
-                lines=1,
-                max_lines=4,
-            )
+            stop = tr(gr.Textbox, label="gen.stop", info="gen.stop.info", placeholder="gen.stop.placeholder", lines=1,
+                      max_lines=4)  # fmt: skip
     return SimpleNamespace(
         preset_buttons=preset_buttons,
-        all=[
-            max_new_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            presence_penalty,
-            frequency_penalty,
-            seed,
-            stop,
-        ],
-        preset=[temperature, top_k, top_p, min_p, repetition_penalty],  # what a preset sets (PRESET_KNOBS)
-        shaping=[temperature, top_k, top_p, min_p],
-    )  # the knobs the next-token chart follows
+        all=[max_new_tokens, *k.values(), seed, stop],  # in make_params' order
+        preset=[k[name] for name in PRESET_KNOBS],  # what a preset sets
+        shaping=[k["temperature"], k["top_k"], k["top_p"], k["min_p"]],  # the knobs the next-token chart follows
+    )
 
 
 def _completion_tab(tr) -> SimpleNamespace:

@@ -57,13 +57,14 @@ def app(tmp_path_factory):
             jobs.shutdown()
 
 
-def start(client, token, title, steps=400, eval_every=20, lang="en"):
-    m = TINY
+def start(client, token, title, steps=400, eval_every=20, lang="en", batch_size=8, **model):
+    """Start training through the Train tab's API with a tiny model (`model` overrides its shape)."""
+    m = {**TINY, **model}
     out = client.predict(
         token,
         title,
         3e-3,
-        8,
+        batch_size,
         steps,
         0,
         eval_every,

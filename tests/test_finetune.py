@@ -2,7 +2,6 @@
 layers and LoRA; the demo task; evaluation before and after; resume; the CLI."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from core.finetune import compare, load_base_model, prepare_finetune, run_finetu
 from core.train import Trainer
 from core.trainable import FinetuneConfig
 from tests.conftest import REPO
+from tests.test_cli import cli
 from tests.test_train import make_run, metrics
 
 HANDFUL = [
@@ -117,46 +117,10 @@ def test_the_run_keeps_its_template_tokenizer_and_base(chat_run, base_run):
 
 
 def test_chat_cli_prints_only_the_reply(chat_run):
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "core",
-            "chat",
-            "--run",
-            str(chat_run),
-            "--message",
-            "Who are you?",
-            "--temperature",
-            "0",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = cli("chat", "--run", chat_run, "--message", "Who are you?", "--temperature", "0")
     assert r.returncode == 0, r.stderr
     assert r.stdout == "Newleaf."
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "core",
-            "chat",
-            "--run",
-            str(chat_run),
-            "--message",
-            "Say hi",
-            "--system",
-            "Be loud.",
-            "--temperature",
-            "0",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r = cli("chat", "--run", chat_run, "--message", "Say hi", "--system", "Be loud.", "--temperature", "0")
     assert r.stdout == "HI!", r.stderr
 
 
@@ -466,25 +430,7 @@ def test_cli_user_mistakes_are_one_line(tmp_path, base_run):
         '{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}\n'
         '{"prompt": "Hi", "completion": "Yo"\n'
     )
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "core",
-            "finetune",
-            "--from",
-            str(base_run),
-            "--data",
-            str(bad),
-            "--out",
-            str(tmp_path / "r"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ},
-    )
+    r = cli("finetune", "--from", base_run, "--data", bad, "--out", tmp_path / "r")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("newleaf: error: bad.jsonl, line 2: not valid JSON")
     assert not (tmp_path / "r" / "config.json").exists()

@@ -32,7 +32,9 @@ from playground import tab_generate
 from playground.jobs import SHARED_OWNER, Jobs
 from playground.settings import Settings
 from playground.ui import build_app, launch_kwargs, queue_kwargs
+from tests import test_app
 from tests.reliability.helpers import own, rss_bytes, trained_run, wait_for
+from tests.test_app import poll
 
 TOKENS = [f"reliability-session-{i}-secret" for i in range(4)]
 TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, dropout=0.0, preset="tiny")
@@ -84,30 +86,7 @@ def app(tmp_path_factory):
 
 
 def start(client, token, title, steps=8, eval_every=4, **model):
-    m = {**TINY, **model}
-    out = client.predict(
-        token,
-        title,
-        3e-3,
-        4,
-        steps,
-        0,
-        eval_every,
-        1,
-        "en",
-        m["n_layer"],
-        m["n_head"],
-        m["n_embd"],
-        m["block_size"],
-        m["dropout"],
-        m["preset"],
-        api_name="/start_training",
-    )
-    return out[0], out[1]
-
-
-def poll(client, token, run_id):
-    return client.predict(token, run_id, False, 0.6, "en", api_name="/poll_training")
+    return test_app.start(client, token, title, steps, eval_every, batch_size=4, **model)
 
 
 def generate(client, token, run_id, prompt="ROMEO:", n=5):
@@ -133,9 +112,9 @@ def test_four_sessions_train_poll_and_generate_at_once(app):
         seen = {"statuses": [], "generated_while_training": 0}
         c.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
         barrier.wait(timeout=120)
-        run_id, first = start(c, token, f"session {i}")
+        run_id, out = start(c, token, f"session {i}")
         run_ids[i] = run_id
-        seen["statuses"].append(first)
+        seen["statuses"].append(out[1])
         while True:
             status = poll(c, token, run_id)[0] or ""
             seen["statuses"].append(status)
