@@ -58,6 +58,7 @@ class Jobs:
         self.queue: list[str] = []  # run ids waiting for a free slot, oldest first
         self.procs: dict[str, subprocess.Popen] = {}  # run id -> its training process
         self.orphans: dict[str, int] = {}  # run id -> pid of a process an earlier app started
+        self.unrecorded: dict[str, dict] = {}  # run id -> an end the app could not write yet (a full disk)
         self._closed = threading.Event()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -138,6 +139,7 @@ class Jobs:
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("This run is already training or waiting to train.")
+            self.unrecorded.pop(run_id, None)
             self.queue.append(run_id)
             runs.write_status(
                 path,
@@ -176,12 +178,19 @@ class Jobs:
             shutil.rmtree(path)
 
     def state(self, run_id: str) -> dict:
-        """status.json, plus the queue position of a waiting job."""
-        status = runs.read_status(self.run_dir(run_id))
+        """status.json as the processes have it: plus the queue position of a waiting job; an end the app
+        could not write yet (a full disk); and "failed" for a run that says it is running but whose training
+        process is gone (it could not say so itself)."""
+        path = self.run_dir(run_id)
         with self.lock:
-            if run_id in self.queue:
-                status["state"] = "queued"
-                status["queue_position"] = self.queue.index(run_id) + 1
+            tracked = run_id in self.procs or run_id in self.orphans
+            position = self.queue.index(run_id) + 1 if run_id in self.queue else None
+            unrecorded = self.unrecorded.get(run_id)
+        status = runs.read_status(path) if tracked else runs.live_status(path)
+        if unrecorded:
+            status.update(unrecorded)
+        if position:
+            status.update(state="queued", queue_position=position)
         return status
 
     def has_process(self, run_id: str) -> bool:
@@ -249,7 +258,7 @@ class Jobs:
                 try:
                     self._launch(run_id)
                 except (OSError, NewleafError) as e:
-                    runs.write_status(self.run_dir(run_id), "failed", f"Could not start training: {e}")
+                    self._record_end(run_id, f"Could not start training: {e}")
 
     def _reap(self) -> None:
         with self.lock:
@@ -262,23 +271,28 @@ class Jobs:
         for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
             path = self.run_dir(rid)
             if runs.read_status(path).get("state") in ACTIVE_STATES:
-                runs.write_status(
-                    path,
-                    "failed",
-                    "The training process (started before the app restarted) ended "
-                    "without saying why; resume it from its last checkpoint.",
-                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
-                )
+                self._record_end(rid, "The training process (started before the app restarted) ended without "
+                                      "saying why; resume it from its last checkpoint.")  # fmt: skip
         for rid, proc in finished:
-            path = self.run_dir(rid)
-            status = runs.read_status(path)
-            if status.get("state") in ACTIVE_STATES:  # it died without saying why: say it for it
-                runs.write_status(
-                    path,
-                    "failed",
-                    _death_reason(proc.returncode, path),
-                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
-                )
+            if runs.read_status(self.run_dir(rid)).get("state") in ACTIVE_STATES:  # it died without saying why
+                self._record_end(rid, _death_reason(proc.returncode, self.run_dir(rid)))
+        with self.lock:
+            pending = dict(self.unrecorded)
+        for rid, end in pending.items():  # space may be back: try again
+            self._record_end(rid, end["message"])
+
+    def _record_end(self, run_id: str, message: str) -> None:
+        """Write a job's end (failed, with why) into its status.json; when the disk refuses (full, read-only),
+        keep it here, so the page still shows it, and try again on the next round."""
+        path = self.run_dir(run_id)
+        try:
+            runs.write_status(path, "failed", message, step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+        except (NewleafError, OSError):
+            with self.lock:
+                self.unrecorded[run_id] = {"state": "failed", "message": message}
+            return
+        with self.lock:
+            self.unrecorded.pop(run_id, None)
 
     def _monitor(self, poll: float) -> None:
         while not self._closed.wait(poll):
