@@ -85,9 +85,10 @@ class Jobs:
 
     def owner_of(self, run_id: str) -> str | None:
         try:
-            return runs.read_config(self.run_dir(run_id)).get("owner")
+            config = runs.read_config(self.run_dir(run_id))
         except NewleafError:
             return None
+        return config.get("owner") if isinstance(config, dict) else None
 
     def check_read(self, token: str, run_id: str) -> Path:
         path = self.run_dir(run_id)
@@ -105,31 +106,39 @@ class Jobs:
         return path
 
     def list_runs(self, token: str | None) -> list[dict]:
-        """Runs this session may see (its own, then shared examples), newest first."""
+        """Runs this session may see (its own, then shared examples), newest first. A run whose files are
+        broken is left out of the list; it never breaks the list of the others."""
         mine = owner_id(token) if token else None
         out = []
         for d in self.root.iterdir() if self.root.exists() else ():
             if not d.is_dir() or d.is_symlink() or not _RUN_ID.fullmatch(d.name):
                 continue
             try:
-                config = runs.read_config(d)
-            except NewleafError:
+                summary = self._summary(d, mine)
+            except (NewleafError, OSError, AttributeError, TypeError, ValueError) as e:
+                print(f"newleaf jobs: run {d.name} left out of a list: {e}", file=sys.stderr)
                 continue
-            owner = config.get("owner")
-            if owner not in (mine, SHARED_OWNER):
-                continue
-            out.append(
-                {
-                    "id": d.name,
-                    "title": config.get("title", d.name),
-                    "shared": owner == SHARED_OWNER,
-                    "created": config.get("created", 0),
-                    "config": config,
-                    **self.state(d.name),
-                }
-            )
+            if summary is not None:
+                out.append(summary)
         out.sort(key=lambda r: (r["shared"], -r["created"]))
         return out
+
+    def _summary(self, d: Path, mine: str | None) -> dict | None:
+        config = runs.read_config(d)
+        if not isinstance(config, dict):
+            return None
+        owner = config.get("owner")
+        if owner not in (mine, SHARED_OWNER):
+            return None
+        title, created = config.get("title"), config.get("created")
+        return {
+            "id": d.name,
+            "title": title if isinstance(title, str) and title else d.name,
+            "shared": owner == SHARED_OWNER,
+            "created": created if isinstance(created, (int, float)) and not isinstance(created, bool) else 0,
+            "config": config,
+            **self.state(d.name),
+        }
 
     # -- starting and stopping --------------------------------------------------------------------------
 

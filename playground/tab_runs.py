@@ -70,12 +70,6 @@ def metrics_of(run_dir) -> list[dict]:
     return [r for r in records if isinstance(r, dict)]
 
 
-def best_validation(records: list[dict]) -> dict | None:
-    """The logged record with the lowest finite validation loss, or None."""
-    evals = [r for r in records if isinstance(r.get("val_loss"), (int, float)) and math.isfinite(r["val_loss"])]
-    return min(evals, key=lambda r: r["val_loss"]) if evals else None
-
-
 def model_summary(config: dict, lang: str = "en") -> str:
     try:
         cfg = GPTConfig.from_dict(config["model"])
@@ -88,6 +82,11 @@ def _fmt(x, digits: int = 4) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float)) and math.isfinite(x) else "—"
 
 
+def _section(config: dict, name: str) -> dict:
+    value = config.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
     """One table row (column key -> text) of a run summary from Jobs.list_runs."""
     config = summary.get("config") or {}
@@ -98,21 +97,22 @@ def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
     state_text = t(f"runs.state.{state}", lang) if state in STATES else str(state)
     if state == "queued" and summary.get("queue_position"):
         state_text += f" ({summary['queue_position']})"
-    max_steps = (config.get("train") or {}).get("max_steps")
-    best = best_validation(metrics_of(run_dir))
-    tok = config.get("tokenizer") or {}
+    max_steps = _section(config, "train").get("max_steps")
+    best = runs.best_logged(run_dir)  # read incrementally: a refresh parses only what the log gained
+    tok = _section(config, "tokenizer")
     vocab = tok.get("vocab_size")
     up, down = runs.feedback_counts(run_dir)
-    created = summary.get("created") or config.get("created")
+    created = summary.get("created")
+    step = summary.get("step") if isinstance(summary.get("step"), int) else 0
     return {
         "title": title,
         "state": state_text,
-        "steps": f"{summary.get('step', 0) or 0} / {max_steps}" if max_steps else str(summary.get("step", 0) or 0),
+        "steps": f"{step} / {max_steps}" if isinstance(max_steps, int) else str(step),
         "best_val": _fmt(best and best.get("val_loss")),
         "best_bpc": _fmt(best and best.get("val_bpc")),
         "model": model_summary(config, lang),
-        "tokenizer": f"{tok.get('kind', '?')} ({vocab:,})" if isinstance(vocab, int) else tok.get("kind", "—"),
-        "data": str((config.get("data") or {}).get("name", "—")),
+        "tokenizer": f"{tok.get('kind', '?')} ({vocab:,})" if isinstance(vocab, int) else str(tok.get("kind", "—")),
+        "data": str(_section(config, "data").get("name", "—")),
         "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "—",
         "up": up,
         "down": down,
@@ -126,8 +126,8 @@ def runs_table(jobs, token: str | None, lang: str = "en") -> pd.DataFrame:
     for summary in jobs.list_runs(token):
         try:
             rows.append(run_row(summary, jobs.run_dir(summary["id"]), lang))
-        except NewleafError:
-            continue  # a run deleted or broken while the table was being read
+        except (NewleafError, OSError, AttributeError, TypeError, ValueError):
+            continue  # a run deleted or broken while the table was being read: the others still show
     headers = [t(f"runs.col.{c}", lang) for c in COLUMNS]
     return pd.DataFrame([[r[c] for c in COLUMNS] for r in rows], columns=headers)
 
