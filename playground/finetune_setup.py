@@ -306,7 +306,7 @@ def create_finetune_run(
         check_fits(base.model_cfg, train.batch_size, s, lang)
     loaded = load_base(base.spec)
     title = (title or "").strip()[:80] or f"{data.name} · {ft.method} · {base.label}"[:80]
-    run_id, path = ctx.jobs.new_run_dir(title)
+    run_id, path = ctx.jobs.new_run_dir(owner, title)
     try:
         prepare_finetune(path, loaded, data, ft=ft, train=train, extra={"owner": mine, "title": title})
     except BaseException:

@@ -21,17 +21,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from core import runs
 from core.errors import NewleafError
+from core.units import format_bytes
 
 SHARED_OWNER = "shared-example"
 WORKER_LOG = "worker.log"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
+DOWNLOAD_MAX_AGE_S = 3600  # download zips older than this are removed when the next one is built
 
 
 def new_owner_token() -> str:
@@ -50,8 +53,21 @@ def slug(text: str, limit: int = 32) -> str:
 
 
 class Jobs:
-    def __init__(self, runs_dir, max_concurrent: int = 1, train_threads: int = 1, poll_seconds: float = 0.5):
+    def __init__(
+        self,
+        runs_dir,
+        max_concurrent: int = 1,
+        train_threads: int = 1,
+        poll_seconds: float = 0.5,
+        max_session_bytes: int = 0,
+        downloads_dir=None,
+    ):
+        """max_session_bytes: the disk one session's runs and downloads may take (0: no limit).
+        downloads_dir: where download zips are built (the app puts them in Gradio's cache, which then serves
+        them as they are instead of copying them)."""
         self.root = Path(runs_dir).resolve()
+        self.max_session_bytes = max_session_bytes
+        self.downloads = Path(downloads_dir or Path(tempfile.gettempdir()) / "newleaf-downloads")
         self.max_concurrent = max(1, max_concurrent)
         self.train_threads = max(1, train_threads)
         self.lock = threading.RLock()
@@ -79,7 +95,10 @@ class Jobs:
             raise NewleafError(f"{run_id!r} is not a valid run name.")
         return path
 
-    def new_run_dir(self, title: str) -> tuple[str, Path]:
+    def new_run_dir(self, token: str, title: str, need: int = 0) -> tuple[str, Path]:
+        """A fresh run id and its folder (not created yet) for this session, when its disk allowance has room
+        for `need` more bytes."""
+        self.check_room(token, need)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(title)}-{secrets.token_hex(3)}"
         return run_id, self.run_dir(run_id)
 
@@ -140,11 +159,48 @@ class Jobs:
             **self.state(d.name),
         }
 
+    # -- disk -----------------------------------------------------------------------------------------------
+
+    def usage(self, token: str) -> int:
+        """Bytes this session's runs and downloads take on disk (shared examples are nobody's)."""
+        mine = owner_id(token)
+        folders = [self.run_dir(r["id"]) for r in self.list_runs(token) if not r["shared"]]
+        folders.append(self.downloads / mine)
+        return sum(f.stat().st_size for d in folders if d.is_dir() for f in d.rglob("*") if f.is_file())
+
+    def check_room(self, token: str, need: int = 0) -> None:
+        """Refuse what would take this session past its disk allowance (a public Space shares one disk)."""
+        if not self.max_session_bytes:
+            return
+        used = self.usage(token)
+        if used + need > self.max_session_bytes:
+            raise NewleafError(
+                f"Your runs and downloads take {format_bytes(used)} of the {format_bytes(self.max_session_bytes)} "
+                f"one session may use here" + (f", and this needs {format_bytes(need)} more" if need else "")
+                + "; delete runs you no longer need (Runs tab) to make room."
+            )  # fmt: skip
+
+    def download_folder(self, token: str, run_id: str, key: str) -> Path:
+        """The folder a download of this run is built in, by what it holds (`key`: the checkpoint and kind): a
+        second download of the same checkpoint finds its zip there and reuses it. Folders of any session older
+        than DOWNLOAD_MAX_AGE_S are removed first."""
+        now = time.time()
+        for d in self.downloads.glob("*/*") if self.downloads.is_dir() else ():
+            try:
+                if d.is_dir() and now - d.stat().st_mtime > DOWNLOAD_MAX_AGE_S:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+        folder = self.downloads / owner_id(token) / f"{self.run_dir(run_id).name}-{key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
     # -- starting and stopping --------------------------------------------------------------------------
 
     def start(self, token: str, run_id: str) -> dict:
         """Queue a run (new, or stopped / failed to be resumed); it starts when a slot is free."""
         path = self.check_write(token, run_id)
+        self.check_room(token)  # its checkpoints will take more
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("This run is already training or waiting to train.")

@@ -20,10 +20,7 @@ Nothing here trains or samples: it reads run directories (core/runs.py) and asks
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +28,7 @@ import gradio as gr
 import pandas as pd
 
 from core import files, runs
-from core.errors import NewleafError
+from core.errors import CheckpointError, NewleafError
 from core.model import GPTConfig, param_count
 from core.run_archive import ArchiveLimits, checkpoint_zip, hf_zip, import_run_zip
 from core.units import format_count
@@ -57,8 +54,6 @@ COLUMNS = (
     "id",
 )
 STATES = ("created", "queued", "running", "stopped", "completed", "failed", "unknown")  # of status.json
-DOWNLOADS = Path(tempfile.gettempdir()) / "newleaf-downloads"
-DOWNLOAD_MAX_AGE_S = 3600  # zips older than this are removed when the next one is built
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -154,21 +149,23 @@ def load_curves(jobs, token: str, run_ids: list[str]) -> list[RunCurves]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Downloads: zips built in a fresh temporary folder; old ones are cleaned up as new ones are made
+# Downloads: built once per checkpoint in the session's download folder (in Gradio's cache, which serves them as
+# they are), reused by the next download of the same checkpoint, and counted in the session's disk allowance
 
 
-def fresh_download_dir() -> Path:
-    DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for d in DOWNLOADS.iterdir():
-        try:
-            if d.is_dir() and now - d.stat().st_mtime > DOWNLOAD_MAX_AGE_S:
-                shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass
-    d = DOWNLOADS / uuid.uuid4().hex[:12]
-    d.mkdir()
-    return d
+def download_zip(ctx: AppContext, owner, run_id: str, which: str, kind: str) -> str:
+    path = ctx.jobs.check_read(owner, run_id)
+    used = which if runs.checkpoint_dir(path, which) is not None else "last"
+    ck = runs.checkpoint_dir(path, used)
+    if ck is None:
+        raise CheckpointError(f"{runs.title(path)} has no checkpoint yet: train it first, then download it.")
+    folder = ctx.jobs.download_folder(owner, run_id, f"{ck.name}-{used}-{kind}")
+    built = sorted(folder.glob("*.zip"))
+    if built:
+        return str(built[0])
+    ctx.jobs.check_room(owner, need=sum(f.stat().st_size for f in ck.iterdir() if f.is_file()))
+    make = checkpoint_zip if kind == "checkpoint" else hf_zip
+    return str(make(path, folder, used))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -233,14 +230,12 @@ def load_run(ctx: AppContext, owner, run_id, lang):
 
 @friendly
 def download_checkpoint(ctx: AppContext, owner, run_id, which, lang):
-    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
-    return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
+    return download_zip(ctx, owner, need_pick(run_id, lang), which or "best", "checkpoint")
 
 
 @friendly
 def download_hf(ctx: AppContext, owner, run_id, which, lang):
-    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
-    return str(hf_zip(path, fresh_download_dir(), which or "best"))
+    return download_zip(ctx, owner, need_pick(run_id, lang), which or "best", "huggingface")
 
 
 @friendly
@@ -267,7 +262,7 @@ def upload_run(ctx: AppContext, owner, file, changed, lang):
     check_upload_sizes([path], s, lang, too_big="runs.upload_too_big")  # again: a client may bypass the browser
     owner_hash = owner_id(owner)
     # the run's name is ours; the uploaded file's name only lends a slug to it
-    run_id, dest = ctx.jobs.new_run_dir(path.stem)
+    run_id, dest = ctx.jobs.new_run_dir(owner, path.stem, need=path.stat().st_size)
     limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
     import_run_zip(
         path,
