@@ -93,7 +93,7 @@ def make_params(
         presence_penalty=parse_number(presence_penalty, "gen.presence_penalty", float, lang),
         frequency_penalty=parse_number(frequency_penalty, "gen.frequency_penalty", float, lang),
         seed=seed,
-        stop=parse_stop(stop),
+        stop=parse_stop(stop, lang),
         num_samples=parse_number(num_samples, "gen.num_samples", int, lang),
     )
     if top_k < 0:

@@ -226,6 +226,14 @@ def test_settings_from_the_ui():
     assert (p.top_k, p.top_p, p.min_p, p.seed, p.num_samples) == (None, None, None, None, 2)
     assert p.stop == ["\n\n", "THE END"]
     assert form_values.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
+    assert form_values.parse_stop("x,y,x,y") == ["x", "y"]
+    # 100,000 stop strings once took 74 s for 20 tokens (a quadratic de-duplication, then a check per string):
+    # refused at once, in the page's language
+    with pytest.raises(ConfigError, match="Stop strings: at most 32, each at most 200 characters"):
+        form_values.parse_stop(",".join(f"s{i}" for i in range(100_000)))
+    with pytest.raises(ConfigError, match="停止字符串"):
+        form_values.parse_stop("x" * 201, "zh")
+    assert len(form_values.parse_stop(",".join(f"s{i}" for i in range(32)))) == 32
     assert tab_generate.make_params(5, 0, 3, 0.5, 0.1, 1.2, 0, 0, 7, "", limit=10).seed == 7
     with pytest.raises(ConfigError, match="limited to 10"):
         tab_generate.make_params(11, 0, 0, 1, 0, 1, 0, 0, None, "", limit=10)
