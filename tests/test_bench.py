@@ -7,7 +7,7 @@ import re
 import torch
 
 from bench import sampling
-from bench.common import timed_together
+from bench.common import report, timed_together
 from core import decoder
 
 LINE = re.compile(
@@ -28,12 +28,37 @@ def test_sampling_bench_prints_a_line_per_comparison_with_weights_split_across_t
     finally:
         torch.set_num_threads(previous)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 3  # fp32 vs HF, cached vs not, int8 vs HF
-    for line in lines:
-        m = LINE.match(line)
-        assert m, line
-        assert float(m["ratio"]) > 0
-    assert ours > 0 and peer > 0
+    parsed = [LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    names = [m["name"] for m in parsed]
+    assert names == [
+        "sampling vs HF generate (2L/32w, 24 tokens)",
+        "kv-cache vs no cache (2L/32w, 24 tokens)",
+        "sampling int8 (opt-in) vs HF generate (2L/32w, 24 tokens)",
+    ]
+    for m in parsed:  # the ratio is ours over the peer, as printed (each figure rounded to one decimal)
+        o, p = float(m["ours"].replace(",", "")), float(m["peer"].replace(",", ""))
+        assert m["unit"] == "tokens/s" and o > 0 and p > 0
+        assert (o - 0.05) / (p + 0.05) - 0.005 <= float(m["ratio"]) <= (o + 0.05) / (p - 0.05) + 0.005
+    # what run() returns is the first line's pair, the tokens per second of each side
+    assert abs(ours - float(parsed[0]["ours"].replace(",", ""))) <= 0.051
+    assert abs(peer - float(parsed[0]["peer"].replace(",", ""))) <= 0.051
+
+
+def test_report_prints_the_ratio_of_ours_to_the_peer(capsys):
+    assert report("x", 300.0, 200.0, "tokens/s") == 1.5
+    assert capsys.readouterr().out == "x: ours 300.0 tokens/s, peer 200.0 tokens/s, ratio 1.50\n"
+
+
+def test_the_cache_is_compared_like_with_like(capsys):
+    """Both sides decode through the model's own forward (no one-token decoder), give the same tokens, and are
+    timed the same way (best of N, in turn)."""
+    torch.manual_seed(0)
+    model = sampling.GPT(sampling.GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=40, vocab_size=20)).eval()
+    prompt = [1, 2, 3]
+    assert sampling.ours_cached_forward(model, prompt, 30) == sampling.ours_uncached(model, prompt, 30)
+    ratio = sampling.report_cache(model, prompt, 30, repeats=2, shape="tiny")
+    assert ratio > 0 and "kv-cache vs no cache (tiny)" in capsys.readouterr().out
 
 
 def test_timed_together_times_every_contender_in_turn():
