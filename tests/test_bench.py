@@ -66,3 +66,36 @@ def test_timed_together_times_every_contender_in_turn():
     best = timed_together({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=0)
     assert order == ["a", "b"] * 3
     assert set(best) == {"a", "b"} and all(t >= 0 for t in best.values())
+
+
+def test_the_responsiveness_bench_refuses_to_call_an_idle_machine_busy():
+    """Its training process must be alive and really training while it measures "busy"."""
+    import subprocess
+    import sys
+    import time
+
+    import pytest
+
+    from bench.responsiveness import PausedOrTraining
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])  # alive, but does nothing
+    try:
+        training = PausedOrTraining(sleeper.pid, lambda: sleeper.poll() is None)
+        training.busy()
+        with pytest.raises(RuntimeError, match="got no CPU time while it was measured as busy"):
+            training.idle()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    with pytest.raises(RuntimeError, match="the training process died"):
+        PausedOrTraining(sleeper.pid, lambda: sleeper.poll() is None).busy()
+    worker = subprocess.Popen([sys.executable, "-c", "while True: pass"])  # alive and busy: accepted
+    try:
+        training = PausedOrTraining(worker.pid, lambda: worker.poll() is None)
+        training.busy()
+        time.sleep(0.3)  # a measurement
+        training.idle()
+        training.end()
+    finally:
+        worker.kill()
+        worker.wait()
