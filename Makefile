@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench mutation clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,15 @@ format: $(VENV)/.dev
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# Mutation testing of the modules whose arithmetic is the product (settings in pyproject.toml; results in
+# TESTING.md). Slow: hours on two cores; not part of CI.
+mutation: $(VENV)/.dev
+	$(VENV)/bin/pip install -q --disable-pip-version-check "mutmut==3.8.1"
+	$(VENV)/bin/mutmut run
+	$(VENV)/bin/mutmut results
+
 bench: $(VENV)/.dev
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .import_linter_cache mutants
