@@ -241,6 +241,7 @@ class Jobs:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("Stop this run before deleting it.")
             shutil.rmtree(path)
+            self.unrecorded.pop(run_id, None)
 
     def state(self, run_id: str) -> dict:
         """status.json as the processes have it: plus the queue position of a waiting job; an end the app
