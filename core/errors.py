@@ -28,3 +28,7 @@ class CheckpointError(NewleafError):
 
 class DownloadError(NewleafError):
     """A download that failed (usually: no network)."""
+
+
+class PublishError(NewleafError):
+    """An upload to the Hugging Face Hub that cannot be made: a bad repository name, no token, a refusal, no network."""

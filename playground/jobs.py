@@ -28,7 +28,7 @@ from pathlib import Path
 from core import runs
 from core.errors import NewleafError
 
-SHARED_OWNER = "shared-example"
+SHARED_OWNER = runs.SHARED_OWNER
 WORKER_LOG = "worker.log"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
