@@ -35,6 +35,10 @@ else:
     spaces = None
 
 
+# every function the app runs under spaces.GPU, by name, with the seconds it asks for (README; the tests check it)
+GPU_FUNCTIONS: dict[str, int] = {}
+
+
 def on_zero_gpu() -> bool:
     """Whether this process runs on ZeroGPU hardware (the Space sets SPACES_ZERO_GPU)."""
     return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "t", "true")
@@ -45,6 +49,7 @@ def gpu(seconds: int):
     plain functions and generators (streaming)."""
 
     def decorate(fn):
+        GPU_FUNCTIONS[f"{fn.__module__}.{fn.__qualname__}"] = seconds
         if spaces is None:
             return fn
         return spaces.GPU(duration=seconds)(fn)

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,55 @@ def test_space_push_uploads_a_gradio_space(trained, tmp_path):
 
     code, _, err = cli("space", "--run", trained)
     assert code == 2 and "--out DIR" in err and err.count("\n") == 1
+
+
+def test_the_space_starts_as_spaces_run_it_and_generates_from_its_example(trained, tmp_path):
+    """As a Space runs it: the built folder's app.py in a fresh process, from that folder, with SPACE_ID set (so
+    the Space's limits, and spaces.GPU around the model's work); a visitor generates from the example through
+    gradio_client and gets what the engine writes, and may not change the example."""
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from core.engine import SamplingParams, generate
+    from tests.test_desktop import free_port, serves, stop
+
+    space = build_space(trained, tmp_path / "space")
+    (example,) = (space / "runs").iterdir()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("NEWLEAF_RUNS", "PORT", "CI", "PYTHONPATH")}
+    env.update(SPACE_ID=f"{OWNER}/sonnets-space", GRADIO_SERVER_PORT=str(port), PYTHONIOENCODING="utf-8")
+    log = open(tmp_path / "space.log", "w")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 180
+        while not serves(url) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert serves(url), (tmp_path / "space.log").read_text()
+        client = Client(url, verbose=False)
+        visitor = "a-visitor-of-the-space"
+        knobs = dict(
+            max_new_tokens=30,
+            temperature=0.0,
+            top_k=0,
+            top_p=1.0,
+            min_p=0.0,
+            repetition_penalty=1.0,
+            presence_penalty=0.0,
+            frequency_penalty=0.0,
+            seed=None,
+            stop="",
+            num_samples=1,
+        )
+        out = client.predict(visitor, example.name, "ROMEO:", **knobs, api_name="/generate")
+        model, tok = runs.load_model(example)
+        assert out[0] == generate(model, tok, "ROMEO:", SamplingParams(max_new_tokens=30, temperature=0))[0].text
+        assert len(out[0]) > 0
+        fig, note = client.predict(visitor, example.name, "To be", "1", "all", "en", api_name="/attention")
+        assert json.loads(fig["plot"])["data"] and note
+        with pytest.raises(AppError, match="shared example"):
+            client.predict(visitor, example.name, "en", api_name="/ask_delete")
+        assert Path(f"/proc/{proc.pid}/cwd").resolve() == space.resolve()  # the Space's own copy of the code ran
+    finally:
+        stop(proc)
+        log.close()
