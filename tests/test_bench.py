@@ -41,3 +41,28 @@ def test_timed_together_times_every_contender_in_turn():
     best = timed_together({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=0)
     assert order == ["a", "b"] * 3
     assert set(best) == {"a", "b"} and all(t >= 0 for t in best.values())
+
+
+def test_gpu_check_runs_end_to_end_at_a_tiny_shape_on_the_cpu(tmp_path, capsys):
+    """bench/gpu_check.py's logic, as it runs on a GPU but tiny and on the CPU: a run trained by the app's trainer,
+    its throughput and MFU, the same-step ratio against GPT2LMHeadModel, sampling against transformers' generate()
+    on the exported weights, and equal greedy tokens after the reload in transformers."""
+    import json
+
+    from bench import gpu_check
+    from core import runs
+
+    assert gpu_check.main(["--tiny", "--steps", "20", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("device: CPU; MFU against")
+    assert out[1].startswith("train recipe-tiny compile=off: 20 steps, ") and "MFU " in out[1]
+    ratios = [line for line in out if LINE.match(line)]
+    assert [LINE.match(line)["name"] for line in ratios] == [
+        "training step recipe-tiny compile=off",
+        "sampling recipe-tiny",
+    ]
+    assert "reload in transformers recipe-tiny: greedy tokens equal" in out
+    summary = json.loads(out[-1])
+    assert summary["recipe-tiny compile=off"]["steps"] == 20 and summary["recipe-tiny"]["same"] is True
+    assert 0 < summary["recipe-tiny compile=off"]["mfu"] < 1
+    assert runs.checkpoint_meta(tmp_path / "recipe-tiny-eager", "last")["step"] == 20
