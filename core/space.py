@@ -129,10 +129,10 @@ def space_readme(title: str, config: dict, repo_id: str | None = None) -> str:
         "",
         "| hardware | what runs where |",
         "|---|---|",
-        "| ZeroGPU (`zero-a10g`, suggested) | generation, attention maps and short training or fine-tuning slices run "
-        "on a GPU lent for each request (functions decorated with `spaces.GPU`, with durations that fit the work); "
-        "your daily ZeroGPU quota applies |",
-        "| CPU (`cpu-basic`, free) | everything works on the CPU: generation and attention at once, training and "
+        "| ZeroGPU (`zero-a10g`, suggested) | generation and chat, the next-token view and attention maps run on a "
+        "GPU lent for each request (functions decorated with `spaces.GPU`, 60 s for a generation, 15 s for a look "
+        "inside); training and fine-tuning run on the Space's CPU, within its limits (15 minutes a job) |",
+        "| CPU (`cpu-basic`, free) | everything on the CPU: generation and attention at once, training and "
         "fine-tuning of small models within the Space's limits (15 minutes a job) |",
         "| a dedicated GPU (`t4-small`, ...) | everything runs on the GPU, with bf16 and fused AdamW for training |",
         "",
