@@ -50,8 +50,17 @@ def slug(text: str, limit: int = 32) -> str:
 
 
 class Jobs:
-    def __init__(self, runs_dir, max_concurrent: int = 1, train_threads: int = 1, poll_seconds: float = 0.5):
+    def __init__(
+        self,
+        runs_dir,
+        max_concurrent: int = 1,
+        train_threads: int = 1,
+        poll_seconds: float = 0.5,
+        cpu_only: bool = False,
+    ):
         self.root = Path(runs_dir).resolve()
+        # on ZeroGPU a GPU exists only inside the app's spaces.GPU functions: training processes use the CPU
+        self.cpu_only = cpu_only
         self.max_concurrent = max(1, max_concurrent)
         self.train_threads = max(1, train_threads)
         self.lock = threading.RLock()
@@ -212,9 +221,16 @@ class Jobs:
     def _command(self, path: Path) -> list[str]:
         return [sys.executable, "-m", "core", "train", "--out", str(path), "--resume", "--quiet"]
 
+    def worker_env(self) -> dict:
+        """The environment of a training process: its threads, and no GPU where it may not have one."""
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.train_threads), "PYTHONUNBUFFERED": "1"}
+        if self.cpu_only:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
     def _launch(self, run_id: str) -> None:
         path = self.run_dir(run_id)
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.train_threads), "PYTHONUNBUFFERED": "1"}
+        env = self.worker_env()
         repo = Path(__file__).resolve().parents[1]
         (path / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request must not stop the new process
         log = open(path / WORKER_LOG, "ab")

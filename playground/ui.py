@@ -15,6 +15,7 @@ from playground.context import AppContext, friendly
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
 from playground.settings import Settings
+from playground.zerogpu import on_zero_gpu
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "newleaf.css"
@@ -48,7 +49,7 @@ def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.com
 
 def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tuple[gr.Blocks, AppContext]:
     settings = settings or Settings.from_env()
-    jobs = jobs or Jobs(settings.runs_dir, settings.max_concurrent_jobs, settings.train_threads)
+    jobs = jobs or Jobs(settings.runs_dir, settings.max_concurrent_jobs, settings.train_threads, cpu_only=on_zero_gpu())
     tr = Translator()
     # delete_cache: downloads copied into Gradio's cache are removed after an hour
     with gr.Blocks(title="Newleaf", delete_cache=(3600, 3600)) as demo:

@@ -88,3 +88,27 @@ def test_on_device_leaves_a_cpu_model_on_the_cpu_without_a_gpu():
     model = GPT(preset_config("tiny", 10))
     assert on_device(model) is model
     assert model.transformer.wte.weight.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_on_zero_gpu_training_processes_are_given_no_gpu(tmp_path, monkeypatch):
+    """A training job runs in its own process, outside any spaces.GPU function: on ZeroGPU it sees no GPU (and so
+    trains on the Space's CPU) instead of reaching for one it cannot hold."""
+    from playground.jobs import Jobs
+    from playground.settings import Settings
+    from playground.ui import build_app
+
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    monkeypatch.setenv("NEWLEAF_RUNS", str(tmp_path / "runs"))
+    _, ctx = build_app(Settings.from_env())
+    try:
+        assert ctx.jobs.cpu_only and ctx.jobs.worker_env()["CUDA_VISIBLE_DEVICES"] == ""
+    finally:
+        ctx.jobs.shutdown()
+    monkeypatch.delenv("SPACES_ZERO_GPU")
+    jobs = Jobs(tmp_path / "elsewhere")
+    try:
+        assert not jobs.cpu_only and jobs.worker_env().get("CUDA_VISIBLE_DEVICES") == os.environ.get(
+            "CUDA_VISIBLE_DEVICES"
+        )
+    finally:
+        jobs.shutdown()
