@@ -194,7 +194,8 @@ def model_card(
     n_params = param_count(cfg)
     new_tokens = max(1, min(100, cfg.block_size // 2))
     tokens = f"{facts['tokens_seen']:,}" if isinstance(facts["tokens_seen"], int) else "not logged"
-    train_tokens = f" ({data['train_tokens']:,} training / {data['val_tokens']:,} held-out tokens)"
+    sizes = (data.get("train_tokens"), data.get("val_tokens"))
+    train_tokens = f" ({sizes[0]:,} training / {sizes[1]:,} held-out tokens)" if all(sizes) else ""
     lines = [
         f"# {title}",
         "",
@@ -244,7 +245,7 @@ def model_card(
     lines += [
         "| | |",
         "|---|---|",
-        f"| data | {data.get('name', 'unknown')}{train_tokens if data.get('train_tokens') else ''} |",
+        f"| data | {data.get('name', 'unknown')}{train_tokens} |",
         f"| tokenizer | {tokenizer.describe()} |",
         f"| model | {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size}, "
         f"{n_params:,} parameters |",

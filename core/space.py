@@ -66,6 +66,8 @@ def push_space(
     Space `repo`; returns the Space's URL. The name and the token are checked before anything is built."""
     name = check_repo_name(repo)
     runs.read_config(run_dir)
+    if out_dir:
+        check_free_folder(Path(out_dir), "a Space")
     token = resolve_token(token)
     repo_id = full_repo_id(name, token)
     with tempfile.TemporaryDirectory(prefix="newleaf-space-") as tmp:

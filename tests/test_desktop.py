@@ -88,26 +88,35 @@ def test_the_port_comes_from_port_then_gradio_server_port():
 
 
 @pytest.mark.parametrize(
-    "argv, env, message",
+    "call, message",
     [
-        (["--frobnicate"], {}, "unrecognized arguments: --frobnicate"),
-        (["--window", "--no-browser"], {}, "not allowed with argument"),
-        ([], {"PORT": "http"}, "PORT='http' is not a port number"),
-        ([], {"GRADIO_SERVER_PORT": "70000"}, "GRADIO_SERVER_PORT='70000' is not a port number"),
-        (["--window"], {"DISPLAY": ""}, "--window needs a display"),
+        (lambda: desktop.parse_args(["--frobnicate"]), "unrecognized arguments: --frobnicate"),
+        (lambda: desktop.parse_args(["--window", "--no-browser"]), "not allowed with argument"),
+        (lambda: desktop.address(False, {"GRADIO_SERVER_PORT": "70000"}), "GRADIO_SERVER_PORT='70000' is not a port"),
+        (lambda: desktop.address(False, {"PORT": " "}) and desktop.address(False, {"PORT": "8o"}), "PORT='8o' is not"),
+        (lambda: desktop.check_window(False, {}, "linux"), "--window needs a display"),
+        (lambda: desktop.check_window(True, {"DISPLAY": ":0"}, "linux"), "--window is for a desktop"),
     ],
 )
-def test_a_mistake_is_one_line_and_exit_2(tmp_path, argv, env, message):
+def test_a_mistake_is_one_line_and_exit_2(capsys, call, message):
+    with pytest.raises(SystemExit) as stopped:
+        call()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and err.startswith("newleaf: error: ") and message in err, err
+    assert err.count("\n") == 1
+
+
+def test_app_py_answers_a_mistake_before_building_the_app(tmp_path):
     r = subprocess.run(
-        [sys.executable, "app.py", *argv],
+        [sys.executable, "app.py"],
         cwd=REPO,
-        env=app_env(tmp_path, **env),
+        env=app_env(tmp_path, PORT="http"),
         capture_output=True,
         text=True,
         timeout=120,
     )
-    assert r.returncode == 2 and r.stderr.startswith("newleaf: error: ") and message in r.stderr, r.stderr
-    assert r.stderr.count("\n") == 1 and r.stdout == ""
+    assert r.returncode == 2 and r.stderr == "newleaf: error: PORT='http' is not a port number (1 to 65535).\n"
+    assert r.stdout == "" and not (tmp_path / "runs").exists()  # nothing was built
 
 
 def test_window_without_the_desktop_extra_says_how_to_install_it(tmp_path):

@@ -225,14 +225,24 @@ def test_a_refused_token_an_unreachable_hub_and_no_token_are_one_line_each(train
     )
     assert code == 2 and err.count("\n") == 1 and "could not be reached" in err and TOKEN not in err
 
-    code, _, err = cli("push", "--run", trained, "--repo", "sonnets")
-    assert code == 2 and err.startswith("newleaf: error: No Hugging Face token") and err.count("\n") == 1
 
-    code, _, err = cli("push", "--run", trained, "--repo", "two//slashes", env_extra={"HF_TOKEN": TOKEN})
-    assert code == 2 and "not a valid Hugging Face repository name" in err and err.count("\n") == 1
+def test_no_token_a_bad_name_or_no_run_is_one_line_before_anything_is_sent(trained, tmp_path, monkeypatch, capsys):
+    """In-process (nothing here may reach a network): the checks that come before any request."""
+    from core.cli import main
 
-    code, _, err = cli("push", "--run", tmp_path / "nothing", "--repo", "x", env_extra={"HF_TOKEN": TOKEN})
-    assert code == 2 and "does not exist" in err
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("core.publish.get_token", lambda: None)  # no `hf auth login` token either
+    cases = [
+        (["push", "--run", str(trained), "--repo", "sonnets"], "newleaf: error: No Hugging Face token"),
+        (["push", "--run", str(trained), "--repo", "two//slashes"], "not a valid Hugging Face repository name"),
+        (["push", "--run", str(tmp_path / "nothing"), "--repo", "x"], "does not exist"),
+        (["space", "--run", str(trained)], "--out DIR"),
+        (["space", "--run", str(trained), "--push", "x"], "No Hugging Face token"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, (argv, err)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -285,9 +295,6 @@ def test_space_push_uploads_a_gradio_space(trained, tmp_path):
     assert any(n.startswith("runs/example-sonnets/checkpoints/") and n.endswith("model.safetensors") for n in names)
     assert f"spaces/{OWNER}/sonnets-space" in commit["files"]["README.md"].decode()
     _token_nowhere(tmp_path)
-
-    code, _, err = cli("space", "--run", trained)
-    assert code == 2 and "--out DIR" in err and err.count("\n") == 1
 
 
 def test_the_space_starts_as_spaces_run_it_and_generates_from_its_example(trained, tmp_path):
