@@ -206,7 +206,7 @@ def test_push_uploads_a_repo_transformers_loads_and_never_keeps_the_token(traine
     _token_nowhere(trained.parent, hf_home, tmp_path)
 
 
-def test_a_refused_token_an_unreachable_hub_and_no_token_are_one_line_each(trained, tmp_path):
+def test_a_refused_token_and_an_unreachable_hub_are_one_line_each(trained, tmp_path):
     with HubServer(TOKEN) as hub:
         wrong = "hf_wrongTokenWrongToken"
         code, out, err = cli(
