@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test lint format bench mutation clean
+.PHONY: run window desktop test lint format bench mutation clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,9 +14,20 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-# The app on http://127.0.0.1:7860 (it trains on Tiny Shakespeare, or on the offline dataset without network).
+$(VENV)/.desktop: $(VENV)/.runtime requirements-desktop.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-desktop.txt
+	touch $@
+
+# The app on http://127.0.0.1:7860 (it trains on Tiny Shakespeare, or on the offline dataset without network);
+# on a desktop the browser opens at it.
 run: $(VENV)/.runtime
 	$(PY) app.py
+
+# The app in a window of its own (pywebview, the optional desktop extra).
+window: $(VENV)/.desktop
+	$(PY) app.py --window
+
+desktop: $(VENV)/.desktop
 
 test: $(VENV)/.dev
 	$(PY) -m pytest -q tests

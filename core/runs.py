@@ -43,6 +43,7 @@ from core.tokenizer import load_tokenizer
 CONFIG, STATUS, METRICS, SAMPLES = "config.json", "status.json", "metrics.jsonl", "samples.jsonl"
 FEEDBACK = "feedback.jsonl"  # 👍/👎 on generations: {"rating": 1 | -1, "prompt", "text", ...} per line
 CKPT_DIR = "checkpoints"
+SHARED_OWNER = "shared-example"  # config.json's owner of a run every app session may read (and none may change)
 STOP_FILE = "STOP"  # its presence asks a running trainer to stop at the next step
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")  # refused: unpickling can run code
 

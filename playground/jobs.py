@@ -30,7 +30,7 @@ from core import runs
 from core.errors import NewleafError
 from core.units import format_bytes
 
-SHARED_OWNER = "shared-example"
+SHARED_OWNER = runs.SHARED_OWNER
 WORKER_LOG = "worker.log"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
@@ -61,13 +61,16 @@ class Jobs:
         poll_seconds: float = 0.5,
         max_session_bytes: int = 0,
         downloads_dir=None,
+        cpu_only: bool = False,
     ):
         """max_session_bytes: the disk one session's runs and downloads may take (0: no limit).
         downloads_dir: where download zips are built (the app puts them in Gradio's cache, which then serves
-        them as they are instead of copying them)."""
+        them as they are instead of copying them). cpu_only: on ZeroGPU a GPU exists only inside the app's
+        spaces.GPU functions, so training processes use the CPU."""
         self.root = Path(runs_dir).resolve()
         self.max_session_bytes = max_session_bytes
         self.downloads = Path(downloads_dir or Path(tempfile.gettempdir()) / "newleaf-downloads")
+        self.cpu_only = cpu_only
         self.max_concurrent = max(1, max_concurrent)
         self.train_threads = max(1, train_threads)
         self.lock = threading.RLock()
@@ -287,9 +290,16 @@ class Jobs:
     def _command(self, path: Path) -> list[str]:
         return [sys.executable, "-m", "core", "train", "--out", str(path), "--resume", "--quiet"]
 
+    def worker_env(self) -> dict:
+        """The environment of a training process: its threads, and no GPU where it may not have one."""
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.train_threads), "PYTHONUNBUFFERED": "1"}
+        if self.cpu_only:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
     def _launch(self, run_id: str) -> None:
         path = self.run_dir(run_id)
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.train_threads), "PYTHONUNBUFFERED": "1"}
+        env = self.worker_env()
         repo = Path(__file__).resolve().parents[1]
         (path / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request must not stop the new process
         log = open(path / WORKER_LOG, "ab")

@@ -15,6 +15,9 @@ Nothing here trains or samples: it reads run directories (core/runs.py) and asks
     delete_run(owner, run_id, lang)                         -> deletes, only after ask_delete in the same session
     upload_run(owner, zip_file, lang)                       -> imports a run's zip (checked by core/run_archive.py)
                                                                as a new run of this session
+
+The Share section (publishing the picked run on the Hugging Face Hub) is laid out and handled in
+playground/share_section.py.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from core.errors import CheckpointError, NewleafError
 from core.model import GPTConfig, param_count
 from core.run_archive import ArchiveLimits, checkpoint_zip, hf_zip, import_run_zip
 from core.units import format_count
+from playground import share_section
 from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
 from playground.i18n import t
@@ -354,6 +358,8 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         message = gr.Markdown()
         download = tr(gr.File, label="runs.file", interactive=False)
         upload = tr(gr.File, label="runs.upload", file_types=[".zip"], type="filepath", file_count="single")
+
+    share_section.create_section(ctx, picker, which)
 
     triggers = [refresh.click, ctx.runs_changed.change, ctx.owner.change]
     tab = gr.context.Context.block

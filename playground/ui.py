@@ -16,6 +16,7 @@ from playground.context import AppContext, friendly
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
 from playground.settings import Settings
+from playground.zerogpu import on_zero_gpu
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "newleaf.css"
@@ -55,6 +56,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
         settings.train_threads,
         max_session_bytes=int(settings.max_session_mb * MB),
         downloads_dir=Path(gr.utils.get_upload_folder()) / "newleaf-downloads",  # served without a second copy
+        cpu_only=on_zero_gpu(),
     )
     tr = Translator()
     # delete_cache: downloads copied into Gradio's cache are removed after an hour

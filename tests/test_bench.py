@@ -99,3 +99,28 @@ def test_the_responsiveness_bench_refuses_to_call_an_idle_machine_busy():
     finally:
         worker.kill()
         worker.wait()
+
+
+def test_gpu_check_runs_end_to_end_at_a_tiny_shape_on_the_cpu(tmp_path, capsys):
+    """bench/gpu_check.py's logic, as it runs on a GPU but tiny and on the CPU: a run trained by the app's trainer,
+    its throughput and MFU, the same-step ratio against GPT2LMHeadModel, sampling against transformers' generate()
+    on the exported weights, and equal greedy tokens after the reload in transformers."""
+    import json
+
+    from bench import gpu_check
+    from core import runs
+
+    assert gpu_check.main(["--tiny", "--steps", "20", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[0].startswith("device: CPU; MFU against")
+    assert out[1].startswith("train recipe-tiny compile=off: 20 steps, ") and "MFU " in out[1]
+    ratios = [line for line in out if LINE.match(line)]
+    assert [LINE.match(line)["name"] for line in ratios] == [
+        "training step recipe-tiny compile=off",
+        "sampling recipe-tiny",
+    ]
+    assert "reload in transformers recipe-tiny: greedy tokens equal" in out
+    summary = json.loads(out[-1])
+    assert summary["recipe-tiny compile=off"]["steps"] == 20 and summary["recipe-tiny"]["same"] is True
+    assert 0 < summary["recipe-tiny compile=off"]["mfu"] < 1
+    assert runs.checkpoint_meta(tmp_path / "recipe-tiny-eager", "last")["step"] == 20
