@@ -217,6 +217,22 @@ def test_prefill_in_any_chunks_equals_the_full_forward(cuts):
         assert torch.allclose(torch.cat(parts, dim=1), full, atol=1e-5)
 
 
+def test_the_next_token_distribution_of_a_batch_with_every_filter():
+    """What the next-token panel draws: per row, the probabilities the sampler would draw from (greedy: all on
+    the most likely token of that row), with top-k and min-p applied as the sampler applies them."""
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0], [-1.0, 0.5, 3.0, 1.0]])
+    greedy = next_token_distribution(logits, temperature=0.0)
+    assert greedy.dtype == torch.float32 and greedy.tolist() == [[1.0, 0, 0, 0], [0, 0, 1.0, 0]]
+    plain = next_token_distribution(logits)  # temperature 1 by default: the model's own probabilities
+    assert torch.allclose(plain, F.softmax(logits, dim=-1))
+    for kw in (dict(top_k=2), dict(min_p=0.3), dict(top_p=0.7), dict(temperature=0.5, top_k=3, min_p=0.05)):
+        dist = next_token_distribution(logits, **{"temperature": 1.0, **kw})
+        expected = F.softmax(filter_logits(logits, **{"temperature": 1.0, **kw}), dim=-1)
+        assert torch.allclose(dist, expected) and torch.allclose(dist.sum(-1), torch.ones(2)), kw
+    assert (next_token_distribution(logits, top_k=2) > 0).sum(-1).tolist() == [2, 2]
+    assert (next_token_distribution(logits, min_p=0.3) > 0).sum(-1).tolist() == [2, 1]
+
+
 def test_top_k_and_min_p_as_defined():
     probs = torch.tensor([0.4, 0.3, 0.2, 0.07, 0.03])
     logits = probs.log()
