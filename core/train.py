@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from core import distributed, files, runs, trainable
+from core import distributed, files, history, runs, trainable
 from core.device import autocast, pick_device
 from core.errors import CheckpointError, NewleafError
 from core.optim import make_optimizer
@@ -179,8 +179,12 @@ class Trainer:
         )
         # the running average of train_loss between log lines is part of the state, for an exact resume
         p.loss_sum, p.steps_since_log = meta.get("log_window", (0.0, 0)) if meta else (0.0, 0)
+        # how many evenly spaced copies of the weights the run keeps for looking back (core/history.py)
+        self.history_keep = history.capacity(cfg, history.snapshot_bytes(model))
         if main:
             self._reset_logs(meta)
+            if p.step == 0:
+                self._snapshot(model, 0)  # the untrained model: where "learning over time" starts
         self._status("running", self._running_message(), p.step)
         emit(
             "start",
@@ -217,6 +221,13 @@ class Trainer:
             else:
                 (self.run_dir / name).unlink(missing_ok=True)
         runs.clean_checkpoints(self.run_dir)
+        history.reset(self.run_dir, meta["step"] if meta else None)
+
+    def _snapshot(self, model, step: int) -> None:
+        """A history snapshot at `step` when one is due (only the main process calls this)."""
+        if history.due(step, self.cfg.eval_every, self.history_keep):
+            weights = self.model.checkpoint_weights(model)
+            history.save(self.run_dir, step, weights, self.cfg.eval_every, self.history_keep)
 
     def _loop(self, model, net, optimizer, batch_gen, micro, p: _Progress, emit) -> tuple[str, str]:
         """Train until the budget is used, a stop is asked for, or the weights go bad: (state, message)."""
@@ -314,6 +325,7 @@ class Trainer:
             files.append_jsonl(self.run_dir / runs.SAMPLES, {"step": p.step, "text": text})
             emit("sample", {"step": p.step, "text": text})
         p.t_log, p.steps_since_log, p.loss_sum = time.time(), 0, 0.0
+        self._snapshot(model, p.step)  # before the checkpoint: a resume from it takes this snapshot again
         if p.step % (cfg.checkpoint_every or cfg.eval_every) == 0 or final:
             self._checkpoint(model, optimizer, batch_gen, p, record, emit)
         self._status("running", self._running_message(), p.step)
