@@ -160,6 +160,7 @@ class StepView:
     step: int
     kind: str  # as Snapshot.kind
     val_loss: float | None  # the validation loss logged at that step, if any
+    ids: list[int]  # the prompt's tokens that were looked at (its last max_tokens)
     attention: list[torch.Tensor]  # per layer, (n_head, T, T)
     logits: torch.Tensor  # (V,) the next token's logits after the prompt
     sample: str  # a continuation drawn with the same seed at every step
@@ -199,4 +200,4 @@ def views(run_dir, prompt: str, max_tokens: int, sample_tokens: int = 60) -> Ite
         if i:
             runs.load_model_weights(model, runs.load_tensors(snap.path), str(snap.path))
         attention, logits, sample = view_at(model, tokenizer, ids, sample_tokens)
-        yield StepView(snap.step, snap.kind, losses.get(snap.step), attention, logits, sample)
+        yield StepView(snap.step, snap.kind, losses.get(snap.step), ids, attention, logits, sample)

@@ -274,7 +274,10 @@ def test_attention_heatmap_blanks_the_causal_mask():
     z = np.array(fig.data[0].z, dtype=float)
     assert np.isnan(z[np.triu_indices(T, 1)]).all()
     assert np.allclose(z[np.tril_indices(T)], att[1].numpy()[np.tril_indices(T)], atol=1e-4)
-    assert list(fig.layout.yaxis.ticktext) == ["a", "␠", "⏎", "b", "a"]  # repeated tokens keep their own row
+    names = list(fig.layout.yaxis.categoryarray)  # a category per token: repeated tokens keep their own row
+    assert len(set(names)) == T and list(fig.data[0].y) == names and names[1] == "“␠” #2"
+    assert [fig.layout.yaxis.labelalias[n] for n in names] == ["a", "␠", "⏎", "b", "a"]  # what the ticks show
+    assert fig.data[0].hovertemplate.startswith("%{y} → %{x}: %{z:.1%}")  # the hover names both tokens
     grid = charts_inspect.attention_figure(att.numpy(), labels, head=None)
     assert len(grid.data) == H and all(np.isnan(np.array(d.z, dtype=float)[0, 1:]).all() for d in grid.data)
 

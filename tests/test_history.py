@@ -146,6 +146,7 @@ def test_each_view_equals_loading_that_snapshot_directly(trained):
     for view, snap in zip(views, listed):
         model, tok = runs.load_weights_file(trained, snap.path)
         ids = tok.encode(prompt)
+        assert view.ids == ids
         assert torch.allclose(view.logits, prompt_logits(model, ids), atol=1e-5)
         for mine, theirs in zip(view.attention, attention_maps(model, ids)):
             assert torch.allclose(mine, theirs, atol=1e-6)
@@ -161,7 +162,7 @@ def test_each_view_equals_loading_that_snapshot_directly(trained):
 
 def test_views_cut_long_prompts_to_the_tokens_asked_for(trained):
     (view, *_) = history.views(trained, "To be, or not to be", max_tokens=6, sample_tokens=2)
-    assert view.attention[0].shape[-1] == 6
+    assert view.attention[0].shape[-1] == 6 and len(view.ids) == 6
 
 
 # ----------------------------------------------------------------------------------------------------------
