@@ -29,6 +29,7 @@ from core import runs
 from core.engine import SamplingParams, attention_maps, generate, prompt_logits
 from core.errors import CheckpointError, NewleafError
 from core.files import atomic_write, read_jsonl
+from core.tokenizer import load_tokenizer
 from core.train_config import TrainConfig
 from core.units import MB
 
@@ -186,18 +187,25 @@ def _val_losses(run_dir) -> dict[int, float]:
 
 def views(run_dir, prompt: str, max_tokens: int, sample_tokens: int = 60) -> Iterator[StepView]:
     """The prompt (its last max_tokens tokens that fit the context) seen by every snapshot, from step 0 to the
-    last checkpoint. The model is built once and each snapshot's weights are loaded into it."""
+    last checkpoint. The model is built once and each snapshot's weights are loaded into it. While the run still
+    trains, a snapshot thinned away (or a checkpoint replaced) after the listing is passed over."""
     listed = snapshots(run_dir)
     if not listed:
         raise CheckpointError(f"{Path(run_dir).name} has no checkpoint yet: train it first.")
-    model, tokenizer = runs.load_weights_file(run_dir, listed[0].path)
+    tokenizer = load_tokenizer(run_dir)
     ids = tokenizer.encode(prompt)
     if not ids:
         raise NewleafError("The prompt is empty after tokenization; type at least one character.")
-    ids = ids[-min(max_tokens, model.config.block_size) :]
-    losses = _val_losses(run_dir)
-    for i, snap in enumerate(listed):
-        if i:
+    model, losses = None, _val_losses(run_dir)
+    for snap in listed:
+        if not snap.path.exists():
+            continue
+        if model is None:
+            model, _ = runs.load_weights_file(run_dir, snap.path)
+            ids = ids[-min(max_tokens, model.config.block_size) :]
+        else:
             runs.load_model_weights(model, runs.load_tensors(snap.path), str(snap.path))
         attention, logits, sample = view_at(model, tokenizer, ids, sample_tokens)
         yield StepView(snap.step, snap.kind, losses.get(snap.step), ids, attention, logits, sample)
+    if model is None:
+        raise CheckpointError(f"{Path(run_dir).name} changed its checkpoints while they were read; try again.")

@@ -115,7 +115,7 @@ def next_token_figure(
     fig.update_layout(barmode="group", bargap=0.25)
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(range=[0, 1.08], tickformat=".0%")
-    return _layout(fig, title, 120 + 30 * max(1, len(y)))
+    return _layout(fig, title, 110 + 24 * max(1, len(y)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -130,28 +130,36 @@ def masked(att) -> np.ndarray:
     return a
 
 
-def token_axis(labels: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Category names for an axis of tokens, and what each tick shows. A name holds the token and its position
-    (“␠” #12: unique, and what a hover says); the tick shows the token alone (plotly's labelalias). On a
-    category axis plotly thins the ticks to the room there is, and zooming in brings every one back."""
-    names = [f"“{visible(s)}” #{i + 1}" for i, s in enumerate(labels)]
-    return names, {n: visible(s) for n, s in zip(names, labels)}
+def token_axis(labels: list[str]) -> list[str]:
+    """Category names for an axis of tokens: each token made visible ("␠"), repeats kept apart by zero-width
+    spaces. On a category axis plotly thins the tick labels to the room there is, and zooming in brings every
+    one back."""
+    return _unique([visible(s) for s in labels])
 
 
-def _token_axes(fig: go.Figure, labels: list[str], size: int, **where) -> None:
-    names, alias = token_axis(labels)
-    tick = dict(type="category", labelalias=alias, tickfont=dict(size=size))
-    fig.update_xaxes(categoryarray=names, tickangle=-60 if len(labels) > 12 else 0, **tick, **where)
+def _token_axes(fig: go.Figure, names: list[str], size: int, **where) -> None:
+    tick = dict(type="category", tickfont=dict(size=size))
+    fig.update_xaxes(categoryarray=names, tickangle=-60 if len(names) > 12 else 0, **tick, **where)
     fig.update_yaxes(categoryarray=names, autorange="reversed", **tick, **where)
 
 
-def _heatmap(att: np.ndarray, labels: list[str], hover: str) -> go.Heatmap:
+LOOKS_AT = "{query} looks at {target}: {weight}"
+
+
+def _heatmap(att: np.ndarray, names: list[str], looks_at: str, positions: bool, prefix: str = "") -> go.Heatmap:
     """One heatmap on token axes; z as nested lists with None in the masked cells (plain JSON, blank in the
-    chart). The hover names both tokens from the axes' category names: no per-cell text to send."""
-    T = len(labels)
-    names, _ = token_axis(labels)
+    chart). The hover says which token looks at which and how much (`looks_at`, with {query}, {target} and
+    {weight}); with `positions` each cell also carries the two positions, so that repeated tokens are told apart
+    (for one head: a grid of many heads would multiply the data sent)."""
+    T = len(names)
     z = [[None if math.isnan(v) else round(v, 4) for v in row] for row in masked(att).tolist()]
     gap = 1 if T <= 40 else 0
+    if positions:
+        query, target = "“%{y}” #%{customdata[0]}", "“%{x}” #%{customdata[1]}"
+        extra = dict(customdata=[[[i + 1, j + 1] for j in range(T)] for i in range(T)])
+    else:
+        query, target, extra = "“%{y}”", "“%{x}”", {}
+    hover = prefix + looks_at.format(query=query, target=target, weight="%{z:.1%}")
     return go.Heatmap(
         z=z,
         x=names,
@@ -161,10 +169,8 @@ def _heatmap(att: np.ndarray, labels: list[str], hover: str) -> go.Heatmap:
         xgap=gap,
         ygap=gap,
         hovertemplate=hover + "<extra></extra>",
+        **extra,
     )
-
-
-ATTENTION_HOVER = "%{y} → %{x}: %{z:.1%}"
 
 
 def attention_figure(
@@ -176,21 +182,22 @@ def attention_figure(
     y_title: str = "query (the token looking)",
     head_title: str = "head {n}",
     weight: str = "weight",
-    hover: str = ATTENTION_HOVER,
+    looks_at: str = LOOKS_AT,
     height: int | None = None,
 ) -> go.Figure:
     """Heatmap of one layer's attention: `maps` is (n_head, T, T) with queries as rows and keys as columns.
     head=None draws every head in a grid of small heatmaps; the upper triangle (future tokens, masked out)
-    is left blank. `hover` is a plotly hovertemplate: %{y} is the query, %{x} the key, %{z} the weight. `height`:
-    the figure's, in pixels, instead of one that grows with the number of tokens."""
+    is left blank. `looks_at` words the hover ({query}, {target}, {weight}). `height`: the figure's, in pixels,
+    instead of one that grows with the number of tokens."""
     maps = np.asarray(maps, dtype=np.float64)
     n_head, T = maps.shape[0], maps.shape[-1]
     if len(labels) != T:
         raise ValueError(f"{len(labels)} labels for {T} tokens")
     colorbar = dict(colorscale="Greens", cmin=0, cmax=1, colorbar=dict(title=weight, thickness=12))
     if head is not None:
-        fig = go.Figure(_heatmap(maps[head], labels, hover))
-        _token_axes(fig, labels, 11 if T <= 48 else 10)
+        names = token_axis(labels)
+        fig = go.Figure(_heatmap(maps[head], names, looks_at, positions=True))
+        _token_axes(fig, names, 11 if T <= 48 else 10)
         fig.update_xaxes(title=x_title, side="bottom")
         fig.update_yaxes(title=y_title)
         fig.update_layout(coloraxis=colorbar, plot_bgcolor=MASKED)
@@ -204,10 +211,12 @@ def attention_figure(
         horizontal_spacing=0.04,
         vertical_spacing=0.08 if rows > 1 else 0.1,
     )
+    names = token_axis(labels)
     for h in range(n_head):
         r, c = divmod(h, cols)
-        fig.add_trace(_heatmap(maps[h], labels, f"{head_title.format(n=h + 1)}: {hover}"), row=r + 1, col=c + 1)
-        _token_axes(fig, labels, 9, row=r + 1, col=c + 1)
+        trace = _heatmap(maps[h], names, looks_at, positions=False, prefix=f"{head_title.format(n=h + 1)}: ")
+        fig.add_trace(trace, row=r + 1, col=c + 1)
+        _token_axes(fig, names, 9, row=r + 1, col=c + 1)
     fig.update_layout(coloraxis=colorbar, plot_bgcolor=MASKED)
     return _layout(fig, title, height or 60 + 280 * rows)
 
@@ -230,7 +239,7 @@ def lens_figure(
     a column per position of the prompt; each cell names the token that layer would predict next (its text)
     and how sure it is (its colour). `inputs` label the columns, `layers` the rows; `tokens`, `probs` and
     `hover` are [layer][position] (already visible: "␠" for a space)."""
-    names, alias = token_axis(inputs)
+    names = token_axis(inputs)
     fig = go.Figure(
         go.Heatmap(
             z=[[round(float(p), 4) for p in row] for row in probs],
@@ -250,7 +259,7 @@ def lens_figure(
         )
     )
     fig.update_xaxes(
-        type="category", labelalias=alias, title=x_title, tickangle=-60 if len(inputs) > 16 else 0, side="bottom"
+        type="category", categoryarray=names, title=x_title, tickangle=-60 if len(inputs) > 16 else 0, side="bottom"
     )
     fig.update_yaxes(type="category", categoryarray=layers)
     return _layout(fig, title, 140 + 40 * len(layers))

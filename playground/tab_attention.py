@@ -100,7 +100,7 @@ def draw(data: dict | None, layer, head, lang: str = "en"):
         y_title=t("attn.y", lang),
         head_title=t("attn.head_n", lang),
         weight=t("attn.weight", lang),
-        hover=t("attn.hover", lang, query="%{y}", target="%{x}", weight="%{z:.1%}"),
+        looks_at=t("attn.hover", lang),
     )
 
 

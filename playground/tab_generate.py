@@ -454,9 +454,11 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
     tr = ctx.tr
     with gr.Row(elem_id="gen-shaping"):
         with gr.Column(scale=2, min_width=320):
-            with gr.Row():
-                tr(gr.Markdown, value="gen.presets")
-                preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
+            with gr.Row(equal_height=True):
+                tr(gr.Markdown, value="gen.presets", min_width=80)
+                preset_buttons = {
+                    name: tr(gr.Button, value=f"gen.preset.{name}", size="sm", min_width=80) for name in PRESETS
+                }
             k = {spec[0]: _slider(tr, *spec) for spec in SLIDERS[:4]}
         with gr.Column(scale=3, min_width=360):
             tr(gr.Markdown, value="gen.next.explainer")
@@ -464,7 +466,7 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
             with gr.Row(equal_height=True):
                 next_summary = gr.Markdown(elem_id="gen-next-summary")
                 next_btn = tr(gr.Button, value="gen.next.compute", size="sm", scale=0, min_width=160)
-    with tr(gr.Accordion, label="gen.sampling", open=True):
+    with tr(gr.Accordion, label="gen.sampling", open=False):  # closed: the prompt stays on the same screen
         with gr.Row():
             cap = max(1, ctx.settings.max_new_tokens)
             max_new_tokens = tr(gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1,

@@ -11,7 +11,7 @@ import gradio as gr
 import numpy as np
 import torch
 
-from core import history
+from core import history, runs
 from core.errors import NewleafError
 from core.tokenizer import load_tokenizer
 from playground import charts_inspect as charts
@@ -112,7 +112,7 @@ def draw(data: dict | None, index, layer, head, lang: str = "en"):
         y_title=t("attn.y", lang),
         head_title=t("attn.head_n", lang),
         weight=t("attn.weight", lang),
-        hover=t("attn.hover", lang, query="%{y}", target="%{x}", weight="%{z:.1%}"),
+        looks_at=t("attn.hover", lang),
         height=ATTENTION_HEIGHT,
     )
     bars = charts.alternatives_figure(
@@ -156,21 +156,24 @@ def show(ctx: AppContext, owner, run_id, prompt, layer, head, lang=None):
     data = compute_history(path, prompt or "", lang)
     n = len(data["steps"])
     slider = gr.update(minimum=0, maximum=max(1, n - 1), value=0, interactive=n > 1)
-    layer = str(layer) if str(layer) in layer_choices(data["n_layer"]) else "1"
-    head = str(head) if str(head) in [v for _, v in head_choices(data["n_head"])] else "1"
     return data, slider, history_note(data, lang), *draw(data, 0, layer, head, lang)
 
 
-@friendly
-def fit_choices(data, layer, head, lang="en"):
-    """After a Show: the layer / head choices of the run's model."""
-    if not data:
-        return gr.skip(), gr.skip()
-    layers, heads = layer_choices(data["n_layer"]), head_choices(data["n_head"], lang)
+def _fit(n_layer: int, n_head: int, layer, head, lang: str):
+    layers, heads = layer_choices(n_layer), head_choices(n_head, lang)
     return (
         gr.update(choices=layers, value=str(layer) if str(layer) in layers else "1"),
         gr.update(choices=heads, value=str(head) if str(head) in [v for _, v in heads] else "1"),
     )
+
+
+@friendly
+def fit_choices(ctx: AppContext, owner, run_id, layer, head, lang="en"):
+    """The layer / head choices of the picked run (from its config; no model loaded)."""
+    if not run_id:
+        return gr.skip(), gr.skip()
+    cfg = runs.read_config(require_run(ctx, owner, run_id, lang)).get("model", {})
+    return _fit(cfg.get("n_layer", 1), cfg.get("n_head", 1), layer, head, lang)
 
 
 @friendly
@@ -236,7 +239,8 @@ def create_tab(ctx: AppContext, picker=None, prompt=None) -> None:
         api_name="history",
         concurrency_limit=ctx.settings.generate_concurrency,
         concurrency_id="newleaf-inference",
-    ).success(fit_choices, [views, layer, head, ctx.lang], [layer, head], **quick)
+    )
+    picker.change(ctx.handler(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], **quick)
     gr.on(
         [step.input, layer.input, head.input],
         scrub,

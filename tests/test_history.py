@@ -200,3 +200,13 @@ def test_an_uploaded_snapshot_must_fit_the_model(trained, tmp_path):
         zf.writestr(f"{top}/{history.HISTORY_DIR}/notes.txt", b"hi")
     with pytest.raises(CheckpointError, match="not part of a Newleaf run"):
         import_run_zip(z, tmp_path / "bad2")
+
+
+def test_a_snapshot_thinned_away_while_a_view_is_made_is_passed_over(trained, monkeypatch):
+    listed = history.snapshots(trained)
+    gone = history.Snapshot(15, trained / history.HISTORY_DIR / history.snapshot_name(15), "history")
+    monkeypatch.setattr(history, "snapshots", lambda run_dir: [gone, *listed])  # listed, then deleted by training
+    assert [v.step for v in history.views(trained, "ROMEO", max_tokens=8, sample_tokens=2)] == [s.step for s in listed]
+    monkeypatch.setattr(history, "snapshots", lambda run_dir: [gone])
+    with pytest.raises(CheckpointError, match="changed its checkpoints while they were read"):
+        list(history.views(trained, "ROMEO", max_tokens=8, sample_tokens=2))
