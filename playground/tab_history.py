@@ -17,7 +17,7 @@ from core.tokenizer import load_tokenizer
 from playground import charts_inspect as charts
 from playground.context import AppContext, friendly
 from playground.form_values import check_prompt_length
-from playground.i18n import t
+from playground.i18n import sentences, t
 from playground.run_picker import create_picker, require_run
 
 MAX_TOKENS = 64  # the maps of every snapshot are kept for the slider: a longer prompt keeps its last tokens
@@ -132,7 +132,7 @@ def history_note(data: dict, lang: str = "en") -> str:
         parts.append(t("hist.note.none", lang))
     if data["n_tokens"] > len(data["labels"]):
         parts.append(t("hist.note.cut", lang, n=data["n_tokens"], shown=len(data["labels"])))
-    return " ".join(parts)
+    return sentences(parts, lang)
 
 
 def layer_choices(n_layer: int) -> list[str]:
@@ -205,8 +205,9 @@ def create_tab(ctx: AppContext, picker=None, prompt=None) -> None:
         picker = create_picker(ctx, elem_id="hist-run")
         prompt = tr(gr.Textbox, label="attn.prompt", placeholder="attn.prompt.placeholder", lines=2)
     with gr.Row():
-        layer = tr(gr.Dropdown, label="attn.layer", choices=layer_choices(1), value="1", allow_custom_value=True)
-        head = tr(gr.Dropdown, label="attn.head", choices=head_choices(1), value="1", allow_custom_value=True)
+        pick = dict(value="1", allow_custom_value=True)
+        layer = tr(gr.Dropdown, label="attn.layer", choices=layer_choices(1), elem_id="hist-layer", **pick)
+        head = tr(gr.Dropdown, label="attn.head", choices=head_choices(1), elem_id="hist-head", **pick)
         show_btn = tr(gr.Button, value="hist.show", variant="primary", elem_id="hist-show")
     note = gr.Markdown(elem_id="hist-note")
     step = tr(

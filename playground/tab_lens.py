@@ -16,7 +16,7 @@ from core.errors import NewleafError
 from playground import charts_inspect as charts
 from playground.context import AppContext, friendly
 from playground.form_values import check_prompt_length
-from playground.i18n import t
+from playground.i18n import sentences, t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run
 
@@ -98,7 +98,7 @@ def lens_note(data: dict, lang: str = "en") -> str:
     if judged:
         hits = sum(top == following for top, following in judged)
         parts.append(t("lens.note.hits", lang, hits=hits, n=len(judged)))
-    return " ".join(parts)
+    return sentences(parts, lang)
 
 
 # -- handlers ------------------------------------------------------------------------------------------------

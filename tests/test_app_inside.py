@@ -175,7 +175,7 @@ def test_other_sessions_and_empty_prompts(client):
 
 def test_the_views_in_chinese(client):
     fig, note = client.predict(TOKEN_A, RUN, PROMPT, "zh", api_name="/logit_lens")
-    assert figure(fig).data[0].y[0] == ZH["lens.embeddings"] and "个位置中" in note
+    assert figure(fig).data[0].y[0] == ZH["lens.embeddings"] and "个位置中" in note and "。 " not in note
     _, note, status, attention, bars, _ = client.predict(TOKEN_A, RUN, PROMPT, "1", "1", "zh", api_name="/history")
     assert status.startswith("**第 0 步**，共 30 步") and "训练过程中的 4 个时间点" in note
     assert figure(attention).data[0].hovertemplate.startswith("“%{y}” #%{customdata[0]} 看向 “%{x}”")
