@@ -17,6 +17,7 @@ The trainer writes snapshots (`reset`, `save`); the app lists them and looks at 
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +77,17 @@ def stride_at(step: int, base: int, keep: int) -> int:
 def due(step: int, base: int, keep: int) -> bool:
     """Whether a snapshot is taken at `step`."""
     return keep >= 2 and step % stride_at(step, base, keep) == 0
+
+
+def room(run_dir, one_snapshot_bytes: int) -> bool:
+    """Whether the disk holds a snapshot and still the next checkpoint: its weights and optimizer state (about
+    three snapshots' worth) are written before the previous checkpoint is removed. History is for looking back;
+    it must never cost the run a checkpoint, so on a nearly full disk the snapshots stop first."""
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        return False
+    return free >= 4 * one_snapshot_bytes
 
 
 # ----------------------------------------------------------------------------------------------------------

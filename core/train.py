@@ -224,10 +224,17 @@ class Trainer:
         history.reset(self.run_dir, meta["step"] if meta else None)
 
     def _snapshot(self, model, step: int) -> None:
-        """A history snapshot at `step` when one is due (only the main process calls this)."""
-        if history.due(step, self.cfg.eval_every, self.history_keep):
-            weights = self.model.checkpoint_weights(model)
-            history.save(self.run_dir, step, weights, self.cfg.eval_every, self.history_keep)
+        """A history snapshot at `step` when one is due and the disk has room to spare (only the main process calls
+        this). A snapshot that cannot be written is left out: the run goes on, and the next checkpoint says so if
+        the disk is really in trouble."""
+        if not history.due(step, self.cfg.eval_every, self.history_keep):
+            return
+        weights = self.model.checkpoint_weights(model)
+        if history.room(self.run_dir, sum(v.numel() * v.element_size() for v in weights.values())):
+            try:
+                history.save(self.run_dir, step, weights, self.cfg.eval_every, self.history_keep)
+            except CheckpointError:
+                pass
 
     def _loop(self, model, net, optimizer, batch_gen, micro, p: _Progress, emit) -> tuple[str, str]:
         """Train until the budget is used, a stop is asked for, or the weights go bad: (state, message)."""

@@ -2,6 +2,9 @@
 with the same weights, the disk cap, clean-up, and that what the app shows at a step is what that step's weights
 do when loaded directly."""
 
+import errno
+import os
+import shutil
 import zipfile
 
 import pytest
@@ -210,3 +213,24 @@ def test_a_snapshot_thinned_away_while_a_view_is_made_is_passed_over(trained, mo
     monkeypatch.setattr(history, "snapshots", lambda run_dir: [gone])
     with pytest.raises(CheckpointError, match="changed its checkpoints while they were read"):
         list(history.views(trained, "ROMEO", max_tokens=8, sample_tokens=2))
+
+
+def test_history_gives_way_to_checkpoints_on_a_nearly_full_disk(tmp_path, shakespeare_text, monkeypatch):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=20, eval_every=10)
+    size = history.snapshot_bytes(Trainer(run).model.build())
+    real = shutil.disk_usage
+    monkeypatch.setattr(history.shutil, "disk_usage", lambda p: real(p)._replace(free=3 * size))
+    result = Trainer(run).fit()
+    assert result.state == "completed" and kept(run) == [] and runs.checkpoint_meta(run)["step"] == 20
+
+
+def test_a_snapshot_that_cannot_be_written_is_left_out(tmp_path, shakespeare_text, monkeypatch):
+    run = make_run(tmp_path / "r", shakespeare_text[:30_000], max_steps=20, eval_every=10)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(history, "save_file", full)
+    result = Trainer(run).fit()
+    assert result.state == "completed" and runs.checkpoint_meta(run)["step"] == 20
+    assert list((run / history.HISTORY_DIR).iterdir()) == []  # nothing half-written either
