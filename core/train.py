@@ -172,19 +172,19 @@ class Trainer:
         net = self._wrap(model)
         micro = distributed.local_micro_batches(cfg.grad_accum, self.dist)  # this process's micro-batches
         best = runs.checkpoint_meta(run_dir, "best") if meta else None
-        p = _Progress(
+        # how many evenly spaced copies of the weights the run keeps for looking back (core/history.py)
+        self.history_keep = history.capacity(cfg, history.snapshot_bytes(model))
+        if main:
+            self._reset_logs(meta)
+            if not meta:
+                self._snapshot(model, 0)  # the untrained model: where "learning over time" starts
+        p = _Progress(  # the clock starts here: a time budget is for training, not for the setup above
             step=meta["step"] if meta else 0,
             t_start=time.time() - (meta or {}).get("elapsed_s", 0.0),
             best_val=best.get("val_loss") if best else None,
         )
         # the running average of train_loss between log lines is part of the state, for an exact resume
         p.loss_sum, p.steps_since_log = meta.get("log_window", (0.0, 0)) if meta else (0.0, 0)
-        # how many evenly spaced copies of the weights the run keeps for looking back (core/history.py)
-        self.history_keep = history.capacity(cfg, history.snapshot_bytes(model))
-        if main:
-            self._reset_logs(meta)
-            if p.step == 0:
-                self._snapshot(model, 0)  # the untrained model: where "learning over time" starts
         self._status("running", self._running_message(), p.step)
         emit(
             "start",

@@ -280,7 +280,7 @@ def test_attention_heatmap_blanks_the_causal_mask():
     # the hover names both tokens, their positions (repeated tokens told apart) and the weight
     hover = fig.data[0].hovertemplate
     assert hover.startswith("“%{y}” #%{customdata[0]} looks at “%{x}” #%{customdata[1]}: %{z:.1%}")
-    assert fig.data[0].customdata[4][1] == (5, 2)
+    assert list(fig.data[0].customdata[4][1]) == [5, 2]
     grid = charts_inspect.attention_figure(att.numpy(), labels, head=None)
     assert len(grid.data) == H and all(np.isnan(np.array(d.z, dtype=float)[0, 1:]).all() for d in grid.data)
 
