@@ -3,12 +3,13 @@ time-to-quality runs). Each prints `NAME: ours X, peer Y, ratio Z` lines; BENCHM
 
 import sys
 
-from bench import responsiveness, sampling, time_to_quality, training
+from bench import hostile, responsiveness, sampling, time_to_quality, training
 
 if __name__ == "__main__":
     quick = "--quick" in sys.argv[1:]
     training.main([])
     sampling.main([])
     responsiveness.main([])
+    hostile.main([])
     if not quick:
         time_to_quality.main([])

@@ -11,6 +11,7 @@ such a training process running.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -34,6 +35,62 @@ from core.train_config import TrainConfig
 from playground.jobs import Jobs, owner_id
 from playground.settings import Settings
 from playground.ui import build_app
+
+
+class PausedOrTraining:
+    """A training process, paused (SIGSTOP) for the idle measurements and running for the busy ones, taken in
+    turn so that a slow spell of the shared machine hits both. It must really train while it is called busy:
+    a process that died, or got no CPU time during a busy measurement, stops the benchmark with an error
+    (it would otherwise measure an idle machine and call it busy)."""
+
+    def __init__(self, pid: int, alive):
+        self.pid, self.alive = pid, alive
+        self.cpu = None
+
+    def _cpu_ticks(self) -> int | None:
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+
+    def busy(self) -> None:
+        self._check_alive()
+        os.kill(self.pid, signal.SIGCONT)
+        time.sleep(0.2)  # let it get going
+        self.cpu = self._cpu_ticks()
+
+    def idle(self) -> None:
+        self._check_alive()
+        if self.cpu is not None:  # the busy measurement that just ended: did it train?
+            now = self._cpu_ticks()
+            if now is not None and now <= self.cpu:
+                raise RuntimeError("the training process got no CPU time while it was measured as busy")
+        os.kill(self.pid, signal.SIGSTOP)
+        time.sleep(0.2)
+        self.cpu = None
+
+    def _check_alive(self) -> None:
+        if not self.alive():
+            raise RuntimeError("the training process died: an idle machine would be measured as busy")
+
+    def end(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def in_turn(measure, training: PausedOrTraining, repeats: int) -> tuple[float, float]:
+    """Median idle and busy values of `measure`, idle and busy taken in turn."""
+    idle, busy = [], []
+    for _ in range(repeats):
+        training.idle()
+        idle.append(measure())
+        training.busy()
+        busy.append(measure())
+    training.idle()  # checks the last busy measurement too
+    return statistics.median(idle), statistics.median(busy)
 
 
 def _free_port() -> int:
@@ -71,40 +128,40 @@ def main(argv=None, repeats: int = 7, new_tokens: int = 100) -> float:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
 
         def latency() -> float:
-            times = []
-            for _ in range(repeats):
-                t = time.perf_counter()
-                client.predict(
-                    token,
-                    "served",
-                    "ROMEO:",
-                    new_tokens,
-                    0.0,
-                    0,
-                    1.0,
-                    0.0,
-                    1.0,
-                    0.0,
-                    0.0,
-                    -1,
-                    "",
-                    1,
-                    api_name="/generate",
-                )
-                times.append(time.perf_counter() - t)
-            return statistics.median(times)
+            t = time.perf_counter()
+            client.predict(
+                token,
+                "served",
+                "ROMEO:",
+                new_tokens,
+                0.0,
+                0,
+                1.0,
+                0.0,
+                1.0,
+                0.0,
+                0.0,
+                -1,
+                "",
+                1,
+                api_name="/generate",
+            )
+            return time.perf_counter() - t
 
         try:
             latency()  # warm up the model cache
-            idle = latency()
             new_run("busy", 1_000_000)
             jobs.start(token, "busy")
-            while (
-                runs.read_status(root / "busy").get("message", "").startswith("Starting")
-                or not (root / "busy" / runs.METRICS).exists()
-            ):
+            while not (root / "busy" / runs.METRICS).exists():
+                if not jobs.has_process("busy") and jobs.state("busy")["state"] != "queued":
+                    raise RuntimeError(f"the training job did not start: {jobs.state('busy').get('message')}")
                 time.sleep(0.5)
-            busy = latency()
+            proc = jobs.procs["busy"]
+            training = PausedOrTraining(proc.pid, lambda: proc.poll() is None)
+            try:
+                idle, busy = in_turn(latency, training, repeats)
+            finally:
+                training.end()
             jobs.stop(token, "busy")
         finally:
             jobs.shutdown()
@@ -137,7 +194,6 @@ def generation_compute_under_training(threads: int, repeats: int = 7) -> float:
         return time.perf_counter() - t
 
     once()
-    idle = statistics.median(once() for _ in range(repeats))
     with tempfile.TemporaryDirectory() as d:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         proc = subprocess.Popen(
@@ -148,11 +204,14 @@ def generation_compute_under_training(threads: int, repeats: int = 7) -> float:
             stderr=subprocess.DEVNULL,
             preexec_fn=lambda: os.nice(10),
         )
+        training = PausedOrTraining(proc.pid, lambda: proc.poll() is None)
         try:
-            while not (Path(d) / "run" / "metrics.jsonl").exists() and proc.poll() is None:
-                time.sleep(0.5)  # until it trains
-            busy = statistics.median(once() for _ in range(repeats))
+            while not (Path(d) / "run" / "metrics.jsonl").exists():
+                training.busy()  # checks it is alive; waits until it trains
+                time.sleep(0.3)
+            idle, busy = in_turn(once, training, repeats)
         finally:
+            training.end()
             proc.kill()
             proc.wait()
     return busy / idle

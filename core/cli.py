@@ -1,4 +1,4 @@
-"""Command line: `python -m core train|finetune|info|sample|chat|export-hf|import-hf ...`.
+"""Command line: `python -m core train|finetune|info|sample|chat|export-hf|import-hf|push|space ...`.
 
 A user's mistake (missing file, bad corpus, impossible shape, unknown preset) exits with status 2 and one
 clear line on stderr, never a traceback.
@@ -24,7 +24,9 @@ from core.files import atomic_write_json
 from core.hf import export_hf, import_hf_as_run
 from core.model import PRESETS, GPTConfig, param_count, preset_config
 from core.prepare import prepare_run
+from core.publish import push_run
 from core.recipes import DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES
+from core.space import build_space, push_space
 from core.tokenizer import make_tokenizer
 from core.train import StopOnSignal, Trainer
 from core.train_config import TrainConfig
@@ -192,6 +194,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. gpt2, distilgpt2, or a folder with config.json + model.safetensors",
     )
     p.add_argument("--out", required=True, help="run directory to create")
+
+    p = sub.add_parser(
+        "push",
+        help="publish a run on the Hugging Face Hub as a model transformers loads, with a model card",
+        description="Export a run (weights, tokenizer, a model card with metrics, loss curve and samples) and upload "
+        "it to the Hugging Face Hub. The token comes from HF_TOKEN or `hf auth login`; it is never written anywhere.",
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--repo", required=True, help="repository name: NAME (under your account) or OWNER/NAME")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
+
+    p = sub.add_parser(
+        "space",
+        help="make a run into a Hugging Face Space of its own (a folder; --push uploads it)",
+        description="Write a ready Gradio Space: the app, the engine and the run as its read-only example, which "
+        "visitors generate from, look inside and fine-tune a copy of. ZeroGPU-ready.",
+    )
+    p.add_argument("--run", required=True)
+    p.add_argument("--out", help="folder to create (must not exist, or be empty)")
+    p.add_argument("--push", metavar="NAME", help="also upload it as the Space NAME or OWNER/NAME")
+    p.add_argument("--private", action="store_true", help="create the Space as private")
+    p.add_argument("--checkpoint", default="best", choices=("best", "last"))
     return parser
 
 
@@ -593,6 +618,24 @@ def cmd_import_hf(args) -> int:
     return 0
 
 
+def cmd_push(args) -> int:
+    url = push_run(args.run, args.repo, private=args.private, which=args.checkpoint)
+    print(f"Published {runs.title(args.run)} at {url}")
+    return 0
+
+
+def cmd_space(args) -> int:
+    if not args.out and not args.push:
+        raise NewleafError("Say where the Space goes: --out DIR for a folder, --push NAME to upload it, or both.")
+    if args.push:  # the name and the token are checked before the folder is built
+        url = push_space(args.run, args.push, private=args.private, which=args.checkpoint, out_dir=args.out)
+        print(f"Published the Space at {url}" + (f" (its folder: {args.out})" if args.out else ""))
+        return 0
+    out = build_space(args.run, args.out, which=args.checkpoint)
+    print(f"Wrote the Space to {out}. Try it: cd {out} && python app.py")
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train,
     "finetune": cmd_finetune,
@@ -602,6 +645,8 @@ COMMANDS = {
     "chat": cmd_chat,
     "export-hf": cmd_export_hf,
     "import-hf": cmd_import_hf,
+    "push": cmd_push,
+    "space": cmd_space,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 
 import torch
 
@@ -32,6 +33,16 @@ def pick_device(name: str = "auto") -> torch.device:
     if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """The hardware in words, for a model card: the GPU's name, or the CPU's architecture and threads."""
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine() or 'unknown'}, {threads} thread{'s' if threads != 1 else ''})"
 
 
 def autocast(device: torch.device):

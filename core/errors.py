@@ -30,6 +30,10 @@ class DownloadError(NewleafError):
     """A download that failed (usually: no network)."""
 
 
+class PublishError(NewleafError):
+    """An upload to the Hugging Face Hub that cannot be made: a bad repository name, no token, a refusal, no network."""
+
+
 def short_reason(e: BaseException, limit: int = 300) -> str:
     """An unexpected exception as a phrase a message can quote: its type and text, cut to `limit` characters
     (a network error can carry a whole HTML page)."""

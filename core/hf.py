@@ -29,13 +29,13 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_token
 
 from core import files, runs
 from core.cache import is_offline
+from core.card import write_card
 from core.data import open_tokens
 from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError, short_reason
 from core.files import atomic_folder, check_free_folder, read_json
-from core.model import GPT, GPTConfig, param_count
+from core.model import GPT, GPTConfig
 from core.tokenizer import GPT2Tokenizer
 from core.train_config import TrainConfig
-from core.units import format_count
 
 GPT2_VOCAB_SIZE = 50257
 # Projections that HF's GPT-2 keeps as Conv1D, (in, out): transposed to and from nn.Linear's (out, in).
@@ -296,15 +296,15 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
 # Export: a run's checkpoint -> a folder transformers loads
 
 
-def export_hf(run_dir, out_dir, which: str = "best") -> Path:
+def export_hf(run_dir, out_dir, which: str = "best", repo_id: str | None = None) -> Path:
     """Write `out_dir` with config.json, model.safetensors, generation_config.json, the tokenizer files and a
-    model card, for transformers' AutoModelForCausalLM / AutoTokenizer. The folder appears complete or not
-    at all; an existing non-empty folder is never overwritten."""
+    model card (README.md and its loss curve, core/card.py; `repo_id` is the name its examples load), for
+    transformers' AutoModelForCausalLM / AutoTokenizer. The folder appears complete or not at all; an existing
+    non-empty folder is never overwritten."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if which not in ("best", "last"):
         raise ConfigError(f"which must be 'best' or 'last'; got {which!r}.")
     check_free_folder(out_dir, "an export")
-    config = runs.read_config(run_dir)
     model, tokenizer = runs.load_model(run_dir, which=which, device="cpu")
     used = "best" if which == "best" and runs.checkpoint_dir(run_dir, "best") else "last"
     meta = runs.checkpoint_meta(run_dir, used) or {}
@@ -352,7 +352,7 @@ def export_hf(run_dir, out_dir, which: str = "best") -> Path:
         _write_json(tmp / "generation_config.json", {k: v for k, v in generation.items() if v is not None})
         fast = write_tokenizer_files(tmp, tokenizer, cfg.block_size)
         _check_same_ids(fast, tokenizer, _probe_text(run_dir, tokenizer))
-        (tmp / "README.md").write_text(model_card(run_dir, config, cfg, tokenizer, used, meta), encoding="utf-8")
+        write_card(tmp, run_dir, model, tokenizer, used, meta, repo_id)
 
     atomic_folder(out_dir, write, "an export")
     return out_dir
@@ -510,69 +510,6 @@ def bpe_vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[
         splits.sort(key=lambda lr: (ranks[lr[0]], ranks[lr[1]]))
         merges.extend((show(a), show(b)) for a, b in splits)
     return vocab, merges
-
-
-# -- model card --------------------------------------------------------------------------------------------
-
-
-def model_card(run_dir: Path, config: dict, cfg: GPTConfig, tokenizer, used: str, meta: dict) -> str:
-    last = runs.checkpoint_meta(run_dir, "last") or {}
-    best = runs.checkpoint_meta(run_dir, "best") or {}
-    data = config.get("data") or {}
-    source = config.get("source")
-    steps = last.get("step", 0)
-    best_val = best.get("val_loss")
-    val = meta.get("val_loss")
-    title = Path(run_dir).resolve().name
-    lines = [
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-generation",
-        "tags: [newleaf, gpt2]",
-        "---",
-        "",
-        f"# {title}",
-        "",
-        "A small GPT-2-style model trained with Newleaf (a GPT you train in the browser) and exported to the "
-        "Hugging Face format.",
-        "",
-        f"- **Data:** {data.get('name', 'unknown')}"
-        + (
-            f" ({data['train_tokens']:,} training / {data['val_tokens']:,} validation tokens)"
-            if data.get("train_tokens")
-            else ""
-        ),
-    ]
-    if isinstance(source, dict) and source.get("hf"):
-        lines.append(f"- **Weights from:** `{source['hf']}` on Hugging Face, imported into Newleaf")
-    lines += [
-        f"- **Model:** {cfg.n_layer} layers, {cfg.n_head} heads, width {cfg.n_embd}, context {cfg.block_size} "
-        f"tokens, {format_count(param_count(cfg))} parameters ({param_count(cfg):,})",
-        f"- **Tokenizer:** {tokenizer.describe()}",
-        f"- **Steps trained:** {steps}",
-        f"- **Exported checkpoint:** `{used}`, step {meta.get('step', steps)}"
-        + (f", validation loss {val:.4f}" if val is not None else ""),
-        f"- **Best validation loss:** {best_val:.4f} (nats per token)"
-        if best_val is not None
-        else "- **Best validation loss:** not evaluated",
-        "",
-        "## Use it with transformers",
-        "",
-        "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-        'tok = AutoTokenizer.from_pretrained("PATH_OR_REPO")',
-        'model = AutoModelForCausalLM.from_pretrained("PATH_OR_REPO")',
-        'ids = tok("ROMEO:", return_tensors="pt").input_ids',
-        f"out = model.generate(ids, max_new_tokens={min(100, cfg.block_size // 2)}, do_sample=True, "
-        f"temperature=0.8, top_k=50)",
-        "print(tok.decode(out[0, ids.shape[1]:]))",
-        "```",
-        "",
-        f"The context is {cfg.block_size} tokens: prompt plus new tokens must fit in it.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -40,10 +40,11 @@ class GPTConfig:
         self.validate()
 
     def validate(self) -> None:
-        for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+        for name, most in LIMITS.items():
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive whole number; got {value!r}.")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                shown = f"{value!r}" if len(repr(value)) < 30 else f"a number of {len(repr(value))} digits"
+                raise ConfigError(f"{name} must be a whole number from 1 to {most:,}; got {shown}.")
         if self.n_embd % self.n_head:
             raise ConfigError(
                 f"The width n_embd={self.n_embd} must be divisible by the number of heads n_head={self.n_head} "
@@ -73,6 +74,9 @@ class GPTConfig:
 
 
 ACTIVATIONS = ("gelu", "gelu_tanh")
+# The most each size may be: far beyond any model this app can train, but finite, so that a hostile or mistyped
+# config (n_embd = 10**400) is one clear refusal instead of an overflow somewhere in the arithmetic.
+LIMITS = {"n_layer": 1024, "n_head": 1024, "n_embd": 2**16, "block_size": 2**20, "vocab_size": 2**24}
 
 # Named shapes. vocab_size comes from the tokenizer, so presets leave it out.
 # fmt: off

@@ -23,6 +23,7 @@ Nothing in an archive is ever unpickled or executed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -37,8 +38,9 @@ from core import history, runs
 from core.errors import CheckpointError, NewleafError
 from core.files import atomic_write, atomic_write_json, fsync_dir, read_json, remove_tree, write_error
 from core.hf import export_hf
-from core.model import GPTConfig
+from core.model import GPTConfig, param_count
 from core.tokenizer import load_tokenizer
+from core.train_config import TrainConfig
 from core.units import MB, format_bytes
 
 TOP_FILES = {
@@ -66,8 +68,17 @@ _EXPECTED = (
 @dataclass(frozen=True)
 class ArchiveLimits:
     max_total_bytes: int = 2048 * MB  # everything unpacked together (and the zip itself)
-    max_text_bytes: int = 64 * MB  # each JSON / JSONL / tokenizer file
+    max_text_bytes: int = 16 * MB  # each JSON / JSONL / tokenizer file
+    max_all_text_bytes: int = 32 * MB  # all of them together
+    max_log_lines: int = 100_000  # each JSONL log (a long run logs a line every few steps)
     max_entries: int = 64
+
+
+# What a checkpoint's weights may take beside the model's own fp32 weights: model.safetensors holds them once;
+# trainer.safetensors the optimizer's state (AdamW: two moments per weight) plus LoRA adapters and RNG states.
+# Anything bigger does not belong to this model (a zip bomb of zeros, for one) and is refused before unpacking.
+WEIGHTS_SLACK = 1 * MB  # safetensors headers, RNG states, a small model's LoRA adapters
+TRAINER_STATE_FACTOR = 3
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -218,7 +229,7 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
     if pickled:  # the most important reason first, whatever else is wrong
         _check_name(PurePosixPath(pickled[0]), pickled[0])
     drop = _strip_top_folder([p for p, i in zip(paths, infos) if not i.is_dir()])
-    entries, seen, total = [], set(), 0
+    entries, seen, total, text_total = [], set(), 0, 0
     for info, path in zip(infos, paths):
         if info.is_dir():
             continue
@@ -234,6 +245,13 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
                 f"{info.filename} unpacks to {format_bytes(info.file_size)}, more than the "
                 f"{format_bytes(limits.max_text_bytes)} allowed for such a file."
             )
+        if kind != "weights":
+            text_total += info.file_size
+            if text_total > limits.max_all_text_bytes:
+                raise CheckpointError(
+                    f"The zip's settings, tokenizer and logs unpack to more than the "
+                    f"{format_bytes(limits.max_all_text_bytes)} allowed together."
+                )
         total += info.file_size
         if total > limits.max_total_bytes:
             raise CheckpointError(
@@ -248,10 +266,37 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
     return entries
 
 
-def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
-    """Copy one entry, reading at most what it declared (a zip bomb may lie about its sizes)."""
+def _check_weight_sizes(zf: zipfile.ZipFile, entries, limits: ArchiveLimits, check_model=None) -> None:
+    """Read config.json first, and refuse weights files larger than that model's: model.safetensors holds the
+    weights once, trainer.safetensors at most TRAINER_STATE_FACTOR times (the optimizer's moments). The sizes
+    are the ones the entries declare, which unpacking then enforces: nothing too big is ever written."""
+    config_entry = next(info for info, rel, _ in entries if rel == PurePosixPath(runs.CONFIG))
+    try:
+        config = json.loads(zf.read(config_entry).decode("utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise CheckpointError(f"{runs.CONFIG} in the zip is not valid JSON ({e}).") from None
+    cfg = _model_config(config)
+    if check_model is not None:
+        check_model(cfg)  # the app's context and memory limits, before anything is unpacked
+    weights = 4 * param_count(cfg)
+    allowed = {"model.safetensors": weights + WEIGHTS_SLACK,
+               "trainer.safetensors": TRAINER_STATE_FACTOR * weights + WEIGHTS_SLACK}  # fmt: skip
+    for info, rel, kind in entries:
+        if kind == "weights" and info.file_size > allowed[rel.name]:
+            raise CheckpointError(
+                f"{info.filename} in the zip unpacks to {format_bytes(info.file_size)}, more than a "
+                f"{rel.name} of this model can hold ({format_bytes(allowed[rel.name])}); it does not belong to "
+                f"the model in {runs.CONFIG}, and the zip was refused."
+            )
+
+
+def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: ArchiveLimits) -> None:
+    """Copy one entry, reading at most what it declared (a zip bomb may lie about its sizes); a JSONL log may
+    hold at most limits.max_log_lines lines."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     left = info.file_size
+    lines = 0
+    count_lines = dest.suffix == ".jsonl"
     with zf.open(info) as src, open(dest, "wb") as out:
         while True:
             chunk = src.read(min(1 << 20, left + 1))
@@ -263,6 +308,13 @@ def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
                     f"{info.filename} in the zip holds more than the size it declares; the zip "
                     f"is corrupt or hostile, and was refused."
                 )
+            if count_lines:
+                lines += chunk.count(b"\n")
+                if lines > limits.max_log_lines:
+                    raise CheckpointError(
+                        f"{info.filename} in the zip has more than {limits.max_log_lines:,} lines, more than a "
+                        f"run's log may hold here; the zip was refused."
+                    )
             out.write(chunk)
 
 
@@ -274,14 +326,10 @@ def _check_contents(folder: Path, check_model=None) -> dict:
     """The config of an unpacked run once everything in it has been checked (see the top of this file);
     check_model(GPTConfig) may refuse the model's shape (e.g. the app's context and memory limits)."""
     config = read_json(folder / runs.CONFIG)
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{runs.CONFIG} in the zip has no model section: it is not a Newleaf run's config.")
-    try:
-        cfg = GPTConfig.from_dict(config["model"])
-    except (NewleafError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{runs.CONFIG} in the zip describes an impossible model ({e}).") from None
+    cfg = _model_config(config)
     if check_model is not None:
         check_model(cfg)  # before any weights are read
+    _check_sections(config, folder)
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != cfg.vocab_size:
         raise CheckpointError(
@@ -317,7 +365,57 @@ def _check_contents(folder: Path, check_model=None) -> dict:
     history.check(folder)  # each snapshot loads into the model, as the app will load it
     if "last" not in named:  # the app and the trainer follow `last`
         atomic_write_json(ckdir / "last.json", read_json(ckdir / "best.json"))
+    config["tokenizer"] = tokenizer.summary()  # what the tokenizer really is, whatever the zip claimed
     return config
+
+
+def _model_config(config) -> GPTConfig:
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{runs.CONFIG} in the zip has no model section: it is not a Newleaf run's config.")
+    try:
+        return GPTConfig.from_dict(config["model"])
+    except (NewleafError, TypeError, ValueError, OverflowError) as e:
+        raise CheckpointError(f"{runs.CONFIG} in the zip describes an impossible model ({e}).") from None
+
+
+# config.json's data section: what each field may hold (the app shows them, and bits per character use them)
+DATA_NUMBERS = ("val_fraction", "train_tokens", "val_tokens", "train_chars", "val_chars", "val_bytes",
+                "train_examples", "val_examples")  # fmt: skip
+
+
+def _check_sections(config: dict, folder: Path) -> None:
+    """The other sections of config.json have the types the app reads them with: a wrong-typed section must be
+    refused here, not break the run list of whoever uploaded it."""
+
+    def refuse(what: str):
+        raise CheckpointError(f"{runs.CONFIG} in the zip is not a Newleaf run's config: {what}.")
+
+    for section in ("tokenizer", "train", "data", "finetune", "chat_template", "source"):
+        if section in config and not isinstance(config[section], dict):
+            refuse(f"its {section!r} section is {type(config[section]).__name__}, not an object")
+    data = config.get("data") or {}
+    for key in DATA_NUMBERS:
+        value = data.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                                  or value != value or value > 1e15):  # fmt: skip
+            refuse(f"data.{key} is {value!r}, not a count")
+    if "name" in data and not isinstance(data["name"], str):
+        refuse("data.name is not text")
+    if "train" in config:
+        try:
+            TrainConfig.from_dict(config["train"])
+        except (NewleafError, TypeError, ValueError, OverflowError) as e:
+            refuse(f"its training settings are impossible ({e})")
+    for key in ("title", "preset"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            refuse(f"its {key!r} is not text")
+    if "created" in config and (isinstance(config["created"], bool) or not isinstance(config["created"], (int, float))):
+        refuse("'created' is not a time")
+    evals = folder / "eval.json"
+    if evals.exists():
+        doc = read_json(evals)
+        if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
+            raise CheckpointError("eval.json in the zip is not a Newleaf evaluation (an object of objects).")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -356,8 +454,10 @@ def import_run_zip(
             raise write_error(e, dest_dir) from None
         try:
             with zipfile.ZipFile(zip_path) as zf:
-                for info, rel, _ in _read_entries(zf, limits):
-                    _unpack(zf, info, tmp.joinpath(*rel.parts))
+                entries = _read_entries(zf, limits)
+                _check_weight_sizes(zf, entries, limits, check_model)
+                for info, rel, _ in entries:
+                    _unpack(zf, info, tmp.joinpath(*rel.parts), limits)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
             raise CheckpointError(f"{source_name} is not a readable zip ({e}).") from None
         except OSError as e:

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -44,6 +45,7 @@ from core.tokenizer import load_tokenizer
 CONFIG, STATUS, METRICS, SAMPLES = "config.json", "status.json", "metrics.jsonl", "samples.jsonl"
 FEEDBACK = "feedback.jsonl"  # 👍/👎 on generations: {"rating": 1 | -1, "prompt", "text", ...} per line
 CKPT_DIR = "checkpoints"
+SHARED_OWNER = "shared-example"  # config.json's owner of a run every app session may read (and none may change)
 STOP_FILE = "STOP"  # its presence asks a running trainer to stop at the next step
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")  # refused: unpickling can run code
 
@@ -63,12 +65,62 @@ def truncate_jsonl(path, max_step: int) -> None:
     write_jsonl(path, [r for r in records if r.get("step", 0) <= max_step])
 
 
+# What a run list shows of a run's logs, kept per log file and brought up to date by reading only what the file
+# gained since: a list refreshed every few seconds must not parse every line of every run each time (an uploaded
+# run's logs are bounded too, see core/run_archive.py).
+_log_state: dict[str, dict] = {}
+_log_lock = threading.Lock()
+_LOG_STATE_MAX = 4096  # log files remembered; the oldest are forgotten first
+
+
+def _fold_log(path: Path, empty: dict, fold) -> dict:
+    """fold(summary, record) over the records of an append-only JSONL file, remembered between calls: only new
+    lines are read; a file replaced or cut short (a resumed run rewrites its log) is read again from the start."""
+    key = str(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return dict(empty)
+    with _log_lock:
+        state = _log_state.get(key)
+    if state is None or state["inode"] != st.st_ino or st.st_size < state["offset"]:
+        state = {"inode": st.st_ino, "offset": 0, "summary": dict(empty)}
+    if st.st_size > state["offset"]:
+        records, offset = read_jsonl(path, state["offset"])
+        summary = dict(state["summary"])
+        for r in records:
+            if isinstance(r, dict):
+                fold(summary, r)
+        state = {"inode": st.st_ino, "offset": offset, "summary": summary}
+    with _log_lock:
+        _log_state.pop(key, None)
+        _log_state[key] = state
+        while len(_log_state) > _LOG_STATE_MAX:
+            _log_state.pop(next(iter(_log_state)))
+    return dict(state["summary"])
+
+
+def _fold_feedback(summary: dict, r: dict) -> None:
+    if r.get("rating") in (1, -1):
+        summary["up" if r["rating"] == 1 else "down"] += 1
+
+
+def _fold_best(summary: dict, r: dict) -> None:
+    v = r.get("val_loss")
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        if summary["best"] is None or v < summary["best"]["val_loss"]:
+            summary["best"] = {k: r[k] for k in ("step", "val_loss", "val_bpc") if k in r}
+
+
 def feedback_counts(run_dir) -> tuple[int, int]:
     """Thumbs up and down given to the run's generations (0, 0 when nobody rated it yet)."""
-    records, _ = read_jsonl(Path(run_dir) / FEEDBACK)
-    up = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == 1)
-    down = sum(1 for r in records if isinstance(r, dict) and r.get("rating") == -1)
-    return up, down
+    counts = _fold_log(Path(run_dir) / FEEDBACK, {"up": 0, "down": 0}, _fold_feedback)
+    return counts["up"], counts["down"]
+
+
+def best_logged(run_dir) -> dict | None:
+    """The logged record with the lowest finite validation loss ({"step", "val_loss", "val_bpc"}), or None."""
+    return _fold_log(Path(run_dir) / METRICS, {"best": None}, _fold_best)["best"]
 
 
 def bpc_scale(data: dict, split: str = "val") -> float | None:

@@ -24,7 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from core import distributed, files, history, runs, trainable
-from core.device import autocast, pick_device
+from core.device import autocast, describe_device, pick_device
 from core.errors import CheckpointError, NewleafError
 from core.optim import make_optimizer
 from core.run_data import log_sample_params, open_run_data, perplexity
@@ -350,6 +350,7 @@ class Trainer:
             "elapsed_s": record["elapsed_s"],
             "optimizer": skeleton,
             "log_window": [p.loss_sum, p.steps_since_log],
+            "hardware": describe_device(self.device),
             **{k: record[k] for k in ("train_loss", "val_loss") if record.get(k) is not None},
         }
         try:

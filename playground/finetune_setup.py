@@ -10,6 +10,7 @@ The Fine-tune tab (tab_finetune.py) lays these choices out and wires them; the e
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from playground.form_values import parse_layers, parse_number
 from playground.i18n import EN, t
 from playground.jobs import owner_id
 from playground.model_choices import check_fits
+from playground.settings import LOCAL_DIRS_ENV
 from playground.upload_checks import MB, check_upload_sizes
 
 BASE_KIND_VALUES = ("scratch", "run", "hub", "folder")
@@ -140,12 +142,8 @@ def base_choice(ctx: AppContext, owner, kind, run_id, hub, folder, preset, lang=
             raise NewleafError(t("ft.base.bad_hub", lang, name=name))
         return BaseChoice(f"hf:{name}", hf_shape(name), _gpt2_tokenizer, {}, name)
     if kind == "folder":
-        if ctx.settings.on_space:
-            raise NewleafError(t("ft.base.folder_space", lang))
         text = (folder or "").strip()
-        if not text:
-            raise NewleafError(t("ft.base.no_folder", lang))
-        path = Path(text).expanduser().resolve()
+        path = allowed_folder(ctx, text, lang)
         if path == ctx.jobs.root or ctx.jobs.root in path.parents:
             raise NewleafError(t("ft.base.folder_in_runs", lang))
         if not path.is_dir():
@@ -161,6 +159,22 @@ def base_choice(ctx: AppContext, owner, kind, run_id, hub, folder, preset, lang=
             )
         return BaseChoice(str(path), hf_shape(text, path), _gpt2_tokenizer, {}, path.name)
     raise ConfigError(t("ft.err.kind", lang, value=repr(kind), kinds=", ".join(BASE_KIND_VALUES)))
+
+
+def allowed_folder(ctx: AppContext, text: str, lang: str = "en") -> Path:
+    """A typed folder, once it is known to lie inside a folder the app's owner allowed (NEWLEAF_LOCAL_MODEL_DIRS).
+    Decided on the path alone, before anything is looked up, so the answer never says whether a path exists
+    elsewhere; then again with links followed, so a link cannot lead out."""
+    allowed = ctx.settings.local_model_dirs
+    if not allowed:
+        raise NewleafError(t("ft.base.folder_off", lang, setting=LOCAL_DIRS_ENV))
+    if not text:
+        raise NewleafError(t("ft.base.no_folder", lang))
+    typed = Path(os.path.normpath(Path(text).expanduser().absolute()))
+    for candidate in (typed, typed.resolve()):
+        if not any(candidate == root or root in candidate.parents for root in allowed):
+            raise NewleafError(t("ft.base.folder_outside", lang, folders=", ".join(map(str, allowed))))
+    return typed.resolve()
 
 
 def data_may_grow_vocab(base: BaseChoice, source: str | None) -> bool:
@@ -306,7 +320,7 @@ def create_finetune_run(
         check_fits(base.model_cfg, train.batch_size, s, lang)
     loaded = load_base(base.spec)
     title = (title or "").strip()[:80] or f"{data.name} · {ft.method} · {base.label}"[:80]
-    run_id, path = ctx.jobs.new_run_dir(title)
+    run_id, path = ctx.jobs.new_run_dir(owner, title)
     try:
         prepare_finetune(path, loaded, data, ft=ft, train=train, extra={"owner": mine, "title": title})
     except BaseException:

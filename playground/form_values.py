@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import re
 
+from core.engine import MAX_STOP_CHARS, MAX_STOP_STRINGS
 from core.errors import ConfigError
 from playground.i18n import t
 from playground.settings import Settings
@@ -26,17 +27,18 @@ def parse_number(value, name_key: str, cast=float, lang: str = "en", empty_key: 
     return x
 
 
-def parse_stop(text: str | None) -> list[str]:
+def parse_stop(text: str | None, lang: str = "en") -> list[str]:
     """Stop strings from a textbox: one per line when there are several lines, else comma-separated;
-    a written \\n or \\t stands for a line break or tab."""
+    a written \\n or \\t stands for a line break or tab. Duplicates are dropped in one pass, and the count and
+    length are bounded (every new token is checked against every stop string)."""
     if not text or not text.strip():
         return []
+    if len(text) > MAX_STOP_STRINGS * (MAX_STOP_CHARS + 1):  # refused before it is split at all
+        raise ConfigError(t("gen.err.stop", lang, n=MAX_STOP_STRINGS, chars=MAX_STOP_CHARS))
     parts = text.splitlines() if "\n" in text.strip("\n") else text.split(",")
-    out = []
-    for p in parts:
-        p = p.strip(" ").replace("\\n", "\n").replace("\\t", "\t")
-        if p and p not in out:
-            out.append(p)
+    out = list(dict.fromkeys(p for p in (p.strip(" ").replace("\\n", "\n").replace("\\t", "\t") for p in parts) if p))
+    if len(out) > MAX_STOP_STRINGS or any(len(p) > MAX_STOP_CHARS for p in out):
+        raise ConfigError(t("gen.err.stop", lang, n=MAX_STOP_STRINGS, chars=MAX_STOP_CHARS))
     return out
 
 

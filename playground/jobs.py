@@ -21,17 +21,20 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
 from core import runs
 from core.errors import NewleafError
+from core.units import format_bytes
 
-SHARED_OWNER = "shared-example"
+SHARED_OWNER = runs.SHARED_OWNER
 WORKER_LOG = "worker.log"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 ACTIVE_STATES = ("queued", "running")
+DOWNLOAD_MAX_AGE_S = 3600  # download zips older than this are removed when the next one is built
 
 
 def new_owner_token() -> str:
@@ -50,14 +53,31 @@ def slug(text: str, limit: int = 32) -> str:
 
 
 class Jobs:
-    def __init__(self, runs_dir, max_concurrent: int = 1, train_threads: int = 1, poll_seconds: float = 0.5):
+    def __init__(
+        self,
+        runs_dir,
+        max_concurrent: int = 1,
+        train_threads: int = 1,
+        poll_seconds: float = 0.5,
+        max_session_bytes: int = 0,
+        downloads_dir=None,
+        cpu_only: bool = False,
+    ):
+        """max_session_bytes: the disk one session's runs and downloads may take (0: no limit).
+        downloads_dir: where download zips are built (the app puts them in Gradio's cache, which then serves
+        them as they are instead of copying them). cpu_only: on ZeroGPU a GPU exists only inside the app's
+        spaces.GPU functions, so training processes use the CPU."""
         self.root = Path(runs_dir).resolve()
+        self.max_session_bytes = max_session_bytes
+        self.downloads = Path(downloads_dir or Path(tempfile.gettempdir()) / "newleaf-downloads")
+        self.cpu_only = cpu_only
         self.max_concurrent = max(1, max_concurrent)
         self.train_threads = max(1, train_threads)
         self.lock = threading.RLock()
         self.queue: list[str] = []  # run ids waiting for a free slot, oldest first
         self.procs: dict[str, subprocess.Popen] = {}  # run id -> its training process
         self.orphans: dict[str, int] = {}  # run id -> pid of a process an earlier app started
+        self.unrecorded: dict[str, dict] = {}  # run id -> an end the app could not write yet (a full disk)
         self._closed = threading.Event()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -78,15 +98,19 @@ class Jobs:
             raise NewleafError(f"{run_id!r} is not a valid run name.")
         return path
 
-    def new_run_dir(self, title: str) -> tuple[str, Path]:
+    def new_run_dir(self, token: str, title: str, need: int = 0) -> tuple[str, Path]:
+        """A fresh run id and its folder (not created yet) for this session, when its disk allowance has room
+        for `need` more bytes."""
+        self.check_room(token, need)
         run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug(title)}-{secrets.token_hex(3)}"
         return run_id, self.run_dir(run_id)
 
     def owner_of(self, run_id: str) -> str | None:
         try:
-            return runs.read_config(self.run_dir(run_id)).get("owner")
+            config = runs.read_config(self.run_dir(run_id))
         except NewleafError:
             return None
+        return config.get("owner") if isinstance(config, dict) else None
 
     def check_read(self, token: str, run_id: str) -> Path:
         path = self.run_dir(run_id)
@@ -104,40 +128,86 @@ class Jobs:
         return path
 
     def list_runs(self, token: str | None) -> list[dict]:
-        """Runs this session may see (its own, then shared examples), newest first."""
+        """Runs this session may see (its own, then shared examples), newest first. A run whose files are
+        broken is left out of the list; it never breaks the list of the others."""
         mine = owner_id(token) if token else None
         out = []
         for d in self.root.iterdir() if self.root.exists() else ():
             if not d.is_dir() or d.is_symlink() or not _RUN_ID.fullmatch(d.name):
                 continue
             try:
-                config = runs.read_config(d)
-            except NewleafError:
+                summary = self._summary(d, mine)
+            except (NewleafError, OSError, AttributeError, TypeError, ValueError) as e:
+                print(f"newleaf jobs: run {d.name} left out of a list: {e}", file=sys.stderr)
                 continue
-            owner = config.get("owner")
-            if owner not in (mine, SHARED_OWNER):
-                continue
-            out.append(
-                {
-                    "id": d.name,
-                    "title": config.get("title", d.name),
-                    "shared": owner == SHARED_OWNER,
-                    "created": config.get("created", 0),
-                    "config": config,
-                    **self.state(d.name),
-                }
-            )
+            if summary is not None:
+                out.append(summary)
         out.sort(key=lambda r: (r["shared"], -r["created"]))
         return out
+
+    def _summary(self, d: Path, mine: str | None) -> dict | None:
+        config = runs.read_config(d)
+        if not isinstance(config, dict):
+            return None
+        owner = config.get("owner")
+        if owner not in (mine, SHARED_OWNER):
+            return None
+        title, created = config.get("title"), config.get("created")
+        return {
+            "id": d.name,
+            "title": title if isinstance(title, str) and title else d.name,
+            "shared": owner == SHARED_OWNER,
+            "created": created if isinstance(created, (int, float)) and not isinstance(created, bool) else 0,
+            "config": config,
+            **self.state(d.name),
+        }
+
+    # -- disk -----------------------------------------------------------------------------------------------
+
+    def usage(self, token: str) -> int:
+        """Bytes this session's runs and downloads take on disk (shared examples are nobody's)."""
+        mine = owner_id(token)
+        folders = [self.run_dir(r["id"]) for r in self.list_runs(token) if not r["shared"]]
+        folders.append(self.downloads / mine)
+        return sum(f.stat().st_size for d in folders if d.is_dir() for f in d.rglob("*") if f.is_file())
+
+    def check_room(self, token: str, need: int = 0) -> None:
+        """Refuse what would take this session past its disk allowance (a public Space shares one disk)."""
+        if not self.max_session_bytes:
+            return
+        used = self.usage(token)
+        if used + need > self.max_session_bytes:
+            raise NewleafError(
+                f"Your runs and downloads take {format_bytes(used)} of the {format_bytes(self.max_session_bytes)} "
+                f"one session may use here" + (f", and this needs {format_bytes(need)} more" if need else "")
+                + "; delete runs you no longer need (Runs tab) to make room."
+            )  # fmt: skip
+
+    def download_folder(self, token: str, run_id: str, key: str) -> Path:
+        """The folder a download of this run is built in, by what it holds (`key`: the checkpoint and kind): a
+        second download of the same checkpoint finds its zip there and reuses it. Folders of any session older
+        than DOWNLOAD_MAX_AGE_S are removed first."""
+        now = time.time()
+        for d in self.downloads.glob("*/*") if self.downloads.is_dir() else ():
+            try:
+                if d.is_dir() and now - d.stat().st_mtime > DOWNLOAD_MAX_AGE_S:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                pass
+        folder = self.downloads / owner_id(token) / f"{self.run_dir(run_id).name}-{key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     # -- starting and stopping --------------------------------------------------------------------------
 
     def start(self, token: str, run_id: str) -> dict:
         """Queue a run (new, or stopped / failed to be resumed); it starts when a slot is free."""
         path = self.check_write(token, run_id)
+        self.check_room(token)  # its checkpoints will take more
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("This run is already training or waiting to train.")
+            self.unrecorded.pop(run_id, None)
             self.queue.append(run_id)
             runs.write_status(
                 path,
@@ -174,14 +244,22 @@ class Jobs:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
                 raise NewleafError("Stop this run before deleting it.")
             shutil.rmtree(path)
+            self.unrecorded.pop(run_id, None)
 
     def state(self, run_id: str) -> dict:
-        """status.json, plus the queue position of a waiting job."""
-        status = runs.read_status(self.run_dir(run_id))
+        """status.json as the processes have it: plus the queue position of a waiting job; an end the app
+        could not write yet (a full disk); and "failed" for a run that says it is running but whose training
+        process is gone (it could not say so itself)."""
+        path = self.run_dir(run_id)
         with self.lock:
-            if run_id in self.queue:
-                status["state"] = "queued"
-                status["queue_position"] = self.queue.index(run_id) + 1
+            tracked = run_id in self.procs or run_id in self.orphans
+            position = self.queue.index(run_id) + 1 if run_id in self.queue else None
+            unrecorded = self.unrecorded.get(run_id)
+        status = runs.read_status(path) if tracked else runs.live_status(path)
+        if unrecorded:
+            status.update(unrecorded)
+        if position:
+            status.update(state="queued", queue_position=position)
         return status
 
     def has_process(self, run_id: str) -> bool:
@@ -212,9 +290,16 @@ class Jobs:
     def _command(self, path: Path) -> list[str]:
         return [sys.executable, "-m", "core", "train", "--out", str(path), "--resume", "--quiet"]
 
+    def worker_env(self) -> dict:
+        """The environment of a training process: its threads, and no GPU where it may not have one."""
+        env = {**os.environ, "OMP_NUM_THREADS": str(self.train_threads), "PYTHONUNBUFFERED": "1"}
+        if self.cpu_only:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        return env
+
     def _launch(self, run_id: str) -> None:
         path = self.run_dir(run_id)
-        env = {**os.environ, "OMP_NUM_THREADS": str(self.train_threads), "PYTHONUNBUFFERED": "1"}
+        env = self.worker_env()
         repo = Path(__file__).resolve().parents[1]
         (path / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request must not stop the new process
         log = open(path / WORKER_LOG, "ab")
@@ -249,7 +334,7 @@ class Jobs:
                 try:
                     self._launch(run_id)
                 except (OSError, NewleafError) as e:
-                    runs.write_status(self.run_dir(run_id), "failed", f"Could not start training: {e}")
+                    self._record_end(run_id, f"Could not start training: {e}")
 
     def _reap(self) -> None:
         with self.lock:
@@ -262,23 +347,28 @@ class Jobs:
         for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
             path = self.run_dir(rid)
             if runs.read_status(path).get("state") in ACTIVE_STATES:
-                runs.write_status(
-                    path,
-                    "failed",
-                    "The training process (started before the app restarted) ended "
-                    "without saying why; resume it from its last checkpoint.",
-                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
-                )
+                self._record_end(rid, "The training process (started before the app restarted) ended without "
+                                      "saying why; resume it from its last checkpoint.")  # fmt: skip
         for rid, proc in finished:
-            path = self.run_dir(rid)
-            status = runs.read_status(path)
-            if status.get("state") in ACTIVE_STATES:  # it died without saying why: say it for it
-                runs.write_status(
-                    path,
-                    "failed",
-                    _death_reason(proc.returncode, path),
-                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
-                )
+            if runs.read_status(self.run_dir(rid)).get("state") in ACTIVE_STATES:  # it died without saying why
+                self._record_end(rid, _death_reason(proc.returncode, self.run_dir(rid)))
+        with self.lock:
+            pending = dict(self.unrecorded)
+        for rid, end in pending.items():  # space may be back: try again
+            self._record_end(rid, end["message"])
+
+    def _record_end(self, run_id: str, message: str) -> None:
+        """Write a job's end (failed, with why) into its status.json; when the disk refuses (full, read-only),
+        keep it here, so the page still shows it, and try again on the next round."""
+        path = self.run_dir(run_id)
+        try:
+            runs.write_status(path, "failed", message, step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+        except (NewleafError, OSError):
+            with self.lock:
+                self.unrecorded[run_id] = {"state": "failed", "message": message}
+            return
+        with self.lock:
+            self.unrecorded.pop(run_id, None)
 
     def _monitor(self, poll: float) -> None:
         while not self._closed.wait(poll):

@@ -14,6 +14,11 @@ def _env_float(name: str, default: float) -> float:
         return default
 
 
+# Folders a base model may be read from, separated by os.pathsep (":"); unset, the Fine-tune tab reads no folder
+# of the server at all: a path typed into the page must never reach another instance's runs or a secret.
+LOCAL_DIRS_ENV = "NEWLEAF_LOCAL_MODEL_DIRS"
+
+
 @dataclass(frozen=True)
 class Settings:
     runs_dir: Path
@@ -28,8 +33,10 @@ class Settings:
     max_context: int  # context length (block_size) of a model trained here
     max_queue: int  # requests waiting in Gradio's queue; more are refused as "busy"
     max_concurrent_jobs: int  # training processes at once; more wait in a queue
+    max_session_mb: float  # disk one session's runs and downloads may take (0: no limit)
     train_threads: int  # torch threads of a training process (it runs at nice 10: the UI goes first)
     generate_concurrency: int  # generation requests served at once
+    local_model_dirs: tuple[Path, ...] = ()  # folders the Fine-tune tab may read a base model from (opt-in)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -48,6 +55,12 @@ class Settings:
             max_context=int(_env_float("NEWLEAF_MAX_CONTEXT", 256 if on_space else 1024)),
             max_queue=int(_env_float("NEWLEAF_MAX_QUEUE", 32 if on_space else 64)),
             max_concurrent_jobs=int(_env_float("NEWLEAF_MAX_JOBS", 1)),
+            max_session_mb=_env_float("NEWLEAF_MAX_SESSION_MB", 2048 if on_space else 0),
+            local_model_dirs=tuple(
+                Path(p).expanduser().resolve()
+                for p in os.environ.get(LOCAL_DIRS_ENV, "").split(os.pathsep)
+                if p.strip()
+            ),
             # every core: at nice 10 the UI still goes first (measured: generation during training 1.19x idle
             # with 2 threads on 2 cores, vs 0.91x with 1), and training runs ~1.8x faster than on cores - 1
             train_threads=int(_env_float("NEWLEAF_TRAIN_THREADS", cores)),

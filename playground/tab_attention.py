@@ -22,6 +22,7 @@ from playground.form_values import check_prompt_length
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run
+from playground.zerogpu import LOOK_SECONDS, gpu, on_device
 
 MAX_TOKENS = 256  # larger maps are heavy to send; longer prompts keep their last tokens
 ALL = "all"
@@ -63,6 +64,12 @@ def compute_maps(model, tokenizer, prompt: str, lang: str = "en") -> dict:
     }
     data["note"] = map_note(data, lang)
     return data
+
+
+@gpu(LOOK_SECONDS)
+def maps_on_gpu(model, tokenizer, prompt: str, lang: str = "en") -> dict:
+    """compute_maps on the GPU where there is one (a ZeroGPU Space lends one for this call)."""
+    return compute_maps(on_device(model), tokenizer, prompt, lang)
 
 
 def map_note(data: dict, lang: str = "en") -> str:
@@ -175,7 +182,7 @@ def show(ctx: AppContext, owner, run_id, prompt, layer, head, lang=None):
     check_prompt_length(prompt or "", ctx.settings, lang)
     path = require_run(ctx, owner, run_id, lang)
     model, tokenizer = get_model(path)
-    data = compute_maps(model, tokenizer, prompt or "", lang)
+    data = maps_on_gpu(model, tokenizer, prompt or "", lang)
     return data, draw(data, layer, head, lang), data["note"]
 
 

@@ -6,6 +6,7 @@ The pure helpers first, then the handlers (module-level: those that need the App
 layout (`create_tab`), which wires them.
 """
 
+import os
 import threading
 import time
 from dataclasses import asdict
@@ -26,6 +27,7 @@ from playground.i18n import t
 from playground.model_cache import get_model
 from playground.model_choices import MAX_SAMPLES  # sample slots on the page (the engine allows more)
 from playground.run_picker import create_picker, require_run, run_summary
+from playground.zerogpu import GENERATE_SECONDS, LOOK_SECONDS, gpu, on_device
 
 NEXT_TOP = 15  # bars in the next-token chart
 STREAM_EVERY = 0.08  # seconds between streamed updates
@@ -93,7 +95,7 @@ def make_params(
         presence_penalty=parse_number(presence_penalty, "gen.presence_penalty", float, lang),
         frequency_penalty=parse_number(frequency_penalty, "gen.frequency_penalty", float, lang),
         seed=seed,
-        stop=parse_stop(stop),
+        stop=parse_stop(stop, lang),
         num_samples=parse_number(num_samples, "gen.num_samples", int, lang),
     )
     if top_k < 0:
@@ -197,6 +199,25 @@ def _slot_texts(texts: list[str]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------------------
+# The model's work: on the GPU where there is one (a ZeroGPU Space lends one for each call; playground/zerogpu.py)
+
+
+@gpu(GENERATE_SECONDS)
+def completions_on_gpu(model, tokenizer, prompt: str, params: SamplingParams):
+    yield from stream_completions(on_device(model), tokenizer, prompt, params)
+
+
+@gpu(GENERATE_SECONDS)
+def reply_on_gpu(model, tokenizer, config: dict, messages: list[dict], params: SamplingParams):
+    yield from stream_reply(on_device(model), tokenizer, config, messages, params)
+
+
+@gpu(LOOK_SECONDS)
+def next_token_on_gpu(model, tokenizer, prompt: str, lang: str = "en") -> dict:
+    return next_token_data(on_device(model), tokenizer, prompt, lang)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Handlers
 
 
@@ -271,8 +292,10 @@ def run_generate(
     path, model, tokenizer = load(ctx, owner, run_id, lang)
     tokenizer.encode(prompt)  # an unknown character fails here, before anything is shown
     n = params.num_samples
+    if params.seed is None:  # chosen here, not where it runs (a ZeroGPU worker), so the page can show it
+        params.seed = int.from_bytes(os.urandom(4), "little")
     completions, last = [], 0.0
-    for completions in stream_completions(model, tokenizer, prompt, params):  # fills in params.seed
+    for completions in completions_on_gpu(model, tokenizer, prompt, params):
         now = time.monotonic()
         if now - last >= STREAM_EVERY:
             last = now
@@ -327,7 +350,7 @@ def rate_sample(ctx: AppContext, slot: int, rating: int, owner, state, lang):
 def _next_token(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang):
     check_prompt_length(prompt or "", ctx.settings, lang)
     path, model, tokenizer = load(ctx, owner, run_id, lang)
-    data = next_token_data(model, tokenizer, prompt or "", lang)
+    data = next_token_on_gpu(model, tokenizer, prompt or "", lang)
     fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
     return data, fig, summary
 
@@ -403,7 +426,7 @@ def run_chat(
     template_for(config).encode(tokenizer, messages)  # unknown characters fail before anything shows
     reply, last = "", 0.0
     yield messages + [{"role": "assistant", "content": ""}], ""
-    for piece in stream_reply(model, tokenizer, config, messages, params):
+    for piece in reply_on_gpu(model, tokenizer, config, messages, params):
         reply += piece
         now = time.monotonic()
         if now - last >= STREAM_EVERY:

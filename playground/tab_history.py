@@ -2,7 +2,8 @@
 a few evenly spaced copies of the weights the trainer keeps, from step 0 to the last checkpoint). "Show" loads each
 snapshot once and keeps what it did (attention maps, next-token probabilities, a seeded sample); the step slider
 then moves through them without running a model, so the attention pattern, the bars and the sample change as fast
-as the slider moves.
+as the slider moves. The snapshots are loaded and run on the CPU, also on a ZeroGPU Space: a few small models, read
+from disk one after another, would gain nothing from a GPU lent per call.
 
 The pure helpers first, then the handlers, then the layout (`create_tab`), which wires them.
 """

@@ -19,6 +19,7 @@ from playground.form_values import check_prompt_length
 from playground.i18n import sentences, t
 from playground.model_cache import get_model
 from playground.run_picker import create_picker, require_run
+from playground.zerogpu import LOOK_SECONDS, gpu, on_device
 
 MAX_POSITIONS = 24  # columns of the grid: a cell needs room for its token; the whole context is still run
 TOP = 5  # tokens listed in a cell's hover
@@ -49,6 +50,12 @@ def compute_lens(model, tokenizer, prompt: str, lang: str = "en") -> dict:
         "window": len(window),
         "block_size": block,
     }
+
+
+@gpu(LOOK_SECONDS)
+def lens_on_gpu(model, tokenizer, prompt: str, lang: str = "en") -> dict:
+    """compute_lens on the GPU where there is one (a ZeroGPU Space lends one for this call)."""
+    return compute_lens(on_device(model), tokenizer, prompt, lang)
 
 
 def layer_names(n_layer: int, lang: str = "en") -> list[str]:
@@ -111,7 +118,7 @@ def show(ctx: AppContext, owner, run_id, prompt, lang=None):
     check_prompt_length(prompt or "", ctx.settings, lang)
     path = require_run(ctx, owner, run_id, lang)
     model, tokenizer = get_model(path)
-    data = compute_lens(model, tokenizer, prompt or "", lang)
+    data = lens_on_gpu(model, tokenizer, prompt or "", lang)
     return data, draw(data, lang), lens_note(data, lang)
 
 

@@ -15,15 +15,15 @@ Nothing here trains or samples: it reads run directories (core/runs.py) and asks
     delete_run(owner, run_id, lang)                         -> deletes, only after ask_delete in the same session
     upload_run(owner, zip_file, lang)                       -> imports a run's zip (checked by core/run_archive.py)
                                                                as a new run of this session
+
+The Share section (publishing the picked run on the Hugging Face Hub) is laid out and handled in
+playground/share_section.py.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +31,11 @@ import gradio as gr
 import pandas as pd
 
 from core import files, runs
-from core.errors import NewleafError
+from core.errors import CheckpointError, NewleafError
 from core.model import GPTConfig, param_count
 from core.run_archive import ArchiveLimits, checkpoint_zip, hf_zip, import_run_zip
 from core.units import format_count
+from playground import share_section
 from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
 from playground.i18n import t
@@ -57,8 +58,6 @@ COLUMNS = (
     "id",
 )
 STATES = ("created", "queued", "running", "stopped", "completed", "failed", "unknown")  # of status.json
-DOWNLOADS = Path(tempfile.gettempdir()) / "newleaf-downloads"
-DOWNLOAD_MAX_AGE_S = 3600  # zips older than this are removed when the next one is built
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -68,12 +67,6 @@ DOWNLOAD_MAX_AGE_S = 3600  # zips older than this are removed when the next one 
 def metrics_of(run_dir) -> list[dict]:
     records, _ = files.read_jsonl(Path(run_dir) / runs.METRICS)
     return [r for r in records if isinstance(r, dict)]
-
-
-def best_validation(records: list[dict]) -> dict | None:
-    """The logged record with the lowest finite validation loss, or None."""
-    evals = [r for r in records if isinstance(r.get("val_loss"), (int, float)) and math.isfinite(r["val_loss"])]
-    return min(evals, key=lambda r: r["val_loss"]) if evals else None
 
 
 def model_summary(config: dict, lang: str = "en") -> str:
@@ -88,6 +81,11 @@ def _fmt(x, digits: int = 4) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float)) and math.isfinite(x) else "—"
 
 
+def _section(config: dict, name: str) -> dict:
+    value = config.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
     """One table row (column key -> text) of a run summary from Jobs.list_runs."""
     config = summary.get("config") or {}
@@ -98,21 +96,22 @@ def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
     state_text = t(f"runs.state.{state}", lang) if state in STATES else str(state)
     if state == "queued" and summary.get("queue_position"):
         state_text += f" ({summary['queue_position']})"
-    max_steps = (config.get("train") or {}).get("max_steps")
-    best = best_validation(metrics_of(run_dir))
-    tok = config.get("tokenizer") or {}
+    max_steps = _section(config, "train").get("max_steps")
+    best = runs.best_logged(run_dir)  # read incrementally: a refresh parses only what the log gained
+    tok = _section(config, "tokenizer")
     vocab = tok.get("vocab_size")
     up, down = runs.feedback_counts(run_dir)
-    created = summary.get("created") or config.get("created")
+    created = summary.get("created")
+    step = summary.get("step") if isinstance(summary.get("step"), int) else 0
     return {
         "title": title,
         "state": state_text,
-        "steps": f"{summary.get('step', 0) or 0} / {max_steps}" if max_steps else str(summary.get("step", 0) or 0),
+        "steps": f"{step} / {max_steps}" if isinstance(max_steps, int) else str(step),
         "best_val": _fmt(best and best.get("val_loss")),
         "best_bpc": _fmt(best and best.get("val_bpc")),
         "model": model_summary(config, lang),
-        "tokenizer": f"{tok.get('kind', '?')} ({vocab:,})" if isinstance(vocab, int) else tok.get("kind", "—"),
-        "data": str((config.get("data") or {}).get("name", "—")),
+        "tokenizer": f"{tok.get('kind', '?')} ({vocab:,})" if isinstance(vocab, int) else str(tok.get("kind", "—")),
+        "data": str(_section(config, "data").get("name", "—")),
         "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "—",
         "up": up,
         "down": down,
@@ -126,8 +125,8 @@ def runs_table(jobs, token: str | None, lang: str = "en") -> pd.DataFrame:
     for summary in jobs.list_runs(token):
         try:
             rows.append(run_row(summary, jobs.run_dir(summary["id"]), lang))
-        except NewleafError:
-            continue  # a run deleted or broken while the table was being read
+        except (NewleafError, OSError, AttributeError, TypeError, ValueError):
+            continue  # a run deleted or broken while the table was being read: the others still show
     headers = [t(f"runs.col.{c}", lang) for c in COLUMNS]
     return pd.DataFrame([[r[c] for c in COLUMNS] for r in rows], columns=headers)
 
@@ -154,21 +153,23 @@ def load_curves(jobs, token: str, run_ids: list[str]) -> list[RunCurves]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Downloads: zips built in a fresh temporary folder; old ones are cleaned up as new ones are made
+# Downloads: built once per checkpoint in the session's download folder (in Gradio's cache, which serves them as
+# they are), reused by the next download of the same checkpoint, and counted in the session's disk allowance
 
 
-def fresh_download_dir() -> Path:
-    DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    now = time.time()
-    for d in DOWNLOADS.iterdir():
-        try:
-            if d.is_dir() and now - d.stat().st_mtime > DOWNLOAD_MAX_AGE_S:
-                shutil.rmtree(d, ignore_errors=True)
-        except OSError:
-            pass
-    d = DOWNLOADS / uuid.uuid4().hex[:12]
-    d.mkdir()
-    return d
+def download_zip(ctx: AppContext, owner, run_id: str, which: str, kind: str) -> str:
+    path = ctx.jobs.check_read(owner, run_id)
+    used = which if runs.checkpoint_dir(path, which) is not None else "last"
+    ck = runs.checkpoint_dir(path, used)
+    if ck is None:
+        raise CheckpointError(f"{runs.title(path)} has no checkpoint yet: train it first, then download it.")
+    folder = ctx.jobs.download_folder(owner, run_id, f"{ck.name}-{used}-{kind}")
+    built = sorted(folder.glob("*.zip"))
+    if built:
+        return str(built[0])
+    ctx.jobs.check_room(owner, need=sum(f.stat().st_size for f in ck.iterdir() if f.is_file()))
+    make = checkpoint_zip if kind == "checkpoint" else hf_zip
+    return str(make(path, folder, used))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -233,14 +234,12 @@ def load_run(ctx: AppContext, owner, run_id, lang):
 
 @friendly
 def download_checkpoint(ctx: AppContext, owner, run_id, which, lang):
-    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
-    return str(checkpoint_zip(path, fresh_download_dir(), which or "best"))
+    return download_zip(ctx, owner, need_pick(run_id, lang), which or "best", "checkpoint")
 
 
 @friendly
 def download_hf(ctx: AppContext, owner, run_id, which, lang):
-    path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
-    return str(hf_zip(path, fresh_download_dir(), which or "best"))
+    return download_zip(ctx, owner, need_pick(run_id, lang), which or "best", "huggingface")
 
 
 @friendly
@@ -267,7 +266,7 @@ def upload_run(ctx: AppContext, owner, file, changed, lang):
     check_upload_sizes([path], s, lang, too_big="runs.upload_too_big")  # again: a client may bypass the browser
     owner_hash = owner_id(owner)
     # the run's name is ours; the uploaded file's name only lends a slug to it
-    run_id, dest = ctx.jobs.new_run_dir(path.stem)
+    run_id, dest = ctx.jobs.new_run_dir(owner, path.stem, need=path.stat().st_size)
     limits = ArchiveLimits(max_total_bytes=int(s.max_model_mb * 1024 * 1024))
     import_run_zip(
         path,
@@ -359,6 +358,8 @@ def create_tab(ctx: AppContext) -> RunsEvents:
         message = gr.Markdown()
         download = tr(gr.File, label="runs.file", interactive=False)
         upload = tr(gr.File, label="runs.upload", file_types=[".zip"], type="filepath", file_count="single")
+
+    share_section.create_section(ctx, picker, which)
 
     triggers = [refresh.click, ctx.runs_changed.change, ctx.owner.change]
     tab = gr.context.Context.block

@@ -74,7 +74,7 @@ def create_run(
     model_cfg = model_config(model_values, {"vocab_size": tokenizer.vocab_size})
     check_fits(model_cfg, train_cfg.batch_size, s, lang)
     title = (title or "").strip()[:80] or f"{corpus.name} · {model_values.get('preset') or 'custom'}"
-    run_id, path = ctx.jobs.new_run_dir(title)
+    run_id, path = ctx.jobs.new_run_dir(owner, title)
     prepare_run(
         path,
         corpus.text,

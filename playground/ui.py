@@ -10,6 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.units import MB
 from playground import (
     fonts,
     tab_attention,
@@ -27,6 +28,7 @@ from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
 from playground.run_picker import create_picker
 from playground.settings import Settings
+from playground.zerogpu import on_zero_gpu
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "newleaf.css"
@@ -76,7 +78,14 @@ def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.com
 
 def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tuple[gr.Blocks, AppContext]:
     settings = settings or Settings.from_env()
-    jobs = jobs or Jobs(settings.runs_dir, settings.max_concurrent_jobs, settings.train_threads)
+    jobs = jobs or Jobs(
+        settings.runs_dir,
+        settings.max_concurrent_jobs,
+        settings.train_threads,
+        max_session_bytes=int(settings.max_session_mb * MB),
+        downloads_dir=Path(gr.utils.get_upload_folder()) / "newleaf-downloads",  # served without a second copy
+        cpu_only=on_zero_gpu(),
+    )
     tr = Translator()
     # delete_cache: downloads copied into Gradio's cache are removed after an hour
     with gr.Blocks(title="Newleaf", delete_cache=(3600, 3600)) as demo:

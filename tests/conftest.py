@@ -16,7 +16,10 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# ../shared beside the checkout (found from further up when the tests run from a copy, as mutation testing does)
+SHARED_DATA = next(
+    (a / "shared" / "data" for a in REPO.parents if (a / "shared" / "data").is_dir()), REPO.parent / "shared" / "data"
+)
 SHAKESPEARE = SHARED_DATA / "tinyshakespeare.txt"
 
 # tiktoken caches each download under the sha1 of its URL (../shared/README.md).

@@ -306,3 +306,23 @@ def test_the_data_tabs_tokenizer_is_reused_at_start():
     choice.update(name="x", characters=len(text), vocab_size=first.vocab_size)  # as the Data tab does
     assert corpus_choice.tokenizer_for(choice, "".join(list(text))) is first
     assert corpus_choice.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first
+
+
+def test_a_seed_torch_cannot_take_is_refused_before_a_run_is_made(tmp_path):
+    """Seed 2**80 was accepted, and the job then failed with "Overflow when unpacking long long"."""
+    from types import SimpleNamespace
+
+    from core.errors import ConfigError
+    from playground import tab_train
+
+    jobs = Jobs(tmp_path / "runs")
+    try:
+        ctx = SimpleNamespace(settings=Settings.from_env(), jobs=jobs)
+        model = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, preset="tiny")
+        train = dict(lr=3e-3, batch_size=4, max_steps=5, max_time=0, eval_every=5, seed=2**80)
+        choice = {"source": "shakespeare", "tokenizer": "char"}
+        with pytest.raises(ConfigError, match="The seed must be a whole number from 0 to"):
+            tab_train.create_run(ctx, TOKEN_A, choice, "seed", model, train)
+        assert not any((tmp_path / "runs").iterdir())
+    finally:
+        jobs.shutdown()

@@ -12,7 +12,7 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
 from core import runs
-from core.errors import ConfigError, CorpusError
+from core.errors import ConfigError, CorpusError, NewleafError
 from core.hf import KNOWN_HUB_SHAPES
 from core.model import GPTConfig
 from playground import finetune_setup, form_values, tab_finetune
@@ -290,3 +290,42 @@ def test_fine_tune_tab_in_chinese():
 def test_check_data_in_chinese(app):
     info = check(app["client"](), TOKEN_A, "builtin:arithmetic-small", lang="zh")
     assert "段对话" in info and "conversations" not in info
+
+
+def test_local_folders_are_read_only_where_the_apps_owner_allows(tmp_path):
+    """A typed folder once reached anything on the server (another instance's runs), and the answer told whether a
+    path like /root/.ssh existed. Now no folder is read unless listed in NEWLEAF_LOCAL_MODEL_DIRS, and a path is
+    judged before it is looked up."""
+    import dataclasses
+
+    allowed = tmp_path / "models"
+    (allowed / "tiny-gpt2").mkdir(parents=True)
+    (allowed / "tiny-gpt2" / "config.json").write_text(
+        '{"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8, "n_positions": 16, "vocab_size": 50257}'
+    )
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (allowed / "link-out").symlink_to(secret)
+    jobs = Jobs(tmp_path / "runs")
+    try:
+        off = SimpleNamespace(settings=Settings.from_env(), jobs=jobs)
+        assert off.settings.local_model_dirs == ()
+        answers = set()
+        for typed in (str(secret), str(tmp_path / "no-such-folder"), str(allowed / "tiny-gpt2")):
+            with pytest.raises(NewleafError, match="Local folders are off.*NEWLEAF_LOCAL_MODEL_DIRS") as e:
+                finetune_setup.base_choice(off, TOKEN_A, "folder", None, "", typed, "tiny")
+            answers.add(str(e.value))
+        assert len(answers) == 1  # the same words whether the path exists or not
+        on = SimpleNamespace(settings=dataclasses.replace(off.settings, local_model_dirs=(allowed,)), jobs=jobs)
+        answers = set()
+        for typed in (str(secret), str(tmp_path / "no-such-folder"), str(allowed / "link-out"), "../../etc"):
+            with pytest.raises(NewleafError, match="not inside the folders this app may read a model from") as e:
+                finetune_setup.base_choice(on, TOKEN_A, "folder", None, "", typed, "tiny")
+            answers.add(str(e.value))
+        assert len(answers) == 1
+        base = finetune_setup.base_choice(on, TOKEN_A, "folder", None, "", str(allowed / "tiny-gpt2"), "tiny")
+        assert base.model_cfg.n_embd == 8 and base.spec == str(allowed / "tiny-gpt2")
+        with pytest.raises(NewleafError, match="No folder"):  # inside the allowed folders, existence may be said
+            finetune_setup.base_choice(on, TOKEN_A, "folder", None, "", str(allowed / "missing"), "tiny")
+    finally:
+        jobs.shutdown()

@@ -4,6 +4,7 @@ against the two tabs launched in-process (with ownership and error messages); an
 
 import math
 import re
+import shutil
 import socket
 from types import SimpleNamespace
 
@@ -16,6 +17,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from core import files, runs
+from core.chat import reply
 from core.engine import SamplingParams, generate
 from core.errors import ConfigError, NewleafError
 from core.model import GPT
@@ -210,11 +212,20 @@ def test_generate_and_attention_in_chinese(app):
     assert readable_runs(ctx, TOKEN_A, "zh") == [("Alpha · 已完成", RUN)]
 
 
-def test_chat_streams_a_reply(app):
-    history, box = app["client"].predict(TOKEN_A, RUN, "Hello", [], **knobs(max_new_tokens=15), api_name="/chat")
+def test_chat_streams_a_reply(app, runs_dir):
+    chosen = knobs(max_new_tokens=15, temperature=1.0, seed=7)
+    history, box = app["client"].predict(TOKEN_A, RUN, "Hello", [], **chosen, api_name="/chat")
     assert box == "" and [m["role"] for m in history] == ["user", "assistant"]
-    content = history[0]["content"]  # Gradio may hand content back as a list of parts
-    assert ("".join(p["text"] for p in content) if isinstance(content, list) else content) == "Hello"
+
+    def text(content):  # Gradio may hand content back as a list of parts
+        return "".join(p["text"] for p in content) if isinstance(content, list) else content
+
+    assert text(history[0]["content"]) == "Hello"
+    # the reply is the engine's own reply to the same conversation with the same seed
+    model, tok = runs.load_model(runs_dir / RUN)
+    params = SamplingParams(max_new_tokens=15, temperature=1.0, seed=7)
+    expected = reply(model, tok, runs.read_config(runs_dir / RUN), [{"role": "user", "content": "Hello"}], params)
+    assert expected.strip() and text(history[1]["content"]) == expected
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -226,6 +237,14 @@ def test_settings_from_the_ui():
     assert (p.top_k, p.top_p, p.min_p, p.seed, p.num_samples) == (None, None, None, None, 2)
     assert p.stop == ["\n\n", "THE END"]
     assert form_values.parse_stop("a,b\nc") == ["a,b", "c"]  # several lines: one stop string per line
+    assert form_values.parse_stop("x,y,x,y") == ["x", "y"]
+    # 100,000 stop strings once took 74 s for 20 tokens (a quadratic de-duplication, then a check per string):
+    # refused at once, in the page's language
+    with pytest.raises(ConfigError, match="Stop strings: at most 32, each at most 200 characters"):
+        form_values.parse_stop(",".join(f"s{i}" for i in range(100_000)))
+    with pytest.raises(ConfigError, match="停止字符串"):
+        form_values.parse_stop("x" * 201, "zh")
+    assert len(form_values.parse_stop(",".join(f"s{i}" for i in range(32)))) == 32
     assert tab_generate.make_params(5, 0, 3, 0.5, 0.1, 1.2, 0, 0, 7, "", limit=10).seed == 7
     with pytest.raises(ConfigError, match="limited to 10"):
         tab_generate.make_params(11, 0, 0, 1, 0, 1, 0, 0, None, "", limit=10)
@@ -326,11 +345,25 @@ def test_feedback_is_saved_with_the_run(tmp_path):
     assert set(records[0]) == {"time", "prompt", "text", "rating", "params"}
 
 
-def test_model_cache_reuses_and_evicts(runs_dir):
+def test_model_cache_reuses_and_evicts(runs_dir, tmp_path):
     cache = ModelCache(max_models=1)
     first, _ = cache.get(runs_dir / RUN)
     assert cache.get(runs_dir / RUN)[0] is first and len(cache) == 1
     assert get_model(runs_dir / RUN)[0] is get_model(runs_dir / RUN)[0]
+    # a second run pushes the first out (one model at most): asked again, the first is loaded anew
+    other = shutil.copytree(runs_dir / RUN, tmp_path / "other")
+    second, _ = cache.get(other)
+    assert second is not first and len(cache) == 1
+    assert cache.get(runs_dir / RUN)[0] is not first and len(cache) == 1
+    # a new checkpoint of a run replaces its old entry instead of holding both
+    cache = ModelCache(max_models=3)
+    old, _ = cache.get(other, "last")
+    config = runs.read_config(other)
+    config["train"]["max_steps"] += 10
+    files.atomic_write_json(other / runs.CONFIG, config)
+    Trainer(other).fit()  # the run goes on: its last checkpoint has a new name
+    new, _ = cache.get(other, "last")
+    assert new is not old and len(cache) == 1
 
 
 def test_strings_exist_in_both_languages():

@@ -6,6 +6,7 @@ import shutil
 import socket
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import pytest
@@ -13,7 +14,7 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 
 from core import files, runs
-from core.errors import CheckpointError
+from core.errors import CheckpointError, NewleafError
 from core.run_archive import checkpoint_zip, hf_zip
 from core.train import Trainer
 from playground import tab_runs
@@ -145,6 +146,47 @@ def test_download_checkpoint_zip_holds_safetensors_and_config(app):
         c.predict(TOKEN_B, "alpha", "best", "en", api_name="/download_checkpoint")
     with pytest.raises(AppError, match="Pick a run"):
         c.predict(TOKEN_A, None, "best", "en", api_name="/download_checkpoint")
+
+
+def test_a_download_is_built_once_per_checkpoint_where_gradio_serves_it(runs_dir, tmp_path):
+    """Each download of a big checkpoint once wrote it twice (our folder, then Gradio's cache) and again on every
+    click: the zip is now built once, in Gradio's cache folder, and handed out again."""
+    cache = tmp_path / "gradio-cache"
+    jobs = Jobs(runs_dir, downloads_dir=cache / "newleaf-downloads")
+    try:
+        ctx = SimpleNamespace(jobs=jobs)
+        first = Path(tab_runs.download_zip(ctx, TOKEN_A, "alpha", "best", "checkpoint"))
+        built = first.stat().st_mtime_ns
+        again = Path(tab_runs.download_zip(ctx, TOKEN_A, "alpha", "best", "checkpoint"))
+        assert again == first and again.stat().st_mtime_ns == built  # reused, not rebuilt
+        assert cache in first.parents and owner_id(TOKEN_A) in first.parts
+        other = Path(tab_runs.download_zip(ctx, TOKEN_A, "alpha", "last", "checkpoint"))
+        assert other != first or runs.checkpoint_dir(runs_dir / "alpha", "best") == runs.checkpoint_dir(
+            runs_dir / "alpha", "last"
+        )
+    finally:
+        jobs.shutdown()
+
+
+def test_a_session_cannot_fill_the_disk(runs_dir, tmp_path):
+    """On a public Space one session's runs and downloads have an allowance; shared examples and other sessions'
+    runs do not count against it."""
+    jobs = Jobs(runs_dir, downloads_dir=tmp_path / "downloads")
+    try:
+        used = jobs.usage(TOKEN_A)
+        alpha_and_beta = sum(
+            f.stat().st_size for name in ("alpha", "beta") for f in (runs_dir / name).rglob("*") if f.is_file()
+        )
+        assert used == alpha_and_beta and jobs.usage(TOKEN_B) < used
+        jobs.max_session_bytes = used + 1000
+        jobs.check_room(TOKEN_A, need=1000)  # just fits
+        with pytest.raises(NewleafError, match=r"Your runs and downloads take .* of the .* one session may use"):
+            jobs.new_run_dir(TOKEN_A, "one more", need=1001)
+        with pytest.raises(NewleafError, match="delete runs you no longer need"):
+            tab_runs.download_zip(SimpleNamespace(jobs=jobs), TOKEN_A, "alpha", "best", "huggingface")
+        jobs.check_room(TOKEN_B, need=1000)  # another session has its own allowance
+    finally:
+        jobs.shutdown()
 
 
 def test_load_run_answers_with_its_title(app):

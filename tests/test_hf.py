@@ -255,7 +255,7 @@ def test_model_card_and_no_overwrite(exported):
     card = (out / "README.md").read_text()
     steps = runs.checkpoint_meta(run, "last")["step"]
     best = runs.checkpoint_meta(run, "best")["val_loss"]
-    assert f"Steps trained:** {steps}" in card and f"{best:.4f}" in card
+    assert f"| steps | {steps:,} |" in card and f"| validation loss (nats per token) | {best:.4f} |" in card
     assert "Tiny Shakespeare (first 20,000 characters)" in card and "AutoModelForCausalLM" in card
     config = json.loads((out / "config.json").read_text())
     assert config["n_positions"] == 32 and config["tie_word_embeddings"] is True

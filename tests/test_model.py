@@ -70,8 +70,9 @@ def test_estimates_grow_with_size():
     "kw, message",
     [
         (dict(n_embd=30, n_head=4), "divisible"),
-        (dict(n_layer=0), "n_layer must be a positive"),
-        (dict(block_size=-3), "block_size must be a positive"),
+        (dict(n_layer=0), "n_layer must be a whole number from 1 to 1,024; got 0"),
+        (dict(n_embd=10**400), "n_embd must be a whole number from 1 to 65,536; got a number of 401 digits"),
+        (dict(block_size=-3), "block_size must be a whole number from 1 to"),
         (dict(dropout=1.5), "dropout"),
         (dict(vocab_size="65"), "vocab_size"),
     ],

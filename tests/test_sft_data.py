@@ -153,3 +153,27 @@ def test_batches_pad_with_no_loss_and_learn_only_the_replies(tmp_path):
     assert (y[0, len(enc.ids[0]) - 1 :] == -1).all()  # padding
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     assert all(torch.equal(a, b) for a, b in zip(ex.random_batch(4, g1), ex.random_batch(4, g2)))
+
+
+def test_the_validation_loss_is_the_mean_over_every_reply_token_not_a_mean_of_batch_means(tmp_path):
+    """Batches of 2 with very different numbers of reply tokens: a mean of the batches' means would weigh the
+    one short reply as much as all the long ones."""
+    from core.model import GPT, GPTConfig
+    from core.run_data import sft_loss
+
+    convs = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a" * n}] for n in (1, 30, 25, 2, 9)]
+    tok = tokenizer_for(convs)
+    enc = encode_conversations(convs, tok, TEMPLATE, block_size=64)
+    write_examples(tmp_path, "val", enc, tok.vocab_size)
+    ex = Examples(tmp_path, "val", tok.vocab_size)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=64, vocab_size=tok.vocab_size))
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(len(ex)):  # one example at a time: sum of token losses / number of reply tokens
+            x, y = ex.batch([i])
+            logits, _ = model(x)
+            losses = torch.nn.functional.cross_entropy(logits[0], y[0], ignore_index=-1, reduction="sum")
+            total, count = total + losses.item(), count + int((y != -1).sum())
+    assert abs(sft_loss(model, ex, batch_size=2, max_examples=5, device=torch.device("cpu")) - total / count) < 1e-5
+    assert model.training  # left as it was found

@@ -221,6 +221,40 @@ def test_a_dying_training_process_shows_as_failed_and_can_be_resumed(app):
     assert metrics == sorted(set(metrics))  # nothing logged twice across the kill and the resumes
 
 
+def test_a_job_that_dies_on_a_full_disk_is_not_left_running(app, monkeypatch):
+    """The worker dies and the disk is full, so the app cannot write its end either: once, the page then showed
+    "running" forever, Resume said "already training" and Stop "not training" until the app restarted."""
+    c, token = app["client"](), TOKENS[1]
+    c.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
+    run_id, _ = start(c, token, "full disk", steps=5000, eval_every=5)
+    path = app["root"] / run_id
+    wait_for(lambda: runs.checkpoint_meta(path) is not None, timeout=180, every=0.05, what="a first checkpoint")
+
+    def disk_full(*args, **kwargs):
+        raise files.write_error(OSError(28, "No space left on device"), "status.json")
+
+    monkeypatch.setattr(runs, "write_status", disk_full)  # the app's own writes fail from now on
+    os.kill(app["jobs"].procs[run_id].pid, signal.SIGKILL)  # and the worker dies without a word
+    status = wait_for(
+        lambda: (s := poll(c, token, run_id)[0]) and "failed" in s and s, timeout=60, what="the run to show as failed"
+    )
+    assert "killed by SIGKILL" in status
+    assert json_state(path) == "running"  # status.json itself could not be corrected yet
+    with pytest.raises(AppError, match="not training"):
+        c.predict(token, run_id, "en", api_name="/stop_training")
+    monkeypatch.undo()  # space is back: the end is written, and the run resumes
+    wait_for(lambda: json_state(path) == "failed", timeout=30, what="the end written once space is back")
+    killed_at = runs.checkpoint_meta(path)["step"]
+    c.predict(token, run_id, False, 0.6, "en", api_name="/resume_training")
+    wait_for(lambda: runs.checkpoint_meta(path)["step"] > killed_at, timeout=180, what="training to go on")
+    c.predict(token, run_id, "en", api_name="/stop_training")
+    wait_for(lambda: state(app, run_id) == "stopped", timeout=120, what="the stop")
+
+
+def json_state(path) -> str:
+    return files.read_json(path / runs.STATUS)["state"]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # 100 rapid generate requests
 

@@ -194,7 +194,7 @@ def test_read_only_runs_directory(tmp_path):
         jobs = Jobs(mnt)  # an existing (empty) runs directory is fine to list...
         try:
             assert jobs.list_runs("someone") == []
-            run_id, path = jobs.new_run_dir("x")
+            run_id, path = jobs.new_run_dir("owner", "x")
             with pytest.raises(NewleafError, match="Read-only file system"):  # ...but no run can be made in it
                 make_run(path)
             assert not path.exists()

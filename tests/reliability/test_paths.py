@@ -86,7 +86,7 @@ def test_symbolic_links_in_the_runs_directory_are_not_followed(jobs, link):
 
 def test_a_run_id_made_from_any_title_stays_inside(jobs):
     for title in ["../../etc/passwd", "/abs/path", "a\x00b", "..", "名字", "", "x" * 500, "C:\\Windows", "~"]:
-        run_id, path = jobs.new_run_dir(title)
+        run_id, path = jobs.new_run_dir("owner", title)
         assert path.parent == jobs.root and jobs.run_dir(run_id) == path
         assert "/" not in run_id and ".." not in run_id
 

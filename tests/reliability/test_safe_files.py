@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core import cli, hf, runs
+from core import cli, files, hf, runs
 from core.data import read_text_file
 from core.engine import SamplingParams, generate
 from core.errors import CheckpointError, NewleafError
@@ -319,7 +319,8 @@ def test_sizes_are_bounded_before_unpacking(good_run, tmp_path):
     with pytest.raises(CheckpointError, match="unpacks to .*more than the 10 MB allowed"):
         import_run_zip(bomb, tmp_path / "x", limits)
     with pytest.raises(CheckpointError, match="unpacks to more than the 50 MB allowed"):
-        import_run_zip(bomb, tmp_path / "x", ArchiveLimits(max_total_bytes=50 * 1024 * 1024, max_text_bytes=10**9))
+        no_text_limit = dict(max_text_bytes=10**9, max_all_text_bytes=10**9, max_log_lines=10**9)
+        import_run_zip(bomb, tmp_path / "x", ArchiveLimits(max_total_bytes=50 * 1024 * 1024, **no_text_limit))
     with pytest.raises(CheckpointError, match="more than the .* allowed for an uploaded run"):
         import_run_zip(bomb, tmp_path / "x", ArchiveLimits(max_total_bytes=1000))
     with pytest.raises(CheckpointError, match="entries; a run has at most 3"):
@@ -368,7 +369,8 @@ def edit_config(**model):
         (dict(n_layer=1), "does not match the model in config.json"),
         (dict(block_size=16), "has shape"),
         (dict(vocab_size=7), "tokenizer in the zip has .* tokens but the model expects 7"),
-        (dict(n_embd=10**9), "holds .* weights, but the model in config.json needs"),  # never built
+        (dict(n_embd=10**9), "impossible model .*n_embd must be a whole number from 1 to 65,536"),  # never built
+        (dict(n_embd=10**400), "impossible model .*got a number of 401 digits"),  # once an OverflowError
         (dict(n_head=3), "impossible model"),
         (dict(colour="red"), "impossible model"),
     ],
@@ -398,6 +400,90 @@ def test_missing_pieces_are_named(good_run, tmp_path, drop, message):
         import_run_zip(z, tmp_path / "x")
     assert ".upload-" not in str(e.value)  # never the hidden folder it was unpacked into
     assert "partial.zip" in str(e.value) or "config.json" in str(e.value)
+
+
+def edit_file(suffix: str, change):
+    """A rezip edit that replaces the content of the entry ending with `suffix` by change(content)."""
+    return lambda name, data: [(name, change(data) if name.endswith(suffix) else data, None)]
+
+
+def edit_section(**sections):
+    return edit_file("/config.json", lambda data: json.dumps({**json.loads(data), **sections}).encode())
+
+
+@pytest.mark.parametrize(
+    "sections, message",
+    [
+        (dict(tokenizer="y"), "its 'tokenizer' section is str, not an object"),
+        (dict(data=["x"]), "its 'data' section is list, not an object"),
+        (dict(train=7), "its 'train' section is int, not an object"),
+        (dict(data={"name": "x", "train_tokens": "lots"}), "data.train_tokens is 'lots', not a count"),
+        (dict(train={"batch_size": -1}), "its training settings are impossible"),
+        (dict(title=["a"]), "its 'title' is not text"),
+        (dict(created="yesterday"), "'created' is not a time"),
+    ],
+)
+def test_wrong_typed_sections_of_config_json_are_refused(good_run, tmp_path, sections, message):
+    """Once accepted, and then the uploader's run list failed on every refresh (AttributeError)."""
+    z = rezip(download(good_run, tmp_path), tmp_path / "typed.zip", edit_section(**sections))
+    with pytest.raises(CheckpointError, match=message):
+        import_run_zip(z, tmp_path / "x")
+    assert nothing_left(tmp_path / "x")
+
+
+def test_a_broken_run_on_disk_never_breaks_the_run_list(good_run, tmp_path):
+    from playground import tab_runs
+    from playground.jobs import Jobs, owner_id
+
+    root = tmp_path / "runs"
+    for name, sections in (("ok", {}), ("bad-tokenizer", {"tokenizer": "y"}), ("bad-data", {"data": ["x"]}),
+                           ("bad-everything", {"train": 3, "title": 5, "created": "x", "model": []})):  # fmt: skip
+        shutil.copytree(good_run, root / name)
+        config = runs.read_config(root / name)
+        files.atomic_write_json(root / name / runs.CONFIG, {**config, "owner": owner_id("me"), **sections})
+    (root / "not-an-object").mkdir()
+    (root / "not-an-object" / runs.CONFIG).write_text("[1, 2]")
+    jobs = Jobs(root)
+    try:
+        listed = {r["id"] for r in jobs.list_runs("me")}
+        assert "ok" in listed and "not-an-object" not in listed
+        table = tab_runs.runs_table(jobs, "me")
+        assert len(table) == len(listed) >= 1
+    finally:
+        jobs.shutdown()
+
+
+def test_a_weights_file_bigger_than_its_model_is_refused_before_unpacking(good_run, tmp_path):
+    """A 1 MB zip whose trainer.safetensors declared 1 GB of zeros was accepted (and then copied on every
+    download): every weights file is now held to the size its model can need."""
+    z = download(good_run, tmp_path)
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(z) as zin, zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            if not info.filename.endswith("/trainer.safetensors"):
+                zout.writestr(info, zin.read(info))
+                continue
+            header = json.dumps({"zeros": {"dtype": "F32", "shape": [5 * 2**20], "data_offsets": [0, 20 * 2**20]}})
+            with zout.open(info.filename, "w", force_zip64=True) as f:
+                f.write(struct.pack("<Q", len(header)) + header.encode())
+                for _ in range(20):
+                    f.write(b"\0" * 2**20)
+    assert bomb.stat().st_size < 1024 * 1024
+    with pytest.raises(CheckpointError, match="trainer.safetensors in the zip unpacks to 20 MB, more than a "
+                                              "trainer.safetensors of this model can hold"):  # fmt: skip
+        import_run_zip(bomb, tmp_path / "x")
+    assert nothing_left(tmp_path / "x")
+
+
+def test_logs_are_bounded_in_lines(good_run, tmp_path):
+    """64 MB of "{}" lines zip to ~300 KB; every run list used to parse them all."""
+    many = b"{}\n" * 100_001
+    z = rezip(download(good_run, tmp_path), tmp_path / "logs.zip", edit_file("/metrics.jsonl", lambda d: many))
+    with pytest.raises(CheckpointError, match="metrics.jsonl in the zip has more than 100,000 lines"):
+        import_run_zip(z, tmp_path / "x")
+    with pytest.raises(CheckpointError, match="logs unpack to more than the 1,000 bytes allowed together"):
+        import_run_zip(download(good_run, tmp_path), tmp_path / "x", ArchiveLimits(max_all_text_bytes=1000))
+    assert nothing_left(tmp_path / "x")
 
 
 def test_other_corruptions(good_run, tmp_path):
