@@ -282,10 +282,12 @@ def _check_weight_sizes(zf: zipfile.ZipFile, entries, limits: ArchiveLimits, che
     allowed = {"model.safetensors": weights + WEIGHTS_SLACK,
                "trainer.safetensors": TRAINER_STATE_FACTOR * weights + WEIGHTS_SLACK}  # fmt: skip
     for info, rel, kind in entries:
-        if kind == "weights" and info.file_size > allowed[rel.name]:
+        # a history snapshot holds the weights once, as model.safetensors does
+        name = rel.name if rel.name in allowed else "model.safetensors"
+        if kind == "weights" and info.file_size > allowed[name]:
             raise CheckpointError(
                 f"{info.filename} in the zip unpacks to {format_bytes(info.file_size)}, more than a "
-                f"{rel.name} of this model can hold ({format_bytes(allowed[rel.name])}); it does not belong to "
+                f"{name} of this model can hold ({format_bytes(allowed[name])}); it does not belong to "
                 f"the model in {runs.CONFIG}, and the zip was refused."
             )
 

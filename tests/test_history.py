@@ -234,3 +234,14 @@ def test_a_snapshot_that_cannot_be_written_is_left_out(tmp_path, shakespeare_tex
     result = Trainer(run).fit()
     assert result.state == "completed" and runs.checkpoint_meta(run)["step"] == 20
     assert list((run / history.HISTORY_DIR).iterdir()) == []  # nothing half-written either
+
+
+def test_an_uploaded_snapshot_larger_than_the_model_is_refused_before_unpacking(trained, tmp_path):
+    z = checkpoint_zip(trained, tmp_path)
+    size = (trained / history.HISTORY_DIR / history.snapshot_name(0)).stat().st_size
+    with zipfile.ZipFile(z, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        top = zf.namelist()[0].split("/")[0]
+        zf.writestr(f"{top}/{history.HISTORY_DIR}/{history.snapshot_name(5)}", b"\0" * (10 * size + 2**20))
+    with pytest.raises(CheckpointError, match="more than a model.safetensors of this model can hold"):
+        import_run_zip(z, tmp_path / "big")
+    assert not (tmp_path / "big").exists()
