@@ -64,6 +64,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", help="auto (default), cpu, cuda, mps")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
+    g.add_argument("--history-snapshots", type=int, help="weights kept for looking back, evenly spaced (default 12)")
+    g.add_argument("--history-mb", type=float, help="the most disk those snapshots may take (default 256)")
     g.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -84,6 +86,8 @@ TRAIN_FIELDS = (
     "device",
     "threads",
     "compile",
+    "history_snapshots",
+    "history_mb",
 )
 
 

@@ -1,5 +1,5 @@
-"""The inference engine: KV-cached generation with the usual sampling knobs, token probabilities and
-attention maps. The app, the CLI, chat and the trainer's periodic samples all sample through here; the
+"""The inference engine: KV-cached generation with the usual sampling knobs, token probabilities, attention
+maps and the logit lens. The app, the CLI, chat and the trainer's periodic samples all sample through here; the
 one-token decoder and its KV cache are core/decoder.py's.
 
 Generation prefills the prompt once, then decodes one token per step, reusing the keys and values of
@@ -404,3 +404,42 @@ def attention_maps(model, ids: list[int]) -> list[torch.Tensor]:
     maps: list[torch.Tensor] = []
     model(x, attention_out=maps)
     return [m[0].float().cpu() for m in maps]
+
+
+@dataclass
+class LogitLens:
+    """What each layer would predict: rows are the embeddings (0) and the output of each block (1..n_layer, the
+    last being the model's own prediction); columns are positions of the prompt."""
+
+    top_ids: torch.Tensor  # (n_layer + 1, P, k) the k most likely next tokens at each layer and position
+    top_probs: torch.Tensor  # (n_layer + 1, P, k) their probabilities
+    next_probs: torch.Tensor  # (n_layer + 1, P) the probability of the token that really comes next (NaN at the end)
+    positions: list[int]  # the P positions, counted in the window the model saw
+
+
+@torch.inference_mode()
+def logit_lens(model, ids: list[int], top_k: int = 5, last: int | None = None) -> LogitLens:
+    """The "logit lens" (nostalgebraist, 2020): the residual stream after the embeddings and after each block,
+    put through the final LayerNorm and the output head as if the model stopped there. For the prompt's last
+    block_size tokens; `last` limits the positions reported to the last ones (the whole window is still run)."""
+    model.eval()
+    device = model.transformer.wte.weight.device
+    window = ids[-model.config.block_size :]
+    x_ids = torch.tensor(window, dtype=torch.long, device=device)[None]  # (1, T)
+    T = len(window)
+    first = T - min(T, last or T)
+    tr = model.transformer
+    x = tr.wte(x_ids) + tr.wpe(torch.arange(T, device=device))  # (1, T, C); dropout is off in eval mode
+    streams = [x]
+    for block in tr.h:
+        x = block(x)
+        streams.append(x)
+    stream = torch.cat(streams)[:, first:]  # (n_layer + 1, P, C)
+    probs = F.softmax(model.lm_head(tr.ln_f(stream)).float(), dim=-1)  # (n_layer + 1, P, V)
+    top = torch.topk(probs, min(top_k, probs.size(-1)), dim=-1)
+    following = torch.tensor(window[first + 1 :], dtype=torch.long, device=device)  # the token after each position
+    next_probs = torch.full(probs.shape[:2], float("nan"), device=device)
+    next_probs[:, : len(following)] = probs[:, : len(following)].gather(
+        -1, following.expand(probs.size(0), -1)[..., None]
+    )[..., 0]
+    return LogitLens(top.indices.cpu(), top.values.cpu(), next_probs.cpu(), list(range(first, T)))

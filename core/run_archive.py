@@ -13,8 +13,9 @@ A checkpoint zip is what an upload accepts, with or without its top folder. Chec
                    (a pickle-based .pt / .bin is refused with the reason)
   3. unpacking     into a hidden folder beside the destination, reading no more than each entry declared
   4. the contents  config.json and the pointers are JSON objects; each checkpoint is named by `last` or `best`;
-                   the weights are safetensors whose shapes fit config.json's model (the model is built and
-                   loaded, as the app will); the tokenizer loads and fits the model's vocabulary
+                   the weights (and any history snapshots, history/step-N.safetensors) are safetensors whose
+                   shapes fit config.json's model (the model is built and loaded, as the app will); the
+                   tokenizer loads and fits the model's vocabulary
   5. a rename      makes the run appear complete, or not at all
 
 Nothing in an archive is ever unpickled or executed.
@@ -33,7 +34,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from core import runs
+from core import history, runs
 from core.errors import CheckpointError, NewleafError
 from core.files import atomic_write, atomic_write_json, fsync_dir, read_json, remove_tree, write_error
 from core.hf import export_hf
@@ -60,7 +61,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # a checkpoint dir
 _EXPECTED = (
     "config.json, status.json, tokenizer.json, tokenizer.bpe, metrics.jsonl, samples.jsonl, "
     "feedback.jsonl, eval.json, and checkpoints/last.json, checkpoints/best.json, "
-    "checkpoints/DIR/{model.safetensors, trainer.safetensors, meta.json}"
+    "checkpoints/DIR/{model.safetensors, trainer.safetensors, meta.json}, history/step-NNNNNNN.safetensors"
 )
 
 
@@ -205,6 +206,8 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
         return "text"
     if len(parts) == 2 and parts[0] == runs.CKPT_DIR and parts[1] in {f"{w}.json" for w in POINTERS}:
         return "pointer"
+    if len(parts) == 2 and parts[0] == history.HISTORY_DIR and history.snapshot_step(parts[1]) is not None:
+        return "weights"
     in_checkpoint = len(parts) == 3 and parts[0] == runs.CKPT_DIR and _SAFE_NAME.fullmatch(parts[1])
     if in_checkpoint and parts[2] in CHECKPOINT_FILES:
         return "weights" if parts[2].endswith(".safetensors") else "text"
@@ -279,10 +282,12 @@ def _check_weight_sizes(zf: zipfile.ZipFile, entries, limits: ArchiveLimits, che
     allowed = {"model.safetensors": weights + WEIGHTS_SLACK,
                "trainer.safetensors": TRAINER_STATE_FACTOR * weights + WEIGHTS_SLACK}  # fmt: skip
     for info, rel, kind in entries:
-        if kind == "weights" and info.file_size > allowed[rel.name]:
+        # a history snapshot holds the weights once, as model.safetensors does
+        name = rel.name if rel.name in allowed else "model.safetensors"
+        if kind == "weights" and info.file_size > allowed[name]:
             raise CheckpointError(
                 f"{info.filename} in the zip unpacks to {format_bytes(info.file_size)}, more than a "
-                f"{rel.name} of this model can hold ({format_bytes(allowed[rel.name])}); it does not belong to "
+                f"{name} of this model can hold ({format_bytes(allowed[name])}); it does not belong to "
                 f"the model in {runs.CONFIG}, and the zip was refused."
             )
 
@@ -359,6 +364,7 @@ def _check_contents(folder: Path, check_model=None) -> dict:
         if (d / "trainer.safetensors").exists():
             runs.load_tensors(d / "trainer.safetensors")
         runs.load_model(folder, which=which)  # safetensors only; shapes checked against config.json's model
+    history.check(folder)  # each snapshot loads into the model, as the app will load it
     if "last" not in named:  # the app and the trainer follow `last`
         atomic_write_json(ckdir / "last.json", read_json(ckdir / "best.json"))
     config["tokenizer"] = tokenizer.summary()  # what the tokenizer really is, whatever the zip claimed

@@ -13,6 +13,8 @@
         last.json           pointer to the newest complete checkpoint directory
         best.json           pointer to the one with the lowest validation loss
         step-0000500-1a2b/  model.safetensors, trainer.safetensors (optimizer + RNG), meta.json
+      history/
+        step-0000000.safetensors   weights only, a few evenly spaced steps (core/history.py)
 
 Every file is written atomically (core/files.py: a temporary file, then a rename); a checkpoint directory is
 complete before a pointer names it, so a crash at any moment leaves the previous checkpoint loadable. No pickle:
@@ -397,17 +399,27 @@ def check_size(cfg, tensors: dict[str, torch.Tensor], source: str) -> None:
 
 def load_model(run_dir, which: str = "best", device: str = "cpu"):
     """The trained model of a run (its `best` checkpoint, else `last`) and its tokenizer, ready to sample."""
-    config = read_config(run_dir)
+    cfg = model_config(run_dir)
     ck = checkpoint_dir(run_dir, which) or checkpoint_dir(run_dir, "last")
     if ck is None:
         raise CheckpointError(f"{run_dir} has no checkpoint yet: train it first.")
+    return load_weights_file(run_dir, ck / "model.safetensors", device, cfg)
+
+
+def model_config(run_dir) -> GPTConfig:
+    """The model section of a run's config.json."""
     try:
-        cfg = GPTConfig.from_dict(config["model"])
+        return GPTConfig.from_dict(read_config(run_dir)["model"])
     except (KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(f"{Path(run_dir) / CONFIG} has no valid model section ({e}).") from None
-    tensors = load_tensors(ck / "model.safetensors")
-    check_size(cfg, tensors, str(ck / "model.safetensors"))
+
+
+def load_weights_file(run_dir, path, device: str = "cpu", cfg: GPTConfig | None = None):
+    """The run's model with the weights of one file (a checkpoint's, or a history snapshot's), and its tokenizer."""
+    cfg = cfg or model_config(run_dir)
+    tensors = load_tensors(path)
+    check_size(cfg, tensors, str(path))
     model = GPT(cfg)
-    load_model_weights(model, tensors, str(ck / "model.safetensors"))
+    load_model_weights(model, tensors, str(path))
     model.to(pick_device(device)).eval()
     return model, load_tokenizer(run_dir)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from core import distributed, files, runs, trainable
+from core import distributed, files, history, runs, trainable
 from core.device import autocast, describe_device, pick_device
 from core.errors import CheckpointError, NewleafError
 from core.optim import make_optimizer
@@ -172,15 +172,19 @@ class Trainer:
         net = self._wrap(model)
         micro = distributed.local_micro_batches(cfg.grad_accum, self.dist)  # this process's micro-batches
         best = runs.checkpoint_meta(run_dir, "best") if meta else None
-        p = _Progress(
+        # how many evenly spaced copies of the weights the run keeps for looking back (core/history.py)
+        self.history_keep = history.capacity(cfg, history.snapshot_bytes(model))
+        if main:
+            self._reset_logs(meta)
+            if not meta:
+                self._snapshot(model, 0)  # the untrained model: where "learning over time" starts
+        p = _Progress(  # the clock starts here: a time budget is for training, not for the setup above
             step=meta["step"] if meta else 0,
             t_start=time.time() - (meta or {}).get("elapsed_s", 0.0),
             best_val=best.get("val_loss") if best else None,
         )
         # the running average of train_loss between log lines is part of the state, for an exact resume
         p.loss_sum, p.steps_since_log = meta.get("log_window", (0.0, 0)) if meta else (0.0, 0)
-        if main:
-            self._reset_logs(meta)
         self._status("running", self._running_message(), p.step)
         emit(
             "start",
@@ -217,6 +221,20 @@ class Trainer:
             else:
                 (self.run_dir / name).unlink(missing_ok=True)
         runs.clean_checkpoints(self.run_dir)
+        history.reset(self.run_dir, meta["step"] if meta else None)
+
+    def _snapshot(self, model, step: int) -> None:
+        """A history snapshot at `step` when one is due and the disk has room to spare (only the main process calls
+        this). A snapshot that cannot be written is left out: the run goes on, and the next checkpoint says so if
+        the disk is really in trouble."""
+        if not history.due(step, self.cfg.eval_every, self.history_keep):
+            return
+        weights = self.model.checkpoint_weights(model)
+        if history.room(self.run_dir, sum(v.numel() * v.element_size() for v in weights.values())):
+            try:
+                history.save(self.run_dir, step, weights, self.cfg.eval_every, self.history_keep)
+            except CheckpointError:
+                pass
 
     def _loop(self, model, net, optimizer, batch_gen, micro, p: _Progress, emit) -> tuple[str, str]:
         """Train until the budget is used, a stop is asked for, or the weights go bad: (state, message)."""
@@ -314,6 +332,7 @@ class Trainer:
             files.append_jsonl(self.run_dir / runs.SAMPLES, {"step": p.step, "text": text})
             emit("sample", {"step": p.step, "text": text})
         p.t_log, p.steps_since_log, p.loss_sum = time.time(), 0, 0.0
+        self._snapshot(model, p.step)  # before the checkpoint: a resume from it takes this snapshot again
         if p.step % (cfg.checkpoint_every or cfg.eval_every) == 0 or final:
             self._checkpoint(model, optimizer, batch_gen, p, record, emit)
         self._status("running", self._running_message(), p.step)

@@ -37,6 +37,8 @@ class TrainConfig:
     sample_tokens: int = 200
     checkpoint_every: int = 0  # 0: checkpoint at each evaluation
     log_every: int = 10
+    history_snapshots: int = 12  # weights kept, evenly spaced, for "learning over time" (core/history.py); 0: none
+    history_mb: float = 256.0  # the most disk those snapshots may take together (fewer are kept for a big model)
     seed: int = 1337
     device: str = "auto"
     threads: int = 0  # CPU threads for torch; 0 keeps torch's default
@@ -65,6 +67,11 @@ class TrainConfig:
             raise ConfigError(f"schedule must be 'cosine' or 'wsd'; got {self.schedule!r}.")
         if self.compile not in (None, True, False):
             raise ConfigError(f"compile must be true, false or null (automatic); got {self.compile!r}.")
+        hs = self.history_snapshots
+        if isinstance(hs, bool) or not isinstance(hs, int) or hs < 0:
+            raise ConfigError(f"history_snapshots must be 0 (keep none) or more; got {hs!r}.")
+        if not (isinstance(self.history_mb, (int, float)) and self.history_mb >= 0 and math.isfinite(self.history_mb)):
+            raise ConfigError(f"history_mb must be 0 or a positive number of megabytes; got {self.history_mb!r}.")
         if not 0 < self.cooldown_frac <= 1:
             raise ConfigError(f"cooldown_frac must be in (0, 1]; got {self.cooldown_frac}.")
         check_seed(self.seed)

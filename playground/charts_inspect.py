@@ -1,6 +1,6 @@
-"""Plotly figures of the Generate and Attention tabs: probability bars and attention heatmaps. Pure functions
-of plain data (lists, numpy arrays): no model, no Gradio, so they are cheap to call on every slider move
-and easy to test."""
+"""Plotly figures of the Generate and Look inside tabs: probability bars, attention heatmaps and the logit lens.
+Pure functions of plain data (lists, numpy arrays): no model, no Gradio, so they are cheap to call on every
+slider move and easy to test. Their text uses the symbols font (playground/fonts.py), so "␠" shows as itself."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import math
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from playground.fonts import CHART_FONT
 
 GREEN, GREY, ORANGE = "#2e9d5b", "#b8c2bb", "#e07b39"
 MASKED = "#d5dad6"  # the background the causal mask's blank cells show
@@ -29,6 +31,8 @@ def _layout(fig: go.Figure, title: str, height: int) -> go.Figure:
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),
         template="plotly_white",
+        font=dict(family=CHART_FONT),
+        hoverlabel=dict(font=dict(family=CHART_FONT)),
         legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0),
     )
     return fig
@@ -50,9 +54,11 @@ def _unique(labels: list[str]) -> list[str]:
 # Probability bars
 
 
-def alternatives_figure(alternatives: list[tuple[str, float]], chosen: str | None = None, title: str = "") -> go.Figure:
+def alternatives_figure(
+    alternatives: list[tuple[str, float]], chosen: str | None = None, title: str = "", fixed_scale: bool = False
+) -> go.Figure:
     """Horizontal bars of the most likely tokens at one position (text already decoded); the token that was
-    actually chosen is highlighted."""
+    actually chosen is highlighted. fixed_scale: the axis always runs to 100% (for figures compared in turn)."""
     labels = _unique([visible(t) for t, _ in alternatives])
     probs = [float(p) for _, p in alternatives]
     colors = [ORANGE if t == chosen else GREEN for t, _ in alternatives]
@@ -68,7 +74,8 @@ def alternatives_figure(alternatives: list[tuple[str, float]], chosen: str | Non
         )
     )
     fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(range=[0, min(1.0, 1.2 * max(probs, default=1.0)) or 1.0], tickformat=".0%")
+    top = 1.0 if fixed_scale else min(1.0, 1.2 * max(probs, default=1.0)) or 1.0
+    fig.update_xaxes(range=[0, top], tickformat=".0%")
     return _layout(fig, title, 80 + 24 * max(1, len(labels)))
 
 
@@ -108,7 +115,7 @@ def next_token_figure(
     fig.update_layout(barmode="group", bargap=0.25)
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(range=[0, 1.08], tickformat=".0%")
-    return _layout(fig, title, 120 + 30 * max(1, len(y)))
+    return _layout(fig, title, 110 + 24 * max(1, len(y)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -123,36 +130,47 @@ def masked(att) -> np.ndarray:
     return a
 
 
-def _ticks(labels: list[str], most: int = 48) -> dict:
-    step = max(1, math.ceil(len(labels) / most))
-    idx = list(range(0, len(labels), step))
-    return dict(
-        tickmode="array",
-        tickvals=[i + 1 for i in idx],
-        ticktext=[visible(labels[i]) for i in idx],
-        tickfont=dict(size=10 if len(labels) <= 32 else 8),
-    )
+def token_axis(labels: list[str]) -> list[str]:
+    """Category names for an axis of tokens: each token made visible ("␠"), repeats kept apart by zero-width
+    spaces. On a category axis plotly thins the tick labels to the room there is, and zooming in brings every
+    one back."""
+    return _unique([visible(s) for s in labels])
 
 
-def _heatmap(att: np.ndarray, labels: list[str], hover_labels: bool) -> go.Heatmap:
-    """One heatmap; z as nested lists with None in the masked cells (plain JSON, blank in the chart)."""
-    T = len(labels)
+def _token_axes(fig: go.Figure, names: list[str], size: int, **where) -> None:
+    tick = dict(type="category", tickfont=dict(size=size))
+    fig.update_xaxes(categoryarray=names, tickangle=-60 if len(names) > 12 else 0, **tick, **where)
+    fig.update_yaxes(categoryarray=names, autorange="reversed", **tick, **where)
+
+
+LOOKS_AT = "{query} looks at {target}: {weight}"
+
+
+def _heatmap(att: np.ndarray, names: list[str], looks_at: str, positions: bool, prefix: str = "") -> go.Heatmap:
+    """One heatmap on token axes; z as nested lists with None in the masked cells (plain JSON, blank in the
+    chart). The hover says which token looks at which and how much (`looks_at`, with {query}, {target} and
+    {weight}); with `positions` each cell also carries the two positions, so that repeated tokens are told apart
+    (for one head: a grid of many heads would multiply the data sent)."""
+    T = len(names)
     z = [[None if math.isnan(v) else round(v, 4) for v in row] for row in masked(att).tolist()]
     gap = 1 if T <= 40 else 0
-    common = dict(
+    if positions:
+        query, target = "“%{y}” #%{customdata[0]}", "“%{x}” #%{customdata[1]}"
+        extra = dict(customdata=[[[i + 1, j + 1] for j in range(T)] for i in range(T)])
+    else:
+        query, target, extra = "“%{y}”", "“%{x}”", {}
+    hover = prefix + looks_at.format(query=query, target=target, weight="%{z:.1%}")
+    return go.Heatmap(
         z=z,
-        x=list(range(1, T + 1)),
-        y=list(range(1, T + 1)),
+        x=names,
+        y=names,
         coloraxis="coloraxis",
         hoverongaps=False,
         xgap=gap,
         ygap=gap,
+        hovertemplate=hover + "<extra></extra>",
+        **extra,
     )
-    if not hover_labels:  # a grid of many heads: token names in the hover would multiply the data sent
-        return go.Heatmap(**common, hovertemplate="#%{y} → #%{x}: %{z:.3f}<extra></extra>")
-    shown = [visible(s) for s in labels]
-    hover = [[f"#{i + 1} {shown[i]} → #{j + 1} {shown[j]}" for j in range(T)] for i in range(T)]
-    return go.Heatmap(**common, customdata=hover, hovertemplate="%{customdata}: %{z:.3f}<extra></extra>")
 
 
 def attention_figure(
@@ -164,22 +182,26 @@ def attention_figure(
     y_title: str = "query (the token looking)",
     head_title: str = "head {n}",
     weight: str = "weight",
+    looks_at: str = LOOKS_AT,
+    height: int | None = None,
 ) -> go.Figure:
     """Heatmap of one layer's attention: `maps` is (n_head, T, T) with queries as rows and keys as columns.
     head=None draws every head in a grid of small heatmaps; the upper triangle (future tokens, masked out)
-    is left blank."""
+    is left blank. `looks_at` words the hover ({query}, {target}, {weight}). `height`: the figure's, in pixels,
+    instead of one that grows with the number of tokens."""
     maps = np.asarray(maps, dtype=np.float64)
     n_head, T = maps.shape[0], maps.shape[-1]
     if len(labels) != T:
         raise ValueError(f"{len(labels)} labels for {T} tokens")
     colorbar = dict(colorscale="Greens", cmin=0, cmax=1, colorbar=dict(title=weight, thickness=12))
     if head is not None:
-        fig = go.Figure(_heatmap(maps[head], labels, True))
-        fig.update_xaxes(title=x_title, side="bottom", tickangle=-60 if T > 12 else 0, **_ticks(labels))
-        fig.update_yaxes(title=y_title, autorange="reversed", **_ticks(labels))
+        names = token_axis(labels)
+        fig = go.Figure(_heatmap(maps[head], names, looks_at, positions=True))
+        _token_axes(fig, names, 11 if T <= 48 else 10)
+        fig.update_xaxes(title=x_title, side="bottom")
+        fig.update_yaxes(title=y_title)
         fig.update_layout(coloraxis=colorbar, plot_bgcolor=MASKED)
-        size = min(760, max(360, 60 + 22 * T))
-        return _layout(fig, title, size)
+        return _layout(fig, title, height or min(900, max(380, 120 + 12 * T)))
     cols = min(4, n_head)
     rows = math.ceil(n_head / cols)
     fig = make_subplots(
@@ -189,11 +211,55 @@ def attention_figure(
         horizontal_spacing=0.04,
         vertical_spacing=0.08 if rows > 1 else 0.1,
     )
-    small = _ticks(labels, most=12)
+    names = token_axis(labels)
     for h in range(n_head):
         r, c = divmod(h, cols)
-        fig.add_trace(_heatmap(maps[h], labels, False), row=r + 1, col=c + 1)
-        fig.update_xaxes(row=r + 1, col=c + 1, tickangle=-60 if T > 6 else 0, **small)
-        fig.update_yaxes(row=r + 1, col=c + 1, autorange="reversed", **small)
+        trace = _heatmap(maps[h], names, looks_at, positions=False, prefix=f"{head_title.format(n=h + 1)}: ")
+        fig.add_trace(trace, row=r + 1, col=c + 1)
+        _token_axes(fig, names, 9, row=r + 1, col=c + 1)
     fig.update_layout(coloraxis=colorbar, plot_bgcolor=MASKED)
-    return _layout(fig, title, 60 + 260 * rows)
+    return _layout(fig, title, height or 60 + 280 * rows)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The logit lens
+
+
+def lens_figure(
+    inputs: list[str],
+    layers: list[str],
+    tokens: list[list[str]],
+    probs: list[list[float]],
+    hover: list[list[str]],
+    title: str = "",
+    x_title: str = "the token just read (each cell predicts the one after it)",
+    weight: str = "probability",
+) -> go.Figure:
+    """The logit lens as a grid: a row per layer (the embeddings at the bottom, the model's output at the top),
+    a column per position of the prompt; each cell names the token that layer would predict next (its text)
+    and how sure it is (its colour). `inputs` label the columns, `layers` the rows; `tokens`, `probs` and
+    `hover` are [layer][position] (already visible: "␠" for a space)."""
+    names = token_axis(inputs)
+    fig = go.Figure(
+        go.Heatmap(
+            z=[[round(float(p), 4) for p in row] for row in probs],
+            x=names,
+            y=layers,
+            text=tokens,
+            texttemplate="%{text}",
+            textfont=dict(size=12, family=CHART_FONT),
+            customdata=hover,
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale="Greens",
+            zmin=0,
+            zmax=1,
+            xgap=2,
+            ygap=2,
+            colorbar=dict(title=weight, thickness=12, tickformat=".0%"),
+        )
+    )
+    fig.update_xaxes(
+        type="category", categoryarray=names, title=x_title, tickangle=-60 if len(inputs) > 16 else 0, side="bottom"
+    )
+    fig.update_yaxes(type="category", categoryarray=layers)
+    return _layout(fig, title, 140 + 40 * len(layers))

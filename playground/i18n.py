@@ -48,6 +48,11 @@ def t(key: str, lang: str = "en", **fmt) -> str:
     return text.format(**fmt) if fmt else text
 
 
+def sentences(parts: list[str], lang: str = "en") -> str:
+    """Sentences one after another: a space between them, except in Chinese, whose full stop needs none."""
+    return ("" if lang == "zh" else " ").join(parts)
+
+
 class Translator:
     """Builds components with English text and remembers which attribute shows which key, so that the
     language switch can send every component its new text in one event."""

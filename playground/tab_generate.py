@@ -347,15 +347,30 @@ def rate_sample(ctx: AppContext, slot: int, rating: int, owner, state, lang):
     gr.Info(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
 
 
-@friendly
-def run_next_token(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang=None):
-    """Run the model once on the prompt; return the next-token chart and a one-line summary."""
-    lang = lang or "en"
+def _next_token(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang):
     check_prompt_length(prompt or "", ctx.settings, lang)
     path, model, tokenizer = load(ctx, owner, run_id, lang)
     data = next_token_on_gpu(model, tokenizer, prompt or "", lang)
     fig, summary = next_token_bars(data, temperature, top_k, top_p, min_p, lang)
     return data, fig, summary
+
+
+@friendly
+def run_next_token(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang=None):
+    """Run the model once on the prompt; return the next-token chart and a one-line summary."""
+    return _next_token(ctx, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang or "en")
+
+
+@friendly
+def follow_prompt(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang="en"):
+    """The next-token bars again, after an edit of the prompt or another run: no run or no prompt clears them,
+    and a prompt the model cannot read says why in the summary line rather than interrupting the typing."""
+    if not run_id or not prompt:
+        return None, None, ""
+    try:
+        return _next_token(ctx, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang)
+    except NewleafError as e:
+        return None, None, f"⚠️ {e}"
 
 
 @friendly
@@ -457,17 +472,28 @@ def _slider(tr, name, minimum, maximum, value, step, info):
 
 
 def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
+    """The knobs that shape the next token on the left, the next-token bars they move on the right (side by side,
+    so the bars can be watched while a slider is dragged), and the other settings below."""
     tr = ctx.tr
-    with tr(gr.Accordion, label="gen.sampling", open=True):
-        with gr.Row():
-            tr(gr.Markdown, value="gen.presets")
-            preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
+    with gr.Row(elem_id="gen-shaping"):
+        with gr.Column(scale=2, min_width=320):
+            with gr.Row(equal_height=True):
+                tr(gr.Markdown, value="gen.presets", min_width=80)
+                preset_buttons = {
+                    name: tr(gr.Button, value=f"gen.preset.{name}", size="sm", min_width=80) for name in PRESETS
+                }
+            k = {spec[0]: _slider(tr, *spec) for spec in SLIDERS[:4]}
+        with gr.Column(scale=3, min_width=360):
+            tr(gr.Markdown, value="gen.next.explainer")
+            next_plot = tr(gr.Plot, label="gen.next.plot", elem_id="gen-next-plot")
+            with gr.Row(equal_height=True):
+                next_summary = gr.Markdown(elem_id="gen-next-summary")
+                next_btn = tr(gr.Button, value="gen.next.compute", size="sm", scale=0, min_width=160)
+    with tr(gr.Accordion, label="gen.sampling", open=False):  # closed: the prompt stays on the same screen
         with gr.Row():
             cap = max(1, ctx.settings.max_new_tokens)
             max_new_tokens = tr(gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1,
                                 label="gen.max_new_tokens")  # fmt: skip
-            k = {spec[0]: _slider(tr, *spec) for spec in SLIDERS[:4]}
-        with gr.Row():
             k.update({spec[0]: _slider(tr, *spec) for spec in SLIDERS[4:]})
             seed = tr(gr.Number, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
             stop = tr(gr.Textbox, label="gen.stop", info="gen.stop.info", placeholder="gen.stop.placeholder", lines=1,
@@ -477,6 +503,10 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
         all=[max_new_tokens, *k.values(), seed, stop],  # in make_params' order
         preset=[k[name] for name in PRESET_KNOBS],  # what a preset sets
         shaping=[k["temperature"], k["top_k"], k["top_p"], k["min_p"]],  # the knobs the next-token chart follows
+        next_btn=next_btn,
+        next_summary=next_summary,
+        next_plot=next_plot,
+        next_state=gr.State(None),  # the raw logits of the last prediction, reused by every slider move
     )
 
 
@@ -516,13 +546,6 @@ def _completion_tab(tr) -> SimpleNamespace:
         interactive=False,
     )
     alternatives = tr(gr.Plot, label="gen.alternatives")
-
-    with tr(gr.Accordion, label="gen.next.title", open=False):
-        tr(gr.Markdown, value="gen.next.explainer")
-        next_btn = tr(gr.Button, value="gen.next.compute")
-        next_summary = gr.Markdown(elem_id="gen-next-summary")
-        next_plot = tr(gr.Plot, label="gen.next.plot")
-        next_state = gr.State(None)  # the raw logits of the last "predict", reused by every slider move
     return SimpleNamespace(
         prompt=prompt,
         num_samples=num_samples,
@@ -536,10 +559,6 @@ def _completion_tab(tr) -> SimpleNamespace:
         inspect=inspect,
         tokens=tokens,
         alternatives=alternatives,
-        next_btn=next_btn,
-        next_summary=next_summary,
-        next_plot=next_plot,
-        next_state=next_state,
     )
 
 
@@ -568,15 +587,17 @@ def create_tab(ctx: AppContext) -> None:
 
     quick = dict(queue=False, api_visibility="private")
     model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
-    picker.change(
-        ctx.handler(show_run),
-        [ctx.owner, picker, ctx.lang],
-        [run_info, c.next_state, c.next_plot, c.next_summary],
-        **quick,
+    next_out = [knobs.next_state, knobs.next_plot, knobs.next_summary]
+    next_in = [ctx.owner, picker, c.prompt, *knobs.shaping, ctx.lang]
+    picker.change(ctx.handler(show_run), [ctx.owner, picker, ctx.lang], [run_info, *next_out], **quick).then(
+        ctx.handler(follow_prompt), next_in, next_out, api_visibility="private", **model_events
     )
+    # the bars follow the prompt as it is typed (one forward pass, the latest edit wins)
+    live = dict(trigger_mode="always_last", api_visibility="private", **model_events)
+    c.prompt.change(ctx.handler(follow_prompt), next_in, next_out, **live)
     # after a language switch: the run's line and the next-token bars again, in the new language
     tr.on_switch(ctx.handler(describe_run), [ctx.owner, picker, ctx.lang], run_info)
-    tr.on_switch(redraw_next, [c.next_state, *knobs.shaping, ctx.lang], [c.next_plot, c.next_summary])
+    tr.on_switch(redraw_next, [knobs.next_state, *knobs.shaping, ctx.lang], [knobs.next_plot, knobs.next_summary])
     for name, button in knobs.preset_buttons.items():
         button.click(lambda name=name: apply_preset(name), None, knobs.preset, **quick)
     c.num_samples.change(show_slots, c.num_samples, c.slots, **quick)
@@ -599,18 +620,12 @@ def create_tab(ctx: AppContext) -> None:
         up.click(ctx.handler(rate_sample, i, 1), [ctx.owner, c.state, ctx.lang], None, api_visibility="private")
         down.click(ctx.handler(rate_sample, i, -1), [ctx.owner, c.state, ctx.lang], None, api_visibility="private")
 
-    c.next_btn.click(
-        ctx.handler(run_next_token),
-        [ctx.owner, picker, c.prompt, *knobs.shaping, ctx.lang],
-        [c.next_state, c.next_plot, c.next_summary],
-        api_name="next_token",
-        **model_events,
-    )
+    knobs.next_btn.click(ctx.handler(run_next_token), next_in, next_out, api_name="next_token", **model_events)
     for knob in knobs.shaping:
         knob.change(
             redraw_next,
-            [c.next_state, *knobs.shaping, ctx.lang],
-            [c.next_plot, c.next_summary],
+            [knobs.next_state, *knobs.shaping, ctx.lang],
+            [knobs.next_plot, knobs.next_summary],
             trigger_mode="always_last",
             **quick,
         )

@@ -11,10 +11,22 @@ from pathlib import Path
 import gradio as gr
 
 from core.units import MB
-from playground import tab_attention, tab_data, tab_finetune, tab_generate, tab_model, tab_runs, tab_train
+from playground import (
+    fonts,
+    tab_attention,
+    tab_data,
+    tab_finetune,
+    tab_generate,
+    tab_history,
+    tab_lens,
+    tab_model,
+    tab_runs,
+    tab_train,
+)
 from playground.context import AppContext, friendly
 from playground.i18n import LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
+from playground.run_picker import create_picker
 from playground.settings import Settings
 from playground.zerogpu import on_zero_gpu
 
@@ -35,6 +47,22 @@ def on_load(owner, lang):
     lang = lang if lang in LANGUAGES.values() else "en"
     choice = next(k for k, v in LANGUAGES.items() if v == lang)
     return owner, choice
+
+
+def look_inside(ctx: AppContext) -> None:
+    """The Look inside tab: one run and one prompt, seen three ways (attention, the logit lens, and over the run's
+    training), each view a tab module of its own that shares the run picker and the prompt made here."""
+    tr = ctx.tr
+    tr(gr.Markdown, value="inside.intro")
+    picker = create_picker(ctx, elem_id="attn-run")
+    prompt = tr(gr.Textbox, label="attn.prompt", placeholder="attn.prompt.placeholder", lines=2, elem_id="attn-prompt")
+    with gr.Tabs():
+        with tr.bind(gr.Tab(t("inside.tab.attention"), id="inside-attention"), label="inside.tab.attention"):
+            tab_attention.create_tab(ctx, picker, prompt)
+        with tr.bind(gr.Tab(t("inside.tab.lens"), id="inside-lens"), label="inside.tab.lens"):
+            tab_lens.create_tab(ctx, picker, prompt)
+        with tr.bind(gr.Tab(t("inside.tab.history"), id="inside-history"), label="inside.tab.history"):
+            tab_history.create_tab(ctx, picker, prompt)
 
 
 def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.components.Component) -> tuple:
@@ -91,7 +119,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             with tr.bind(gr.Tab(t("tab.generate"), id="generate"), label="tab.generate"):
                 tab_generate.create_tab(ctx)
             with tr.bind(gr.Tab(t("tab.attention"), id="attention"), label="tab.attention"):
-                tab_attention.create_tab(ctx)
+                look_inside(ctx)
             with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
                 runs_events = tab_runs.create_tab(ctx)
         runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
@@ -119,9 +147,23 @@ def queue_kwargs(settings: Settings) -> dict:
     return dict(default_concurrency_limit=settings.generate_concurrency, max_size=settings.max_queue)
 
 
+SANS = ("ui-sans-serif", "system-ui", "sans-serif")
+
+
+def theme() -> gr.themes.Base:
+    """Gradio's Soft theme in green, with the symbols font (playground/fonts.py) first in its font lists."""
+    return gr.themes.Soft(
+        primary_hue="green",
+        secondary_hue="emerald",
+        font=(fonts.FAMILY, gr.themes.LocalFont("Montserrat", weights=(400, 700)), *SANS),
+        font_mono=(fonts.FAMILY, gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "Consolas", "monospace"),
+    )
+
+
 def launch_kwargs(settings: Settings) -> dict:
     return dict(
-        theme=gr.themes.Soft(primary_hue="green", secondary_hue="emerald"),
+        theme=theme(),
+        css=fonts.font_face_css(),
         css_paths=[CSS_PATH] if CSS_PATH.exists() else None,
         max_file_size=f"{settings.max_upload_mb:g}mb",
     )

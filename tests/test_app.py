@@ -237,7 +237,7 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         assert list(compared.columns) == [ZH["ft.col.prompt"], ZH["ft.col.base"], ZH["ft.col.finetuned"]]
         assert compared.values.tolist() == [["p", "b", "f"]]
         assert _hook(ctx, "gen-run-info")(None, None, "zh") == ""
-        heads = _hook(ctx, "attn-head")(None, None, None, "1", "all", "zh")[0]
+        heads = _hook(ctx, "attn-head")(None, None, None, "1", "all", 1, "zh")[0]
         assert heads["choices"] == [(ZH["attn.head.all"], "all"), ("1", "1")] and "value" not in heads
     finally:
         jobs.shutdown()

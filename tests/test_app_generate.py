@@ -293,7 +293,13 @@ def test_attention_heatmap_blanks_the_causal_mask():
     z = np.array(fig.data[0].z, dtype=float)
     assert np.isnan(z[np.triu_indices(T, 1)]).all()
     assert np.allclose(z[np.tril_indices(T)], att[1].numpy()[np.tril_indices(T)], atol=1e-4)
-    assert list(fig.layout.yaxis.ticktext) == ["a", "␠", "⏎", "b", "a"]  # repeated tokens keep their own row
+    names = list(fig.layout.yaxis.categoryarray)  # a category per token: repeated tokens keep their own row
+    assert len(set(names)) == T and list(fig.data[0].y) == names
+    assert [n.rstrip("\u200b") for n in names] == ["a", "␠", "⏎", "b", "a"]  # what the ticks show
+    # the hover names both tokens, their positions (repeated tokens told apart) and the weight
+    hover = fig.data[0].hovertemplate
+    assert hover.startswith("“%{y}” #%{customdata[0]} looks at “%{x}” #%{customdata[1]}: %{z:.1%}")
+    assert list(fig.data[0].customdata[4][1]) == [5, 2]
     grid = charts_inspect.attention_figure(att.numpy(), labels, head=None)
     assert len(grid.data) == H and all(np.isnan(np.array(d.z, dtype=float)[0, 1:]).all() for d in grid.data)
 
@@ -363,3 +369,20 @@ def test_model_cache_reuses_and_evicts(runs_dir, tmp_path):
 def test_strings_exist_in_both_languages():
     mine = [k for k in EN if k.startswith(("gen.", "attn."))]
     assert mine and all(ZH.get(k) for k in mine)
+
+
+def test_the_next_token_bars_follow_the_prompt_and_say_calmly_what_they_cannot_read(app, runs_dir):
+    ctx = SimpleNamespace(jobs=app["jobs"], settings=Settings.from_env())
+    data, fig, summary = tab_generate.follow_prompt(ctx, TOKEN_A, RUN, "ROMEO", 1.0, 0, 1.0, 0.0)
+    model, tok = runs.load_model(runs_dir / RUN)
+    expected = torch.softmax(tab_generate.prompt_logits(model, tok.encode("ROMEO")), -1)
+    assert np.allclose(fig.data[0].x, expected[data["ids"]].numpy(), atol=1e-6) and "5 tokens" in summary
+    _, _, summary = tab_generate.follow_prompt(ctx, TOKEN_A, RUN, "ROMEO, what", 1.0, 0, 1.0, 0.0)
+    assert "11 tokens" in summary  # another prompt, bars computed again
+    # while typing: no run or no prompt clears the bars; a character the model never saw is said in the line
+    assert tab_generate.follow_prompt(ctx, TOKEN_A, RUN, "", 1.0, 0, 1.0, 0.0) == (None, None, "")
+    assert tab_generate.follow_prompt(ctx, TOKEN_A, None, "ROMEO", 1.0, 0, 1.0, 0.0) == (None, None, "")
+    data, fig, summary = tab_generate.follow_prompt(ctx, TOKEN_A, RUN, "ROMEO €", 1.0, 0, 1.0, 0.0)
+    assert data is None and fig is None and summary.startswith("⚠️") and "'€'" in summary
+    _, _, summary = tab_generate.follow_prompt(ctx, TOKEN_B, RUN, "ROMEO", 1.0, 0, 1.0, 0.0)
+    assert "belongs to another session" in summary

@@ -121,8 +121,8 @@ def test_a_person_trains_stops_generates_and_looks_inside(page):
     page.wait_for_function("el => el.value.length > 20", arg=sample.element_handle(), timeout=60_000)
     shot(page, "5-generate")
 
-    # 6 · Attention: a heatmap for a prompt
-    page.get_by_role("tab", name="6 · Attention").click()
+    # 6 · Look inside: an attention heatmap for a prompt
+    page.get_by_role("tab", name="6 · Look inside").click()
     choose(page, "attn-run", "Python standard library")
     page.locator("#attn-prompt textarea").fill("import os")
     page.locator("#attn-show").click()

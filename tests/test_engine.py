@@ -19,6 +19,7 @@ from core.engine import (
     filter_logits,
     generate,
     generate_tokens,
+    logit_lens,
     next_token_distribution,
     prompt_logits,
     stream,
@@ -286,6 +287,35 @@ def test_attention_rows_sum_to_one_and_are_zero_above_the_diagonal(trained):
         assert torch.allclose(m.sum(-1), torch.ones(m.shape[:2]), atol=1e-5)
         assert (m.triu(diagonal=1) == 0).all()
         assert (m.diagonal(dim1=-2, dim2=-1) > 0).all()
+
+
+def test_the_logit_lens_last_layer_is_the_models_own_prediction(trained):
+    model, tok = trained
+    text = "ROMEO:\nWhat light through yonder window breaks? It is the east"  # longer than the context
+    ids = tok.encode(text)
+    V, L, block = tok.vocab_size, model.config.n_layer, model.config.block_size
+    lens = logit_lens(model, ids, top_k=V)
+    window = ids[-block:]
+    assert lens.top_probs.shape == (L + 1, block, V) and lens.positions == list(range(block))
+    logits, _ = model(torch.tensor(window)[None])
+    own = torch.softmax(logits[0].float(), dim=-1)  # (T, V): the model's next-token distribution at each position
+    assert torch.allclose(lens.top_probs[-1], own.sort(-1, descending=True).values, atol=1e-6)
+    mine = torch.zeros(block, V).scatter_(-1, lens.top_ids[-1], lens.top_probs[-1])
+    assert torch.allclose(mine, own, atol=1e-6)  # the same tokens with the same probabilities
+    assert torch.allclose(mine[-1], torch.softmax(prompt_logits(model, ids), -1), atol=1e-6)
+    # the probability of the token that really follows, at each layer; none after the last position
+    following = torch.tensor(window[1:])
+    assert torch.allclose(lens.next_probs[-1, :-1], own[:-1].gather(-1, following[:, None])[:, 0], atol=1e-6)
+    assert torch.isnan(lens.next_probs[:, -1]).all()
+    # the earlier layers are other distributions, each a distribution; a trained model's last layer beats its
+    # embeddings at predicting the text
+    assert torch.allclose(lens.top_probs.sum(-1), torch.ones(L + 1, block), atol=1e-5)
+    assert not torch.allclose(lens.top_probs[0], lens.top_probs[-1], atol=1e-3)
+    assert lens.next_probs[-1, :-1].log().mean() > lens.next_probs[0, :-1].log().mean()
+    # only the last positions, computed over the whole window: the same numbers
+    tail = logit_lens(model, ids, top_k=3, last=5)
+    assert tail.positions == list(range(block - 5, block))
+    assert torch.allclose(tail.top_probs, lens.top_probs[:, -5:, :3], atol=1e-6)
 
 
 def test_streaming_never_splits_a_multibyte_character():

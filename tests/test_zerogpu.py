@@ -16,11 +16,12 @@ EXPECTED = {
     "playground.tab_generate.reply_on_gpu": 60,
     "playground.tab_generate.next_token_on_gpu": 15,
     "playground.tab_attention.maps_on_gpu": 15,
+    "playground.tab_lens.lens_on_gpu": 15,
 }
 
 PROBE = """
 import json, sys
-import playground.tab_generate, playground.tab_attention
+import playground.tab_generate, playground.tab_attention, playground.tab_lens
 from playground import zerogpu
 print(json.dumps({
     "spaces": zerogpu.spaces.__name__ if zerogpu.spaces else None,
