@@ -36,6 +36,7 @@ from core import runs
 from core.errors import CheckpointError, NewleafError
 from core.files import atomic_write, atomic_write_json, fsync_dir, read_json, remove_tree, write_error
 from core.hf import export_hf
+from core.messages import Text
 from core.model import GPTConfig
 from core.tokenizer import load_tokenizer
 from core.units import MB, format_bytes
@@ -103,12 +104,12 @@ def checkpoint_zip(run_dir, out_dir, which: str = "best", title: str | None = No
     (`python -m core sample --run FOLDER`). Token data (data/*.bin) is left out; nothing pickled goes in."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if which not in ("best", "last"):
-        raise NewleafError(f"Choose the best or the last checkpoint, not {which!r}.")
+        raise NewleafError(Text("archive.which", which=which))
     title = title or runs.title(run_dir)
     used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
     ck = runs.checkpoint_dir(run_dir, used)
     if ck is None:
-        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+        raise CheckpointError(Text("archive.untrained", title=title))
     step = read_json(ck / "meta.json").get("step", 0)
     base = f"{file_stem(title)}-checkpoint-{used}-step-{step}"
     entries = [(run_dir / runs.CONFIG, f"{base}/{runs.CONFIG}")]
@@ -135,7 +136,7 @@ def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> P
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     title = title or runs.title(run_dir)
     if runs.checkpoint_dir(run_dir, "last") is None:
-        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+        raise CheckpointError(Text("archive.untrained", title=title))
     used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
     base = f"{file_stem(title)}-huggingface-{used}"
     folder = export_hf(run_dir, out_dir / "export" / base, which=which)
@@ -154,16 +155,14 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     """The entry's path, or a CheckpointError when it could leave the folder it is unpacked into."""
     name = info.filename
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise CheckpointError(
-            f"The zip holds an unsafe path {name!r} (absolute, or with a backslash); nothing was imported."
-        )
+        raise CheckpointError(Text("archive.absolute", name=name))
     path = PurePosixPath(name)
     if any(part in ("..", ".") for part in path.parts) or not path.parts:
-        raise CheckpointError(f"The zip holds an unsafe path {name!r} (it climbs out with '..'); nothing was imported.")
+        raise CheckpointError(Text("archive.climbs", name=name))
     mode = info.external_attr >> 16  # Unix mode; its type bits are 0 when the zip did not record one
     if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-        raise CheckpointError(f"{name} in the zip is {what}; a run holds only regular files. Nothing was imported.")
+        what = Text("archive.symlink") if stat.S_ISLNK(mode) else Text("archive.not_regular")
+        raise CheckpointError(Text("archive.odd_file", name=name, what=what))
     return path
 
 
@@ -185,11 +184,7 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
     """The kind of an expected file ("text", "weights", "pointer"), or a CheckpointError saying what is wrong."""
     parts = rel.parts
     if _pickled(original):
-        raise CheckpointError(
-            f"{original}: pickle-based files (.pt, .pth, .bin, .pkl, .ckpt...) can run arbitrary "
-            f"code when loaded, so Newleaf refuses them; a run's weights must be .safetensors. "
-            f"Nothing was imported."
-        )
+        raise CheckpointError(Text("archive.pickle", name=original))
     if len(parts) == 1 and parts[0] in TOP_FILES:
         return "text"
     if len(parts) == 2 and parts[0] == runs.CKPT_DIR and parts[1] in {f"{w}.json" for w in POINTERS}:
@@ -197,9 +192,7 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
     in_checkpoint = len(parts) == 3 and parts[0] == runs.CKPT_DIR and _SAFE_NAME.fullmatch(parts[1])
     if in_checkpoint and parts[2] in CHECKPOINT_FILES:
         return "weights" if parts[2].endswith(".safetensors") else "text"
-    raise CheckpointError(
-        f"{original} is not part of a Newleaf run, so the zip was refused (a run holds only {_EXPECTED})."
-    )
+    raise CheckpointError(Text("archive.unexpected", name=original, expected=_EXPECTED))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -209,7 +202,7 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
 def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipfile.ZipInfo, PurePosixPath, str]]:
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
-        raise CheckpointError(f"The zip holds {len(infos):,} entries; a run has at most {limits.max_entries}.")
+        raise CheckpointError(Text("archive.entries", n=len(infos), max=limits.max_entries))
     paths = [_member_path(i) for i in infos]
     pickled = [i.filename for i in infos if _pickled(i.filename)]
     if pickled:  # the most important reason first, whatever else is wrong
@@ -222,26 +215,25 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
         rel = PurePosixPath(*path.parts[drop:])
         kind = _check_name(rel, info.filename)
         if rel in seen:
-            raise CheckpointError(f"The zip holds {rel} twice; nothing was imported.")
+            raise CheckpointError(Text("archive.twice", name=str(rel)))
         seen.add(rel)
         if info.flag_bits & 0x1:
-            raise CheckpointError(f"{info.filename} in the zip is encrypted; upload an ordinary zip.")
+            raise CheckpointError(Text("archive.encrypted", name=info.filename))
         if kind != "weights" and info.file_size > limits.max_text_bytes:
             raise CheckpointError(
-                f"{info.filename} unpacks to {format_bytes(info.file_size)}, more than the "
-                f"{format_bytes(limits.max_text_bytes)} allowed for such a file."
+                Text(
+                    "archive.file_too_big",
+                    name=info.filename,
+                    size=format_bytes(info.file_size),
+                    max=format_bytes(limits.max_text_bytes),
+                )
             )
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise CheckpointError(
-                f"The zip unpacks to more than the {format_bytes(limits.max_total_bytes)} allowed for an uploaded run."
-            )
+            raise CheckpointError(Text("archive.unpacks_too_big", max=format_bytes(limits.max_total_bytes)))
         entries.append((info, rel, kind))
     if PurePosixPath(runs.CONFIG) not in seen:
-        raise CheckpointError(
-            f"The zip has no {runs.CONFIG}: it is not a Newleaf run (download one from the Runs "
-            f"tab to see what a run holds)."
-        )
+        raise CheckpointError(Text("archive.no_config", file=runs.CONFIG))
     return entries
 
 
@@ -256,10 +248,7 @@ def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path) -> None:
                 break
             left -= len(chunk)
             if left < 0:
-                raise CheckpointError(
-                    f"{info.filename} in the zip holds more than the size it declares; the zip "
-                    f"is corrupt or hostile, and was refused."
-                )
+                raise CheckpointError(Text("archive.lies", name=info.filename))
             out.write(chunk)
 
 
@@ -272,19 +261,18 @@ def _check_contents(folder: Path, check_model=None) -> dict:
     check_model(GPTConfig) may refuse the model's shape (e.g. the app's context and memory limits)."""
     config = read_json(folder / runs.CONFIG)
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{runs.CONFIG} in the zip has no model section: it is not a Newleaf run's config.")
+        raise CheckpointError(Text("archive.no_model", file=runs.CONFIG))
     try:
         cfg = GPTConfig.from_dict(config["model"])
-    except (NewleafError, TypeError, ValueError) as e:
-        raise CheckpointError(f"{runs.CONFIG} in the zip describes an impossible model ({e}).") from None
+    except NewleafError as e:
+        raise CheckpointError(Text("archive.impossible", file=runs.CONFIG, reason=e.text or str(e))) from None
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(Text("archive.impossible", file=runs.CONFIG, reason=str(e))) from None
     if check_model is not None:
         check_model(cfg)  # before any weights are read
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != cfg.vocab_size:
-        raise CheckpointError(
-            f"The tokenizer in the zip has {tokenizer.vocab_size:,} tokens but the model expects "
-            f"{cfg.vocab_size:,}; they do not belong together."
-        )
+        raise CheckpointError(Text("archive.vocab", have=tokenizer.vocab_size, need=cfg.vocab_size))
 
     ckdir = folder / runs.CKPT_DIR
     named = {}
@@ -293,21 +281,15 @@ def _check_contents(folder: Path, check_model=None) -> dict:
         if d is not None:
             named[which] = d
     if not named:
-        raise CheckpointError(
-            "The zip has no checkpoint (checkpoints/last.json or best.json and the folder it "
-            "names): there are no weights to use."
-        )
+        raise CheckpointError(Text("archive.no_checkpoint"))
     present = {d.name for d in ckdir.iterdir() if d.is_dir()} if ckdir.is_dir() else set()
     extra = present - {d.name for d in named.values()}
     if extra:
-        raise CheckpointError(
-            f"checkpoints/{sorted(extra)[0]} in the zip is named by neither last.json nor "
-            f"best.json; the zip was refused."
-        )
+        raise CheckpointError(Text("archive.unnamed", name=sorted(extra)[0]))
     for which, d in named.items():
         meta = read_json(d / "meta.json")
         if not isinstance(meta, dict) or isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
-            raise CheckpointError(f"checkpoints/{d.name}/meta.json in the zip has no step number.")
+            raise CheckpointError(Text("archive.no_step", name=d.name))
         if (d / "trainer.safetensors").exists():
             runs.load_tensors(d / "trainer.safetensors")
         runs.load_model(folder, which=which)  # safetensors only; shapes checked against config.json's model
@@ -334,15 +316,14 @@ def import_run_zip(
     zip_path, dest_dir = Path(zip_path), Path(dest_dir)
     source_name = source_name or zip_path.name
     if dest_dir.exists():
-        raise CheckpointError(f"{dest_dir} already exists; an uploaded run needs a new folder.")
+        raise CheckpointError(Text("archive.dest_exists", path=str(dest_dir)))
     try:
         size = zip_path.stat().st_size
     except OSError as e:
-        raise CheckpointError(f"The uploaded file cannot be read ({e.strerror or e}).") from None
+        raise CheckpointError(Text("archive.unreadable", reason=str(e.strerror or e))) from None
     if size > limits.max_total_bytes:
         raise CheckpointError(
-            f"{source_name} is {format_bytes(size)}, more than the {format_bytes(limits.max_total_bytes)} allowed "
-            f"for an uploaded run."
+            Text("archive.too_big", name=source_name, size=format_bytes(size), max=format_bytes(limits.max_total_bytes))
         )
     tmp = dest_dir.parent / f".{dest_dir.name}.upload-{uuid.uuid4().hex[:8]}"
     try:
@@ -355,25 +336,21 @@ def import_run_zip(
                 for info, rel, _ in _read_entries(zf, limits):
                     _unpack(zf, info, tmp.joinpath(*rel.parts))
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{source_name} is not a readable zip ({e}).") from None
+            raise CheckpointError(Text("archive.not_zip", name=source_name, reason=str(e))) from None
         except OSError as e:
             raise write_error(e, dest_dir) from None
         try:
             config = _check_contents(tmp, check_model)
         except NewleafError as e:  # name the upload, not the hidden folder it was unpacked into
-            raise type(e)(str(e).replace(str(tmp), source_name)) from None
+            raise type(e)(
+                e.text.replace(str(tmp), source_name) if e.text else str(e).replace(str(tmp), source_name)
+            ) from None
         step = (runs.checkpoint_meta(tmp, "last") or {}).get("step", 0)
         config.update(config_update or {})
         config["title"] = str(config.get("title") or Path(source_name).stem)[:80]
         config["source"] = {"upload": source_name, "original_source": config.get("source"), "uploaded": time.time()}
         atomic_write_json(tmp / runs.CONFIG, config)
-        runs.write_status(
-            tmp,
-            "completed",
-            f"Uploaded from {source_name} (checkpoint of step {step}); it has no "
-            f"training data here, so it can be used but not trained further.",
-            step=step,
-        )
+        runs.write_status(tmp, "completed", Text("status.uploaded", name=source_name, step=step), step=step)
         try:
             os.rename(tmp, dest_dir)
         except OSError as e:
