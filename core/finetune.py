@@ -376,8 +376,9 @@ def describe_data(
 ) -> dict:
     """What the app shows about fine-tuning data before a run is made, as facts (the words are the caller's):
     {"chat", "name", "examples", "held_out", "reuse" (too few examples to hold any out), "chars", "tokens"
-    (plain text), "block" and "note" (conversations longer than the context, in the engine's words), "why"
-    (the vocabulary could not be planned), "preview" (the first conversation rendered, or the text's start)}.
+    (plain text), "block" and "note" (conversations longer than the context: a Text, or ""), "why" (the
+    vocabulary could not be planned: a Text or the error's words, or ""), "preview" (the first conversation
+    rendered, or the text's start)}.
     base_tokenizer loads the base's tokenizer when called (it may download); None for a fresh model."""
     chat = data.kind == "chat"
     convs = data.conversations + (data.held_out or [])
@@ -385,7 +386,7 @@ def describe_data(
     try:  # the tokenizer fine-tuning will use: the base's plus the markers and any new characters
         vocab = plan_vocabulary(data, base_tokenizer() if base_tokenizer else None, base_config)
     except NewleafError as e:
-        why = str(e)
+        why = e.text or str(e)
     text = conversation_text(convs) if chat else data.text
     facts = {
         "chat": chat,

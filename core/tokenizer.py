@@ -40,6 +40,7 @@ KINDS = ("char", "gpt2", "bpe")
 SPECS = "'char', 'gpt2' or 'bpe:VOCAB' (e.g. 'bpe:1024')"
 MIN_BPE_VOCAB = 256  # rustbpe starts from the 256 byte values (and panics below that)
 MAX_BPE_VOCAB = 65536  # ids then fit in uint16
+MIN_USES_PER_TOKEN = 10  # how often, on average, a trained BPE's tokens should appear in the text they serve
 
 # ----------------------------------------------------------------------------------------------------------
 # The interface
@@ -355,6 +356,19 @@ def make_tokenizer(spec: str, text: str | None = None) -> Tokenizer:
             raise TokenizerError(Text("tokenizer.bpe_spec", spec=spec, specs=SPECS))
         return BPETokenizer.train(_needs_text(text, "bpe"), int(n))
     raise TokenizerError(Text("tokenizer.unknown", spec=spec, specs=SPECS))
+
+
+def vocab_too_large(vocab_size: int, n_tokens: int) -> bool:
+    """Whether a text of n_tokens tokens is too short for a BPE vocabulary of vocab_size trained on it: its tokens
+    appear fewer than MIN_USES_PER_TOKEN times each on average, so most embedding rows learn from a handful of
+    examples (a 1,024-token BPE on a 3 KB file)."""
+    return n_tokens < MIN_USES_PER_TOKEN * vocab_size
+
+
+def vocab_for(n_tokens: int) -> int:
+    """A BPE vocabulary size (a multiple of 256, at least MIN_BPE_VOCAB) whose tokens a text of n_tokens tokens
+    uses often enough: what to suggest when vocab_too_large."""
+    return max(MIN_BPE_VOCAB, n_tokens // MIN_USES_PER_TOKEN // 256 * 256)
 
 
 def _needs_text(text, kind: str) -> str:

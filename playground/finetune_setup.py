@@ -18,16 +18,18 @@ from pathlib import Path
 
 from core import demo_task, files, runs
 from core.datasets import BUILTIN_DATASETS
+from core.device import MAX_SEED
 from core.errors import ConfigError, CorpusError, NewleafError
 from core.finetune import describe_data, load_base, prepare_finetune, train_config
 from core.hf import hf_shape
+from core.messages import Text
 from core.model import GPTConfig, preset_config
 from core.sft_data import load_finetune_data
 from core.tokenizer import GPT2Tokenizer, load_tokenizer
 from core.trainable import FinetuneConfig, parameter_counts
 from playground.context import AppContext
-from playground.form_values import parse_layers, parse_number
-from playground.i18n import EN, t
+from playground.form_values import Bounds, parse_layers
+from playground.i18n import EN, say, t
 from playground.jobs import owner_id
 from playground.model_choices import check_fits
 from playground.upload_checks import MB, check_upload_sizes
@@ -40,6 +42,24 @@ UPLOAD = "upload"
 DEFAULT_SOURCE = "builtin:arithmetic"
 SCRATCH_VOCAB = 32  # the preview's guess at a fresh character-level vocabulary (the data decides)
 PREVIEW_CHARS = 600
+# the Fine-tune tab's numbers: the fields show these bounds, and Start checks them (naming the field); the steps
+# and the time budget are bounded by the app's settings (see settings_bounds)
+BOUNDS = {
+    "freeze": Bounds("ft.name.freeze", 0, None, whole=True),
+    "rank": Bounds("ft.name.lora_rank", 1, None, whole=True),
+    "alpha": Bounds("ft.name.lora_alpha", 0.01, None),
+    "dropout": Bounds("ft.name.lora_dropout", 0.0, 0.5, step=0.05),
+    "lr": Bounds("train.lr", 1e-6, 1.0),
+    "seed": Bounds("train.seed", 0, MAX_SEED, whole=True),
+}
+
+
+def settings_bounds(s) -> dict[str, Bounds]:
+    return {
+        "steps": Bounds("train.max_steps", 1, s.max_steps, whole=True),
+        "max_time": Bounds("ft.name.max_time", 0, s.max_run_seconds),
+    }
+
 
 # -- the choices -------------------------------------------------------------------------------------------------
 
@@ -72,20 +92,20 @@ def recipe_defaults(method: str, source: str) -> tuple[float, int]:
     return cfg.lr, cfg.max_steps
 
 
-def _number(value, name_key: str, cast=float, lang: str = "en"):
-    return parse_number(value, name_key, cast, lang, empty_key=None)
-
-
 def finetune_config(method, freeze, rank, alpha, dropout, layers, too_long="truncate", lang="en") -> FinetuneConfig:
-    ft = FinetuneConfig(
-        method=method,
-        freeze_layers=_number(freeze or 0, "ft.name.freeze", int, lang),
-        lora_rank=_number(rank, "ft.name.lora_rank", int, lang),
-        lora_alpha=_number(alpha, "ft.name.lora_alpha", float, lang),
-        lora_dropout=_number(dropout or 0, "ft.name.lora_dropout", float, lang),
-        lora_layers=parse_layers(layers, lang),
-        too_long=too_long or "truncate",
-    )
+    """The method's settings, checked: the frozen layers for full fine-tuning, the LoRA fields for LoRA (the other
+    method's fields are hidden on the page, and ignored)."""
+    chosen = {}
+    if method == "full":
+        chosen["freeze_layers"] = BOUNDS["freeze"].check(freeze or 0, lang)
+    if method == "lora":
+        chosen.update(
+            lora_rank=BOUNDS["rank"].check(rank, lang),
+            lora_alpha=BOUNDS["alpha"].check(alpha, lang),
+            lora_dropout=BOUNDS["dropout"].check(dropout or 0, lang),
+            lora_layers=parse_layers(layers, lang),
+        )
+    ft = FinetuneConfig(method=method, too_long=too_long or "truncate", **chosen)
     ft.validate()
     return ft
 
@@ -184,7 +204,7 @@ def params_markdown(base: BaseChoice, ft: FinetuneConfig, lang="en", source: str
     try:
         ft.validate(cfg.n_layer)
     except ConfigError as e:
-        return f"⚠️ {e}"
+        return f"⚠️ {say(e, lang)}"
     c = parameter_counts(cfg, ft)
     text = t(
         "ft.params",
@@ -249,9 +269,11 @@ def render_data_report(facts: dict | None, lang="en") -> str:
         if facts.get("reuse"):
             lines.append(t("ft.check.no_hold_out", lang, n=f"{facts['examples']:,}"))
         if facts["block"]:
-            lines.append(f"⚠️ {facts['note']}" if facts["note"] else t("ft.check.fits", lang, block=facts["block"]))
+            note = f"⚠️ {say(facts['note'], lang)}" if facts["note"] else t("ft.check.fits", lang, block=facts["block"])
+            lines.append(note)
         else:
-            lines.append(t("ft.check.later", lang, why=facts["why"] or t("ft.check.context_unknown", lang)))
+            why = say(facts["why"], lang) if facts["why"] else t("ft.check.context_unknown", lang)
+            lines.append(t("ft.check.later", lang, why=why))
     else:
         tokens = f"{facts['tokens']:,}" if facts["tokens"] is not None else "?"
         lines.append(t("ft.check.text", lang, name=facts["name"], chars=f"{facts['chars']:,}", tokens=tokens))
@@ -279,11 +301,10 @@ def create_finetune_run(
     source, files, prompt_column, response_column, too_long = data_values
     ft = finetune_config(*method_values, too_long=too_long, lang=lang)
     lr, steps, max_time, seed = train_values
-    steps = _number(steps, "train.max_steps", int, lang)
-    if not 1 <= steps <= s.max_steps:
-        raise ConfigError(t("ft.err.steps", lang, max=f"{s.max_steps:,}", steps=f"{steps:,}"))
+    limits = settings_bounds(s)
+    steps = limits["steps"].check(steps, lang)
     # 0 means no time limit, but never more than this app allows a run
-    max_time = min(_number(max_time or 0, "ft.name.max_time", float, lang) or s.max_run_seconds, s.max_run_seconds)
+    max_time = limits["max_time"].check(max_time or 0, lang) or s.max_run_seconds
     base = base_choice(ctx, owner, *base_values, lang=lang)
     data = load_data(s, source, files, prompt_column, response_column, csv_column, lang)
     demo = data.task is not None
@@ -291,10 +312,10 @@ def create_finetune_run(
     train = train_config(
         ft.method,
         demo=demo,
-        lr=_number(lr, "train.lr", float, lang),
+        lr=BOUNDS["lr"].check(lr, lang),
         max_steps=steps,
         max_time=max_time,
-        seed=_number(seed, "train.seed", int, lang),
+        seed=BOUNDS["seed"].check(seed, lang),
         threads=s.train_threads,
         device="auto",
         # a few validation points even on short runs
@@ -323,4 +344,6 @@ def create_finetune_run(
         fraction=f"{p['trainable_fraction']:.1%}",
         base=base.label,
     )
-    return run_id, " ".join([note, *config["data"].get("notes", [])])
+    data = config["data"]
+    notes = [say(Text.from_json(n) or "", lang) for n in data["note_texts"]] if "note_texts" in data else data["notes"]
+    return run_id, " ".join([note, *notes])

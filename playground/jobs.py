@@ -27,6 +27,7 @@ from pathlib import Path
 
 from core import runs
 from core.errors import NewleafError
+from core.messages import Text
 
 SHARED_OWNER = "shared-example"
 WORKER_LOG = "worker.log"
@@ -40,7 +41,7 @@ def new_owner_token() -> str:
 
 def owner_id(token: str | None) -> str:
     if not token or not isinstance(token, str):
-        raise NewleafError("This browser session has no identity yet; reload the page.")
+        raise NewleafError(Text("jobs.no_identity"))
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
 
 
@@ -62,7 +63,7 @@ class Jobs:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise NewleafError(f"Cannot create the runs directory {self.root}: {e.strerror}.") from None
+            raise NewleafError(Text("jobs.no_runs_dir", path=str(self.root), reason=str(e.strerror))) from None
         self._recover()
         self._thread = threading.Thread(target=self._monitor, args=(poll_seconds,), daemon=True, name="newleaf-jobs")
         self._thread.start()
@@ -72,10 +73,10 @@ class Jobs:
     def run_dir(self, run_id: str) -> Path:
         """The directory of a run id; ids that could leave the runs directory are refused."""
         if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-            raise NewleafError(f"{run_id!r} is not a valid run name.")
+            raise NewleafError(Text("jobs.bad_name", run_id=run_id))
         path = self.root / run_id
         if path.is_symlink() or path.resolve().parent != self.root:
-            raise NewleafError(f"{run_id!r} is not a valid run name.")
+            raise NewleafError(Text("jobs.bad_name", run_id=run_id))
         return path
 
     def new_run_dir(self, title: str) -> tuple[str, Path]:
@@ -92,15 +93,15 @@ class Jobs:
         path = self.run_dir(run_id)
         owner = self.owner_of(run_id)
         if owner is None or owner not in (owner_id(token), SHARED_OWNER):
-            raise NewleafError(f"Run {run_id} does not exist (or belongs to another session).")
+            raise NewleafError(Text("jobs.not_yours", run_id=run_id))
         return path
 
     def check_write(self, token: str, run_id: str) -> Path:
         path = self.run_dir(run_id)
         if self.owner_of(run_id) != owner_id(token):
             if self.owner_of(run_id) == SHARED_OWNER:
-                raise NewleafError(f"Run {run_id} is a shared example: it can be used but not changed.")
-            raise NewleafError(f"Run {run_id} does not exist (or belongs to another session).")
+                raise NewleafError(Text("jobs.shared", run_id=run_id))
+            raise NewleafError(Text("jobs.not_yours", run_id=run_id))
         return path
 
     def list_runs(self, token: str | None) -> list[dict]:
@@ -137,12 +138,12 @@ class Jobs:
         path = self.check_write(token, run_id)
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
-                raise NewleafError("This run is already training or waiting to train.")
+                raise NewleafError(Text("jobs.already"))
             self.queue.append(run_id)
             runs.write_status(
                 path,
                 "queued",
-                "Waiting for a free training slot.",
+                Text("jobs.waiting"),
                 step=(runs.checkpoint_meta(path) or {}).get("step", 0),
             )
         self._schedule()
@@ -157,14 +158,14 @@ class Jobs:
                 runs.write_status(
                     path,
                     "stopped",
-                    "Removed from the queue before it started.",
+                    Text("jobs.dequeued"),
                     step=(runs.checkpoint_meta(path) or {}).get("step", 0),
                 )
                 return self.state(run_id)
             proc = self.procs.get(run_id)
         status = runs.read_status(path)
         if proc is None and not (status.get("state") == "running" and runs.worker_alive(status.get("pid"), path)):
-            raise NewleafError("This run is not training.")
+            raise NewleafError(Text("jobs.not_training"))
         (path / runs.STOP_FILE).touch()  # the trainer checks it every step and checkpoints before leaving
         return self.state(run_id)
 
@@ -172,7 +173,7 @@ class Jobs:
         path = self.check_write(token, run_id)
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
-                raise NewleafError("Stop this run before deleting it.")
+                raise NewleafError(Text("jobs.stop_first"))
             shutil.rmtree(path)
 
     def state(self, run_id: str) -> dict:
@@ -235,7 +236,7 @@ class Jobs:
         runs.write_status(
             path,
             "running",
-            "Starting the training process…",
+            Text("jobs.starting"),
             pid=proc.pid,
             step=(runs.checkpoint_meta(path) or {}).get("step", 0),
         )
@@ -249,7 +250,8 @@ class Jobs:
                 try:
                     self._launch(run_id)
                 except (OSError, NewleafError) as e:
-                    runs.write_status(self.run_dir(run_id), "failed", f"Could not start training: {e}")
+                    why = (e.text or str(e)) if isinstance(e, NewleafError) else str(e)
+                    runs.write_status(self.run_dir(run_id), "failed", Text("jobs.start_failed", why=why))
 
     def _reap(self) -> None:
         with self.lock:
@@ -265,8 +267,7 @@ class Jobs:
                 runs.write_status(
                     path,
                     "failed",
-                    "The training process (started before the app restarted) ended "
-                    "without saying why; resume it from its last checkpoint.",
+                    Text("jobs.orphan_gone"),
                     step=(runs.checkpoint_meta(path) or {}).get("step", 0),
                 )
         for rid, proc in finished:
@@ -304,19 +305,18 @@ class Jobs:
                 runs.write_status(
                     d,
                     "stopped",
-                    "Interrupted when the app restarted; resume it to continue.",
+                    Text("jobs.interrupted"),
                     step=(runs.checkpoint_meta(d) or {}).get("step", 0),
                 )
 
 
-def _death_reason(returncode: int, path: Path) -> str:
+def _death_reason(returncode: int, path: Path) -> Text:
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        why = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"The training process was killed by {name}{why}. Resume to continue from the last checkpoint."
+        return Text("jobs.killed_oom" if name == "SIGKILL" else "jobs.killed", signal=name)
     lines = []
     try:
         lines = (path / WORKER_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -324,8 +324,6 @@ def _death_reason(returncode: int, path: Path) -> str:
         pass
     errors = [line for line in lines if line.startswith("newleaf: error:")]
     detail = errors[-1].removeprefix("newleaf: error:").strip() if errors else (lines[-1] if lines else "")
-    return (
-        f"Training failed (exit code {returncode}): {detail}"
-        if detail
-        else f"Training failed (exit code {returncode})."
-    )
+    if detail:
+        return Text("jobs.failed_because", code=returncode, detail=detail)
+    return Text("jobs.failed", code=returncode)

@@ -27,9 +27,10 @@ from core.evaluate import read_eval, split_prompt
 from core.finetune import compare, is_finetune_run
 from core.sft_data import read_conversations
 from playground.charts_train import loss_figure
-from playground.context import AppContext, friendly
+from playground.context import AppContext, friendly, notify
 from playground.finetune_setup import (
     BASE_KIND_VALUES,
+    BOUNDS,
     DEFAULT_SOURCE,
     HUB_MODELS,
     SCRATCH_PRESETS,
@@ -42,9 +43,11 @@ from playground.finetune_setup import (
     params_markdown,
     recipe_defaults,
     render_data_report,
+    settings_bounds,
     source_choices,
 )
-from playground.i18n import t
+from playground.form_values import Number, Slider
+from playground.i18n import say, t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import owner_id
 from playground.run_picker import readable_runs, refreshed_choices
@@ -224,7 +227,7 @@ def preview_params(
         )
         return params_markdown(base, ft, lang, source_value)
     except NewleafError as e:
-        return f"ℹ️ {e}"
+        return f"ℹ️ {say(e, lang)}"
 
 
 @friendly
@@ -294,7 +297,7 @@ def on_start(
         csv_column,
     )
     ctx.jobs.start(owner, run_id)
-    gr.Info(note)
+    notify(note, lang)
     return (run_id, (changed or 0) + 1, *follow(ctx, owner, run_id, lang))
 
 
@@ -436,11 +439,11 @@ def _method_section(tr) -> SimpleNamespace:
     tr(gr.Markdown, value="ft.method.title")
     method = tr(gr.Radio, choices=method_choices, value="full", label="ft.method", elem_id="ft-method")
     with gr.Row() as full_row:
-        freeze = tr(gr.Number, value=0, precision=0, minimum=0, label="ft.freeze", info="ft.freeze.info")
+        freeze = tr(Number, value=0, precision=0, **BOUNDS["freeze"].limits, label="ft.freeze", info="ft.freeze.info")
     with gr.Row(visible=False) as lora_row:
-        rank = tr(gr.Number, value=8, precision=0, minimum=1, label="ft.lora_rank")
-        alpha = tr(gr.Number, value=16, minimum=0.01, label="ft.lora_alpha")
-        dropout = tr(gr.Slider, minimum=0.0, maximum=0.5, step=0.05, value=0.0, label="ft.lora_dropout")
+        rank = tr(Number, value=8, precision=0, **BOUNDS["rank"].limits, label="ft.lora_rank")
+        alpha = tr(Number, value=16, **BOUNDS["alpha"].limits, label="ft.lora_alpha")
+        dropout = tr(Slider, value=0.0, **BOUNDS["dropout"].limits, label="ft.lora_dropout")
         layers = tr(gr.Textbox, label="ft.lora_layers", info="ft.lora_layers.info", placeholder="0,1")
     params_info = gr.Markdown(elem_id="ft-params")
     return SimpleNamespace(
@@ -459,14 +462,13 @@ def _method_section(tr) -> SimpleNamespace:
 def _training_section(tr, s) -> SimpleNamespace:
     tr(gr.Markdown, value="ft.train.title")
     lr0, steps0 = recipe_defaults("full", DEFAULT_SOURCE)
+    limits = settings_bounds(s)
     with gr.Row():
-        lr = tr(gr.Number, value=lr0, minimum=1e-6, maximum=1.0, label="train.lr", info="ft.lr.info")
-        steps = tr(gr.Number, value=steps0, precision=0, minimum=1, maximum=s.max_steps, label="train.max_steps")
+        lr = tr(Number, value=lr0, **BOUNDS["lr"].limits, label="train.lr", info="ft.lr.info", elem_id="ft-lr")
+        steps = tr(Number, value=steps0, precision=0, **limits["steps"].limits, label="train.max_steps")
     with gr.Row():
-        max_time = tr(
-            gr.Number, value=min(600, s.max_run_seconds), minimum=0, maximum=s.max_run_seconds, label="train.max_time"
-        )
-        seed = tr(gr.Number, value=1337, precision=0, label="train.seed")
+        max_time = tr(Number, value=min(600, s.max_run_seconds), **limits["max_time"].limits, label="train.max_time")
+        seed = tr(Number, value=1337, precision=0, **BOUNDS["seed"].limits, label="train.seed")
     with gr.Row():
         start = tr(gr.Button, value="train.start", variant="primary", elem_id="ft-start")
         stop = tr(gr.Button, value="train.stop", variant="stop", elem_id="ft-stop")
