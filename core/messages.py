@@ -26,7 +26,7 @@ class Text:
 
     __slots__ = ("key", "fields")
 
-    def __init__(self, key: str, **fields):
+    def __init__(self, key: str, /, **fields):  # positional-only: a field may be called "key"
         if key not in MESSAGES:
             raise KeyError(f"no message {key!r} in core/messages.py")
         self.key = key

@@ -95,30 +95,33 @@ BATCH_BOUNDS = Bounds("train.batch_size", 1, 128, whole=True, step=1)  # the Tra
 # Model tab's estimate follows
 
 
-class Number(gr.Number):
+def number_field(**kwargs) -> gr.Number:
     """A gr.Number whose minimum and maximum only guide the browser. Gradio itself would refuse a value out of
-    bounds before the handler runs, in its own English ("Value -0.01 is less than minimum value 1e-06"), not
-    naming the field, and mark every output of the event with an error; the handler checks the value with
-    check_number instead. Drawn by the browser as a gr.Number."""
+    bounds before the handler runs, in its own English ("Value -0.01 is less than minimum value 1e-06"), not naming
+    the field, and mark every output of the event with an error; the handler checks the value with check_number
+    (or Bounds.check) instead, and says what is wrong in the page's language."""
+    return _checked_by_the_handler(gr.Number(**kwargs))
 
-    is_template = True  # Gradio: use the parent's component in the browser
 
-    def preprocess(self, payload):
+def slider_field(**kwargs) -> gr.Slider:
+    """A gr.Slider whose bounds shape the control but are checked by the handler, not by Gradio: a number typed
+    into its box past the maximum gets a message naming the slider (see number_field)."""
+    return _checked_by_the_handler(gr.Slider(**kwargs))
+
+
+def _checked_by_the_handler(component):
+    # The component's own preprocess, without its bounds check: a number is rounded to the field's precision,
+    # anything else (None for a blank box, whatever an API client sent) goes to the handler as it is. Set on the
+    # instance: a subclass would make Gradio write a .pyi stub beside this file at import.
+    precision = component.precision
+
+    def preprocess(payload):
         if isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload):
-            return self.round_to_precision(payload, self.precision)
-        return payload  # None (a blank box) or whatever an API client sent: the handler says what is wrong
-
-
-class Slider(gr.Slider):
-    """A gr.Slider whose bounds shape the control but are checked by the handler (check_number), not by
-    Gradio: a number typed into its box past the maximum gets a message naming the slider (see Number)."""
-
-    is_template = True
-
-    def preprocess(self, payload):
-        if isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload):
-            return gr.Number.round_to_precision(payload, self.precision)
+            return gr.Number.round_to_precision(payload, precision)
         return payload
+
+    component.preprocess = preprocess
+    return component
 
 
 def parse_stop(text: str | None) -> list[str]:

@@ -20,7 +20,7 @@ from playground.corpus_choice import (
     tokenizer_for,
     tokenizer_spec,
 )
-from playground.form_values import Bounds, Slider
+from playground.form_values import Bounds, slider_field
 from playground.i18n import EN, say, t
 
 PREVIEW_CHARS = 3000
@@ -141,7 +141,9 @@ def create_tab(ctx: AppContext) -> None:
             csv_column = tr(gr.Textbox, label="data.csv_column", placeholder="text")
         with gr.Column(scale=2):
             tok_kind = tr(gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer")
-            vocab = tr(Slider, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False)
+            vocab = tr(
+                slider_field, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
+            )
             load = tr(gr.Button, value="data.load", variant="primary")
     # live content: not relabelled by the language switch, but redrawn after it from `shown`
     stats = gr.Markdown(t("data.none"), elem_id="data-stats")

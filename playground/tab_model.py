@@ -13,7 +13,7 @@ import gradio as gr
 from core.errors import ConfigError
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from playground.context import AppContext, friendly
-from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, Slider, check_fields
+from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields, slider_field
 from playground.i18n import say
 from playground.model_choices import DEFAULT_PRESET, KNOBS, estimate_markdown, preset_choices, preset_values
 
@@ -53,7 +53,7 @@ def create_tab(ctx: AppContext) -> ModelTab:
                 **dict(zip(KNOBS, preset_values(DEFAULT_PRESET))),
                 **RECIPES[DEFAULT_CPU_RECIPE].get("overrides", {}),
             }
-            knobs = {k: tr(Slider, value=values[k], label=b.label, **b.limits) for k, b in KNOB_BOUNDS.items()}
+            knobs = {k: tr(slider_field, value=values[k], label=b.label, **b.limits) for k, b in KNOB_BOUNDS.items()}
         with gr.Column(scale=2):
             estimate = gr.Markdown(elem_id="model-estimate")
 
