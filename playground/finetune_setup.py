@@ -20,7 +20,7 @@ from core import demo_task, files, runs
 from core.datasets import BUILTIN_DATASETS
 from core.device import MAX_SEED
 from core.errors import ConfigError, CorpusError, NewleafError
-from core.finetune import describe_data, load_base, prepare_finetune, train_config
+from core.finetune import describe_data, load_base, plan_vocabulary, prepare_finetune, train_config
 from core.hf import hf_shape
 from core.messages import Text
 from core.model import GPTConfig, preset_config
@@ -195,12 +195,26 @@ def data_may_grow_vocab(base: BaseChoice, source: str | None) -> bool:
     return not (plain_builtin and byte_level)
 
 
+@functools.cache
+def task_vocab_size(source) -> int | None:
+    """The vocabulary a fresh model gets from a demo task's data: the one prepare_finetune plans for it, so the
+    preview counts the parameters Start will make. None when the data is not a demo task (it is read only when
+    it is checked or the run starts)."""
+    if demo_task.task_for(source) is None:
+        return None
+    return plan_vocabulary(load_finetune_data(source), None, {}).tokenizer.vocab_size
+
+
 def params_markdown(base: BaseChoice, ft: FinetuneConfig, lang="en", source: str | None = None) -> str:
-    """Trainable vs total parameters of this base with this method (before anything is loaded). New embedding
-    rows for the data's tokens are not known yet: then the numbers are marked as approximate."""
+    """Trainable vs total parameters of this base with this method (before anything is loaded). A fresh model's
+    vocabulary comes from its data: exact for a demo task, otherwise marked as approximate, as are new embedding
+    rows for the data's tokens."""
     cfg = base.model_cfg
     if cfg is None:
         return t("ft.params.unknown", lang)
+    vocab = task_vocab_size(source) if base.scratch else None
+    if vocab:
+        cfg = GPTConfig.from_dict({**cfg.to_dict(), "vocab_size": vocab})
     try:
         ft.validate(cfg.n_layer)
     except ConfigError as e:
@@ -214,7 +228,7 @@ def params_markdown(base: BaseChoice, ft: FinetuneConfig, lang="en", source: str
         fraction=f"{c['trainable_fraction']:.1%}",
     )
     if base.scratch:
-        return text + " " + t("ft.params.approx", lang)
+        return text if vocab else text + " " + t("ft.params.approx", lang)
     return text + (" " + t("ft.params.approx_data", lang) if data_may_grow_vocab(base, source) else "")
 
 

@@ -21,6 +21,7 @@ from core.errors import NewleafError
 from core.messages import MESSAGES, Text
 
 LANGUAGES = {"English": "en", "简体中文": "zh"}
+GRADIO_LOCALES = {"en": "en", "zh": "zh-CN"}  # the locale of Gradio's own words (an upload box's "Drop File Here")
 LOCALES = Path(__file__).parent / "locales"
 
 

@@ -196,7 +196,10 @@ def create_tab(ctx: AppContext) -> None:
     maps_state = gr.State(None)  # the last prompt's maps: layer / head changes redraw from here
 
     quick = dict(queue=False, api_visibility="private")
-    picker.change(ctx.handler(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], **quick)
+    # queued (not quick): a run id or layer this session may not use is refused with a message (context.friendly)
+    picker.change(
+        ctx.handler(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], api_visibility="private"
+    )
     gr.on(
         [show_btn.click, prompt.submit],
         ctx.handler(show),
@@ -212,6 +215,6 @@ def create_tab(ctx: AppContext) -> None:
         [maps_state, layer, head, ctx.lang],
         plot,
         trigger_mode="always_last",
-        **quick,
+        api_visibility="private",
     )
     tr.on_switch(ctx.handler(relabel), [ctx.owner, picker, maps_state, layer, head, ctx.lang], [head, note, plot])

@@ -47,7 +47,7 @@ from playground.finetune_setup import (
     source_choices,
 )
 from playground.form_values import number_field, slider_field
-from playground.i18n import say, t
+from playground.i18n import STRINGS, say, t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import owner_id
 from playground.run_picker import readable_runs, refreshed_choices
@@ -146,8 +146,15 @@ def _val_is_train(config: dict) -> bool:
 
 
 def compare_table(rows: list[dict], lang="en") -> pd.DataFrame:
+    """Prompt | base | fine-tuned; an empty reply says "(empty)", not a blank cell that looks like a missing one."""
     columns = [t("ft.col.prompt", lang), t("ft.col.base", lang), t("ft.col.finetuned", lang)]
-    return pd.DataFrame([[r["prompt"], r["base"], r["finetuned"]] for r in rows], columns=columns)
+    empty = t("ft.compare.empty", lang)
+    return pd.DataFrame([[r["prompt"], r["base"] or empty, r["finetuned"] or empty] for r in rows], columns=columns)
+
+
+def _unshown(cell) -> str:
+    """A compare-table cell as the reply it shows ("" for the "(empty)" of any language)."""
+    return "" if cell in {STRINGS[code]["ft.compare.empty"] for code in STRINGS} else str(cell)
 
 
 def _results_texts(path: Path, lang: str) -> list:
@@ -342,7 +349,7 @@ def relabel_compared(shown, lang):
     """After a language switch: the compare table's headers in the new language, the replies kept."""
     rows = shown.values.tolist() if isinstance(shown, pd.DataFrame) else []
     rows = [r for r in rows if any(str(x).strip() for x in r)]  # an empty table comes back as one blank row
-    return compare_table([dict(zip(("prompt", "base", "finetuned"), r)) for r in rows], lang)
+    return compare_table([dict(zip(("prompt", "base", "finetuned"), map(_unshown, r))) for r in rows], lang)
 
 
 @friendly
@@ -370,7 +377,7 @@ def _base_section(tr) -> SimpleNamespace:
     preset = tr(
         gr.Dropdown, choices=list(SCRATCH_PRESETS), value="nano", label="ft.base.preset", info="ft.base.preset.info"
     )
-    with gr.Row(equal_height=True, visible=False) as run_row:
+    with gr.Row(visible=False) as run_row:
         # allow_custom_value: API callers name any run id; every handler checks access anyway
         run = tr(
             gr.Dropdown,
@@ -381,7 +388,7 @@ def _base_section(tr) -> SimpleNamespace:
             allow_custom_value=True,
             elem_id="ft-base-run",
         )
-        refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
+        refresh = gr.Button("↻", scale=1, min_width=60, size="sm", elem_classes="nl-refresh")
     hub = tr(
         gr.Dropdown,
         choices=list(HUB_MODELS),

@@ -547,11 +547,11 @@ def create_tab(ctx: AppContext) -> None:
 
     quick = dict(queue=False, api_visibility="private")
     model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
-    picker.change(
+    picker.change(  # queued (not quick): a run id this session may not read is refused with a message
         ctx.handler(show_run),
         [ctx.owner, picker, ctx.lang],
         [run_info, c.next_state, c.next_plot, c.next_summary],
-        **quick,
+        api_visibility="private",
     )
     # after a language switch: the run's line and the next-token bars again, in the new language
     tr.on_switch(ctx.handler(describe_run), [ctx.owner, picker, ctx.lang], run_info)
