@@ -59,11 +59,10 @@ def _bound(fn, args: tuple):
     return bound
 
 
-def notify(message: str, lang: str = "en", level: str = "info") -> None:
-    """A message beside the page ("info" or "warning"), titled in the page's language (Gradio's own title would be
-    English)."""
-    show = gr.Warning if level == "warning" else gr.Info
-    show(message, title=t(f"app.toast.{level}", lang))
+def notify(message: str, level: str = "info") -> None:
+    """A message beside the page ("info" or "warning"), already in the page's language. Gradio titles it by its
+    kind; ui.toast_titles_css says that title in the page's language."""
+    (gr.Warning if level == "warning" else gr.Info)(message)
 
 
 def _from_the_page() -> bool:
@@ -91,12 +90,12 @@ def _failure(e: Exception, lang: str):
     if isinstance(e, NewleafError):
         message = say(e, lang)
         if _from_the_page():
-            notify(message, lang, "warning")
+            notify(message, "warning")
             return gr.skip()
-        raise gr.Error(message, title=t("app.toast.warning", lang), print_exception=False) from None
+        raise gr.Error(message, print_exception=False) from None
     log.error("unexpected error\n%s", traceback.format_exc())
     message = t("app.unexpected", lang, reason=short_reason(e))
-    raise gr.Error(message, title=t("app.toast.error", lang), print_exception=False) from None
+    raise gr.Error(message, print_exception=False) from None
 
 
 def friendly(fn):

@@ -111,7 +111,7 @@ def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size,
     choice.update(name=corpus.name, characters=st["characters"], vocab_size=tokenizer.vocab_size, tokens=st["tokens"])
     warning = bpe_warning(tokenizer.vocab_size, vocab_size, st, lang) if kind == "bpe" else None
     if warning:
-        notify(warning, lang, "warning")
+        notify(warning, "warning")
     kept = {
         "source": source_value,
         "name": corpus.name,
@@ -137,14 +137,17 @@ def create_tab(ctx: AppContext) -> None:
                 file_count="multiple",
                 type="filepath",
                 file_types=[".txt", ".md", ".jsonl", ".csv"],
+                elem_id="data-upload",
             )
             csv_column = tr(gr.Textbox, label="data.csv_column", placeholder="text")
         with gr.Column(scale=2):
-            tok_kind = tr(gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer")
+            tok_kind = tr(
+                gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer", elem_id="data-tokenizer"
+            )
             vocab = tr(
                 slider_field, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
             )
-            load = tr(gr.Button, value="data.load", variant="primary")
+            load = tr(gr.Button, value="data.load", variant="primary", elem_id="data-load")
     # live content: not relabelled by the language switch, but redrawn after it from `shown`
     stats = gr.Markdown(t("data.none"), elem_id="data-stats")
     shown = gr.State(None)  # what the stats box shows, to redraw it in another language

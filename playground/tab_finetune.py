@@ -304,7 +304,7 @@ def on_start(
         csv_column,
     )
     ctx.jobs.start(owner, run_id)
-    notify(note, lang)
+    notify(note)
     return (run_id, (changed or 0) + 1, *follow(ctx, owner, run_id, lang))
 
 

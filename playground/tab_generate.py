@@ -321,7 +321,7 @@ def rate_sample(ctx: AppContext, slot: int, rating: int, owner, state, lang):
         raise NewleafError(t("gen.rate_first", lang))
     path = ctx.jobs.check_read(owner, state["run_id"])
     save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"], lang)
-    notify(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"), lang)
+    notify(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
 
 
 @friendly
@@ -408,7 +408,7 @@ def rate_chat(ctx: AppContext, owner, run_id, history, lang, data: gr.LikeData):
     path = require_run(ctx, owner, run_id, lang)
     prompt = next((m["content"] for m in reversed(messages[:index]) if m["role"] == "user"), "")
     save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"}, lang)
-    notify(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"), lang)
+    notify(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -53,7 +53,10 @@ def create_tab(ctx: AppContext) -> ModelTab:
                 **dict(zip(KNOBS, preset_values(DEFAULT_PRESET))),
                 **RECIPES[DEFAULT_CPU_RECIPE].get("overrides", {}),
             }
-            knobs = {k: tr(slider_field, value=values[k], label=b.label, **b.limits) for k, b in KNOB_BOUNDS.items()}
+            knobs = {
+                k: tr(slider_field, value=values[k], label=b.label, **b.limits, elem_id=f"model-{k}")
+                for k, b in KNOB_BOUNDS.items()
+            }
         with gr.Column(scale=2):
             estimate = gr.Markdown(elem_id="model-estimate")
 

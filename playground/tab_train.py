@@ -162,7 +162,7 @@ def on_start(
     train_values = check_fields(train_values, train_bounds(ctx.settings), lang)
     run_id, note = create_run(ctx, owner, corpus, title_v, model_values, train_values, lang)
     ctx.jobs.start(owner, run_id)
-    notify(note, lang)
+    notify(note)
     return (run_id, changed + 1, *follow(ctx, owner, run_id, False, 0.6, lang))
 
 

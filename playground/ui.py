@@ -58,6 +58,25 @@ def on_load(owner, lang):
     return owner, choice
 
 
+def toast_titles_css() -> str:
+    """Gradio titles a message beside the page by its kind, in English ("Warning"), whatever title it is given; in
+    another language the title is the page's word for it. The page's lang attribute follows Gradio's locale, which
+    the language switch sets (LOCALE_JS)."""
+    rules = []
+    for code, locale in GRADIO_LOCALES.items():
+        if code == "en":
+            continue
+        for level in ("info", "warning", "error"):
+            title, word = (
+                f'html[lang="{locale}"] .toast-title.{level}',
+                json.dumps(t(f"app.toast.{level}", code), ensure_ascii=False),
+            )
+            rules.append(f"{title} {{ font-size: 0; }}")
+            rules.append(f"{title}::before {{ content: {word}; font-size: var(--text-md); }}")
+            rules.append(f"{title} .toast-count {{ font-size: var(--text-sm); }}")
+    return "\n".join(rules)
+
+
 def remount_uploads(demo: gr.Blocks, switched) -> None:
     """After a language switch, hide and show again every upload box (an interactive gr.File), so that it draws
     Gradio's own words in the new locale (see LOCALE_JS); the files it holds stay. Upload boxes are always
@@ -152,6 +171,7 @@ def queue_kwargs(settings: Settings) -> dict:
 def launch_kwargs(settings: Settings) -> dict:
     return dict(
         theme=gr.themes.Soft(primary_hue="green", secondary_hue="emerald"),
+        css=toast_titles_css(),
         css_paths=[CSS_PATH] if CSS_PATH.exists() else None,
         max_file_size=f"{settings.max_upload_mb:g}mb",
     )
