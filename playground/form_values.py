@@ -1,14 +1,12 @@
-"""What people type into the tabs' forms, turned into checked values: numbers (and the number fields and sliders
-that leave their checking to these functions), stop strings, layer lists, and the length of a prompt. Every
-refusal is a ConfigError whose message, in the page's language, names the field and says what is allowed."""
+"""What people type into the tabs' forms, turned into checked values: numbers (the fields of playground/fields.py
+leave their checking to these functions), stop strings, layer lists, and the length of a prompt. Every refusal is a
+ConfigError whose message, in the page's language, names the field and says what is allowed."""
 
 from __future__ import annotations
 
 import math
 import re
 from typing import NamedTuple
-
-import gradio as gr
 
 from core.errors import ConfigError
 from playground.i18n import t
@@ -74,7 +72,7 @@ class Bounds(NamedTuple):
 
     @property
     def limits(self) -> dict:
-        """The keyword arguments that show these bounds on a Number or Slider (which leave the checking to us)."""
+        """The keyword arguments that show these bounds on a NumberField or SliderField (playground/fields.py)."""
         return {"minimum": self.minimum, "maximum": self.maximum, **({"step": self.step} if self.step else {})}
 
 
@@ -93,35 +91,6 @@ KNOB_BOUNDS = {
 }
 BATCH_BOUNDS = Bounds("train.batch_size", 1, 128, whole=True, step=1)  # the Train tab's batch size, which the
 # Model tab's estimate follows
-
-
-def number_field(**kwargs) -> gr.Number:
-    """A gr.Number whose minimum and maximum only guide the browser. Gradio itself would refuse a value out of
-    bounds before the handler runs, in its own English ("Value -0.01 is less than minimum value 1e-06"), not naming
-    the field, and mark every output of the event with an error; the handler checks the value with check_number
-    (or Bounds.check) instead, and says what is wrong in the page's language."""
-    return _checked_by_the_handler(gr.Number(**kwargs))
-
-
-def slider_field(**kwargs) -> gr.Slider:
-    """A gr.Slider whose bounds shape the control but are checked by the handler, not by Gradio: a number typed
-    into its box past the maximum gets a message naming the slider (see number_field)."""
-    return _checked_by_the_handler(gr.Slider(**kwargs))
-
-
-def _checked_by_the_handler(component):
-    # The component's own preprocess, without its bounds check: a number is rounded to the field's precision,
-    # anything else (None for a blank box, whatever an API client sent) goes to the handler as it is. Set on the
-    # instance: a subclass would make Gradio write a .pyi stub beside this file at import.
-    precision = component.precision
-
-    def preprocess(payload):
-        if isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload):
-            return gr.Number.round_to_precision(payload, precision)
-        return payload
-
-    component.preprocess = preprocess
-    return component
 
 
 def parse_stop(text: str | None) -> list[str]:

@@ -20,7 +20,8 @@ from playground.corpus_choice import (
     tokenizer_for,
     tokenizer_spec,
 )
-from playground.form_values import Bounds, slider_field
+from playground.fields import SliderField
+from playground.form_values import Bounds
 from playground.i18n import EN, say, t
 
 PREVIEW_CHARS = 3000
@@ -130,7 +131,9 @@ def create_tab(ctx: AppContext) -> None:
     tr(gr.Markdown, value="data.explainer")
     with gr.Row():
         with gr.Column(scale=3):
-            source = tr(gr.Radio, choices=source_choices, value=DEFAULT_CHOICE, label="data.source")
+            source = tr(
+                gr.Radio, choices=source_choices, value=DEFAULT_CHOICE, label="data.source", elem_id="data-source"
+            )
             files = tr(
                 gr.File,
                 label="data.upload",
@@ -145,7 +148,7 @@ def create_tab(ctx: AppContext) -> None:
                 gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer", elem_id="data-tokenizer"
             )
             vocab = tr(
-                slider_field, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
+                SliderField, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
             )
             load = tr(gr.Button, value="data.load", variant="primary", elem_id="data-load")
     # live content: not relabelled by the language switch, but redrawn after it from `shown`

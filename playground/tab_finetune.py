@@ -28,6 +28,7 @@ from core.finetune import compare, is_finetune_run
 from core.sft_data import read_conversations
 from playground.charts_train import loss_figure
 from playground.context import AppContext, friendly, notify
+from playground.fields import NumberField, SliderField
 from playground.finetune_setup import (
     BASE_KIND_VALUES,
     BOUNDS,
@@ -46,7 +47,6 @@ from playground.finetune_setup import (
     settings_bounds,
     source_choices,
 )
-from playground.form_values import number_field, slider_field
 from playground.i18n import STRINGS, say, t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import owner_id
@@ -447,12 +447,12 @@ def _method_section(tr) -> SimpleNamespace:
     method = tr(gr.Radio, choices=method_choices, value="full", label="ft.method", elem_id="ft-method")
     with gr.Row() as full_row:
         freeze = tr(
-            number_field, value=0, precision=0, **BOUNDS["freeze"].limits, label="ft.freeze", info="ft.freeze.info"
+            NumberField, value=0, precision=0, **BOUNDS["freeze"].limits, label="ft.freeze", info="ft.freeze.info"
         )
     with gr.Row(visible=False) as lora_row:
-        rank = tr(number_field, value=8, precision=0, **BOUNDS["rank"].limits, label="ft.lora_rank")
-        alpha = tr(number_field, value=16, **BOUNDS["alpha"].limits, label="ft.lora_alpha")
-        dropout = tr(slider_field, value=0.0, **BOUNDS["dropout"].limits, label="ft.lora_dropout")
+        rank = tr(NumberField, value=8, precision=0, **BOUNDS["rank"].limits, label="ft.lora_rank")
+        alpha = tr(NumberField, value=16, **BOUNDS["alpha"].limits, label="ft.lora_alpha")
+        dropout = tr(SliderField, value=0.0, **BOUNDS["dropout"].limits, label="ft.lora_dropout")
         layers = tr(gr.Textbox, label="ft.lora_layers", info="ft.lora_layers.info", placeholder="0,1")
     params_info = gr.Markdown(elem_id="ft-params")
     return SimpleNamespace(
@@ -473,13 +473,13 @@ def _training_section(tr, s) -> SimpleNamespace:
     lr0, steps0 = recipe_defaults("full", DEFAULT_SOURCE)
     limits = settings_bounds(s)
     with gr.Row():
-        lr = tr(number_field, value=lr0, **BOUNDS["lr"].limits, label="train.lr", info="ft.lr.info", elem_id="ft-lr")
-        steps = tr(number_field, value=steps0, precision=0, **limits["steps"].limits, label="train.max_steps")
+        lr = tr(NumberField, value=lr0, **BOUNDS["lr"].limits, label="train.lr", info="ft.lr.info", elem_id="ft-lr")
+        steps = tr(NumberField, value=steps0, precision=0, **limits["steps"].limits, label="train.max_steps")
     with gr.Row():
         max_time = tr(
-            number_field, value=min(600, s.max_run_seconds), **limits["max_time"].limits, label="train.max_time"
+            NumberField, value=min(600, s.max_run_seconds), **limits["max_time"].limits, label="train.max_time"
         )
-        seed = tr(number_field, value=1337, precision=0, **BOUNDS["seed"].limits, label="train.seed")
+        seed = tr(NumberField, value=1337, precision=0, **BOUNDS["seed"].limits, label="train.seed")
     with gr.Row():
         start = tr(gr.Button, value="train.start", variant="primary", elem_id="ft-start")
         stop = tr(gr.Button, value="train.stop", variant="stop", elem_id="ft-stop")

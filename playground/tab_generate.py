@@ -21,7 +21,8 @@ from core.engine import SamplingParams, next_token_distribution, prompt_logits, 
 from core.errors import ConfigError, NewleafError
 from playground import charts_inspect as charts
 from playground.context import AppContext, friendly, notify
-from playground.form_values import check_prompt_length, number_field, parse_number, parse_stop, slider_field
+from playground.fields import NumberField, SliderField
+from playground.form_values import check_prompt_length, parse_number, parse_stop
 from playground.i18n import t
 from playground.model_cache import get_model
 from playground.model_choices import MAX_SAMPLES  # sample slots on the page (the engine allows more)
@@ -430,7 +431,7 @@ SLIDERS = (
 
 
 def _slider(tr, name, minimum, maximum, value, step, info):
-    return tr(slider_field, minimum=minimum, maximum=maximum, value=value, step=step, label=f"gen.{name}", info=info)
+    return tr(SliderField, minimum=minimum, maximum=maximum, value=value, step=step, label=f"gen.{name}", info=info)
 
 
 def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
@@ -441,12 +442,12 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
             preset_buttons = {name: tr(gr.Button, value=f"gen.preset.{name}", size="sm") for name in PRESETS}
         with gr.Row():
             cap = max(1, ctx.settings.max_new_tokens)
-            max_new_tokens = tr(slider_field, minimum=1, maximum=cap, value=min(200, cap), step=1,
+            max_new_tokens = tr(SliderField, minimum=1, maximum=cap, value=min(200, cap), step=1,
                                 label="gen.max_new_tokens")  # fmt: skip
             k = {spec[0]: _slider(tr, *spec) for spec in SLIDERS[:4]}
         with gr.Row():
             k.update({spec[0]: _slider(tr, *spec) for spec in SLIDERS[4:]})
-            seed = tr(number_field, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
+            seed = tr(NumberField, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
             stop = tr(gr.Textbox, label="gen.stop", info="gen.stop.info", placeholder="gen.stop.placeholder", lines=1,
                       max_lines=4)  # fmt: skip
     return SimpleNamespace(
@@ -460,9 +461,7 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
 def _completion_tab(tr) -> SimpleNamespace:
     prompt = tr(gr.Textbox, label="gen.prompt", placeholder="gen.prompt.placeholder", lines=3, elem_id="gen-prompt")
     with gr.Row():
-        num_samples = tr(
-            slider_field, minimum=1, maximum=MAX_SAMPLES, value=1, step=1, label="gen.num_samples", scale=3
-        )
+        num_samples = tr(SliderField, minimum=1, maximum=MAX_SAMPLES, value=1, step=1, label="gen.num_samples", scale=3)
         seed_used = tr(gr.Number, label="gen.seed_used", precision=0, interactive=False, scale=1)
         generate_btn = tr(gr.Button, value="gen.generate", variant="primary", scale=1, elem_id="gen-generate")
         stop_btn = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)

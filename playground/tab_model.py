@@ -13,7 +13,8 @@ import gradio as gr
 from core.errors import ConfigError
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from playground.context import AppContext, friendly
-from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields, slider_field
+from playground.fields import SliderField
+from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields
 from playground.i18n import say
 from playground.model_choices import DEFAULT_PRESET, KNOBS, estimate_markdown, preset_choices, preset_values
 
@@ -54,7 +55,7 @@ def create_tab(ctx: AppContext) -> ModelTab:
                 **RECIPES[DEFAULT_CPU_RECIPE].get("overrides", {}),
             }
             knobs = {
-                k: tr(slider_field, value=values[k], label=b.label, **b.limits, elem_id=f"model-{k}")
+                k: tr(SliderField, value=values[k], label=b.label, **b.limits, elem_id=f"model-{k}")
                 for k, b in KNOB_BOUNDS.items()
             }
         with gr.Column(scale=2):

@@ -22,7 +22,8 @@ from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly, notify
 from playground.corpus_choice import load_choice, tokenizer_for
-from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, Bounds, check_fields, number_field, slider_field
+from playground.fields import NumberField, SliderField
+from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, Bounds, check_fields
 from playground.i18n import t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import ACTIVE_STATES, owner_id
@@ -236,13 +237,11 @@ def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
     tr(gr.Markdown, value="train.explainer")
     with gr.Row():
         title = tr(gr.Textbox, label="train.title", placeholder="train.title.placeholder", scale=2)
-        lr = tr(number_field, value=RECIPE["train"]["lr"], label="train.lr", **b["lr"].limits, elem_id="train-lr")
-        batch = tr(
-            slider_field, value=RECIPE["train"]["batch_size"], label="train.batch_size", **b["batch_size"].limits
-        )
+        lr = tr(NumberField, value=RECIPE["train"]["lr"], label="train.lr", **b["lr"].limits, elem_id="train-lr")
+        batch = tr(SliderField, value=RECIPE["train"]["batch_size"], label="train.batch_size", **b["batch_size"].limits)
     with gr.Row():
         steps = tr(
-            number_field,
+            NumberField,
             value=min(100_000, s.max_steps),
             precision=0,
             label="train.max_steps",
@@ -250,21 +249,21 @@ def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
             elem_id="train-steps",
         )
         max_time = tr(
-            number_field,
+            NumberField,
             value=min(180, s.max_run_seconds),
             label="train.max_time",
             **b["max_time"].limits,
             elem_id="train-max-time",
         )
         eval_every = tr(
-            number_field,
+            NumberField,
             value=100,
             precision=0,
             label="train.eval_every",
             **b["eval_every"].limits,
             elem_id="train-eval",
         )
-        seed = tr(number_field, value=1337, precision=0, label="train.seed", **b["seed"].limits)
+        seed = tr(NumberField, value=1337, precision=0, label="train.seed", **b["seed"].limits)
     with gr.Row():
         start = tr(gr.Button, value="train.start", variant="primary", elem_id="train-start")
         stop = tr(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
