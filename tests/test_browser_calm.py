@@ -27,7 +27,21 @@ pytestmark = pytest.mark.skipif(
 
 # Words that stay English in Chinese on purpose: names (of models, formats, this app, a corpus) and units. Code,
 # quoted text, file names, identifiers (n_embd=48) and numbers are data, not words: english_words drops them.
-ENGLISH_ON_PURPOSE = {"Newleaf", "GPT", "BPE", "JSON", "CSV", "UTF", "Python", "Tiny", "Shakespeare", "cpu", "KB", "MB"}
+ENGLISH_ON_PURPOSE = {
+    "Newleaf",
+    "GPT",
+    "BPE",
+    "JSON",
+    "CSV",
+    "UTF",
+    "Python",
+    "Tiny",
+    "Shakespeare",
+    "cpu",
+    "KB",
+    "MB",
+    "GB",
+}
 OUTPUTS = ("#train-status", "#train-progress", "#loss-plot", "#rate-plot", "#train-samples")  # what Start shows
 
 
