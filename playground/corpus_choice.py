@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from core import demo_task
 from core.data import load_corpus
 from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
 from core.errors import CorpusError
@@ -27,10 +28,14 @@ def tokenizer_spec(kind: str, vocab: int) -> str:
 
 
 def corpus_title(name: str, lang: str = "en") -> str:
-    """A corpus's name in `lang`: a built-in dataset's title in the page's words, any other (files) as it is."""
-    for d in BUILTIN_DATASETS.values():
-        if name == d.title and f"ft.dataset.{d.name}" in EN:
-            return t(f"ft.dataset.{d.name}", lang)
+    """A corpus's (or fine-tuning data's) name in `lang`: a built-in dataset's or demo task's title in the page's
+    words, any other name (files) as it is."""
+    for key, title in [
+        *((f"ft.dataset.{d.name}", d.title) for d in BUILTIN_DATASETS.values()),
+        *((f"ft.task.{task.name}", task.title) for task in demo_task.TASKS.values()),
+    ]:
+        if name == title and key in EN:
+            return t(key, lang)
     return name
 
 

@@ -28,6 +28,7 @@ from core.sft_data import load_finetune_data
 from core.tokenizer import GPT2Tokenizer, load_tokenizer
 from core.trainable import FinetuneConfig, parameter_counts
 from playground.context import AppContext
+from playground.corpus_choice import corpus_title
 from playground.form_values import Bounds, parse_layers
 from playground.i18n import EN, say, t
 from playground.jobs import owner_id
@@ -277,7 +278,7 @@ def render_data_report(facts: dict | None, lang="en") -> str:
         return t("ft.data.none", lang)
     lines = []
     if facts["chat"]:
-        lines.append(t("ft.check.chat", lang, name=facts["name"], n=f"{facts['examples']:,}"))
+        lines.append(t("ft.check.chat", lang, name=corpus_title(facts["name"], lang), n=f"{facts['examples']:,}"))
         if facts["held_out"]:
             lines.append(t("ft.check.held_out", lang, n=f"{facts['held_out']:,}"))
         if facts.get("reuse"):
@@ -290,7 +291,9 @@ def render_data_report(facts: dict | None, lang="en") -> str:
             lines.append(t("ft.check.later", lang, why=why))
     else:
         tokens = f"{facts['tokens']:,}" if facts["tokens"] is not None else "?"
-        lines.append(t("ft.check.text", lang, name=facts["name"], chars=f"{facts['chars']:,}", tokens=tokens))
+        lines.append(
+            t("ft.check.text", lang, name=corpus_title(facts["name"], lang), chars=f"{facts['chars']:,}", tokens=tokens)
+        )
     return "\n\n".join(lines + [t("ft.check.preview", lang), f"```text\n{facts['preview']}\n```"])
 
 

@@ -276,7 +276,7 @@ def upload_run(ctx: AppContext, owner, file, changed, lang):
         limits,
         source_name=path.name,
         config_update={"owner": owner_hash, "created": time.time()},
-        check_model=lambda cfg: check_upload_fits(cfg, s),
+        check_model=lambda cfg: check_upload_fits(cfg, s, lang),
     )
     return t("runs.uploaded", lang, title=runs.title(dest)), (changed or 0) + 1
 
