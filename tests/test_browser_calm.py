@@ -8,48 +8,25 @@ The tests run in order on one page: the first starts a short training run whose 
 alone."""
 
 import os
-import re
 import socket
 
 import pytest
 import requests
 import tiktoken
+from playwright.sync_api import Error as PlaywrightError
 
 from playground import corpus_choice
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.ui import build_app, launch_kwargs
+from tests.chinese import english_words
 from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, choose, shot
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
 )
 
-# Words that stay English in Chinese on purpose: names (of models, formats, this app, a corpus) and units. Code,
-# quoted text, file names, identifiers (n_embd=48) and numbers are data, not words: english_words drops them.
-ENGLISH_ON_PURPOSE = {
-    "Newleaf",
-    "GPT",
-    "BPE",
-    "JSON",
-    "CSV",
-    "UTF",
-    "Python",
-    "Tiny",
-    "Shakespeare",
-    "cpu",
-    "KB",
-    "MB",
-    "GB",
-}
 OUTPUTS = ("#train-status", "#train-progress", "#loss-plot", "#rate-plot", "#train-samples")  # what Start shows
-
-
-def english_words(text: str) -> list[str]:
-    """The English words of `text` that are not on the short list above."""
-    text = re.sub(r"`[^`]*`|'[^']*'|\"[^\"]*\"", " ", text)
-    text = re.sub(r"[\w.=/+-]*[_=./\d][\w.=/+-]*", " ", text)
-    return [w for w in re.findall(r"[A-Za-z]{2,}", text) if w not in ENGLISH_ON_PURPOSE]
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +82,12 @@ def toast(page, text: str) -> str:
 
 
 def close_toasts(page) -> None:
+    """Close the messages beside the page (one may go by itself meanwhile: that is fine too)."""
     for close in page.locator("[data-testid=toast-close]").all():
-        if close.is_visible():
-            close.click()
-    page.locator("[data-testid=toast-body]").first.wait_for(state="detached")
+        try:
+            close.click(timeout=3_000)
+        except PlaywrightError:
+            pass
 
 
 def assert_outputs_untouched(page, traces: int) -> None:

@@ -21,8 +21,8 @@ from core.train import _finished_message, _Progress
 from core.train_config import TrainConfig
 from playground import i18n
 from playground.i18n import ZH, say
+from tests.chinese import english_words
 from tests.conftest import REPO
-from tests.test_browser_calm import english_words
 
 
 def placeholders(text: str) -> set[str]:

@@ -24,7 +24,7 @@ from playground.job_view import progress_html, status_markdown, with_budget
 from playground.jobs import Jobs, owner_id
 from playground.run_picker import refreshed_choices
 from playground.settings import Settings
-from tests.test_browser_calm import english_words
+from tests.chinese import english_words
 
 TOKEN = "refusals-token"
 TINY = [2, 2, 32, 32, 0.0, "tiny"]  # n_layer, n_head, n_embd, block_size, dropout, preset
