@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 from core.engine import SamplingParams, stream
 from core.errors import NewleafError
+from core.messages import Text
 
 ROLES = ("system", "user", "assistant")
 SPECIAL_KIND = "special_tokens"
@@ -48,10 +49,7 @@ class TokenChatTemplate:
         specials = tokenizer.special_tokens
         missing = [m for m in self.markers if m not in specials]
         if missing:
-            raise NewleafError(
-                f"This tokenizer has no chat marker token{'s' if len(missing) > 1 else ''} "
-                f"{', '.join(missing)}: the model was not fine-tuned for chat with this template."
-            )
+            raise NewleafError(Text("chat.no_markers", markers=", ".join(missing)))
         return {k: specials[getattr(self, k)] for k in (*ROLES, "end")}
 
     def encode_with_mask(self, tokenizer, messages: list[dict]) -> tuple[list[int], list[bool]]:
@@ -154,7 +152,7 @@ class ChatTemplate:
 
 def _check_role(role) -> str:
     if role not in ROLES:
-        raise NewleafError(f"Unknown chat role {role!r}; use one of {', '.join(ROLES)}.")
+        raise NewleafError(Text("chat.role", role=role, roles=", ".join(ROLES)))
     return role
 
 
@@ -164,12 +162,12 @@ def template_for(config: dict) -> TokenChatTemplate | ChatTemplate:
     if not saved:
         return ChatTemplate()
     if not isinstance(saved, dict):
-        raise NewleafError("The run's chat template is malformed (not an object).")
+        raise NewleafError(Text("chat.template_bad", reason="not an object"))
     cls = TokenChatTemplate if saved.get("kind") == SPECIAL_KIND else ChatTemplate
     try:
         return cls(**{k: v for k, v in saved.items() if k in ("system", "user", "assistant", "end")})
     except TypeError as e:
-        raise NewleafError(f"The run's chat template is malformed ({e}).") from None
+        raise NewleafError(Text("chat.template_bad", reason=str(e))) from None
 
 
 def normalize_history(history: list) -> list[dict]:
@@ -190,7 +188,7 @@ def stream_reply(model, tokenizer, config: dict, messages: list[dict], params: S
     template = template_for(config)
     messages = normalize_history(messages)
     if not messages or messages[-1]["role"] != "user":
-        raise NewleafError("The conversation must end with a user message.")
+        raise NewleafError(Text("chat.end_with_user"))
     ids = template.encode(tokenizer, messages)
     params.stop = list(dict.fromkeys([*template.stops, *params.stop]))
     params.stop_token_ids = list(dict.fromkeys([*template.stop_ids(tokenizer), *params.stop_token_ids]))

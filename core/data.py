@@ -25,6 +25,7 @@ import torch
 
 from core.errors import ConfigError, CorpusError
 from core.files import atomic_write
+from core.messages import Text
 from core.units import format_bytes
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -64,9 +65,6 @@ _BINARY_CONTROL_FRACTION = 0.3  # "mostly" control characters; real text has nex
 _TEXT_CONTROLS = {9, 10, 11, 12, 13, 27}
 _NON_CONTROL_BYTES = bytes(b for b in range(256) if not (b < 32 or b == 127) or b in _TEXT_CONTROLS)
 
-_FORMAT_HINT = "Choose a plain-text file (.txt, .md, .jsonl or .csv)."
-_JSONL_HINT = 'Each line of a .jsonl file must be one JSON object like {"text": "..."}.'
-
 
 def read_text_file(path: PathLike, *, csv_column: str | None = None, max_bytes: int | None = None) -> str:
     """Read one corpus file as text, validated, with "\\r\\n" turned into "\\n".
@@ -91,16 +89,17 @@ def read_checked_text(path: Path, limit: int, kind: str = "text") -> str:
     text; otherwise a CorpusError naming the file (`kind` says what it should hold: "text", "data")."""
     name = path.name
     if not path.exists():
-        raise CorpusError(f"File not found: {path}.")
+        raise CorpusError(Text("data.not_found", path=str(path)))
     if path.is_dir():
-        raise CorpusError(f"{name} is a folder, not a file. Choose a {kind} file inside it.")
+        raise CorpusError(Text("data.folder", name=name, kind=Text(f"what.{kind}")))
     size = os.stat(path).st_size
     if size == 0:
-        raise CorpusError(f"{name} is empty (0 bytes). Choose a file with some {kind} in it.")
+        raise CorpusError(Text("data.empty", name=name, kind=Text(f"what.{kind}")))
     if size > limit:
         raise CorpusError(
-            f"{name} is {format_bytes(size)}, larger than the {format_bytes(limit)} limit. "
-            f"Use a smaller file, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
+            Text(
+                "data.too_big", name=name, size=format_bytes(size), limit=format_bytes(limit), env=MAX_CORPUS_BYTES_ENV
+            )
         )
     return _decode(path.read_bytes(), name)
 
@@ -108,27 +107,22 @@ def read_checked_text(path: Path, limit: int, kind: str = "text") -> str:
 def _decode(data: bytes, name: str) -> str:
     """Bytes -> text, or a CorpusError saying why these bytes are not UTF-8 text."""
     if data.startswith(_UTF16_BOMS):
-        raise CorpusError(f"{name} is UTF-16 text, not UTF-8. Save it as UTF-8 and try again.")
+        raise CorpusError(Text("data.utf16", name=name))
     if b"\x00" in data:
-        raise CorpusError(f"{name} looks like a binary file, not text (it contains NUL bytes). {_FORMAT_HINT}")
+        raise CorpusError(Text("data.binary_nul", name=name))
     sample = data[:_BINARY_SAMPLE_BYTES]
     n_control = len(sample.translate(None, _NON_CONTROL_BYTES))  # what is left after deleting the non-controls
     if n_control > _BINARY_CONTROL_FRACTION * len(sample):
-        raise CorpusError(
-            f"{name} looks like a binary file, not text (it is mostly control characters). {_FORMAT_HINT}"
-        )
+        raise CorpusError(Text("data.binary_control", name=name))
 
     bom = len(_UTF8_BOM) if data.startswith(_UTF8_BOM) else 0  # a UTF-8 BOM is harmless: drop it
     try:
         text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
         offset = bom + e.start  # offset in the file as the user has it, BOM included
-        raise CorpusError(
-            f"{name} is not valid UTF-8 text: invalid byte 0x{data[offset]:02x} at byte offset {offset}. "
-            "Save it as UTF-8 and try again."
-        ) from None
+        raise CorpusError(Text("data.not_utf8", name=name, byte=data[offset], offset=offset)) from None
     if not text or text.isspace():
-        raise CorpusError(f"{name} contains only whitespace; there is no text to train on.")
+        raise CorpusError(Text("data.whitespace", name=name))
     return text.replace("\r\n", "\n")
 
 
@@ -147,10 +141,7 @@ def check_unicode(text: str, where: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise CorpusError(
-            f"{where}: the text holds an invalid character (a lone surrogate, "
-            f"U+{ord(text[e.start]):04X}); fix the \\u escape or remove it."
-        ) from None
+        raise CorpusError(Text("data.surrogate", where=where, code=ord(text[e.start]))) from None
 
 
 def _parse_jsonl(text: str, name: str) -> str:
@@ -162,15 +153,16 @@ def _parse_jsonl(text: str, name: str) -> str:
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError) as e:
-            raise CorpusError(f"{name}, line {lineno}: not valid JSON ({json_problem(e)}). {_JSONL_HINT}") from None
+            where = Text("where.line", name=name, line=lineno)
+            raise CorpusError(Text("data.jsonl_json", where=where, problem=json_problem(e))) from None
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise CorpusError(f'{name}, line {lineno}: no "text" string field. {_JSONL_HINT}')
+            raise CorpusError(Text("data.jsonl_no_text", where=Text("where.line", name=name, line=lineno)))
         if obj["text"]:
-            check_unicode(obj["text"], f"{name}, line {lineno}")
+            check_unicode(obj["text"], Text("where.line", name=name, line=lineno))
             docs.append(obj["text"])
     text = "\n\n".join(docs)  # a blank line between documents, as between files
     if not text or text.isspace():
-        raise CorpusError(f'{name} has no text: every "text" field is empty.')
+        raise CorpusError(Text("data.jsonl_empty", name=name))
     return text
 
 
@@ -182,7 +174,7 @@ def read_csv_table(text: str, name: str):
     try:
         return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-        raise CorpusError(f"{name} could not be read as CSV ({str(e).strip()}).") from None
+        raise CorpusError(Text("data.csv_unreadable", name=name, reason=str(e).strip())) from None
 
 
 def parse_csv_text(text: str, name: str, csv_column: str | None) -> str:
@@ -192,20 +184,17 @@ def parse_csv_text(text: str, name: str, csv_column: str | None) -> str:
     listed = ", ".join(repr(c) for c in columns)
     if csv_column is not None:
         if csv_column not in df.columns:
-            raise CorpusError(f"{name} has no column {csv_column!r}. Available columns: {listed}.")
+            raise CorpusError(Text("data.csv_no_column", name=name, column=csv_column, listed=listed))
         column = csv_column
     elif "text" in df.columns:
         column = "text"
     elif len(columns) == 1:
         column = df.columns[0]
     else:
-        raise CorpusError(
-            f"{name} has several columns and none is called 'text'. "
-            f"Choose the column to train on. Available columns: {listed}."
-        )
+        raise CorpusError(Text("data.csv_which_column", name=name, listed=listed))
     text = "\n".join(df[column].dropna())
     if not text or text.isspace():
-        raise CorpusError(f"{name} has no text in column {column!r}.")
+        raise CorpusError(Text("data.csv_column_empty", name=name, column=column))
     return text
 
 
@@ -231,15 +220,19 @@ def load_corpus(
     file and to all of them together, both checked with os.stat before anything is read."""
     paths = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
     if not paths:
-        raise CorpusError("No corpus files given. Choose at least one text file.")
+        raise CorpusError(Text("data.no_files"))
     limit = max_corpus_bytes(max_bytes)
     if len(paths) > 1:
         total = sum(os.stat(p).st_size for p in paths if p.is_file())
         if total > limit:
             raise CorpusError(
-                f"Together these {len(paths)} files are {format_bytes(total)}, larger than the "
-                f"{format_bytes(limit)} limit. "
-                f"Use fewer or smaller files, or raise the limit with {MAX_CORPUS_BYTES_ENV}."
+                Text(
+                    "data.files_too_big",
+                    n=len(paths),
+                    size=format_bytes(total),
+                    limit=format_bytes(limit),
+                    env=MAX_CORPUS_BYTES_ENV,
+                )
             )
     texts = [read_text_file(p, csv_column=csv_column, max_bytes=limit) for p in paths]
     return Corpus(
@@ -313,10 +306,11 @@ def check_token_counts(n_train: int, n_val: int, block_size: int) -> None:
     need = block_size + 1
     for part, n in (("training", n_train), ("validation", n_val)):
         if n < need:
-            smaller = f"a context length of at most {n - 1}" if n >= 2 else "a smaller context length"
+            smaller = Text("data.context_at_most", block=n - 1) if n >= 2 else Text("data.context_smaller")
             raise CorpusError(
-                f"The {part} part of the corpus has only {n:,} tokens, but a context length of {block_size} "
-                f"needs at least {need:,}. Use {smaller}, or a bigger corpus."
+                Text(
+                    "data.part_too_short", part=Text(f"what.{part}"), n=n, block=block_size, need=need, smaller=smaller
+                )
             )
 
 
@@ -376,9 +370,7 @@ def get_batch(
     restoring the generator's state reproduces the same batches."""
     n = len(tokens)
     if n < block_size + 1:
-        raise CorpusError(
-            f"The data has only {n:,} tokens, but a context length of {block_size} needs at least {block_size + 1:,}."
-        )
+        raise CorpusError(Text("data.too_short", n=n, block=block_size, need=block_size + 1))
     starts = torch.randint(n - block_size, (batch_size,), generator=generator).numpy()  # (B,)
     windows = np.asarray(tokens)[starts[:, None] + np.arange(block_size + 1)]  # (B, T+1), one gather from the memmap
     windows = torch.from_numpy(windows.astype(np.int64))

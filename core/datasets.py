@@ -21,6 +21,7 @@ from core.cache import OFFLINE_ENV, cache_dir, is_offline
 from core.data import Corpus, load_corpus
 from core.errors import CorpusError, DownloadError
 from core.files import atomic_write_bytes
+from core.messages import Text
 
 # ----------------------------------------------------------------------------------------------------------------------
 # 1. Tiny Shakespeare
@@ -29,14 +30,12 @@ TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/mast
 TINY_SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"
 TINY_SHAKESPEARE_FILE = "tinyshakespeare.txt"
 
-_OFFLINE_HINT = "use the built-in offline dataset 'python-stdlib' or upload a text file."
-
 
 def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def _download_error(message: str, reason: str) -> DownloadError:
+def _download_error(message: Text, reason: str) -> DownloadError:
     """A DownloadError that also carries the bare `reason`, so callers can compose their own sentence."""
     err = DownloadError(message)
     err.reason = reason
@@ -63,27 +62,19 @@ def download_tinyshakespeare(*, url: str = TINY_SHAKESPEARE_URL, timeout: float 
     if not force and is_tinyshakespeare_cached():
         return dest
     if is_offline():
-        raise _download_error(
-            f"Tiny Shakespeare is not cached and {OFFLINE_ENV}=1 forbids downloading it; {_OFFLINE_HINT}",
-            f"not cached, and {OFFLINE_ENV}=1",
-        )
+        raise _download_error(Text("datasets.offline", env=OFFLINE_ENV), f"not cached, and {OFFLINE_ENV}=1")
 
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             data = response.read()
     except (urllib.error.URLError, OSError, ValueError) as e:  # no network, refused, timeout, bad URL
         reason = str(getattr(e, "reason", None) or e)
-        raise _download_error(
-            f"Could not download Tiny Shakespeare from {url} ({reason}). You seem to be offline: {_OFFLINE_HINT}",
-            reason,
-        ) from e
+        raise _download_error(Text("datasets.no_download", url=url, reason=reason), reason) from e
 
     got = _md5(data)
     if got != TINY_SHAKESPEARE_MD5:
         raise _download_error(
-            f"The file downloaded from {url} is not Tiny Shakespeare (md5 {got}, expected {TINY_SHAKESPEARE_MD5}), "
-            f"so it was not kept. Try again later, or {_OFFLINE_HINT}",
-            "checksum mismatch",
+            Text("datasets.wrong_file", url=url, got=got, expected=TINY_SHAKESPEARE_MD5), "checksum mismatch"
         )
 
     atomic_write_bytes(dest, data)
@@ -133,7 +124,7 @@ def _stdlib_text() -> tuple[str, str]:
         parts.append(part)
         total += len(part) + 1
     if not parts:
-        raise CorpusError(f"No Python source files were found in {root}, so the 'python-stdlib' dataset is empty.")
+        raise CorpusError(Text("datasets.no_stdlib", root=str(root)))
     return "\n".join(parts), str(root)
 
 
@@ -183,7 +174,7 @@ def load_builtin(name: str) -> Corpus:
     dataset = BUILTIN_DATASETS.get(name)
     if dataset is None:
         known = ", ".join(BUILTIN_DATASETS)
-        raise CorpusError(f"Unknown built-in dataset {name!r}. Known datasets: {known}.")
+        raise CorpusError(Text("datasets.unknown", name=name, known=known))
     return dataset.load()
 
 
@@ -194,7 +185,7 @@ def resolve_corpus(spec: str | os.PathLike | list, csv_column: str | None = None
     if not builtins:
         return load_corpus(specs, csv_column=csv_column)
     if len(specs) > 1:
-        raise CorpusError("A built-in dataset cannot be combined with other files or datasets. Choose one.")
+        raise CorpusError(Text("datasets.combined"))
     return load_builtin(builtins[0][len(BUILTIN_PREFIX) :])
 
 

@@ -9,6 +9,7 @@ import platform
 import torch
 
 from core.errors import ConfigError
+from core.messages import Text
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -81,4 +82,4 @@ MAX_SEED = 2**63 - 1
 def check_seed(seed) -> None:
     """Refuse a seed torch cannot take, before anything depends on it."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"The seed must be a whole number from 0 to {MAX_SEED:,}; got {seed!r}.")
+        raise ConfigError(Text("device.seed", max=MAX_SEED, seed=seed))

@@ -25,6 +25,7 @@ from torch.ao.quantization import quantize_dynamic
 from core.decoder import Decoder, KVCache
 from core.device import check_seed
 from core.errors import ConfigError, NewleafError
+from core.messages import Text
 
 # ----------------------------------------------------------------------------------------------------------
 # int8 weights
@@ -69,28 +70,28 @@ class SamplingParams:
 
     def validate(self, max_new_tokens_limit: int | None = None) -> None:
         if self.max_new_tokens < 1:
-            raise ConfigError("max_new_tokens must be at least 1.")
+            raise ConfigError(Text("engine.max_new_tokens"))
         if max_new_tokens_limit and self.max_new_tokens > max_new_tokens_limit:
-            raise ConfigError(f"max_new_tokens is limited to {max_new_tokens_limit}; got {self.max_new_tokens}.")
+            raise ConfigError(Text("engine.max_new_tokens_limit", limit=max_new_tokens_limit, got=self.max_new_tokens))
         if self.temperature < 0:
-            raise ConfigError(f"temperature must be 0 (greedy) or more; got {self.temperature}.")
+            raise ConfigError(Text("engine.temperature", got=self.temperature))
         if self.top_k is not None and self.top_k < 1:
-            raise ConfigError(f"top_k must be at least 1; got {self.top_k}.")
+            raise ConfigError(Text("engine.top_k", got=self.top_k))
         if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise ConfigError(f"top_p must be in (0, 1]; got {self.top_p}.")
+            raise ConfigError(Text("engine.top_p", got=self.top_p))
         if self.min_p is not None and not (0 <= self.min_p <= 1):
-            raise ConfigError(f"min_p must be in [0, 1]; got {self.min_p}.")
+            raise ConfigError(Text("engine.min_p", got=self.min_p))
         if self.repetition_penalty <= 0:
-            raise ConfigError(f"repetition_penalty must be positive; got {self.repetition_penalty}.")
+            raise ConfigError(Text("engine.repetition_penalty", got=self.repetition_penalty))
         if not 1 <= self.num_samples <= 64:
-            raise ConfigError(f"num_samples must be between 1 and 64; got {self.num_samples}.")
+            raise ConfigError(Text("engine.num_samples", got=self.num_samples))
         if self.seed is not None:
             check_seed(self.seed)
         if len(self.stop) > MAX_STOP_STRINGS:
-            raise ConfigError(f"At most {MAX_STOP_STRINGS} stop strings are allowed; got {len(self.stop):,}.")
+            raise ConfigError(Text("engine.stop_count", max=MAX_STOP_STRINGS, got=len(self.stop)))
         longest = max((len(s) for s in self.stop), default=0)
         if longest > MAX_STOP_CHARS:
-            raise ConfigError(f"A stop string may be at most {MAX_STOP_CHARS} characters long; one has {longest:,}.")
+            raise ConfigError(Text("engine.stop_length", max=MAX_STOP_CHARS, got=longest))
 
 
 def apply_penalties(
@@ -192,7 +193,7 @@ def generate_tokens(
     when a row is finished."""
     cfg = model.config
     if not prompt_ids:
-        raise NewleafError("The prompt is empty after tokenization; type at least one character.")
+        raise NewleafError(Text("engine.prompt_empty"))
     was_training = model.training
     model.eval()
     device = model.transformer.wte.weight.device

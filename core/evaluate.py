@@ -4,7 +4,8 @@
     exact match            the greedy reply equals the reference (after trimming spaces)
     BLEU                   n-gram overlap with the references, 0..100 (sacrebleu's corpus BLEU)
     ROUGE-L                longest common subsequence with the reference, F1 averaged, 0..1 (rouge-score)
-    distinct-n             distinct n-grams / all n-grams over sampled replies: 1 = never repeats itself
+    distinct-n             distinct n-grams / all n-grams over sampled replies: 1 = never repeats itself (an empty
+                           reply counts as one n-gram that is never distinct; a shorter one as one n-gram, itself)
 
 `evaluate_run` measures a fine-tuning run's model (its base, or the fine-tuned result) and `write_eval` keeps the
 numbers in the run directory's eval.json under "base" and "finetuned", so the app and the CLI show both.
@@ -76,13 +77,22 @@ class _CharTokenizer:
 
 
 def distinct_n(texts: list[str], n: int) -> float:
-    """Distinct n-grams of words over all texts, divided by their total count (0 when there are none)."""
+    """Distinct n-grams of words over all texts, divided by their total count (0 when there are no texts). A text
+    with fewer than n words (but some) counts as one n-gram, its words as they are ("42" replies to a sum); an
+    empty text counts as one n-gram that is never distinct: saying nothing is no variety, and ten empty replies
+    score 0, not a perfect 1."""
     grams, total = set(), 0
     for t in texts:
-        words = t.split()
-        for i in range(len(words) - n + 1):
-            grams.add(tuple(words[i : i + n]))
+        words = tuple(t.split())
+        if not words:
+            total += 1  # one n-gram's worth of nothing, never distinct
+        elif len(words) < n:
+            grams.add(words)
             total += 1
+        else:
+            for i in range(len(words) - n + 1):
+                grams.add(words[i : i + n])
+                total += 1
     return len(grams) / total if total else 0.0
 
 

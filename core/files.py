@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import CheckpointError, ConfigError
+from core.messages import Text
 
 # ----------------------------------------------------------------------------------------------------------
 # Atomic files and folders
@@ -38,7 +39,7 @@ def fsync_dir(path: Path) -> None:
 def write_error(e: OSError, what) -> CheckpointError:
     """A disk problem (full, read-only, no permission...) as one sentence naming what could not be written."""
     reason = e.strerror or str(e) or type(e).__name__
-    err = CheckpointError(f"Could not write {what}: {reason}.")
+    err = CheckpointError(Text("files.write", what=str(what), reason=reason))
     err.reason = reason
     return err
 
@@ -135,13 +136,13 @@ def read_json(path):
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{path} is missing.") from None
+        raise CheckpointError(Text("files.missing", path=str(path))) from None
     except OSError as e:  # a folder in its place, no permission...
-        raise CheckpointError(f"{path} cannot be read ({e.strerror or e}).") from None
+        raise CheckpointError(Text("files.unreadable", path=str(path), reason=str(e.strerror or e))) from None
     except RecursionError:
-        raise CheckpointError(f"{path} is corrupt (its JSON is nested too deeply).") from None
+        raise CheckpointError(Text("files.json_deep", path=str(path))) from None
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of thousands of digits
-        raise CheckpointError(f"{path} is corrupt (not valid JSON: {e}).") from None
+        raise CheckpointError(Text("files.json_bad", path=str(path), reason=str(e))) from None
 
 
 # ----------------------------------------------------------------------------------------------------------

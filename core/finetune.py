@@ -42,6 +42,7 @@ from core.errors import CheckpointError, ConfigError, CorpusError, NewleafError
 from core.evaluate import evaluate_run, read_eval, write_eval
 from core.files import atomic_folder, atomic_write, atomic_write_json, read_json
 from core.hf import load_hf_gpt2
+from core.messages import Text, join
 from core.model import GPT, GPTConfig, preset_config
 from core.prepare import encode_text, write_token_files
 from core.sft_data import (
@@ -74,7 +75,7 @@ def train_config(method: str = "full", demo: bool = False, **overrides):
     """Fine-tuning's TrainConfig: the method's defaults (the demo task's recipe for it), then `overrides`
     (None values ignored)."""
     if method not in METHODS:
-        raise ConfigError(f"Unknown fine-tuning method {method!r}; use 'full' or 'lora'.")
+        raise ConfigError(Text("finetune.method", method=method))
     d = {**TRAIN_DEFAULTS[method], **(dict(DEMO_TRAIN, lr=DEMO_LR[method]) if demo else {})}
     d.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig(**d)
@@ -111,21 +112,18 @@ def load_base(spec, which: str = "best") -> Base:
                 return _run_base(path, config, which)
         return _hf_base(str(path))
     if path.exists():
-        raise CheckpointError(f"{spec} is a file; choose a run directory, a Hugging Face model folder, or hf:NAME.")
-    raise CheckpointError(
-        f"No run or model folder {spec}. Choose one of your runs, a folder with a Hugging Face "
-        f"GPT-2 model, or a Hub model as hf:NAME (e.g. hf:distilgpt2)."
-    )
+        raise CheckpointError(Text("finetune.base_is_file", spec=spec))
+    raise CheckpointError(Text("finetune.no_base", spec=spec))
 
 
 def _run_base(path: Path, config: dict, which: str) -> Base:
     ck = runs.checkpoint_dir(path, which) or runs.checkpoint_dir(path, "last")
     if ck is None:
-        raise CheckpointError(f"{path} has no checkpoint yet: train it first, or choose another base.")
+        raise CheckpointError(Text("finetune.base_untrained", path=str(path)))
     try:
         cfg = GPTConfig.from_dict(config["model"])
     except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{path / runs.CONFIG} has no valid model section ({e}).") from None
+        raise CheckpointError(Text("runs.no_model_section", path=str(path / runs.CONFIG), reason=str(e))) from None
     tensors = runs.load_tensors(ck / "model.safetensors")
     runs.load_model_weights(GPT(cfg), tensors, str(ck / "model.safetensors"))  # checks that they fit
     meta = read_json(ck / "meta.json")
@@ -245,7 +243,7 @@ def prepare_finetune(
     before writing anything."""
     run_dir = Path(run_dir)
     if (run_dir / runs.CONFIG).exists():
-        raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
+        raise ConfigError(Text("prepare.exists", path=str(run_dir)))
     ft = ft or FinetuneConfig()
     ft.validate()
     data = (
@@ -306,7 +304,7 @@ def prepare_finetune(
         }
         atomic_write_json(tmp / runs.CONFIG, config)
         runs.write_status(
-            tmp, "created", "Ready to fine-tune.", step=0, max_steps=train.max_steps, max_time=train.max_time
+            tmp, "created", Text("status.ready_finetune"), step=0, max_steps=train.max_steps, max_time=train.max_time
         )
 
     # the run appears whole or not at all: a full disk half-way, or data refused late, leaves nothing behind
@@ -327,17 +325,11 @@ def _write_conversations(
         if note:
             notes.append(note)
     if not enc_train.ids:
-        raise CorpusError(
-            f"No training example fits the context of {block} tokens "
-            f"({enc_train.dropped:,} dropped). Use shorter examples or a model with a longer "
-            f"context."
-        )
+        raise CorpusError(Text("finetune.none_fits", block=block, dropped=enc_train.dropped))
     if not enc_val.ids:
-        raise CorpusError(f"No validation example fits the context of {block} tokens.")
+        raise CorpusError(Text("finetune.no_val_fits", block=block))
     if val_is_train:
-        notes.append(
-            f"Only {len(train_convs)} examples: too few to hold some out, so validation uses the training examples."
-        )
+        notes.append(Text("finetune.val_is_train", n=len(train_convs)))
     write_examples(data_dir, "train", enc_train, tokenizer.vocab_size)
     write_examples(data_dir, "val", enc_val, tokenizer.vocab_size)
     write_conversations(data_dir / "val.jsonl", [val_convs[i] for i in enc_val.kept_indices])
@@ -361,7 +353,8 @@ def _write_conversations(
         "truncated": enc_train.truncated + enc_val.truncated,
         "dropped": enc_train.dropped + enc_val.dropped,
         "too_long": ft.too_long,
-        "notes": notes,
+        "notes": [str(n) for n in notes],
+        "note_texts": [n.to_json() for n in notes],  # the same, for saying them in another language
     }
 
 
@@ -382,8 +375,9 @@ def describe_data(
 ) -> dict:
     """What the app shows about fine-tuning data before a run is made, as facts (the words are the caller's):
     {"chat", "name", "examples", "held_out", "reuse" (too few examples to hold any out), "chars", "tokens"
-    (plain text), "block" and "note" (conversations longer than the context, in the engine's words), "why"
-    (the vocabulary could not be planned), "preview" (the first conversation rendered, or the text's start)}.
+    (plain text), "block" and "note" (conversations longer than the context: a Text, or ""), "why" (the
+    vocabulary could not be planned: a Text or the error's words, or ""), "preview" (the first conversation
+    rendered, or the text's start)}.
     base_tokenizer loads the base's tokenizer when called (it may download); None for a fresh model."""
     chat = data.kind == "chat"
     convs = data.conversations + (data.held_out or [])
@@ -391,7 +385,7 @@ def describe_data(
     try:  # the tokenizer fine-tuning will use: the base's plus the markers and any new characters
         vocab = plan_vocabulary(data, base_tokenizer() if base_tokenizer else None, base_config)
     except NewleafError as e:
-        why = str(e)
+        why = e.text or str(e)
     text = conversation_text(convs) if chat else data.text
     facts = {
         "chat": chat,
@@ -448,7 +442,7 @@ def load_base_model(run_dir, device: str = "cpu"):
     run_dir = Path(run_dir)
     config = runs.read_config(run_dir)
     if not (run_dir / BASE_FILE).exists():
-        raise CheckpointError(f"{run_dir} is not a fine-tuning run (it has no {BASE_FILE}).")
+        raise CheckpointError(Text("finetune.no_base_file", path=str(run_dir), file=BASE_FILE))
     model = GPT(GPTConfig.from_dict(config["model"]))
     runs.load_model_weights(model, runs.load_tensors(run_dir / BASE_FILE), str(run_dir / BASE_FILE))
     return model.to(pick_device(device)).eval(), load_tokenizer(run_dir)
@@ -478,12 +472,12 @@ def run_finetune(
     run_dir = Path(run_dir)
     trainer = trainer or Trainer(run_dir, device=device)
     if not isinstance(trainer.model, FineTuned):
-        raise CheckpointError(f"{run_dir} is not a fine-tuning run (its config.json has no finetune section).")
+        raise CheckpointError(Text("finetune.not_finetune", path=str(run_dir)))
     budget = {"max_steps": trainer.cfg.max_steps, "max_time": trainer.cfg.max_time}  # shown while measuring too
     if evaluate is None:
         evaluate = trainer.model.ft.evaluate
     if evaluate and "base" not in read_eval(run_dir) and runs.checkpoint_dir(run_dir, "last") is None:
-        runs.write_status(run_dir, "running", "Measuring the base model before fine-tuning.", step=0, **budget)
+        runs.write_status(run_dir, "running", Text("status.measuring_base"), step=0, **budget)
         model, _ = load_base_model(run_dir, device=str(trainer.device))
         result = evaluate_run(run_dir, model=model)
         write_eval(run_dir, "base", result)
@@ -492,33 +486,33 @@ def run_finetune(
     fit = trainer.fit(callbacks=callbacks, resume=resume)
     if evaluate and fit.state in ("completed", "stopped") and runs.checkpoint_dir(run_dir, "last") is not None:
         state = runs.read_status(run_dir)
-        runs.write_status(run_dir, "running", "Measuring the fine-tuned model.", step=fit.step, **budget)
+        runs.write_status(run_dir, "running", Text("status.measuring_finetuned"), step=fit.step, **budget)
         result = evaluate_run(run_dir, which="best", device=str(trainer.device))
         evals = write_eval(run_dir, "finetuned", result, step=fit.step)
         for cb in callbacks:
             cb("evaluation", {"which": "finetuned", **result})
-        message = fit.message + " " + summarize(evals, runs.read_config(run_dir)["data"].get("val_is_train", False))
-        fit.message = message.strip()
+        message = join(fit.text, summarize(evals, runs.read_config(run_dir)["data"].get("val_is_train", False)))
+        fit.message, fit.text = str(message), message
         runs.write_status(
             run_dir,
             fit.state,
-            fit.message,
+            message,
             **{k: v for k, v in state.items() if k not in ("state", "message", "updated", "pid")},
         )
     return fit
 
 
-def summarize(evals: dict, val_is_train: bool = False) -> str:
+def summarize(evals: dict, val_is_train: bool = False) -> Text | None:
     """One line: the headline metric before -> after (val_is_train: the data was too small to hold any out)."""
     before, after = evals.get("base") or {}, evals.get("finetuned") or {}
     if "exact_match" in after:
         b = f"{before['exact_match']:.0%}" if "exact_match" in before else "?"
-        which = "training prompts (too few examples to hold any out)" if val_is_train else "held-out prompts"
-        return f"Exact match on {after['items']} {which}: base {b} -> fine-tuned {after['exact_match']:.0%}."
+        which = Text("finetune.on_training_prompts") if val_is_train else Text("finetune.on_held_out_prompts")
+        return Text("finetune.summary_em", n=after["items"], which=which, before=b, after=f"{after['exact_match']:.0%}")
     if "val_loss" in after:
         b = f"{before['val_loss']:.3f}" if "val_loss" in before else "?"
-        return f"Validation loss: base {b} -> fine-tuned {after['val_loss']:.3f}."
-    return ""
+        return Text("finetune.summary_loss", before=b, after=f"{after['val_loss']:.3f}")
+    return None
 
 
 def compare(run_dir, prompts: list, params=None, which: str = "best") -> list[dict]:

@@ -31,8 +31,9 @@ from core import files, runs
 from core.cache import is_offline
 from core.card import write_card
 from core.data import open_tokens
-from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError, short_reason
+from core.errors import CheckpointError, ConfigError, DownloadError, NewleafError, TokenizerError, network_reason
 from core.files import atomic_folder, check_free_folder, read_json
+from core.messages import Text
 from core.model import GPT, GPTConfig
 from core.tokenizer import GPT2Tokenizer
 from core.train_config import TrainConfig
@@ -81,9 +82,9 @@ def resolve_hf(name_or_path) -> tuple[Path, str]:
     if path.is_dir():
         return path, name
     if path.exists():
-        raise CheckpointError(f"{name} is a file; pass the folder that holds config.json and model.safetensors.")
+        raise CheckpointError(Text("hf.is_file", name=name))
     if name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1:
-        raise CheckpointError(f"No folder {name}, and it is not a Hugging Face Hub id like 'gpt2' or 'owner/name'.")
+        raise CheckpointError(Text("hf.no_folder", name=name))
     return _download(name), name
 
 
@@ -96,26 +97,16 @@ def _download(repo_id: str) -> Path:
             local_files_only=offline,
         )
     except HFValidationError:
-        raise CheckpointError(f"{repo_id!r} is neither a local folder nor a valid Hugging Face Hub id.") from None
+        raise CheckpointError(Text("hf.bad_id", repo=repo_id)) from None
     except GatedRepoError:
-        raise DownloadError(
-            f"{repo_id} is a gated repository on the Hugging Face Hub: accept its terms and log "
-            f"in (`hf auth login`), then try again."
-        ) from None
+        raise DownloadError(Text("hf.gated", repo=repo_id)) from None
     except RepositoryNotFoundError:
-        raise DownloadError(f"There is no model {repo_id!r} on the Hugging Face Hub (or it is private).") from None
+        raise DownloadError(Text("hf.not_found", repo=repo_id)) from None
     except LocalEntryNotFoundError as e:
-        why = "NEWLEAF_OFFLINE=1 forbids downloading it" if offline else "it could not be downloaded (no network?)"
-        raise DownloadError(
-            f"{repo_id} is not in the Hugging Face cache and {why}; download it once while online, "
-            f"or pass a local folder with config.json and model.safetensors."
-        ) from e
+        why = Text("hf.offline_env") if offline else Text("hf.no_download")
+        raise DownloadError(Text("hf.not_cached", repo=repo_id, why=why)) from e
     except Exception as e:  # connection refused, timeout, DNS, HTTP 5xx...
-        reason = short_reason(e)
-        raise DownloadError(
-            f"Could not download {repo_id} from the Hugging Face Hub ({reason}). You seem to be "
-            f"offline: download it once while online, or pass a local folder."
-        ) from e
+        raise DownloadError(Text("hf.download_failed", repo=repo_id, reason=network_reason(e))) from e
     return Path(folder)
 
 
@@ -128,60 +119,50 @@ def read_hf_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
         doc = read_json(index)
         weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
         if not isinstance(weight_map, dict):
-            raise CheckpointError(f"{index} is corrupt (it has no weight_map).")
+            raise CheckpointError(Text("hf.no_weight_map", path=str(index)))
         odd = [v for v in weight_map.values() if not isinstance(v, str)]
         if odd:
-            raise CheckpointError(f"{index} names an unsafe shard {odd[0]!r}.")
+            raise CheckpointError(Text("hf.unsafe_shard", path=str(index), shard=odd[0]))
         tensors = {}
         for shard in sorted(set(weight_map.values())):
             if Path(shard).name != shard or not shard.endswith(".safetensors"):
-                raise CheckpointError(f"{index} names an unsafe shard {shard!r}.")
+                raise CheckpointError(Text("hf.unsafe_shard", path=str(index), shard=shard))
             tensors.update(runs.load_tensors(folder / shard))
         return tensors
     pickled = sorted(p.name for p in folder.iterdir() if p.suffix in runs.PICKLE_SUFFIXES)
     if pickled:
-        raise CheckpointError(
-            f"{name} holds its weights only as {pickled[0]}, a pickle-based PyTorch file: loading pickle can run "
-            f"arbitrary code, so Newleaf reads weights only from model.safetensors. Convert it with a tool you "
-            f"trust, or use a copy that has safetensors weights."
-        )
-    raise CheckpointError(
-        f"{name} has no model.safetensors: Newleaf loads weights only from safetensors "
-        f"(pickle-based pytorch_model.bin files are refused; loading one can run arbitrary code)."
-    )
+        raise CheckpointError(Text("hf.only_pickle", name=name, pickled=pickled[0]))
+    raise CheckpointError(Text("hf.no_safetensors", name=name))
 
 
 def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
     """The GPTConfig for an HF GPT-2 config.json, or a CheckpointError naming what Newleaf can't represent."""
 
-    def refuse(why):
-        raise CheckpointError(f"{name} cannot be loaded as a Newleaf GPT: {why}.")
+    def refuse(why: Text):
+        raise CheckpointError(Text("hf.refuse", name=name, why=why))
 
     if not isinstance(hf, dict):
-        refuse("its config.json is not a JSON object of settings")
+        refuse(Text("hf.why.not_object"))
     model_type = hf.get("model_type", "gpt2")
     if model_type != "gpt2":
-        refuse(f"it is a {model_type!r} model, and only GPT-2-family models (model_type 'gpt2') are supported")
+        refuse(Text("hf.why.model_type", model_type=model_type))
     act = hf.get("activation_function", "gelu_new")
     if act not in (*TANH_GELUS, "gelu"):
-        refuse(f"its activation_function is {act!r}; Newleaf's MLP uses GELU (exact, or GPT-2's tanh approximation)")
+        refuse(Text("hf.why.activation", act=act))
     eps = hf.get("layer_norm_epsilon", 1e-5)
     if not isinstance(eps, (int, float)) or not math.isclose(float(min(eps, 1.0)), 1e-5, rel_tol=1e-6):
-        refuse(f"its layer_norm_epsilon is {eps}; Newleaf's LayerNorm uses 1e-5")
+        refuse(Text("hf.why.eps", eps=eps))
     if hf.get("scale_attn_by_inverse_layer_idx"):
-        refuse(
-            "it scales attention by the inverse layer index (scale_attn_by_inverse_layer_idx), "
-            "which Newleaf's attention does not do"
-        )
+        refuse(Text("hf.why.inverse_layer"))
     if hf.get("scale_attn_weights", True) is False:
-        refuse("its attention is not scaled by 1/sqrt(head size) (scale_attn_weights is false)")
+        refuse(Text("hf.why.unscaled"))
     if hf.get("add_cross_attention"):
-        refuse("it has cross-attention layers (add_cross_attention), which a decoder-only GPT lacks")
+        refuse(Text("hf.why.cross_attention"))
     n_embd = hf.get("n_embd")
     n_inner = hf.get("n_inner")
     width = n_embd if isinstance(n_embd, int) else 0
     if n_inner is not None and n_inner != 4 * width:
-        refuse(f"its MLP is {n_inner} wide (n_inner); Newleaf's is 4 x n_embd = {4 * width}")
+        refuse(Text("hf.why.n_inner", n_inner=n_inner, width=4 * width))
     # reorder_and_upcast_attn only changes the order of fp16 operations: in fp32 it computes the same thing.
     try:
         pdrop = float(hf.get("resid_pdrop", 0.0) or 0.0)
@@ -196,9 +177,11 @@ def gpt_config_from_hf(hf: dict, name: str) -> GPTConfig:
             activation="gelu" if act == "gelu" else "gelu_tanh",
         )
     except KeyError as e:
-        raise CheckpointError(f"{name}'s config.json lacks {e.args[0]!r}.") from None
-    except (ConfigError, TypeError, ValueError, OverflowError) as e:
-        raise CheckpointError(f"{name}'s config.json describes an impossible model: {e}") from None
+        raise CheckpointError(Text("hf.lacks", name=name, key=e.args[0])) from None
+    except ConfigError as e:
+        raise CheckpointError(Text("hf.impossible", name=name, reason=e.text or str(e))) from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CheckpointError(Text("hf.impossible", name=name, reason=str(e))) from None
 
 
 # The Hub models the app offers, by shape: a parameter preview before anything is downloaded.
@@ -228,17 +211,14 @@ def load_hf_model(name_or_path) -> tuple[GPT, dict]:
     """A GPT-2-family model from the Hub or a local HF folder, of any vocabulary, and its HF config dict."""
     folder, name = resolve_hf(name_or_path)
     if not (folder / "config.json").is_file():
-        raise CheckpointError(f"{name} has no config.json: it is not a Hugging Face model folder.")
+        raise CheckpointError(Text("hf.no_config", name=name))
     hf = read_json(folder / "config.json")
     cfg = gpt_config_from_hf(hf, name)
     raw = read_hf_weights(folder, name)
     tensors = hf_to_newleaf(raw)
     head, wte = raw.get("lm_head.weight"), tensors.get("transformer.wte.weight")
     if head is not None and wte is not None and not torch.equal(head.to(torch.float32), wte):
-        raise CheckpointError(
-            f"{name} has an output layer (lm_head) separate from its token embedding; Newleaf's "
-            f"GPT ties the two, as GPT-2 does."
-        )
+        raise CheckpointError(Text("hf.untied", name=name))
     runs.check_size(cfg, tensors, name)  # before building a model of whatever size config.json claims
     model = GPT(cfg)
     runs.load_model_weights(model, tensors, name)
@@ -250,10 +230,7 @@ def load_hf_gpt2(name_or_path) -> tuple[GPT, GPT2Tokenizer]:
     GPT-2's tokenizer. Models with another vocabulary are refused: their tokenizer would not be GPT-2's."""
     model, _ = load_hf_model(name_or_path)
     if model.config.vocab_size != GPT2_VOCAB_SIZE:
-        raise CheckpointError(
-            f"{name_or_path} has a vocabulary of {model.config.vocab_size:,} tokens, not "
-            f"GPT-2's {GPT2_VOCAB_SIZE:,}, so GPT-2's tokenizer does not fit it."
-        )
+        raise CheckpointError(Text("hf.vocab", name=str(name_or_path), n=model.config.vocab_size, gpt2=GPT2_VOCAB_SIZE))
     return model, GPT2Tokenizer()
 
 
@@ -286,7 +263,7 @@ def import_hf_as_run(name_or_path, run_dir) -> Path:
         }
         files.atomic_write_json(tmp / runs.CONFIG, config)
         runs.save_checkpoint(tmp, model, {}, {"step": 0, "elapsed_s": 0.0, "source": source}, best=True)
-        runs.write_status(tmp, "completed", f"Imported {name_or_path} from Hugging Face (not trained here).", step=0)
+        runs.write_status(tmp, "completed", Text("status.imported", name=str(name_or_path)), step=0)
 
     atomic_folder(run_dir, write, "a run")
     return run_dir
@@ -435,10 +412,7 @@ def _gpt2_tokenizer(tmp: Path):
         encoder = read_file_cached(GPT2_ENCODER_JSON_URL, GPT2_ENCODER_JSON_SHA256)
         merges = read_file_cached(GPT2_VOCAB_BPE_URL, GPT2_VOCAB_BPE_SHA256)
     except Exception as e:
-        raise DownloadError(
-            f"Could not get the GPT-2 tokenizer files (no network?): {short_reason(e)}; "
-            f"they download once and are cached in TIKTOKEN_CACHE_DIR."
-        ) from e
+        raise DownloadError(Text("hf.gpt2_tokenizer_files", why=network_reason(e))) from e
     (tmp / "vocab.json").write_bytes(encoder)
     (tmp / "merges.txt").write_bytes(merges)
     fast = Tokenizer(models.BPE.from_file(str(tmp / "vocab.json"), str(tmp / "merges.txt")))

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from core.errors import ConfigError
+from core.messages import Text
 
 TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 
@@ -63,23 +64,18 @@ class LoRALinear(nn.Module):
 
 def check_settings(rank, alpha, dropout, layers, targets, n_layer: int) -> None:
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
-        raise ConfigError(f"The LoRA rank must be a positive whole number; got {rank!r}.")
+        raise ConfigError(Text("lora.rank", value=rank))
     if not (isinstance(alpha, (int, float)) and alpha > 0):
-        raise ConfigError(f"LoRA alpha must be a positive number; got {alpha!r}.")
+        raise ConfigError(Text("lora.alpha", value=alpha))
     if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
-        raise ConfigError(f"LoRA dropout must be in [0, 1); got {dropout!r}.")
+        raise ConfigError(Text("lora.dropout", value=dropout))
     bad = [t for t in targets if t not in TARGETS]
     if bad or not targets:
-        raise ConfigError(
-            f"Unknown LoRA target {bad[0] if bad else 'list (empty)'!r}; choose among {', '.join(TARGETS)}."
-        )
+        raise ConfigError(Text("lora.target", value=bad[0] if bad else "list (empty)", known=", ".join(TARGETS)))
     if layers is not None:
         wrong = [i for i in layers if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n_layer]
         if wrong or not layers:
-            raise ConfigError(
-                f"LoRA layers must be numbers from 0 to {n_layer - 1} (this model has {n_layer} "
-                f"layers); got {list(layers)!r}."
-            )
+            raise ConfigError(Text("lora.layers", last=n_layer - 1, n=n_layer, value=list(layers)))
 
 
 def apply_lora(
@@ -141,15 +137,15 @@ def load_adapter_tensors(model, tensors: dict[str, torch.Tensor], source: str = 
     if set(tensors) != set(expected):
         missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
         raise ConfigError(
-            f"The LoRA adapters in {source} do not match this run's LoRA settings "
-            f"(missing: {missing[:3]}, unexpected: {unexpected[:3]})."
+            Text("lora.mismatch", source=source, missing=str(missing[:3]), unexpected=str(unexpected[:3]))
         )
     with torch.no_grad():
         params = dict(model.named_parameters())
         for k, v in tensors.items():
             if params[k].shape != v.shape:
                 raise ConfigError(
-                    f"{source}: the LoRA adapter {k} has shape {tuple(v.shape)}, but this run's "
-                    f"rank needs {tuple(params[k].shape)}."
+                    Text(
+                        "lora.shape", source=source, name=k, shape=str(tuple(v.shape)), need=str(tuple(params[k].shape))
+                    )
                 )
             params[k].copy_(v)

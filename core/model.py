@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from core.errors import ConfigError
+from core.messages import Text
 
 # ----------------------------------------------------------------------------------------------------------
 # Configuration
@@ -44,17 +45,14 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
                 shown = f"{value!r}" if len(repr(value)) < 30 else f"a number of {len(repr(value))} digits"
-                raise ConfigError(f"{name} must be a whole number from 1 to {most:,}; got {shown}.")
+                raise ConfigError(Text("model.range", name=name, most=f"{most:,}", value=shown))
         if self.n_embd % self.n_head:
-            raise ConfigError(
-                f"The width n_embd={self.n_embd} must be divisible by the number of heads n_head={self.n_head} "
-                f"(each head gets n_embd / n_head dimensions); try n_head in "
-                f"{[h for h in range(1, 17) if self.n_embd % h == 0]}."
-            )
+            heads = [h for h in range(1, 17) if self.n_embd % h == 0]
+            raise ConfigError(Text("model.heads_divide", n_embd=self.n_embd, n_head=self.n_head, heads=str(heads)))
         if not (0.0 <= float(self.dropout) < 1.0):
-            raise ConfigError(f"dropout must be in [0, 1); got {self.dropout!r}.")
+            raise ConfigError(Text("model.dropout", value=self.dropout))
         if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {self.activation!r}.")
+            raise ConfigError(Text("model.activation", known=", ".join(ACTIVATIONS), value=self.activation))
 
     @property
     def head_size(self) -> int:
@@ -68,7 +66,7 @@ class GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ConfigError(f"Unknown model settings: {', '.join(sorted(unknown))}.")
+            raise ConfigError(Text("model.unknown_settings", names=", ".join(sorted(unknown))))
         # runs saved before the activation was a setting used GPT-2's tanh GELU
         return cls(**{"activation": "gelu_tanh", **d})
 
@@ -100,7 +98,7 @@ PRESETS: dict[str, dict] = {
 def preset_config(name: str, vocab_size: int, **overrides) -> GPTConfig:
     """The config of a named preset, with any field overridden (None values are ignored)."""
     if name not in PRESETS:
-        raise ConfigError(f"Unknown preset {name!r}; choose one of: {', '.join(PRESETS)}.")
+        raise ConfigError(Text("model.preset", name=name, known=", ".join(PRESETS)))
     d = {k: v for k, v in PRESETS[name].items() if k != "description"}
     d.update({k: v for k, v in overrides.items() if v is not None})
     return GPTConfig(vocab_size=vocab_size, **d)

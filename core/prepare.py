@@ -13,6 +13,7 @@ from core.data import check_token_counts, split_text, write_tokens
 from core.device import pick_device
 from core.errors import ConfigError
 from core.files import atomic_folder, atomic_write_json
+from core.messages import Text
 from core.model import GPTConfig
 from core.tokenizer import Tokenizer
 from core.train_config import TrainConfig, check_memory
@@ -33,7 +34,7 @@ def prepare_run(
     not exist yet (or be an empty folder)."""
     run_dir = Path(run_dir)
     if (run_dir / runs.CONFIG).exists():
-        raise ConfigError(f"{run_dir} already holds a run; resume it or choose another output directory.")
+        raise ConfigError(Text("prepare.exists", path=str(run_dir)))
     if model_cfg.vocab_size != tokenizer.vocab_size:
         raise ConfigError(
             f"The model's vocab_size ({model_cfg.vocab_size}) differs from the tokenizer's ({tokenizer.vocab_size})."
@@ -54,7 +55,7 @@ def prepare_run(
         write_token_files(tmp / "data", train_ids, val_ids, tokenizer.vocab_size)
         tokenizer.save(tmp)
         atomic_write_json(tmp / runs.CONFIG, config)
-        runs.write_status(tmp, "created", "Ready to train.", step=0)
+        runs.write_status(tmp, "created", Text("status.ready"), step=0)
 
     # the run appears whole or not at all: a full disk half-way leaves nothing behind
     return atomic_folder(run_dir, write, "a run")

@@ -38,6 +38,7 @@ from core import history, runs
 from core.errors import CheckpointError, NewleafError
 from core.files import atomic_write, atomic_write_json, fsync_dir, read_json, remove_tree, write_error
 from core.hf import export_hf
+from core.messages import Text
 from core.model import GPTConfig, param_count
 from core.tokenizer import load_tokenizer
 from core.train_config import TrainConfig
@@ -115,12 +116,12 @@ def checkpoint_zip(run_dir, out_dir, which: str = "best", title: str | None = No
     (`python -m core sample --run FOLDER`). Token data (data/*.bin) is left out; nothing pickled goes in."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if which not in ("best", "last"):
-        raise NewleafError(f"Choose the best or the last checkpoint, not {which!r}.")
+        raise NewleafError(Text("archive.which", which=which))
     title = title or runs.title(run_dir)
     used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
     ck = runs.checkpoint_dir(run_dir, used)
     if ck is None:
-        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+        raise CheckpointError(Text("archive.untrained", title=title))
     step = read_json(ck / "meta.json").get("step", 0)
     base = f"{file_stem(title)}-checkpoint-{used}-step-{step}"
     entries = [(run_dir / runs.CONFIG, f"{base}/{runs.CONFIG}")]
@@ -147,7 +148,7 @@ def hf_zip(run_dir, out_dir, which: str = "best", title: str | None = None) -> P
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     title = title or runs.title(run_dir)
     if runs.checkpoint_dir(run_dir, "last") is None:
-        raise CheckpointError(f"{title} has no checkpoint yet: train it first, then download it.")
+        raise CheckpointError(Text("archive.untrained", title=title))
     used = which if runs.checkpoint_dir(run_dir, which) is not None else "last"
     base = f"{file_stem(title)}-huggingface-{used}"
     folder = export_hf(run_dir, out_dir / "export" / base, which=which)
@@ -166,16 +167,14 @@ def _member_path(info: zipfile.ZipInfo) -> PurePosixPath:
     """The entry's path, or a CheckpointError when it could leave the folder it is unpacked into."""
     name = info.filename
     if "\\" in name or "\x00" in name or name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise CheckpointError(
-            f"The zip holds an unsafe path {name!r} (absolute, or with a backslash); nothing was imported."
-        )
+        raise CheckpointError(Text("archive.absolute", name=name))
     path = PurePosixPath(name)
     if any(part in ("..", ".") for part in path.parts) or not path.parts:
-        raise CheckpointError(f"The zip holds an unsafe path {name!r} (it climbs out with '..'); nothing was imported.")
+        raise CheckpointError(Text("archive.climbs", name=name))
     mode = info.external_attr >> 16  # Unix mode; its type bits are 0 when the zip did not record one
     if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-        what = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
-        raise CheckpointError(f"{name} in the zip is {what}; a run holds only regular files. Nothing was imported.")
+        what = Text("archive.symlink") if stat.S_ISLNK(mode) else Text("archive.not_regular")
+        raise CheckpointError(Text("archive.odd_file", name=name, what=what))
     return path
 
 
@@ -197,11 +196,7 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
     """The kind of an expected file ("text", "weights", "pointer"), or a CheckpointError saying what is wrong."""
     parts = rel.parts
     if _pickled(original):
-        raise CheckpointError(
-            f"{original}: pickle-based files (.pt, .pth, .bin, .pkl, .ckpt...) can run arbitrary "
-            f"code when loaded, so Newleaf refuses them; a run's weights must be .safetensors. "
-            f"Nothing was imported."
-        )
+        raise CheckpointError(Text("archive.pickle", name=original))
     if len(parts) == 1 and parts[0] in TOP_FILES:
         return "text"
     if len(parts) == 2 and parts[0] == runs.CKPT_DIR and parts[1] in {f"{w}.json" for w in POINTERS}:
@@ -211,9 +206,7 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
     in_checkpoint = len(parts) == 3 and parts[0] == runs.CKPT_DIR and _SAFE_NAME.fullmatch(parts[1])
     if in_checkpoint and parts[2] in CHECKPOINT_FILES:
         return "weights" if parts[2].endswith(".safetensors") else "text"
-    raise CheckpointError(
-        f"{original} is not part of a Newleaf run, so the zip was refused (a run holds only {_EXPECTED})."
-    )
+    raise CheckpointError(Text("archive.unexpected", name=original, expected=_EXPECTED))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -223,7 +216,7 @@ def _check_name(rel: PurePosixPath, original: str) -> str:
 def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipfile.ZipInfo, PurePosixPath, str]]:
     infos = zf.infolist()
     if len(infos) > limits.max_entries:
-        raise CheckpointError(f"The zip holds {len(infos):,} entries; a run has at most {limits.max_entries}.")
+        raise CheckpointError(Text("archive.entries", n=len(infos), max=limits.max_entries))
     paths = [_member_path(i) for i in infos]
     pickled = [i.filename for i in infos if _pickled(i.filename)]
     if pickled:  # the most important reason first, whatever else is wrong
@@ -236,33 +229,29 @@ def _read_entries(zf: zipfile.ZipFile, limits: ArchiveLimits) -> list[tuple[zipf
         rel = PurePosixPath(*path.parts[drop:])
         kind = _check_name(rel, info.filename)
         if rel in seen:
-            raise CheckpointError(f"The zip holds {rel} twice; nothing was imported.")
+            raise CheckpointError(Text("archive.twice", name=str(rel)))
         seen.add(rel)
         if info.flag_bits & 0x1:
-            raise CheckpointError(f"{info.filename} in the zip is encrypted; upload an ordinary zip.")
+            raise CheckpointError(Text("archive.encrypted", name=info.filename))
         if kind != "weights" and info.file_size > limits.max_text_bytes:
             raise CheckpointError(
-                f"{info.filename} unpacks to {format_bytes(info.file_size)}, more than the "
-                f"{format_bytes(limits.max_text_bytes)} allowed for such a file."
+                Text(
+                    "archive.file_too_big",
+                    name=info.filename,
+                    size=format_bytes(info.file_size),
+                    max=format_bytes(limits.max_text_bytes),
+                )
             )
         if kind != "weights":
             text_total += info.file_size
             if text_total > limits.max_all_text_bytes:
-                raise CheckpointError(
-                    f"The zip's settings, tokenizer and logs unpack to more than the "
-                    f"{format_bytes(limits.max_all_text_bytes)} allowed together."
-                )
+                raise CheckpointError(Text("archive.text_too_big", max=format_bytes(limits.max_all_text_bytes)))
         total += info.file_size
         if total > limits.max_total_bytes:
-            raise CheckpointError(
-                f"The zip unpacks to more than the {format_bytes(limits.max_total_bytes)} allowed for an uploaded run."
-            )
+            raise CheckpointError(Text("archive.unpacks_too_big", max=format_bytes(limits.max_total_bytes)))
         entries.append((info, rel, kind))
     if PurePosixPath(runs.CONFIG) not in seen:
-        raise CheckpointError(
-            f"The zip has no {runs.CONFIG}: it is not a Newleaf run (download one from the Runs "
-            f"tab to see what a run holds)."
-        )
+        raise CheckpointError(Text("archive.no_config", file=runs.CONFIG))
     return entries
 
 
@@ -274,7 +263,7 @@ def _check_weight_sizes(zf: zipfile.ZipFile, entries, limits: ArchiveLimits, che
     try:
         config = json.loads(zf.read(config_entry).decode("utf-8"))
     except (ValueError, RecursionError) as e:
-        raise CheckpointError(f"{runs.CONFIG} in the zip is not valid JSON ({e}).") from None
+        raise CheckpointError(Text("archive.bad_config_json", file=runs.CONFIG, reason=str(e))) from None
     cfg = _model_config(config)
     if check_model is not None:
         check_model(cfg)  # the app's context and memory limits, before anything is unpacked
@@ -285,11 +274,8 @@ def _check_weight_sizes(zf: zipfile.ZipFile, entries, limits: ArchiveLimits, che
         # a history snapshot holds the weights once, as model.safetensors does
         name = rel.name if rel.name in allowed else "model.safetensors"
         if kind == "weights" and info.file_size > allowed[name]:
-            raise CheckpointError(
-                f"{info.filename} in the zip unpacks to {format_bytes(info.file_size)}, more than a "
-                f"{name} of this model can hold ({format_bytes(allowed[name])}); it does not belong to "
-                f"the model in {runs.CONFIG}, and the zip was refused."
-            )
+            raise CheckpointError(Text("archive.weights_too_big", name=info.filename, size=format_bytes(info.file_size),
+                                       kind=name, max=format_bytes(allowed[name]), file=runs.CONFIG))  # fmt: skip
 
 
 def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: ArchiveLimits) -> None:
@@ -306,16 +292,12 @@ def _unpack(zf: zipfile.ZipFile, info: zipfile.ZipInfo, dest: Path, limits: Arch
                 break
             left -= len(chunk)
             if left < 0:
-                raise CheckpointError(
-                    f"{info.filename} in the zip holds more than the size it declares; the zip "
-                    f"is corrupt or hostile, and was refused."
-                )
+                raise CheckpointError(Text("archive.lies", name=info.filename))
             if count_lines:
                 lines += chunk.count(b"\n")
                 if lines > limits.max_log_lines:
                     raise CheckpointError(
-                        f"{info.filename} in the zip has more than {limits.max_log_lines:,} lines, more than a "
-                        f"run's log may hold here; the zip was refused."
+                        Text("archive.log_lines", name=info.filename, most=f"{limits.max_log_lines:,}")
                     )
             out.write(chunk)
 
@@ -334,10 +316,7 @@ def _check_contents(folder: Path, check_model=None) -> dict:
     _check_sections(config, folder)
     tokenizer = load_tokenizer(folder)
     if tokenizer.vocab_size != cfg.vocab_size:
-        raise CheckpointError(
-            f"The tokenizer in the zip has {tokenizer.vocab_size:,} tokens but the model expects "
-            f"{cfg.vocab_size:,}; they do not belong together."
-        )
+        raise CheckpointError(Text("archive.vocab", have=tokenizer.vocab_size, need=cfg.vocab_size))
 
     ckdir = folder / runs.CKPT_DIR
     named = {}
@@ -346,21 +325,15 @@ def _check_contents(folder: Path, check_model=None) -> dict:
         if d is not None:
             named[which] = d
     if not named:
-        raise CheckpointError(
-            "The zip has no checkpoint (checkpoints/last.json or best.json and the folder it "
-            "names): there are no weights to use."
-        )
+        raise CheckpointError(Text("archive.no_checkpoint"))
     present = {d.name for d in ckdir.iterdir() if d.is_dir()} if ckdir.is_dir() else set()
     extra = present - {d.name for d in named.values()}
     if extra:
-        raise CheckpointError(
-            f"checkpoints/{sorted(extra)[0]} in the zip is named by neither last.json nor "
-            f"best.json; the zip was refused."
-        )
+        raise CheckpointError(Text("archive.unnamed", name=sorted(extra)[0]))
     for which, d in named.items():
         meta = read_json(d / "meta.json")
         if not isinstance(meta, dict) or isinstance(meta.get("step"), bool) or not isinstance(meta.get("step"), int):
-            raise CheckpointError(f"checkpoints/{d.name}/meta.json in the zip has no step number.")
+            raise CheckpointError(Text("archive.no_step", name=d.name))
         if (d / "trainer.safetensors").exists():
             runs.load_tensors(d / "trainer.safetensors")
         runs.load_model(folder, which=which)  # safetensors only; shapes checked against config.json's model
@@ -373,11 +346,13 @@ def _check_contents(folder: Path, check_model=None) -> dict:
 
 def _model_config(config) -> GPTConfig:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{runs.CONFIG} in the zip has no model section: it is not a Newleaf run's config.")
+        raise CheckpointError(Text("archive.no_model", file=runs.CONFIG))
     try:
         return GPTConfig.from_dict(config["model"])
-    except (NewleafError, TypeError, ValueError, OverflowError) as e:
-        raise CheckpointError(f"{runs.CONFIG} in the zip describes an impossible model ({e}).") from None
+    except NewleafError as e:
+        raise CheckpointError(Text("archive.impossible", file=runs.CONFIG, reason=e.text or str(e))) from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise CheckpointError(Text("archive.impossible", file=runs.CONFIG, reason=str(e))) from None
 
 
 # config.json's data section: what each field may hold (the app shows them, and bits per character use them)
@@ -389,35 +364,37 @@ def _check_sections(config: dict, folder: Path) -> None:
     """The other sections of config.json have the types the app reads them with: a wrong-typed section must be
     refused here, not break the run list of whoever uploaded it."""
 
-    def refuse(what: str):
-        raise CheckpointError(f"{runs.CONFIG} in the zip is not a Newleaf run's config: {what}.")
+    def refuse(what: Text):
+        raise CheckpointError(Text("archive.bad_section", file=runs.CONFIG, what=what))
 
     for section in ("tokenizer", "train", "data", "finetune", "chat_template", "source"):
         if section in config and not isinstance(config[section], dict):
-            refuse(f"its {section!r} section is {type(config[section]).__name__}, not an object")
+            refuse(Text("archive.not_object", section=section, kind=type(config[section]).__name__))
     data = config.get("data") or {}
     for key in DATA_NUMBERS:
         value = data.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
                                   or value != value or value > 1e15):  # fmt: skip
-            refuse(f"data.{key} is {value!r}, not a count")
+            refuse(Text("archive.not_count", field=f"data.{key}", value=repr(value)))
     if "name" in data and not isinstance(data["name"], str):
-        refuse("data.name is not text")
+        refuse(Text("archive.not_text", field="data.name"))
     if "train" in config:
         try:
             TrainConfig.from_dict(config["train"])
-        except (NewleafError, TypeError, ValueError, OverflowError) as e:
-            refuse(f"its training settings are impossible ({e})")
+        except NewleafError as e:
+            refuse(Text("archive.bad_train", reason=e.text or str(e)))
+        except (TypeError, ValueError, OverflowError) as e:
+            refuse(Text("archive.bad_train", reason=str(e)))
     for key in ("title", "preset"):
         if config.get(key) is not None and not isinstance(config[key], str):
-            refuse(f"its {key!r} is not text")
+            refuse(Text("archive.not_text", field=key))
     if "created" in config and (isinstance(config["created"], bool) or not isinstance(config["created"], (int, float))):
-        refuse("'created' is not a time")
+        refuse(Text("archive.not_time", field="created"))
     evals = folder / "eval.json"
     if evals.exists():
         doc = read_json(evals)
         if not isinstance(doc, dict) or not all(isinstance(v, dict) for v in doc.values()):
-            raise CheckpointError("eval.json in the zip is not a Newleaf evaluation (an object of objects).")
+            raise CheckpointError(Text("archive.bad_eval"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -438,15 +415,14 @@ def import_run_zip(
     zip_path, dest_dir = Path(zip_path), Path(dest_dir)
     source_name = source_name or zip_path.name
     if dest_dir.exists():
-        raise CheckpointError(f"{dest_dir} already exists; an uploaded run needs a new folder.")
+        raise CheckpointError(Text("archive.dest_exists", path=str(dest_dir)))
     try:
         size = zip_path.stat().st_size
     except OSError as e:
-        raise CheckpointError(f"The uploaded file cannot be read ({e.strerror or e}).") from None
+        raise CheckpointError(Text("archive.unreadable", reason=str(e.strerror or e))) from None
     if size > limits.max_total_bytes:
         raise CheckpointError(
-            f"{source_name} is {format_bytes(size)}, more than the {format_bytes(limits.max_total_bytes)} allowed "
-            f"for an uploaded run."
+            Text("archive.too_big", name=source_name, size=format_bytes(size), max=format_bytes(limits.max_total_bytes))
         )
     tmp = dest_dir.parent / f".{dest_dir.name}.upload-{uuid.uuid4().hex[:8]}"
     try:
@@ -461,25 +437,21 @@ def import_run_zip(
                 for info, rel, _ in entries:
                     _unpack(zf, info, tmp.joinpath(*rel.parts), limits)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
-            raise CheckpointError(f"{source_name} is not a readable zip ({e}).") from None
+            raise CheckpointError(Text("archive.not_zip", name=source_name, reason=str(e))) from None
         except OSError as e:
             raise write_error(e, dest_dir) from None
         try:
             config = _check_contents(tmp, check_model)
         except NewleafError as e:  # name the upload, not the hidden folder it was unpacked into
-            raise type(e)(str(e).replace(str(tmp), source_name)) from None
+            raise type(e)(
+                e.text.replace(str(tmp), source_name) if e.text else str(e).replace(str(tmp), source_name)
+            ) from None
         step = (runs.checkpoint_meta(tmp, "last") or {}).get("step", 0)
         config.update(config_update or {})
         config["title"] = str(config.get("title") or Path(source_name).stem)[:80]
         config["source"] = {"upload": source_name, "original_source": config.get("source"), "uploaded": time.time()}
         atomic_write_json(tmp / runs.CONFIG, config)
-        runs.write_status(
-            tmp,
-            "completed",
-            f"Uploaded from {source_name} (checkpoint of step {step}); it has no "
-            f"training data here, so it can be used but not trained further.",
-            step=step,
-        )
+        runs.write_status(tmp, "completed", Text("status.uploaded", name=source_name, step=step), step=step)
         try:
             os.rename(tmp, dest_dir)
         except OSError as e:

@@ -39,6 +39,7 @@ from safetensors.torch import load_file, save_file
 from core.device import pick_device
 from core.errors import CheckpointError, NewleafError
 from core.files import atomic_folder, atomic_write_json, is_temp, read_json, read_jsonl, remove_tree, write_jsonl
+from core.messages import Text
 from core.model import GPT, GPTConfig, param_count
 from core.tokenizer import load_tokenizer
 
@@ -139,16 +140,25 @@ def bpc_scale(data: dict, split: str = "val") -> float | None:
 # Status
 
 
-def write_status(run_dir, state: str, message: str = "", **extra) -> None:
-    status = {"state": state, "message": message, "updated": time.time(), "pid": os.getpid(), **extra}
+def write_status(run_dir, state: str, message: str | Text = "", **extra) -> None:
+    """status.json: the state, its message in English, and (for a Text message) the message's key and fields
+    under "text", so that a page can say it in another language (see status_text)."""
+    status = {"state": state, "message": str(message), "updated": time.time(), "pid": os.getpid(), **extra}
+    if isinstance(message, Text):
+        status["text"] = message.to_json()
     atomic_write_json(Path(run_dir) / STATUS, status)
+
+
+def status_text(status: dict) -> Text | str:
+    """A status's message as a Text when status.json kept one, else its English words."""
+    return Text.from_json(status.get("text")) or str(status.get("message", ""))
 
 
 def read_status(run_dir) -> dict:
     try:
         return read_json(Path(run_dir) / STATUS)
     except CheckpointError:
-        return {"state": "unknown", "message": "status.json is missing or unreadable"}
+        return {"state": "unknown", "message": str(UNREADABLE), "text": UNREADABLE.to_json()}
 
 
 def process_alive(pid) -> bool:
@@ -180,10 +190,8 @@ def worker_alive(pid, run_dir) -> bool:
     return any(a and (cwd / a).resolve() == target for a in args)  # as typed, relative to its own folder
 
 
-GONE = (
-    "The training process ended without saying why (killed, out of memory, or a full disk kept it from "
-    "writing); resume it to continue from its last checkpoint."
-)
+GONE = Text("status.gone")
+UNREADABLE = Text("status.unreadable")
 
 
 def live_status(run_dir) -> dict:
@@ -191,7 +199,7 @@ def live_status(run_dir) -> dict:
     ended without being able to say so; it reads as failed (and can be resumed)."""
     status = read_status(run_dir)
     if status.get("state") == "running" and not worker_alive(status.get("pid"), run_dir):
-        status = {**status, "state": "failed", "message": GONE}
+        status = {**status, "state": "failed", "message": str(GONE), "text": GONE.to_json()}
     return status
 
 
@@ -206,9 +214,9 @@ def title(run_dir) -> str:
 def read_config(run_dir) -> dict:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise CheckpointError(f"Run directory {run_dir} does not exist.")
+        raise CheckpointError(Text("runs.no_dir", path=str(run_dir)))
     if not (run_dir / CONFIG).exists():
-        raise CheckpointError(f"{run_dir} is not a Newleaf run (it has no {CONFIG}).")
+        raise CheckpointError(Text("runs.not_a_run", path=str(run_dir), file=CONFIG))
     return read_json(run_dir / CONFIG)
 
 
@@ -297,13 +305,8 @@ def _checkpoint_write_error(e: Exception, run_dir, step: int) -> CheckpointError
         previous = checkpoint_meta(run_dir, "last")
     except CheckpointError:
         previous = None
-    kept = (
-        f"the previous checkpoint (step {previous['step']}) is intact" if previous else "no earlier checkpoint exists"
-    )
-    return CheckpointError(
-        f"Could not save the checkpoint of step {step}: {reason}; {kept}. Free some disk "
-        f"space (or fix the folder's permissions), then resume."
-    )
+    kept = Text("runs.previous_intact", step=previous["step"]) if previous else Text("runs.no_earlier")
+    return CheckpointError(Text("runs.save_failed", step=step, reason=reason, kept=kept))
 
 
 def clean_checkpoints(run_dir) -> None:
@@ -335,10 +338,10 @@ def checkpoint_dir(run_dir, which: str = "last") -> Path | None:
     info = read_json(pointer)
     name = info.get("dir") if isinstance(info, dict) else None
     if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
-        raise CheckpointError(f"{pointer} is corrupt (it names no checkpoint directory).")
+        raise CheckpointError(Text("runs.pointer_bad", path=str(pointer)))
     d = ckdir / name
     if not d.is_dir():
-        raise CheckpointError(f"{pointer} names {name}, which is missing.")
+        raise CheckpointError(Text("runs.pointer_missing", path=str(pointer), name=name))
     return d
 
 
@@ -351,22 +354,16 @@ def load_tensors(path) -> dict[str, torch.Tensor]:
     """safetensors only: a weights file can never run code when loaded."""
     path = Path(path)
     if path.suffix in PICKLE_SUFFIXES:
-        raise CheckpointError(
-            f"{path.name}: Newleaf loads weights only from .safetensors files; pickle-based "
-            f"files ({path.suffix}) can run arbitrary code when loaded and are refused."
-        )
+        raise CheckpointError(Text("runs.pickle", name=path.name, suffix=path.suffix))
     if not path.exists():
         pickled = [p.name for p in (path.with_suffix(s) for s in PICKLE_SUFFIXES) if p.exists()]
         if pickled:  # e.g. a model.pt put where model.safetensors belongs
-            raise CheckpointError(
-                f"{path} is missing; there is only {pickled[0]}, a pickle-based file, which can "
-                f"run arbitrary code when loaded: Newleaf loads weights only from .safetensors."
-            )
-        raise CheckpointError(f"{path} is missing.")
+            raise CheckpointError(Text("runs.only_pickle", path=str(path), pickled=pickled[0]))
+        raise CheckpointError(Text("files.missing", path=str(path)))
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is corrupt or not a safetensors file ({e}).") from None
+        raise CheckpointError(Text("runs.not_safetensors", path=str(path), reason=str(e))) from None
 
 
 def load_model_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -376,12 +373,18 @@ def load_model_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor],
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{source} does not match the model in config.json (missing: {missing[:3]}, unexpected: {unexpected[:3]})."
+            Text("runs.weights_mismatch", source=source, missing=str(missing[:3]), unexpected=str(unexpected[:3]))
         )
     for k, v in expected.items():
         if tensors[k].shape != v.shape:
             raise CheckpointError(
-                f"{source}: {k} has shape {tuple(tensors[k].shape)} but the config needs {tuple(v.shape)}."
+                Text(
+                    "runs.weight_shape",
+                    source=source,
+                    name=k,
+                    shape=str(tuple(tensors[k].shape)),
+                    need=str(tuple(v.shape)),
+                )
             )
     model.load_state_dict(tensors, strict=False)  # lm_head.weight is tied to transformer.wte.weight
 
@@ -391,10 +394,7 @@ def check_size(cfg, tensors: dict[str, torch.Tensor], source: str) -> None:
     hostile config.json must not make the app allocate a model of any size it names."""
     need, have = param_count(cfg), sum(t.numel() for t in tensors.values())
     if need > have:
-        raise CheckpointError(
-            f"{source} holds {have:,} weights, but the model in config.json needs {need:,}; "
-            f"they do not belong together."
-        )
+        raise CheckpointError(Text("runs.too_few_weights", source=source, have=have, need=need))
 
 
 def load_model(run_dir, which: str = "best", device: str = "cpu"):
@@ -402,7 +402,7 @@ def load_model(run_dir, which: str = "best", device: str = "cpu"):
     cfg = model_config(run_dir)
     ck = checkpoint_dir(run_dir, which) or checkpoint_dir(run_dir, "last")
     if ck is None:
-        raise CheckpointError(f"{run_dir} has no checkpoint yet: train it first.")
+        raise CheckpointError(Text("runs.untrained", path=str(run_dir)))
     return load_weights_file(run_dir, ck / "model.safetensors", device, cfg)
 
 
@@ -411,7 +411,7 @@ def model_config(run_dir) -> GPTConfig:
     try:
         return GPTConfig.from_dict(read_config(run_dir)["model"])
     except (KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"{Path(run_dir) / CONFIG} has no valid model section ({e}).") from None
+        raise CheckpointError(Text("runs.no_model_section", path=str(Path(run_dir) / CONFIG), reason=str(e))) from None
 
 
 def load_weights_file(run_dir, path, device: str = "cpu", cfg: GPTConfig | None = None):

@@ -43,6 +43,7 @@ from core.data import (
 from core.datasets import BUILTIN_DATASETS, load_builtin
 from core.errors import ConfigError, CorpusError
 from core.files import atomic_write_text, read_jsonl
+from core.messages import Text
 from core.units import format_bytes
 
 ROLES = ("system", "user", "assistant")
@@ -55,11 +56,6 @@ CSV_PAIRS = (
     ("question", "answer"),
     ("input", "output"),
     ("input", "target"),
-)
-_HINT = (
-    'Each line must be one JSON object such as {"messages": [{"role": "user", "content": "..."}, '
-    '{"role": "assistant", "content": "..."}]}, {"instruction": ..., "output": ...} or '
-    '{"prompt": ..., "completion": ...}.'
 )
 
 # ----------------------------------------------------------------------------------------------------------
@@ -100,26 +96,24 @@ def load_finetune_data(
     .txt / .md: plain text. Several files must all be conversations or all plain text."""
     specs = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
     if not specs:
-        raise CorpusError("No fine-tuning data given. Choose a .jsonl, .json, .csv or text file, or a built-in task.")
+        raise CorpusError(Text("sft.no_data"))
     builtins = [s for s in specs if isinstance(s, str) and s.startswith(demo_task.PREFIX)]
     if builtins:
         if len(specs) > 1:
-            raise CorpusError("A built-in dataset cannot be combined with other files or datasets. Choose one.")
+            raise CorpusError(Text("datasets.combined"))
         return _load_builtin(builtins[0])
 
     limit = max_corpus_bytes(max_bytes)
     paths = [Path(p) for p in specs]
     total = sum(os.stat(p).st_size for p in paths if p.is_file())
     if len(paths) > 1 and total > limit:
-        raise CorpusError(
-            f"Together these {len(paths)} files are {format_bytes(total)}, larger than the {format_bytes(limit)} limit."
-        )
+        raise CorpusError(Text("sft.files_too_big", n=len(paths), size=format_bytes(total), limit=format_bytes(limit)))
     parts = [_load_file(p, prompt_column, response_column, csv_column, limit) for p in paths]
     kinds = {kind for kind, _ in parts}
     if len(kinds) > 1:
         chat = next(p.name for p, (k, _) in zip(paths, parts) if k == "chat")
         text = next(p.name for p, (k, _) in zip(paths, parts) if k == "text")
-        raise CorpusError(f"{chat} holds conversations but {text} holds plain text; fine-tune on one kind at a time.")
+        raise CorpusError(Text("sft.mixed", chat=chat, text=text))
     name = " + ".join(p.name for p in paths)
     if kinds == {"text"}:
         return FinetuneData("text", name, [str(p) for p in paths], text="\n\n".join(t for _, t in parts))
@@ -141,7 +135,7 @@ def _load_builtin(spec: str) -> FinetuneData:
     name = spec[len(demo_task.PREFIX) :]
     if name not in BUILTIN_DATASETS:
         known = ", ".join([*demo_task.TASKS, *BUILTIN_DATASETS])
-        raise CorpusError(f"Unknown built-in dataset {name!r}. Known datasets: {known}.")
+        raise CorpusError(Text("datasets.unknown", name=name, known=known))
     corpus = load_builtin(name)
     return FinetuneData("text", corpus.name, corpus.sources, text=corpus.text)
 
@@ -157,12 +151,13 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
         try:
             items = json.loads(text)
         except json.JSONDecodeError as e:
-            raise CorpusError(f"{path.name}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}).") from None
+            problem = Text("sft.json_at", msg=e.msg, line=e.lineno, column=e.colno)
+            raise CorpusError(Text("sft.json_bad", where=path.name, problem=problem)) from None
         except (ValueError, RecursionError) as e:  # nested too deeply, an integer of thousands of digits
-            raise CorpusError(f"{path.name}: not valid JSON ({json_problem(e)}).") from None
+            raise CorpusError(Text("sft.json_bad", where=path.name, problem=json_problem(e))) from None
         if not isinstance(items, list):
-            raise CorpusError(f"{path.name} must hold a JSON array of examples (or use .jsonl: one per line).")
-        records = [(f"{path.name}, item {i}", obj) for i, obj in enumerate(items, 1)]
+            raise CorpusError(Text("sft.json_not_list", name=path.name))
+        records = [(Text("where.item", name=path.name, item=i), obj) for i, obj in enumerate(items, 1)]
     else:
         records = []
         for lineno, line in enumerate(text.split("\n"), start=1):
@@ -171,20 +166,19 @@ def _load_file(path: Path, prompt_column, response_column, csv_column, limit) ->
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                raise CorpusError(
-                    f"{path.name}, line {lineno}: not valid JSON ({e.msg}, column {e.colno}). {_HINT}"
-                ) from None
+                where = Text("where.line", name=path.name, line=lineno)
+                problem = Text("sft.json_column", msg=e.msg, column=e.colno)
+                raise CorpusError(Text("sft.jsonl_bad", where=where, problem=problem)) from None
             except (ValueError, RecursionError) as e:
-                raise CorpusError(f"{path.name}, line {lineno}: not valid JSON ({json_problem(e)}). {_HINT}") from None
-            records.append((f"{path.name}, line {lineno}", obj))
+                where = Text("where.line", name=path.name, line=lineno)
+                raise CorpusError(Text("sft.jsonl_bad", where=where, problem=json_problem(e))) from None
+            records.append((Text("where.line", name=path.name, line=lineno), obj))
     if not records:
-        raise CorpusError(f"{path.name} holds no examples.")
+        raise CorpusError(Text("sft.no_examples", name=path.name))
     first = records[0][1]
     if isinstance(first, dict) and "text" in first and not _has_chat_fields(first):
         if suffix == ".json":
-            raise CorpusError(
-                f'{path.name}: plain text goes in a .jsonl file with a "text" field per line, or a .txt file.'
-            )
+            raise CorpusError(Text("sft.json_text", name=path.name))
         return "text", read_text_file(path, max_bytes=limit)
     return "chat", [conversation_from_record(obj, where) for where, obj in records]
 
@@ -193,81 +187,76 @@ def _has_chat_fields(obj: dict) -> bool:
     return any(k in obj for k in ("messages", "conversations", "instruction", "output", "prompt", "completion"))
 
 
-def conversation_from_record(obj, where: str) -> list[dict]:
+def conversation_from_record(obj, where: str | Text) -> list[dict]:
     """One example in any accepted shape -> a checked list of {"role", "content"} messages."""
     if not isinstance(obj, dict):
-        raise CorpusError(f"{where}: expected a JSON object, found {type(obj).__name__}. {_HINT}")
+        raise CorpusError(Text("sft.not_object", where=where, found=type(obj).__name__))
     if "messages" in obj or "conversations" in obj:
         key = "messages" if "messages" in obj else "conversations"
         raw = obj[key]
         if not isinstance(raw, list) or not raw:
-            raise CorpusError(f'{where}: "{key}" must be a non-empty list of messages.')
+            raise CorpusError(Text("sft.messages_list", where=where, key=key))
         messages = [_message(m, key, i, where) for i, m in enumerate(raw, 1)]
     elif "instruction" in obj or "output" in obj:
-        _require(obj, ("instruction", "output"), where, 'an Alpaca-style example needs "instruction" and "output"')
+        _require(obj, ("instruction", "output"), where, Text("sft.alpaca_needs"))
         extra = obj.get("input")
         if extra is not None and not isinstance(extra, str):
-            raise CorpusError(f'{where}: "input" must be a string.')
+            raise CorpusError(Text("sft.field_string", where=where, field="input"))
         user = obj["instruction"] + (f"\n\n{extra}" if extra and extra.strip() else "")
         messages = [{"role": "user", "content": user}, {"role": "assistant", "content": obj["output"]}]
     elif "prompt" in obj or "completion" in obj:
-        _require(obj, ("prompt", "completion"), where, "a prompt/completion example needs both fields")
+        _require(obj, ("prompt", "completion"), where, Text("sft.prompt_needs"))
         messages = [{"role": "user", "content": obj["prompt"]}, {"role": "assistant", "content": obj["completion"]}]
     else:
         keys = ", ".join(repr(k) for k in list(obj)[:8]) or "none"
-        raise CorpusError(
-            f'{where}: missing fields: no "messages" list, nor "instruction"/"output" or '
-            f'"prompt"/"completion" (found keys: {keys}). {_HINT}'
-        )
+        raise CorpusError(Text("sft.no_fields", where=where, keys=keys))
     system = obj.get("system")
     if system is not None and not ("messages" in obj or "conversations" in obj):
         if not isinstance(system, str):
-            raise CorpusError(f'{where}: "system" must be a string.')
+            raise CorpusError(Text("sft.field_string", where=where, field="system"))
         if system.strip():
             messages.insert(0, {"role": "system", "content": system})
     return check_conversation(messages, where)
 
 
-def _require(obj: dict, keys, where: str, what: str) -> None:
+def _require(obj: dict, keys, where: str | Text, what: Text) -> None:
     missing = [k for k in keys if k not in obj]
     if missing:
-        raise CorpusError(f'{where}: missing field "{missing[0]}": {what}.')
+        raise CorpusError(Text("sft.missing_field", where=where, field=missing[0], what=what))
     wrong = [k for k in keys if not isinstance(obj[k], str)]
     if wrong:
-        raise CorpusError(f'{where}: "{wrong[0]}" must be a string, not {type(obj[wrong[0]]).__name__}.')
+        raise CorpusError(Text("sft.field_not_string", where=where, field=wrong[0], found=type(obj[wrong[0]]).__name__))
 
 
-def _message(m, key: str, i: int, where: str) -> dict:
+def _message(m, key: str, i: int, where: str | Text) -> dict:
+    where = Text("where.message", where=where, i=i)
     if not isinstance(m, dict):
-        raise CorpusError(f"{where}, message {i}: expected an object with a role and content.")
+        raise CorpusError(Text("sft.message_object", where=where))
     if key == "conversations" and "from" in m:
         speaker = m.get("from")
         role, content = SHAREGPT_ROLES.get(speaker) if isinstance(speaker, str) else None, m.get("value")
         if role is None:
-            raise CorpusError(f"{where}, message {i}: unknown speaker {m.get('from')!r}; use human, gpt or system.")
+            raise CorpusError(Text("sft.speaker", where=where, speaker=m.get("from")))
     else:
         role, content = m.get("role"), m.get("content")
         if "role" not in m or "content" not in m:
             missing = "role" if "role" not in m else "content"
-            raise CorpusError(f'{where}, message {i}: missing field "{missing}".')
+            raise CorpusError(Text("sft.message_field", where=where, field=missing))
         if role not in ROLES:
-            raise CorpusError(f"{where}, message {i}: unknown role {role!r}; use system, user or assistant.")
+            raise CorpusError(Text("sft.role", where=where, role=role))
     if not isinstance(content, str):
-        raise CorpusError(f"{where}, message {i}: the content must be a string, not {type(content).__name__}.")
+        raise CorpusError(Text("sft.content_string", where=where, found=type(content).__name__))
     return {"role": role, "content": content}
 
 
-def check_conversation(messages: list[dict], where: str) -> list[dict]:
+def check_conversation(messages: list[dict], where: str | Text) -> list[dict]:
     """Every assistant turn has text, and there is at least one: it is all the loss learns from."""
     if not any(m["role"] == "assistant" for m in messages):
-        raise CorpusError(f"{where}: no assistant message; an example needs a reply to learn from.")
+        raise CorpusError(Text("sft.no_assistant", where=where))
     for i, m in enumerate(messages, 1):
-        check_unicode(m["content"], f"{where}, message {i}")
+        check_unicode(m["content"], Text("where.message", where=where, i=i))
         if m["role"] == "assistant" and not m["content"].strip():
-            raise CorpusError(
-                f"{where}, message {i}: empty assistant turn; every assistant reply needs text to "
-                f"learn from (remove the example or write the reply)."
-            )
+            raise CorpusError(Text("sft.empty_assistant", where=Text("where.message", where=where, i=i)))
     return messages
 
 
@@ -282,22 +271,20 @@ def _parse_csv(text: str, name: str, prompt_column, response_column, csv_column)
             return "text", parse_csv_text(text, name, csv_column)
         prompt_column, response_column = pair
     if prompt_column is None or response_column is None:
-        raise CorpusError(f"{name}: choose both a prompt column and a response column. Available columns: {listed}.")
+        raise CorpusError(Text("sft.csv_both_columns", name=name, listed=listed))
     for c in (prompt_column, response_column):
         if c not in df.columns:
-            raise CorpusError(f"{name} has no column {c!r}. Available columns: {listed}.")
+            raise CorpusError(Text("data.csv_no_column", name=name, column=c, listed=listed))
     conversations = []
     for row, (p, r) in enumerate(zip(df[prompt_column], df[response_column]), start=2):  # line 1 is the header
-        where = f"{name}, row {row}"
         if not isinstance(r, str) or not r.strip():
-            raise CorpusError(
-                f"{where}: empty response in column {response_column!r}; every example needs a reply to learn from."
-            )
+            where = Text("where.row", name=name, row=row)
+            raise CorpusError(Text("sft.csv_empty_response", where=where, column=response_column))
         conversations.append(
             [{"role": "user", "content": p if isinstance(p, str) else ""}, {"role": "assistant", "content": r}]
         )
     if not conversations:
-        raise CorpusError(f"{name} has a header but no rows.")
+        raise CorpusError(Text("sft.csv_no_rows", name=name))
     return "chat", conversations
 
 
@@ -323,19 +310,25 @@ class Encoded:
     def target_tokens(self) -> int:
         return sum(sum(m[1:]) for m in self.masks)
 
-    def report(self, block_size: int, policy: str, split: str) -> str | None:
-        """One sentence about examples that did not fit, or None when all did."""
+    def report(self, block_size: int, policy: str, split: str) -> Text | None:
+        """One sentence about examples that did not fit (split: "training", "validation" or "fine-tuning"), or
+        None when all did."""
         if not (self.truncated or self.dropped):
             return None
-        parts = []
-        if self.truncated:
-            parts.append(f"{self.truncated:,} truncated to fit")
-        if self.dropped:
-            why = "longer than the context" if policy == "drop" else "no reply left after truncation"
-            parts.append(f"{self.dropped:,} dropped ({why})")
-        return (
-            f"{self.truncated + self.dropped:,} of {self.examples:,} {split} examples were longer than the "
-            f"context of {block_size} tokens: {', '.join(parts)}."
+        why = Text("sft.dropped_long") if policy == "drop" else Text("sft.dropped_empty")
+        if self.truncated and self.dropped:
+            what = Text("sft.truncated_and_dropped", truncated=self.truncated, dropped=self.dropped, why=why)
+        elif self.truncated:
+            what = Text("sft.truncated", truncated=self.truncated)
+        else:
+            what = Text("sft.dropped", dropped=self.dropped, why=why)
+        return Text(
+            "sft.too_long",
+            n=self.truncated + self.dropped,
+            examples=self.examples,
+            split=Text(f"what.{split}"),
+            block=block_size,
+            what=what,
         )
 
 
@@ -346,7 +339,7 @@ def encode_conversations(
     tokens gives block_size predictions, so that is the longest that fits; longer ones are truncated (their end
     is cut) or dropped, per `too_long`. A truncated example with no assistant token left is dropped."""
     if too_long not in TOO_LONG:
-        raise ConfigError(f"too_long must be 'truncate' or 'drop'; got {too_long!r}.")
+        raise ConfigError(Text("sft.too_long_policy", got=too_long))
     limit = block_size + 1
     out = Encoded([], [], examples=len(conversations))
     for i, conv in enumerate(conversations):
@@ -394,12 +387,12 @@ class Examples:
         ids_path, mask_path, off_path = _paths(Path(data_dir), split)
         for p in (ids_path, mask_path, off_path):
             if not p.is_file():
-                raise CorpusError(f"Fine-tuning data file not found: {p}.")
+                raise CorpusError(Text("sft.file_missing", path=str(p)))
         self.ids = np.fromfile(ids_path, dtype=token_dtype(vocab_size))
         self.mask = np.fromfile(mask_path, dtype=np.uint8)
         self.offsets = np.fromfile(off_path, dtype=np.int64)
         if len(self.offsets) < 2 or self.offsets[-1] != len(self.ids) or len(self.mask) != len(self.ids):
-            raise CorpusError(f"The fine-tuning data in {data_dir} ({split}) is corrupt (its files disagree).")
+            raise CorpusError(Text("sft.corrupt", path=str(data_dir), split=split))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1

@@ -30,8 +30,9 @@ import rustbpe
 import tiktoken
 
 from core.cache import cache_dir
-from core.errors import DownloadError, TokenizerError, short_reason
+from core.errors import DownloadError, TokenizerError, network_reason
 from core.files import atomic_write_bytes, atomic_write_json
+from core.messages import Text
 
 CONFIG_FILE = "tokenizer.json"
 RANKS_FILE = "tokenizer.bpe"
@@ -39,6 +40,7 @@ KINDS = ("char", "gpt2", "bpe")
 SPECS = "'char', 'gpt2' or 'bpe:VOCAB' (e.g. 'bpe:1024')"
 MIN_BPE_VOCAB = 256  # rustbpe starts from the 256 byte values (and panics below that)
 MAX_BPE_VOCAB = 65536  # ids then fit in uint16
+MIN_USES_PER_TOKEN = 10  # how often, on average, a trained BPE's tokens should appear in the text they serve
 
 # ----------------------------------------------------------------------------------------------------------
 # The interface
@@ -97,8 +99,12 @@ class Tokenizer:
     def save(self, directory) -> None:
         raise NotImplementedError
 
-    def describe(self) -> str:
+    def description(self) -> Text:
+        """What this tokenizer is, in a few words (a Text: the app says it in the page's language)."""
         raise NotImplementedError
+
+    def describe(self) -> str:
+        return str(self.description())
 
     def summary(self) -> dict:
         """What config.json records of a run's tokenizer."""
@@ -157,11 +163,11 @@ class CharTokenizer(Tokenizer):
         missing = self.unknown_chars(text)
         if missing and unknown == "error":
             n = len(missing)
-            shown = ", ".join(repr(c) for c in missing[:10]) + (f" and {n - 10} more" if n > 10 else "")
-            raise TokenizerError(
-                f"The text contains {n} character{'s' if n != 1 else ''} this model never saw in "
-                f"training: {shown}. It knows {len(self.chars)} characters."
-            )
+            shown = ", ".join(repr(c) for c in missing[:10])
+            if n > 10:
+                shown = Text("tokenizer.and_more", shown=shown, n=n - 10)
+            key = "tokenizer.unknown_chars" if n != 1 else "tokenizer.unknown_char"
+            raise TokenizerError(Text(key, n=n, shown=shown, known=len(self.chars)))
         stoi = self.stoi
         return [stoi[c] for c in text if c in stoi]
 
@@ -175,8 +181,8 @@ class CharTokenizer(Tokenizer):
     def save(self, directory) -> None:
         _write_config(directory, {"kind": "char", "chars": self.chars, **self._special_config()})
 
-    def describe(self) -> str:
-        return f"character-level, {len(self.chars)} symbols" + _describe_specials(self)
+    def description(self) -> Text:
+        return _with_specials(self, Text("tokenizer.char", n=len(self.chars)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -193,7 +199,7 @@ class _TiktokenTokenizer(Tokenizer):
         except BaseException as e:  # the regex engine's panic is a BaseException; turn it into a clear error
             if type(e).__name__ != "PanicException":
                 raise
-            raise TokenizerError(f"The tokenizer could not split this text ({e}).") from None
+            raise TokenizerError(Text("tokenizer.split_failed", reason=str(e))) from None
 
     def decode(self, ids) -> str:
         ids = _as_ids(ids, self.vocab_size)
@@ -223,11 +229,7 @@ class GPT2Tokenizer(_TiktokenTokenizer):
             self.enc = tiktoken.get_encoding("gpt2")  # downloads the BPE files once, then reads its cache
         except Exception as e:
             cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "data-gym-cache")
-            reason = short_reason(e)
-            raise DownloadError(
-                f"Could not get the GPT-2 tokenizer files (no network?): {reason}; they download "
-                f"once and are cached in TIKTOKEN_CACHE_DIR (now {cache})."
-            ) from e
+            raise DownloadError(Text("tokenizer.gpt2_download", why=network_reason(e), cache=cache)) from e
         self.base_vocab_size = self.enc.n_vocab  # 50257: 50256 merges and bytes, plus <|endoftext|>
 
     @property
@@ -237,8 +239,8 @@ class GPT2Tokenizer(_TiktokenTokenizer):
     def save(self, directory) -> None:
         _write_config(directory, {"kind": "gpt2", **self._special_config()})
 
-    def describe(self) -> str:
-        return f"GPT-2 BPE, {self.base_vocab_size} tokens" + _describe_specials(self)
+    def description(self) -> Text:
+        return _with_specials(self, Text("tokenizer.gpt2", n=self.base_vocab_size))
 
 
 # The split patterns a saved BPE tokenizer may use: GPT-4's (rustbpe's default) and GPT-2's (tiktoken's r50k).
@@ -268,7 +270,7 @@ class BPETokenizer(_TiktokenTokenizer):
                 name=self.name, pat_str=pattern, mergeable_ranks=mergeable_ranks, special_tokens={}
             )
         except Exception as e:  # e.g. a pattern tiktoken's regex engine can't compile
-            raise TokenizerError(f"Could not build the BPE tokenizer: {e}") from e
+            raise TokenizerError(Text("tokenizer.bpe_build", reason=str(e))) from e
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> BPETokenizer:
@@ -278,9 +280,7 @@ class BPETokenizer(_TiktokenTokenizer):
             or not MIN_BPE_VOCAB <= vocab_size <= MAX_BPE_VOCAB
         ):
             # Checked here: below 256 rustbpe panics, a BaseException that `except Exception` would not catch.
-            raise TokenizerError(
-                f"The BPE vocabulary size must be between {MIN_BPE_VOCAB} and {MAX_BPE_VOCAB}; got {vocab_size!r}."
-            )
+            raise TokenizerError(Text("tokenizer.bpe_size", min=MIN_BPE_VOCAB, max=MAX_BPE_VOCAB, got=vocab_size))
         _check_training_text(text)
         tok = rustbpe.Tokenizer()
         tok.train_from_iterator(_training_chunks(text), vocab_size)
@@ -308,11 +308,12 @@ class BPETokenizer(_TiktokenTokenizer):
             },
         )
 
-    def describe(self) -> str:
-        s = f"BPE trained on this corpus, {self.base_vocab_size} tokens"
+    def description(self) -> Text:
         if self.base_vocab_size < self.requested_vocab_size:
-            s += f" (asked for {self.requested_vocab_size}; this text has too few repeated pairs for more)"
-        return s + _describe_specials(self)
+            text = Text("tokenizer.bpe_fewer", n=self.base_vocab_size, asked=self.requested_vocab_size)
+        else:
+            text = Text("tokenizer.bpe", n=self.base_vocab_size)
+        return _with_specials(self, text)
 
 
 def _training_chunks(text: str, size: int = 1 << 16):
@@ -332,10 +333,10 @@ def _training_chunks(text: str, size: int = 1 << 16):
 def _check_ranks(ranks: dict[bytes, int]) -> None:
     # tiktoken needs ranks 0..n-1 without gaps, and byte-level BPE needs all 256 bytes so any text encodes.
     if sorted(ranks.values()) != list(range(len(ranks))):
-        raise TokenizerError(f"The BPE token ranks are not the numbers 0..{len(ranks) - 1} without gaps or repeats.")
+        raise TokenizerError(Text("tokenizer.ranks_gaps", last=len(ranks) - 1))
     missing = [b for b in range(256) if bytes([b]) not in ranks]
     if missing:
-        raise TokenizerError(f"The BPE vocabulary lacks {len(missing)} of the 256 single-byte tokens.")
+        raise TokenizerError(Text("tokenizer.ranks_bytes", n=len(missing)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -352,9 +353,22 @@ def make_tokenizer(spec: str, text: str | None = None) -> Tokenizer:
     if s.startswith("bpe:"):
         n = s[len("bpe:") :].strip()
         if not re.fullmatch(r"[0-9]+", n):
-            raise TokenizerError(f"The BPE vocabulary size in {spec!r} is not a whole number: use {SPECS}.")
+            raise TokenizerError(Text("tokenizer.bpe_spec", spec=spec, specs=SPECS))
         return BPETokenizer.train(_needs_text(text, "bpe"), int(n))
-    raise TokenizerError(f"Unknown tokenizer {spec!r}: use {SPECS}.")
+    raise TokenizerError(Text("tokenizer.unknown", spec=spec, specs=SPECS))
+
+
+def vocab_too_large(vocab_size: int, n_tokens: int) -> bool:
+    """Whether a text of n_tokens tokens is too short for a BPE vocabulary of vocab_size trained on it: its tokens
+    appear fewer than MIN_USES_PER_TOKEN times each on average, so most embedding rows learn from a handful of
+    examples (a 1,024-token BPE on a 3 KB file)."""
+    return n_tokens < MIN_USES_PER_TOKEN * vocab_size
+
+
+def vocab_for(n_tokens: int) -> int:
+    """A BPE vocabulary size (a multiple of 256, at least MIN_BPE_VOCAB) whose tokens a text of n_tokens tokens
+    uses often enough: what to suggest when vocab_too_large."""
+    return max(MIN_BPE_VOCAB, n_tokens // MIN_USES_PER_TOKEN // 256 * 256)
 
 
 def _needs_text(text, kind: str) -> str:
@@ -370,16 +384,16 @@ def load_tokenizer(directory) -> Tokenizer:
     try:
         config = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise TokenizerError(f"No tokenizer in {directory}: {CONFIG_FILE} is missing.") from None
+        raise TokenizerError(Text("tokenizer.none", path=str(directory), file=CONFIG_FILE)) from None
     except RecursionError:
-        raise TokenizerError(f"{path} is corrupt (its JSON is nested too deeply).") from None
+        raise TokenizerError(Text("files.json_deep", path=str(path))) from None
     except ValueError as e:  # UnicodeDecodeError, JSONDecodeError, an integer of thousands of digits
-        raise TokenizerError(f"{path} is corrupt (not valid JSON: {e}).") from None
+        raise TokenizerError(Text("files.json_bad", path=str(path), reason=str(e))) from None
     except OSError as e:
-        raise TokenizerError(f"Could not read {path}: {e}") from None
+        raise TokenizerError(Text("tokenizer.unreadable", path=str(path), reason=str(e))) from None
     kind = config.get("kind") if isinstance(config, dict) else None
     if kind not in KINDS:
-        raise TokenizerError(f"{path} names an unknown tokenizer kind {kind!r}; expected one of {', '.join(KINDS)}.")
+        raise TokenizerError(Text("tokenizer.kind", path=str(path), kind=kind, known=", ".join(KINDS)))
 
     tok = _load_base(directory, path, kind, config)
     specials = config.get("special_tokens", {})
@@ -389,10 +403,7 @@ def load_tokenizer(directory) -> Tokenizer:
         and all(isinstance(k, str) and k and type(v) is int for k, v in specials.items())
         and sorted(specials.values()) == list(expected)
     ):
-        raise TokenizerError(
-            f"{path} is corrupt: 'special_tokens' must map names to the ids right after the "
-            f"{tok.base_vocab_size} ordinary tokens."
-        )
+        raise TokenizerError(Text("tokenizer.specials_bad", path=str(path), n=tok.base_vocab_size))
     tok.add_special_tokens(sorted(specials, key=specials.get))
     return tok
 
@@ -408,24 +419,21 @@ def _load_base(directory: Path, path: Path, kind: str, config: dict) -> Tokenize
             and all(isinstance(c, str) and len(c) == 1 for c in chars)
             and len(set(chars)) == len(chars)
         ):
-            raise TokenizerError(f"{path} is corrupt: 'chars' must be a list of distinct single characters.")
+            raise TokenizerError(Text("tokenizer.chars_bad", path=str(path)))
         return CharTokenizer(chars)
 
     pattern, n, requested = config.get("pattern"), config.get("vocab_size"), config.get("requested_vocab_size")
     if not (isinstance(pattern, str) and isinstance(n, int) and isinstance(requested, int)):
-        raise TokenizerError(
-            f"{path} is corrupt: a BPE tokenizer needs 'pattern', 'vocab_size' and 'requested_vocab_size'."
-        )
+        raise TokenizerError(Text("tokenizer.bpe_fields", path=str(path)))
     if pattern not in SPLIT_PATTERNS:
         # A split pattern is a regular expression run on every text: one from a file could backtrack for
         # minutes or make the regex engine panic, so only the patterns Newleaf itself writes are accepted.
-        raise TokenizerError(
-            f"{path} is not a tokenizer Newleaf wrote: its 'pattern' is not one of the known "
-            f"split patterns (GPT-4's, as rustbpe trains with, or GPT-2's)."
-        )
+        raise TokenizerError(Text("tokenizer.pattern", path=str(path)))
     ranks = _read_ranks(directory / RANKS_FILE)
     if len(ranks) != n:
-        raise TokenizerError(f"{directory / RANKS_FILE} holds {len(ranks)} tokens but {CONFIG_FILE} says {n}.")
+        raise TokenizerError(
+            Text("tokenizer.ranks_count", path=str(directory / RANKS_FILE), have=len(ranks), file=CONFIG_FILE, n=n)
+        )
     return BPETokenizer(ranks, pattern, requested_vocab_size=requested, name=config.get("name"))
 
 
@@ -435,9 +443,9 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise TokenizerError(f"{path} is missing: a BPE tokenizer needs it beside {CONFIG_FILE}.") from None
+        raise TokenizerError(Text("tokenizer.ranks_missing", path=str(path), file=CONFIG_FILE)) from None
     except OSError as e:
-        raise TokenizerError(f"Could not read {path}: {e}") from None
+        raise TokenizerError(Text("tokenizer.unreadable", path=str(path), reason=str(e))) from None
     ranks = {}
     for lineno, line in enumerate(data.splitlines(), 1):
         if not line:
@@ -446,7 +454,7 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
             token, rank = line.split()
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except ValueError:  # wrong field count, bad base64 (binascii.Error), or a rank that isn't a number
-            raise TokenizerError(f"{path} is corrupt at line {lineno}: expected 'base64-token rank'.") from None
+            raise TokenizerError(Text("tokenizer.ranks_line", path=str(path), line=lineno)) from None
     return ranks
 
 
@@ -454,18 +462,20 @@ def _read_ranks(path: Path) -> dict[bytes, int]:
 # Helpers
 
 
-def _describe_specials(tok: Tokenizer) -> str:
+def _with_specials(tok: Tokenizer, description: Text) -> Text:
     n = len(tok.special_tokens)
-    return f" + {n} special token{'s' if n != 1 else ''}" if n else ""
+    if not n:
+        return description
+    return Text("tokenizer.plus_special" if n == 1 else "tokenizer.plus_specials", description=description, n=n)
 
 
 def _check_training_text(text) -> None:
     if not isinstance(text, str) or not text:
-        raise TokenizerError("Cannot build a tokenizer from an empty text.")
+        raise TokenizerError(Text("tokenizer.empty_text"))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates: not real text, and they could not be saved as UTF-8
-        raise TokenizerError(f"The text is not valid Unicode ({e.reason} at character {e.start}).") from None
+        raise TokenizerError(Text("tokenizer.not_unicode", reason=e.reason, at=e.start)) from None
 
 
 def _as_ids(ids, vocab_size: int) -> list[int]:

@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from core import distributed, files, history, runs, trainable
 from core.device import autocast, describe_device, pick_device
 from core.errors import CheckpointError, NewleafError
+from core.messages import Text
 from core.optim import make_optimizer
 from core.run_data import log_sample_params, open_run_data, perplexity
 from core.tokenizer import load_tokenizer
@@ -40,6 +41,7 @@ class FitResult:
     message: str
     step: int
     best_val_loss: float | None
+    text: Text | None = None  # the message as a Text (core/messages.py), to say it in another language
 
 
 @dataclass
@@ -69,7 +71,9 @@ class Trainer:
             self.tokenizer = load_tokenizer(self.run_dir)
             self.data = open_run_data(self.run_dir, config)
         except (KeyError, TypeError) as e:
-            raise CheckpointError(f"{self.run_dir / runs.CONFIG} is incomplete or malformed ({e}).") from None
+            raise CheckpointError(
+                Text("train.config_bad", path=str(self.run_dir / runs.CONFIG), reason=str(e))
+            ) from None
         self.model_cfg = self.model.model_cfg
         self.config = config
         self.dist = distributed.current()  # several processes under torchrun, or one
@@ -143,18 +147,18 @@ class Trainer:
             if self.device.type == "cuda" and "rng.cuda" in t:
                 torch.cuda.set_rng_state(t["rng.cuda"], self.device)
         except (KeyError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"{ck} holds an incomplete trainer state ({e}).") from None
+            raise CheckpointError(Text("train.state_bad", path=str(ck), reason=str(e))) from None
         return meta
 
-    def _status(self, state: str, message: str, step: int) -> None:
+    def _status(self, state: str, message: Text, step: int) -> None:
         if self.dist.is_main:
             runs.write_status(
                 self.run_dir, state, message, step=step, max_steps=self.cfg.max_steps, max_time=self.cfg.max_time
             )
 
-    def _running_message(self) -> str:
-        where = self.device.type + (f" x {self.dist.world} processes" if self.dist.enabled else "")
-        return f"{self.model.verb} on {where}."
+    def _running_message(self) -> Text:
+        where = Text("status.processes", device=self.device.type, n=self.dist.world) if self.dist.enabled else None
+        return Text(self.model.running, where=where or self.device.type)
 
     # -- the loop ----------------------------------------------------------------------------------------
 
@@ -204,13 +208,13 @@ class Trainer:
         if state != "failed" and _needs_final_checkpoint(run_dir, p.step):
             self._checkpoint(model, optimizer, batch_gen, p, {"step": p.step, "elapsed_s": p.elapsed()}, emit)
         if state == "completed":
-            message = f"Finished {p.step} steps." + (f" Best validation loss {p.best_val:.4f}." if p.best_val else "")
+            message = _finished_message(cfg, p)
         self._status(state, message, p.step)
         # a stop request is used up once honoured; one that arrived while the run started is honoured too
         if main:
             (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
-        emit("end", {"state": state, "message": message, "step": p.step, "best_val_loss": p.best_val})
-        return FitResult(state, message, p.step, p.best_val)
+        emit("end", {"state": state, "message": str(message), "step": p.step, "best_val_loss": p.best_val})
+        return FitResult(state, str(message), p.step, p.best_val, message)
 
     def _reset_logs(self, meta: dict | None) -> None:
         """What was logged after the checkpoint will be logged again, identically; a fresh start logs anew.
@@ -236,7 +240,7 @@ class Trainer:
             except CheckpointError:
                 pass
 
-    def _loop(self, model, net, optimizer, batch_gen, micro, p: _Progress, emit) -> tuple[str, str]:
+    def _loop(self, model, net, optimizer, batch_gen, micro, p: _Progress, emit) -> tuple[str, Text]:
         """Train until the budget is used, a stop is asked for, or the weights go bad: (state, message)."""
         cfg = self.cfg
         diverged = None  # set by the main process when the validation loss goes bad; all processes stop on it
@@ -253,11 +257,11 @@ class Trainer:
                 self.device,
             )
             if bad:
-                return "failed", diverged or "Training stopped: the main process found the weights diverged."
+                return "failed", diverged or Text("status.diverged_elsewhere")
             if done:
-                return "completed", "Finished."
+                return "completed", Text("status.finished")
             if stop:
-                return "stopped", f"Stopped at step {p.step}."
+                return "stopped", Text("status.stopped", step=p.step)
             progress = p.step / cfg.max_steps
             if cfg.max_time:
                 progress = max(progress, elapsed / cfg.max_time)
@@ -267,9 +271,9 @@ class Trainer:
             step_loss, grad_norm = self._train_step(model, net, batch_gen, micro)
             if not (math.isfinite(step_loss) and math.isfinite(grad_norm)):
                 what = (
-                    f"the loss became {step_loss}"
+                    Text("status.loss_became", value=str(step_loss))
                     if not math.isfinite(step_loss)
-                    else f"the gradients became {grad_norm}"
+                    else Text("status.gradients_became", value=str(grad_norm))
                 )
                 return "failed", _diverged_message(self.run_dir, p.step + 1, what)
             optimizer.step()
@@ -300,7 +304,7 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf).item()
         return step_loss, grad_norm
 
-    def _after_step(self, model, optimizer, batch_gen, p: _Progress, lr: float, emit) -> str | None:
+    def _after_step(self, model, optimizer, batch_gen, p: _Progress, lr: float, emit) -> Text | None:
         """The main process's logging, evaluation, sample and checkpoint after a step. Returns a message when
         the validation loss went bad (then nothing is checkpointed), else None."""
         cfg = self.cfg
@@ -321,7 +325,7 @@ class Trainer:
         if do_eval:
             val = self.evaluate(model)
             if not math.isfinite(val):  # the weights went bad: no checkpoint of them, stop at the loop's top
-                return _diverged_message(self.run_dir, p.step, f"the validation loss became {val}")
+                return _diverged_message(self.run_dir, p.step, Text("status.val_loss_became", value=str(val)))
             record.update(val_loss=val, val_bpc=self.bits_per_char(val))
             if self.model.reports_perplexity:
                 record["val_ppl"] = perplexity(val)
@@ -357,17 +361,26 @@ class Trainer:
             runs.save_checkpoint(self.run_dir, self.model.checkpoint_weights(model), tensors, ck_meta, best=is_best)
         except CheckpointError as e:  # e.g. a full disk: the run says why it ended; the last checkpoint stays
             try:
-                runs.write_status(self.run_dir, "failed", str(e), step=p.step, max_steps=self.cfg.max_steps)
+                runs.write_status(self.run_dir, "failed", e.text or str(e), step=p.step, max_steps=self.cfg.max_steps)
             except NewleafError:
                 pass
             raise
         emit("checkpoint", {"step": p.step, "best": is_best})
 
 
-def _diverged_message(run_dir, step: int, what: str) -> str:
+def _diverged_message(run_dir, step: int, what: Text) -> Text:
     last = runs.checkpoint_meta(run_dir, "last")
-    kept = f"the last good checkpoint (step {last['step']}) is kept" if last else "no checkpoint was saved yet"
-    return f"Training stopped at step {step}: {what}. {kept}; try a lower learning rate."
+    kept = Text("status.last_good_kept", step=last["step"]) if last else Text("status.no_checkpoint_yet")
+    return Text("status.diverged", step=step, what=what, kept=kept)
+
+
+def _finished_message(cfg: TrainConfig, p: _Progress) -> Text:
+    """How a run that completed ended: all its steps, or its time budget first; and its best validation loss."""
+    if p.step >= cfg.max_steps or not cfg.max_time:
+        done = Text("status.finished_steps", step=p.step)
+    else:
+        done = Text("status.finished_time", step=p.step, seconds=f"{cfg.max_time:,.0f}")
+    return done if not p.best_val else Text("status.best_val", done=done, loss=f"{p.best_val:.4f}")
 
 
 def _needs_final_checkpoint(run_dir, step: int) -> bool:

@@ -10,6 +10,7 @@ import torch
 
 from core.device import available_memory, check_seed
 from core.errors import ConfigError
+from core.messages import Text
 from core.model import GPTConfig, training_memory
 from core.optim import OPTIMIZERS
 from core.units import format_bytes
@@ -52,13 +53,13 @@ class TrainConfig:
         for name in positive:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{name} must be a positive whole number; got {v!r}.")
+                raise ConfigError(Text("model.positive", name=name, value=v))
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"The learning rate must be a positive number; got {self.lr!r}.")
+            raise ConfigError(Text("train_config.lr", value=self.lr))
         if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be 0 or more; got {self.warmup_steps}.")
+            raise ConfigError(Text("train_config.warmup", value=self.warmup_steps))
         if self.max_time is not None and not self.max_time > 0:
-            raise ConfigError(f"max_time must be a positive number of seconds; got {self.max_time!r}.")
+            raise ConfigError(Text("train_config.max_time", value=self.max_time))
         if not 0 <= self.min_lr_ratio <= 1:
             raise ConfigError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}.")
         if self.optimizer not in OPTIMIZERS:
@@ -102,7 +103,5 @@ def check_memory(model_cfg: GPTConfig, train_cfg: TrainConfig, device: torch.dev
     have = available_memory(device)
     if have is not None and need > 0.9 * have:
         raise ConfigError(
-            f"This model needs about {format_bytes(need)} to train at batch size "
-            f"{train_cfg.batch_size}, but only {format_bytes(have)} of memory is free. "
-            f"Choose a smaller model, context or batch size."
+            Text("train_config.memory", need=format_bytes(need), batch=train_cfg.batch_size, have=format_bytes(have))
         )

@@ -19,6 +19,7 @@ import torch
 
 from core import lora, runs
 from core.errors import CheckpointError, ConfigError
+from core.messages import Text
 from core.model import GPT, GPTConfig, param_count
 
 BASE_FILE = "base.safetensors"  # a fine-tuning run's starting weights, in the run's vocabulary
@@ -45,11 +46,11 @@ class FinetuneConfig:
 
     def validate(self, n_layer: int | None = None) -> None:
         if self.method not in METHODS:
-            raise ConfigError(f"Unknown fine-tuning method {self.method!r}; use 'full' or 'lora'.")
+            raise ConfigError(Text("finetune.method", method=self.method))
         if isinstance(self.freeze_layers, bool) or not isinstance(self.freeze_layers, int) or self.freeze_layers < 0:
-            raise ConfigError(f"freeze_layers must be 0 or more; got {self.freeze_layers!r}.")
+            raise ConfigError(Text("trainable.freeze", value=self.freeze_layers))
         if n_layer is not None and self.method == "full" and self.freeze_layers >= n_layer:
-            raise ConfigError(f"Freezing {self.freeze_layers} layers leaves none to train: the model has {n_layer}.")
+            raise ConfigError(Text("trainable.freeze_all", freeze=self.freeze_layers, n=n_layer))
         if self.method == "lora":
             lora.check_settings(
                 self.lora_rank,
@@ -60,11 +61,11 @@ class FinetuneConfig:
                 n_layer if n_layer is not None else 10**9,
             )
         if self.too_long not in ("truncate", "drop"):
-            raise ConfigError(f"too_long must be 'truncate' or 'drop'; got {self.too_long!r}.")
+            raise ConfigError(Text("sft.too_long_policy", got=self.too_long))
         if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"val_fraction must be between 0 and 1; got {self.val_fraction!r}.")
+            raise ConfigError(Text("trainable.val_fraction", value=self.val_fraction))
         if isinstance(self.eval_items, bool) or not isinstance(self.eval_items, int) or self.eval_items < 1:
-            raise ConfigError(f"eval_items must be a positive whole number; got {self.eval_items!r}.")
+            raise ConfigError(Text("model.positive", name="eval_items", value=self.eval_items))
 
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
@@ -95,7 +96,7 @@ def parameter_counts(model_cfg: GPTConfig, ft: FinetuneConfig, new_rows: int = 0
 class PlainGPT:
     """A fresh GPT whose every parameter learns (pretraining)."""
 
-    verb = "Training"  # for status lines: "Training on cpu."
+    running = "status.training"  # the status line's message key: "Training on cpu."
     reports_perplexity = False  # fine-tuning logs perplexity beside the validation loss
 
     def __init__(self, model_cfg: GPTConfig):
@@ -127,7 +128,7 @@ class FineTuned(PlainGPT):
     """The run's base weights with the fine-tuning method applied: the first blocks frozen, or LoRA adapters
     (then only the adapters, and the embedding rows of tokens the base never had, learn)."""
 
-    verb = "Fine-tuning"
+    running = "status.finetuning"
     reports_perplexity = True
 
     def __init__(self, model_cfg: GPTConfig, run_dir, settings: dict):
@@ -200,7 +201,7 @@ class FineTuned(PlainGPT):
                         continue
                     key = f"{owner}.base.{leaf}"
                 if key not in state or state[key].shape != value.shape:
-                    raise CheckpointError(f"{source} does not match this run's model ({key}).")
+                    raise CheckpointError(Text("trainable.mismatch", source=source, key=key))
                 state[key].copy_(value)
 
 
@@ -210,6 +211,6 @@ def for_run(run_dir, config: dict) -> PlainGPT:
     try:
         model_cfg = GPTConfig.from_dict(config["model"])
     except (KeyError, TypeError) as e:
-        raise CheckpointError(f"{Path(run_dir) / runs.CONFIG} is incomplete or malformed ({e}).") from None
+        raise CheckpointError(Text("train.config_bad", path=str(Path(run_dir) / runs.CONFIG), reason=str(e))) from None
     settings = config.get("finetune")
     return FineTuned(model_cfg, run_dir, settings) if settings else PlainGPT(model_cfg)

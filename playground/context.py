@@ -1,5 +1,6 @@
 """What the tabs share: settings, the job manager, the translator, and the session-wide states that carry
-a choice from one tab to another. Plus `friendly`, which turns any error into a message for the user, and
+a choice from one tab to another. Plus `friendly`, which turns any error into a message for the user in the page's
+language (a refusal leaves what is on the page as it was), `notify` for the page's other messages, and
 `AppContext.handler`, which hands the context to a module-level handler."""
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import traceback
 from dataclasses import dataclass
 
 import gradio as gr
+from gradio.context import LocalContext
 
-from core.errors import NewleafError
-from playground.i18n import Translator
+from core.errors import NewleafError, short_reason
+from playground.i18n import STRINGS, Translator, say, t
 from playground.jobs import Jobs
 from playground.settings import Settings
 
@@ -57,16 +59,51 @@ def _bound(fn, args: tuple):
     return bound
 
 
-def _message(e: Exception) -> str:
+def notify(message: str, level: str = "info") -> None:
+    """A message beside the page ("info" or "warning"), already in the page's language. Gradio titles it by its
+    kind; ui.toast_titles_css says that title in the page's language."""
+    (gr.Warning if level == "warning" else gr.Info)(message)
+
+
+def _from_the_page() -> bool:
+    """Whether the running handler serves an event of the app's own page through the queue. Only then can a
+    message be shown beside the outputs while they stay as they are (gr.Warning needs the queue's event); an API
+    client (gradio_client, which says x-gradio-user: api) learns of a refusal from an error instead."""
+    request = LocalContext.request.get(None)
+    headers = getattr(request, "headers", None) or {}
+    return LocalContext.event_id.get(None) is not None and headers.get("x-gradio-user") == "app"
+
+
+def _lang_of(signature: inspect.Signature, args, kwargs) -> str:
+    """The page's language, from the handler's `lang` argument (English when it has none)."""
+    try:
+        lang = signature.bind_partial(*args, **kwargs).arguments.get("lang")
+    except TypeError:
+        return "en"
+    return lang if isinstance(lang, str) and lang in STRINGS else "en"
+
+
+def _failure(e: Exception, lang: str):
+    """What a handler's exception becomes. A refusal (a NewleafError: the user's input or environment) is a
+    message in the page's language: on the page a warning beside the outputs, which all stay as they were
+    (gr.skip()); for an API caller a gr.Error. Anything else is a bug: logged, and reported as a gr.Error."""
     if isinstance(e, NewleafError):
-        return str(e)
+        message = say(e, lang)
+        if _from_the_page():
+            notify(message, "warning")
+            return gr.skip()
+        raise gr.Error(message, print_exception=False) from None
     log.error("unexpected error\n%s", traceback.format_exc())
-    return f"Something went wrong ({type(e).__name__}: {e}). Nothing saved was lost; please try again."
+    message = t("app.unexpected", lang, reason=short_reason(e))
+    raise gr.Error(message, print_exception=False) from None
 
 
 def friendly(fn):
-    """Wrap an event handler so every failure reaches the user as a specific gr.Error, never a traceback or
-    Gradio's bare 'Error'. Works for plain functions and generators (streaming handlers)."""
+    """Wrap an event handler so that no failure reaches the user as a traceback or Gradio's bare "Error": a
+    refusal (NewleafError) becomes a message naming the problem, in the page's language (the handler's `lang`
+    argument), and leaves the event's outputs untouched; see _failure. Works for plain functions and generators
+    (streaming handlers); a gr.Error the handler raises itself passes through."""
+    signature = inspect.signature(fn)
     if inspect.isgeneratorfunction(fn):
 
         @functools.wraps(fn)
@@ -76,7 +113,7 @@ def friendly(fn):
             except gr.Error:
                 raise
             except Exception as e:
-                raise gr.Error(_message(e), print_exception=False) from None
+                yield _failure(e, _lang_of(signature, args, kwargs))
 
         return gen_wrapper
 
@@ -87,6 +124,6 @@ def friendly(fn):
         except gr.Error:
             raise
         except Exception as e:
-            raise gr.Error(_message(e), print_exception=False) from None
+            return _failure(e, _lang_of(signature, args, kwargs))
 
     return wrapper

@@ -7,11 +7,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from core import demo_task
 from core.data import load_corpus
 from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
 from core.errors import CorpusError
 from core.tokenizer import make_tokenizer
-from playground.i18n import t
+from playground.i18n import EN, t
 from playground.settings import Settings
 from playground.upload_checks import MB, check_upload_sizes
 
@@ -26,14 +27,27 @@ def tokenizer_spec(kind: str, vocab: int) -> str:
     return f"bpe:{int(vocab)}" if kind == "bpe" else kind
 
 
+def corpus_title(name: str, lang: str = "en") -> str:
+    """A corpus's (or fine-tuning data's) name in `lang`: a built-in dataset's or demo task's title in the page's
+    words, any other name (files) as it is."""
+    for key, title in [
+        *((f"ft.dataset.{d.name}", d.title) for d in BUILTIN_DATASETS.values()),
+        *((f"ft.task.{task.name}", task.title) for task in demo_task.TASKS.values()),
+    ]:
+        if name == title and key in EN:
+            return t(key, lang)
+    return name
+
+
 def corpus_note(source: str, name: str, default_note: str, lang: str = "en") -> str:
     """The "Using …" line; the default corpus's own (English) note says more: cached, downloaded or why not."""
     if source != DEFAULT_CHOICE:
-        return t("data.using", lang, name=name)
+        return t("data.using", lang, name=corpus_title(name, lang))
     if lang == "en" and default_note:
         return default_note
     shakespeare = BUILTIN_DATASETS["shakespeare"].title
-    return t("data.using", lang, name=name) if name == shakespeare else t("data.using_offline", lang, name=name)
+    title = corpus_title(name, lang)
+    return t("data.using", lang, name=title) if name == shakespeare else t("data.using_offline", lang, name=title)
 
 
 def load_choice(choice: dict | None, settings: Settings, lang: str = "en") -> tuple:

@@ -19,16 +19,19 @@ from pathlib import Path
 
 from core import demo_task, files, runs
 from core.datasets import BUILTIN_DATASETS
+from core.device import MAX_SEED
 from core.errors import ConfigError, CorpusError, NewleafError
-from core.finetune import describe_data, load_base, prepare_finetune, train_config
+from core.finetune import describe_data, load_base, plan_vocabulary, prepare_finetune, train_config
 from core.hf import hf_shape
+from core.messages import Text
 from core.model import GPTConfig, preset_config
 from core.sft_data import load_finetune_data
 from core.tokenizer import GPT2Tokenizer, load_tokenizer
 from core.trainable import FinetuneConfig, parameter_counts
 from playground.context import AppContext
-from playground.form_values import parse_layers, parse_number
-from playground.i18n import EN, t
+from playground.corpus_choice import corpus_title
+from playground.form_values import Bounds, parse_layers
+from playground.i18n import EN, say, t
 from playground.jobs import owner_id
 from playground.model_choices import check_fits
 from playground.settings import LOCAL_DIRS_ENV
@@ -42,6 +45,24 @@ UPLOAD = "upload"
 DEFAULT_SOURCE = "builtin:arithmetic"
 SCRATCH_VOCAB = 32  # the preview's guess at a fresh character-level vocabulary (the data decides)
 PREVIEW_CHARS = 600
+# the Fine-tune tab's numbers: the fields show these bounds, and Start checks them (naming the field); the steps
+# and the time budget are bounded by the app's settings (see settings_bounds)
+BOUNDS = {
+    "freeze": Bounds("ft.name.freeze", 0, None, whole=True),
+    "rank": Bounds("ft.name.lora_rank", 1, None, whole=True),
+    "alpha": Bounds("ft.name.lora_alpha", 0.01, None),
+    "dropout": Bounds("ft.name.lora_dropout", 0.0, 0.5, step=0.05),
+    "lr": Bounds("train.lr", 1e-6, 1.0),
+    "seed": Bounds("train.seed", 0, MAX_SEED, whole=True),
+}
+
+
+def settings_bounds(s) -> dict[str, Bounds]:
+    return {
+        "steps": Bounds("train.max_steps", 1, s.max_steps, whole=True),
+        "max_time": Bounds("ft.name.max_time", 0, s.max_run_seconds),
+    }
+
 
 # -- the choices -------------------------------------------------------------------------------------------------
 
@@ -74,20 +95,20 @@ def recipe_defaults(method: str, source: str) -> tuple[float, int]:
     return cfg.lr, cfg.max_steps
 
 
-def _number(value, name_key: str, cast=float, lang: str = "en"):
-    return parse_number(value, name_key, cast, lang, empty_key=None)
-
-
 def finetune_config(method, freeze, rank, alpha, dropout, layers, too_long="truncate", lang="en") -> FinetuneConfig:
-    ft = FinetuneConfig(
-        method=method,
-        freeze_layers=_number(freeze or 0, "ft.name.freeze", int, lang),
-        lora_rank=_number(rank, "ft.name.lora_rank", int, lang),
-        lora_alpha=_number(alpha, "ft.name.lora_alpha", float, lang),
-        lora_dropout=_number(dropout or 0, "ft.name.lora_dropout", float, lang),
-        lora_layers=parse_layers(layers, lang),
-        too_long=too_long or "truncate",
-    )
+    """The method's settings, checked: the frozen layers for full fine-tuning, the LoRA fields for LoRA (the other
+    method's fields are hidden on the page, and ignored)."""
+    chosen = {}
+    if method == "full":
+        chosen["freeze_layers"] = BOUNDS["freeze"].check(freeze or 0, lang)
+    if method == "lora":
+        chosen.update(
+            lora_rank=BOUNDS["rank"].check(rank, lang),
+            lora_alpha=BOUNDS["alpha"].check(alpha, lang),
+            lora_dropout=BOUNDS["dropout"].check(dropout or 0, lang),
+            lora_layers=parse_layers(layers, lang),
+        )
+    ft = FinetuneConfig(method=method, too_long=too_long or "truncate", **chosen)
     ft.validate()
     return ft
 
@@ -189,16 +210,30 @@ def data_may_grow_vocab(base: BaseChoice, source: str | None) -> bool:
     return not (plain_builtin and byte_level)
 
 
+@functools.cache
+def task_vocab_size(source) -> int | None:
+    """The vocabulary a fresh model gets from a demo task's data: the one prepare_finetune plans for it, so the
+    preview counts the parameters Start will make. None when the data is not a demo task (it is read only when
+    it is checked or the run starts)."""
+    if demo_task.task_for(source) is None:
+        return None
+    return plan_vocabulary(load_finetune_data(source), None, {}).tokenizer.vocab_size
+
+
 def params_markdown(base: BaseChoice, ft: FinetuneConfig, lang="en", source: str | None = None) -> str:
-    """Trainable vs total parameters of this base with this method (before anything is loaded). New embedding
-    rows for the data's tokens are not known yet: then the numbers are marked as approximate."""
+    """Trainable vs total parameters of this base with this method (before anything is loaded). A fresh model's
+    vocabulary comes from its data: exact for a demo task, otherwise marked as approximate, as are new embedding
+    rows for the data's tokens."""
     cfg = base.model_cfg
     if cfg is None:
         return t("ft.params.unknown", lang)
+    vocab = task_vocab_size(source) if base.scratch else None
+    if vocab:
+        cfg = GPTConfig.from_dict({**cfg.to_dict(), "vocab_size": vocab})
     try:
         ft.validate(cfg.n_layer)
     except ConfigError as e:
-        return f"⚠️ {e}"
+        return f"⚠️ {say(e, lang)}"
     c = parameter_counts(cfg, ft)
     text = t(
         "ft.params",
@@ -208,7 +243,7 @@ def params_markdown(base: BaseChoice, ft: FinetuneConfig, lang="en", source: str
         fraction=f"{c['trainable_fraction']:.1%}",
     )
     if base.scratch:
-        return text + " " + t("ft.params.approx", lang)
+        return text if vocab else text + " " + t("ft.params.approx", lang)
     return text + (" " + t("ft.params.approx_data", lang) if data_may_grow_vocab(base, source) else "")
 
 
@@ -257,18 +292,22 @@ def render_data_report(facts: dict | None, lang="en") -> str:
         return t("ft.data.none", lang)
     lines = []
     if facts["chat"]:
-        lines.append(t("ft.check.chat", lang, name=facts["name"], n=f"{facts['examples']:,}"))
+        lines.append(t("ft.check.chat", lang, name=corpus_title(facts["name"], lang), n=f"{facts['examples']:,}"))
         if facts["held_out"]:
             lines.append(t("ft.check.held_out", lang, n=f"{facts['held_out']:,}"))
         if facts.get("reuse"):
             lines.append(t("ft.check.no_hold_out", lang, n=f"{facts['examples']:,}"))
         if facts["block"]:
-            lines.append(f"⚠️ {facts['note']}" if facts["note"] else t("ft.check.fits", lang, block=facts["block"]))
+            note = f"⚠️ {say(facts['note'], lang)}" if facts["note"] else t("ft.check.fits", lang, block=facts["block"])
+            lines.append(note)
         else:
-            lines.append(t("ft.check.later", lang, why=facts["why"] or t("ft.check.context_unknown", lang)))
+            why = say(facts["why"], lang) if facts["why"] else t("ft.check.context_unknown", lang)
+            lines.append(t("ft.check.later", lang, why=why))
     else:
         tokens = f"{facts['tokens']:,}" if facts["tokens"] is not None else "?"
-        lines.append(t("ft.check.text", lang, name=facts["name"], chars=f"{facts['chars']:,}", tokens=tokens))
+        lines.append(
+            t("ft.check.text", lang, name=corpus_title(facts["name"], lang), chars=f"{facts['chars']:,}", tokens=tokens)
+        )
     return "\n\n".join(lines + [t("ft.check.preview", lang), f"```text\n{facts['preview']}\n```"])
 
 
@@ -293,11 +332,10 @@ def create_finetune_run(
     source, files, prompt_column, response_column, too_long = data_values
     ft = finetune_config(*method_values, too_long=too_long, lang=lang)
     lr, steps, max_time, seed = train_values
-    steps = _number(steps, "train.max_steps", int, lang)
-    if not 1 <= steps <= s.max_steps:
-        raise ConfigError(t("ft.err.steps", lang, max=f"{s.max_steps:,}", steps=f"{steps:,}"))
+    limits = settings_bounds(s)
+    steps = limits["steps"].check(steps, lang)
     # 0 means no time limit, but never more than this app allows a run
-    max_time = min(_number(max_time or 0, "ft.name.max_time", float, lang) or s.max_run_seconds, s.max_run_seconds)
+    max_time = limits["max_time"].check(max_time or 0, lang) or s.max_run_seconds
     base = base_choice(ctx, owner, *base_values, lang=lang)
     data = load_data(s, source, files, prompt_column, response_column, csv_column, lang)
     demo = data.task is not None
@@ -305,10 +343,10 @@ def create_finetune_run(
     train = train_config(
         ft.method,
         demo=demo,
-        lr=_number(lr, "train.lr", float, lang),
+        lr=BOUNDS["lr"].check(lr, lang),
         max_steps=steps,
         max_time=max_time,
-        seed=_number(seed, "train.seed", int, lang),
+        seed=BOUNDS["seed"].check(seed, lang),
         threads=s.train_threads,
         device="auto",
         # a few validation points even on short runs
@@ -337,4 +375,6 @@ def create_finetune_run(
         fraction=f"{p['trainable_fraction']:.1%}",
         base=base.label,
     )
-    return run_id, " ".join([note, *config["data"].get("notes", [])])
+    data = config["data"]
+    notes = [say(Text.from_json(n) or "", lang) for n in data["note_texts"]] if "note_texts" in data else data["notes"]
+    return run_id, " ".join([note, *notes])

@@ -5,6 +5,9 @@ code that uses them; components are built with `tr(...)` so the language switch 
 English is complete; another language may leave keys out (they fall back to English) but must keep each string's
 {placeholders}. To add a language: write locales/xx.toml with the keys of en.toml, and add its menu entry to
 LANGUAGES below ({"Deutsch": "de"}); tests/test_i18n.py checks the files.
+
+The engine's own sentences (errors, status lines, tokenizer descriptions) are written in English in
+core/messages.py, by key; a language says them with "core.<key>" entries in its file, and `say` picks them.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.errors import NewleafError
+from core.messages import MESSAGES, Text
+
 LANGUAGES = {"English": "en", "简体中文": "zh"}
+GRADIO_LOCALES = {"en": "en", "zh": "zh-CN"}  # the locale of Gradio's own words (an upload box's "Drop File Here")
 LOCALES = Path(__file__).parent / "locales"
 
 
@@ -51,6 +58,16 @@ def t(key: str, lang: str = "en", **fmt) -> str:
 def sentences(parts: list[str], lang: str = "en") -> str:
     """Sentences one after another: a space between them, except in Chinese, whose full stop needs none."""
     return ("" if lang == "zh" else " ").join(parts)
+
+
+def say(what, lang: str = "en") -> str:
+    """What the engine says, in `lang`: a core Text (or a NewleafError raised with one) by its key "core.<key>"
+    (English from core/messages.py when the language lacks it); any other message or error as its own words."""
+    text = what.text if isinstance(what, NewleafError) else what
+    if isinstance(text, Text):
+        table = STRINGS.get(lang, EN)
+        return text.render(lambda key: table.get(f"core.{key}") or MESSAGES[key])
+    return str(what)
 
 
 class Translator:

@@ -16,7 +16,7 @@ import gradio as gr
 from core import files, runs
 from core.errors import NewleafError
 from core.recipes import NO_STEP_LIMIT
-from playground.i18n import EN, t
+from playground.i18n import EN, say, t
 from playground.jobs import ACTIVE_STATES, Jobs
 
 TICK_SECONDS = 1.0
@@ -37,12 +37,24 @@ def status_markdown(state: dict, lang: str = "en") -> str:
     )
     if s == "queued" and state.get("queue_position"):
         return f"{icon} **{state_name(s, lang)}** — {t('train.queued', lang, position=state['queue_position'])}"
-    # the message is written by the job (English)
-    return f"{icon} **{state_name(s, lang)}** — {state.get('message', '')}"
+    # the message is written by the job: its key and fields (status.json's "text") say it in `lang`
+    return f"{icon} **{state_name(s, lang)}** — {say(runs.status_text(state), lang)}"
+
+
+def with_budget(path: Path, state: dict) -> dict:
+    """The status with the run's step and time budget: a job waiting in the queue or still starting has not
+    written them yet (its status would read "step 0 of 1"), so they come from its config.json."""
+    if state.get("max_steps"):
+        return state
+    try:
+        train = runs.read_config(path).get("train") or {}
+    except NewleafError:
+        return state
+    return {**state, "max_steps": train.get("max_steps"), "max_time": train.get("max_time")}
 
 
 def progress_html(state: dict, records: list[dict], lang: str = "en") -> str:
-    """A progress bar with ETA, by steps or by the time budget, whichever is further along."""
+    """A progress bar with ETA, by steps or by the time budget, whichever is further along (see with_budget)."""
     step = records[-1]["step"] if records else state.get("step", 0)
     max_steps = state.get("max_steps") or 1
     elapsed = records[-1].get("elapsed_s", 0.0) if records else 0.0
@@ -111,7 +123,7 @@ class JobView:
         that stops the timer never shows results older than the last ones."""
         alive = jobs.has_process(run_id) if self.watch_process else False
         new, new_offset = files.read_jsonl(path / runs.METRICS, offset)
-        state = jobs.state(run_id)
+        state = with_budget(path, jobs.state(run_id))
         return new, new_offset, state, alive or state.get("state") in ACTIVE_STATES
 
     def render(self, path: Path, state: dict, active: bool, records: list, offset: int, lang: str, *options) -> list:
@@ -138,7 +150,7 @@ class JobView:
         try:
             path = jobs.check_read(owner, run_id)
         except NewleafError as e:
-            return [f"❌ {e}" if self.show_refusal else gr.skip()] + quiet
+            return [f"❌ {say(e, lang)}" if self.show_refusal else gr.skip()] + quiet
         new, new_offset, state, active = self.snapshot(jobs, path, run_id, offset)
         if not new and active:
             return (
@@ -157,7 +169,7 @@ class JobView:
             path = None
         if path is None:
             return [t(self.no_job_key, lang)] + [gr.skip()] * (1 + self.n_charts) + self.idle_texts(lang)
-        state = jobs.state(run_id)
+        state = with_budget(path, jobs.state(run_id))
         # no records yet (e.g. a page load still re-attaching): leave progress and charts to it, or to the timer
         drawn = (
             [progress_html(state, records, lang), *self.charts(records, lang, *options)]

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from core import runs
 from core.errors import NewleafError
+from core.messages import Text
 from core.units import format_bytes
 
 SHARED_OWNER = runs.SHARED_OWNER
@@ -43,7 +44,7 @@ def new_owner_token() -> str:
 
 def owner_id(token: str | None) -> str:
     if not token or not isinstance(token, str):
-        raise NewleafError("This browser session has no identity yet; reload the page.")
+        raise NewleafError(Text("jobs.no_identity"))
     return hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
 
 
@@ -82,7 +83,7 @@ class Jobs:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise NewleafError(f"Cannot create the runs directory {self.root}: {e.strerror}.") from None
+            raise NewleafError(Text("jobs.no_runs_dir", path=str(self.root), reason=str(e.strerror))) from None
         self._recover()
         self._thread = threading.Thread(target=self._monitor, args=(poll_seconds,), daemon=True, name="newleaf-jobs")
         self._thread.start()
@@ -92,10 +93,10 @@ class Jobs:
     def run_dir(self, run_id: str) -> Path:
         """The directory of a run id; ids that could leave the runs directory are refused."""
         if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id):
-            raise NewleafError(f"{run_id!r} is not a valid run name.")
+            raise NewleafError(Text("jobs.bad_name", run_id=run_id))
         path = self.root / run_id
         if path.is_symlink() or path.resolve().parent != self.root:
-            raise NewleafError(f"{run_id!r} is not a valid run name.")
+            raise NewleafError(Text("jobs.bad_name", run_id=run_id))
         return path
 
     def new_run_dir(self, token: str, title: str, need: int = 0) -> tuple[str, Path]:
@@ -116,15 +117,15 @@ class Jobs:
         path = self.run_dir(run_id)
         owner = self.owner_of(run_id)
         if owner is None or owner not in (owner_id(token), SHARED_OWNER):
-            raise NewleafError(f"Run {run_id} does not exist (or belongs to another session).")
+            raise NewleafError(Text("jobs.not_yours", run_id=run_id))
         return path
 
     def check_write(self, token: str, run_id: str) -> Path:
         path = self.run_dir(run_id)
         if self.owner_of(run_id) != owner_id(token):
             if self.owner_of(run_id) == SHARED_OWNER:
-                raise NewleafError(f"Run {run_id} is a shared example: it can be used but not changed.")
-            raise NewleafError(f"Run {run_id} does not exist (or belongs to another session).")
+                raise NewleafError(Text("jobs.shared", run_id=run_id))
+            raise NewleafError(Text("jobs.not_yours", run_id=run_id))
         return path
 
     def list_runs(self, token: str | None) -> list[dict]:
@@ -177,11 +178,9 @@ class Jobs:
             return
         used = self.usage(token)
         if used + need > self.max_session_bytes:
-            raise NewleafError(
-                f"Your runs and downloads take {format_bytes(used)} of the {format_bytes(self.max_session_bytes)} "
-                f"one session may use here" + (f", and this needs {format_bytes(need)} more" if need else "")
-                + "; delete runs you no longer need (Runs tab) to make room."
-            )  # fmt: skip
+            more = Text("jobs.disk_need", need=format_bytes(need)) if need else ""
+            raise NewleafError(Text("jobs.disk_full", used=format_bytes(used), max=format_bytes(self.max_session_bytes),
+                                    more=more))  # fmt: skip
 
     def download_folder(self, token: str, run_id: str, key: str) -> Path:
         """The folder a download of this run is built in, by what it holds (`key`: the checkpoint and kind): a
@@ -206,13 +205,13 @@ class Jobs:
         self.check_room(token)  # its checkpoints will take more
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
-                raise NewleafError("This run is already training or waiting to train.")
+                raise NewleafError(Text("jobs.already"))
             self.unrecorded.pop(run_id, None)
             self.queue.append(run_id)
             runs.write_status(
                 path,
                 "queued",
-                "Waiting for a free training slot.",
+                Text("jobs.waiting"),
                 step=(runs.checkpoint_meta(path) or {}).get("step", 0),
             )
         self._schedule()
@@ -227,14 +226,14 @@ class Jobs:
                 runs.write_status(
                     path,
                     "stopped",
-                    "Removed from the queue before it started.",
+                    Text("jobs.dequeued"),
                     step=(runs.checkpoint_meta(path) or {}).get("step", 0),
                 )
                 return self.state(run_id)
             proc = self.procs.get(run_id)
         status = runs.read_status(path)
         if proc is None and not (status.get("state") == "running" and runs.worker_alive(status.get("pid"), path)):
-            raise NewleafError("This run is not training.")
+            raise NewleafError(Text("jobs.not_training"))
         (path / runs.STOP_FILE).touch()  # the trainer checks it every step and checkpoints before leaving
         return self.state(run_id)
 
@@ -242,7 +241,7 @@ class Jobs:
         path = self.check_write(token, run_id)
         with self.lock:
             if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
-                raise NewleafError("Stop this run before deleting it.")
+                raise NewleafError(Text("jobs.stop_first"))
             shutil.rmtree(path)
             self.unrecorded.pop(run_id, None)
 
@@ -320,7 +319,7 @@ class Jobs:
         runs.write_status(
             path,
             "running",
-            "Starting the training process…",
+            Text("jobs.starting"),
             pid=proc.pid,
             step=(runs.checkpoint_meta(path) or {}).get("step", 0),
         )
@@ -334,7 +333,8 @@ class Jobs:
                 try:
                     self._launch(run_id)
                 except (OSError, NewleafError) as e:
-                    self._record_end(run_id, f"Could not start training: {e}")
+                    why = (e.text or str(e)) if isinstance(e, NewleafError) else str(e)
+                    self._record_end(run_id, Text("jobs.start_failed", why=why))
 
     def _reap(self) -> None:
         with self.lock:
@@ -347,25 +347,27 @@ class Jobs:
         for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
             path = self.run_dir(rid)
             if runs.read_status(path).get("state") in ACTIVE_STATES:
-                self._record_end(rid, "The training process (started before the app restarted) ended without "
-                                      "saying why; resume it from its last checkpoint.")  # fmt: skip
+                self._record_end(rid, Text("jobs.orphan_gone"))
         for rid, proc in finished:
             if runs.read_status(self.run_dir(rid)).get("state") in ACTIVE_STATES:  # it died without saying why
                 self._record_end(rid, _death_reason(proc.returncode, self.run_dir(rid)))
         with self.lock:
             pending = dict(self.unrecorded)
         for rid, end in pending.items():  # space may be back: try again
-            self._record_end(rid, end["message"])
+            self._record_end(rid, runs.status_text(end))
 
-    def _record_end(self, run_id: str, message: str) -> None:
+    def _record_end(self, run_id: str, message: str | Text) -> None:
         """Write a job's end (failed, with why) into its status.json; when the disk refuses (full, read-only),
         keep it here, so the page still shows it, and try again on the next round."""
         path = self.run_dir(run_id)
         try:
             runs.write_status(path, "failed", message, step=(runs.checkpoint_meta(path) or {}).get("step", 0))
         except (NewleafError, OSError):
+            end = {"state": "failed", "message": str(message)}
+            if isinstance(message, Text):
+                end["text"] = message.to_json()
             with self.lock:
-                self.unrecorded[run_id] = {"state": "failed", "message": message}
+                self.unrecorded[run_id] = end
             return
         with self.lock:
             self.unrecorded.pop(run_id, None)
@@ -394,19 +396,18 @@ class Jobs:
                 runs.write_status(
                     d,
                     "stopped",
-                    "Interrupted when the app restarted; resume it to continue.",
+                    Text("jobs.interrupted"),
                     step=(runs.checkpoint_meta(d) or {}).get("step", 0),
                 )
 
 
-def _death_reason(returncode: int, path: Path) -> str:
+def _death_reason(returncode: int, path: Path) -> Text:
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        why = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"The training process was killed by {name}{why}. Resume to continue from the last checkpoint."
+        return Text("jobs.killed_oom" if name == "SIGKILL" else "jobs.killed", signal=name)
     lines = []
     try:
         lines = (path / WORKER_LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()
@@ -414,8 +415,6 @@ def _death_reason(returncode: int, path: Path) -> str:
         pass
     errors = [line for line in lines if line.startswith("newleaf: error:")]
     detail = errors[-1].removeprefix("newleaf: error:").strip() if errors else (lines[-1] if lines else "")
-    return (
-        f"Training failed (exit code {returncode}): {detail}"
-        if detail
-        else f"Training failed (exit code {returncode})."
-    )
+    if detail:
+        return Text("jobs.failed_because", code=returncode, detail=detail)
+    return Text("jobs.failed", code=returncode)

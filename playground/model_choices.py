@@ -10,7 +10,7 @@ from core.model import PRESETS, GPTConfig, param_count, training_memory
 from core.probe import estimate_step_seconds
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.units import format_bytes, format_count
-from playground.i18n import EN, t
+from playground.i18n import EN, say, t
 
 KNOBS = ("n_layer", "n_head", "n_embd", "block_size", "dropout")
 DEFAULT_PRESET = RECIPES[DEFAULT_CPU_RECIPE]["preset"]  # the tuned CPU recipe's shape (core/recipes.py)
@@ -71,7 +71,7 @@ def estimate_markdown(values: dict, corpus: dict | None, batch_size: int, settin
     try:
         cfg = model_config(values, corpus)
     except ConfigError as e:
-        return f"⚠️ **{e}**"
+        return f"⚠️ **{say(e, lang)}**"
     n = param_count(cfg)
     mem = training_memory(cfg, int(batch_size))
     vocab_note = "" if corpus else " " + t("model.est.vocab_note", lang, n=DEFAULT_VOCAB)
@@ -91,5 +91,5 @@ def estimate_markdown(values: dict, corpus: dict | None, batch_size: int, settin
             t("model.est.time", lang, ms=f"{secs * 1000:,.0f}", tps=f"{int(batch_size) * cfg.block_size / secs:,.0f}")
         )
     except ConfigError as e:
-        lines.append(f"- ⛔ **{e}**")
+        lines.append(f"- ⛔ **{say(e, lang)}**")
     return "\n".join(lines)

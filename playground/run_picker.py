@@ -43,12 +43,26 @@ def _selected_id(selected) -> str | None:
     return selected if isinstance(selected, str) and selected else None
 
 
+def is_demo_task(ctx: AppContext, run_id: str) -> bool:
+    """Whether a run was fine-tuned on a built-in demo task (the arithmetic sums): it answers sums and little
+    else, so it is not what a fresh page should offer first."""
+    try:
+        return bool((runs.read_config(ctx.jobs.run_dir(run_id)).get("finetune") or {}).get("task"))
+    except NewleafError:
+        return False
+
+
+def default_run(ctx: AppContext, ids: list[str]) -> str | None:
+    """The run a fresh picker shows: the newest that is not a demo-task model, else the newest."""
+    return next((i for i in ids if not is_demo_task(ctx, i)), ids[0] if ids else None)
+
+
 @friendly
 def refreshed_choices(ctx: AppContext, owner, current=None, lang: str = "en"):
     """A run dropdown's update: this session's readable runs, keeping `current` if it is still one of them."""
     choices = readable_runs(ctx, owner, lang)
     ids = [v for _, v in choices]
-    value = current if current in ids else (ids[0] if ids else None)
+    value = current if current in ids else default_run(ctx, ids)
     return gr.update(choices=choices, value=value)
 
 
@@ -68,7 +82,7 @@ def follow_selected(ctx: AppContext, owner, selected, current, lang="en"):
 def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
     """Build the picker row (dropdown + refresh button) and wire its refresh events; returns the dropdown,
     whose value is a run id."""
-    with gr.Row(equal_height=True):
+    with gr.Row():
         # allow_custom_value: API callers name any run id; every handler checks access with check_read anyway
         picker = ctx.tr(
             gr.Dropdown,
@@ -80,7 +94,8 @@ def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
             allow_custom_value=True,
             elem_id=elem_id,
         )
-        refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
+        # a button's height, level with the dropdown's box (assets/newleaf.css), not stretched to the row's
+        refresh = gr.Button("↻", scale=1, min_width=60, size="sm", elem_classes="nl-refresh")
 
     refresh_choices = ctx.handler(refreshed_choices)
     # triggers=None: on page load and whenever the owner token changes (a first visit gets one on load); not
@@ -94,11 +109,10 @@ def create_picker(ctx: AppContext, elem_id: str | None = None) -> gr.Dropdown:
         queue=False,
         api_visibility="private",
     )
-    ctx.selected_run.change(
+    ctx.selected_run.change(  # queued: a refusal is a message beside the picker (context.friendly)
         ctx.handler(follow_selected),
         inputs=[ctx.owner, ctx.selected_run, picker, ctx.lang],
         outputs=picker,
-        queue=False,
         api_visibility="private",
     )
     ctx.tr.on_switch(refresh_choices, [ctx.owner, picker, ctx.lang], picker)

@@ -297,7 +297,10 @@ def create_tab(ctx: AppContext, picker=None, prompt=None) -> None:
     maps_state = gr.State(None)  # the last prompt's maps: layer / head / token changes redraw from here
 
     quick = dict(queue=False, api_visibility="private")
-    picker.change(ctx.handler(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], **quick)
+    # queued (not quick): a run id or layer this session may not use is refused with a message (context.friendly)
+    picker.change(
+        ctx.handler(fit_choices), [ctx.owner, picker, layer, head, ctx.lang], [layer, head], api_visibility="private"
+    )
     gr.on(
         [show_btn.click, prompt.submit],
         ctx.handler(show),
@@ -309,7 +312,8 @@ def create_tab(ctx: AppContext, picker=None, prompt=None) -> None:
     ).success(fit_to_maps, [maps_state, layer, head, ctx.lang], [layer, head, query], **quick).then(
         redraw_text, [maps_state, layer, head, query, ctx.lang], text, **quick
     )
-    redraws = dict(trigger_mode="always_last", **quick)
+    # queued (not quick): a layer or head this run lacks (an API caller may name any) is refused with a message
+    redraws = dict(trigger_mode="always_last", api_visibility="private")
     gr.on([layer.input, head.input], redraw, [maps_state, layer, head, ctx.lang], plot, **redraws)
     text_inputs = [maps_state, layer, head, query, ctx.lang]
     gr.on([layer.input, head.input, query.input], redraw_text, text_inputs, text, **redraws)

@@ -10,7 +10,8 @@ import gradio as gr
 
 from core.data import corpus_stats
 from core.datasets import BUILTIN_DATASETS
-from playground.context import AppContext, friendly
+from core.tokenizer import MAX_BPE_VOCAB, MIN_BPE_VOCAB, vocab_for, vocab_too_large
+from playground.context import AppContext, friendly, notify
 from playground.corpus_choice import (
     DEFAULT_CHOICE,
     UPLOAD_CHOICE,
@@ -19,9 +20,12 @@ from playground.corpus_choice import (
     tokenizer_for,
     tokenizer_spec,
 )
-from playground.i18n import EN, t
+from playground.fields import SliderField
+from playground.form_values import Bounds
+from playground.i18n import EN, say, t
 
 PREVIEW_CHARS = 3000
+VOCAB = Bounds("data.bpe_vocab", MIN_BPE_VOCAB, MAX_BPE_VOCAB, whole=True)  # what a trained BPE may have
 TOKEN_COLORS = ("#dcfce7", "#dbeafe", "#fef9c3", "#fce7f3", "#e0e7ff", "#ffedd5")
 
 
@@ -49,6 +53,7 @@ def token_html(tokenizer, text: str) -> str:
 
 
 def stats_markdown(stats: dict, tokenizer_text: str, note: str, lang: str = "en") -> str:
+    """The statistics table (the tokenizer's description already in `lang`), under the "Using ..." note."""
     top = " ".join(f"`{c!r}`×{n:,}" for c, n in stats["top_characters"][:10])
     tokens = t("data.stat.tokens_value", lang, tokens=f"{stats['tokens']:,}", cpt=f"{stats['chars_per_token']:.2f}")
     rows = [
@@ -60,8 +65,9 @@ def stats_markdown(stats: dict, tokenizer_text: str, note: str, lang: str = "en"
         ("split", t("data.stat.split_value", lang)),
         ("top", top),
     ]
+    header = f"| {t('data.stat.col.name', lang)} | {t('data.stat.col.value', lang)} |"
     return "\n".join(
-        [note, "", "| | |", "|---|---|", *(f"| {t(f'data.stat.{key}', lang)} | {value} |" for key, value in rows)]
+        [note, "", header, "|---|---|", *(f"| {t(f'data.stat.{key}', lang)} | {value} |" for key, value in rows)]
     )
 
 
@@ -70,12 +76,30 @@ def render_stats(shown: dict | None, lang: str = "en") -> str:
     if not shown:
         return t("data.none", lang)
     note = corpus_note(shown["source"], shown["name"], shown["default_note"], lang)
-    return stats_markdown(shown["stats"], shown["tokenizer"], note, lang)
+    return stats_markdown(shown["stats"], say(shown["tokenizer"], lang), note, lang)
+
+
+def bpe_warning(got: int, asked: int, stats: dict, lang: str = "en") -> str | None:
+    """What to tell about a BPE trained on the corpus: a vocabulary too large for the text (most tokens would
+    be seen once or twice), or fewer tokens than asked for; None when neither."""
+    if vocab_too_large(got, stats["tokens"]):
+        return t(
+            "data.bpe_large",
+            lang,
+            vocab=f"{got:,}",
+            chars=f"{stats['characters']:,}",
+            tokens=f"{stats['tokens']:,}",
+            suggest=f"{vocab_for(stats['tokens']):,}",
+        )
+    if got < asked:
+        return t("data.bpe_small", lang, got=got, asked=asked)
+    return None
 
 
 @friendly
 def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size, lang=None):
     lang = lang or "en"
+    vocab_size = VOCAB.check(vocab_size, lang) if kind == "bpe" else 0
     choice = {
         "source": source_value,
         "files": list(file_paths or []),
@@ -86,14 +110,15 @@ def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size,
     tokenizer = tokenizer_for(choice, corpus.text)
     st = corpus_stats(corpus.text, tokenizer)
     choice.update(name=corpus.name, characters=st["characters"], vocab_size=tokenizer.vocab_size, tokens=st["tokens"])
-    if kind == "bpe" and tokenizer.vocab_size < int(vocab_size):
-        gr.Warning(t("data.bpe_small", lang, got=tokenizer.vocab_size, asked=int(vocab_size)))
+    warning = bpe_warning(tokenizer.vocab_size, vocab_size, st, lang) if kind == "bpe" else None
+    if warning:
+        notify(warning, "warning")
     kept = {
         "source": source_value,
         "name": corpus.name,
         "default_note": default_note,
         "stats": st,
-        "tokenizer": tokenizer.describe(),
+        "tokenizer": tokenizer.description(),  # a Text: said in the page's language when shown
     }
     return choice, render_stats(kept, lang), token_html(tokenizer, corpus.text[:PREVIEW_CHARS]), kept
 
@@ -106,21 +131,26 @@ def create_tab(ctx: AppContext) -> None:
     tr(gr.Markdown, value="data.explainer")
     with gr.Row():
         with gr.Column(scale=3):
-            source = tr(gr.Radio, choices=source_choices, value=DEFAULT_CHOICE, label="data.source")
+            source = tr(
+                gr.Radio, choices=source_choices, value=DEFAULT_CHOICE, label="data.source", elem_id="data-source"
+            )
             files = tr(
                 gr.File,
                 label="data.upload",
                 file_count="multiple",
                 type="filepath",
                 file_types=[".txt", ".md", ".jsonl", ".csv"],
+                elem_id="data-upload",
             )
             csv_column = tr(gr.Textbox, label="data.csv_column", placeholder="text")
         with gr.Column(scale=2):
-            tok_kind = tr(gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer")
-            vocab = tr(
-                gr.Slider, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
+            tok_kind = tr(
+                gr.Radio, choices=tokenizer_choices, value="char", label="data.tokenizer", elem_id="data-tokenizer"
             )
-            load = tr(gr.Button, value="data.load", variant="primary")
+            vocab = tr(
+                SliderField, minimum=256, maximum=8192, step=256, value=1024, label="data.bpe_vocab", visible=False
+            )
+            load = tr(gr.Button, value="data.load", variant="primary", elem_id="data-load")
     # live content: not relabelled by the language switch, but redrawn after it from `shown`
     stats = gr.Markdown(t("data.none"), elem_id="data-stats")
     shown = gr.State(None)  # what the stats box shows, to redraw it in another language

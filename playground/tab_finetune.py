@@ -27,9 +27,11 @@ from core.evaluate import read_eval, split_prompt
 from core.finetune import compare, is_finetune_run
 from core.sft_data import read_conversations
 from playground.charts_train import loss_figure
-from playground.context import AppContext, friendly
+from playground.context import AppContext, friendly, notify
+from playground.fields import NumberField, SliderField
 from playground.finetune_setup import (
     BASE_KIND_VALUES,
+    BOUNDS,
     DEFAULT_SOURCE,
     HUB_MODELS,
     SCRATCH_PRESETS,
@@ -42,9 +44,10 @@ from playground.finetune_setup import (
     params_markdown,
     recipe_defaults,
     render_data_report,
+    settings_bounds,
     source_choices,
 )
-from playground.i18n import t
+from playground.i18n import STRINGS, say, t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import owner_id
 from playground.run_picker import readable_runs, refreshed_choices
@@ -143,8 +146,15 @@ def _val_is_train(config: dict) -> bool:
 
 
 def compare_table(rows: list[dict], lang="en") -> pd.DataFrame:
+    """Prompt | base | fine-tuned; an empty reply says "(empty)", not a blank cell that looks like a missing one."""
     columns = [t("ft.col.prompt", lang), t("ft.col.base", lang), t("ft.col.finetuned", lang)]
-    return pd.DataFrame([[r["prompt"], r["base"], r["finetuned"]] for r in rows], columns=columns)
+    empty = t("ft.compare.empty", lang)
+    return pd.DataFrame([[r["prompt"], r["base"] or empty, r["finetuned"] or empty] for r in rows], columns=columns)
+
+
+def _unshown(cell) -> str:
+    """A compare-table cell as the reply it shows ("" for the "(empty)" of any language)."""
+    return "" if cell in {STRINGS[code]["ft.compare.empty"] for code in STRINGS} else str(cell)
 
 
 def _results_texts(path: Path, lang: str) -> list:
@@ -224,7 +234,7 @@ def preview_params(
         )
         return params_markdown(base, ft, lang, source_value)
     except NewleafError as e:
-        return f"ℹ️ {e}"
+        return f"ℹ️ {say(e, lang)}"
 
 
 @friendly
@@ -294,7 +304,7 @@ def on_start(
         csv_column,
     )
     ctx.jobs.start(owner, run_id)
-    gr.Info(note)
+    notify(note)
     return (run_id, (changed or 0) + 1, *follow(ctx, owner, run_id, lang))
 
 
@@ -339,7 +349,7 @@ def relabel_compared(shown, lang):
     """After a language switch: the compare table's headers in the new language, the replies kept."""
     rows = shown.values.tolist() if isinstance(shown, pd.DataFrame) else []
     rows = [r for r in rows if any(str(x).strip() for x in r)]  # an empty table comes back as one blank row
-    return compare_table([dict(zip(("prompt", "base", "finetuned"), r)) for r in rows], lang)
+    return compare_table([dict(zip(("prompt", "base", "finetuned"), map(_unshown, r))) for r in rows], lang)
 
 
 @friendly
@@ -367,7 +377,7 @@ def _base_section(tr) -> SimpleNamespace:
     preset = tr(
         gr.Dropdown, choices=list(SCRATCH_PRESETS), value="nano", label="ft.base.preset", info="ft.base.preset.info"
     )
-    with gr.Row(equal_height=True, visible=False) as run_row:
+    with gr.Row(visible=False) as run_row:
         # allow_custom_value: API callers name any run id; every handler checks access anyway
         run = tr(
             gr.Dropdown,
@@ -378,7 +388,7 @@ def _base_section(tr) -> SimpleNamespace:
             allow_custom_value=True,
             elem_id="ft-base-run",
         )
-        refresh = gr.Button("↻", scale=1, min_width=60, size="sm")
+        refresh = gr.Button("↻", scale=1, min_width=60, size="sm", elem_classes="nl-refresh")
     hub = tr(
         gr.Dropdown,
         choices=list(HUB_MODELS),
@@ -436,11 +446,13 @@ def _method_section(tr) -> SimpleNamespace:
     tr(gr.Markdown, value="ft.method.title")
     method = tr(gr.Radio, choices=method_choices, value="full", label="ft.method", elem_id="ft-method")
     with gr.Row() as full_row:
-        freeze = tr(gr.Number, value=0, precision=0, minimum=0, label="ft.freeze", info="ft.freeze.info")
+        freeze = tr(
+            NumberField, value=0, precision=0, **BOUNDS["freeze"].limits, label="ft.freeze", info="ft.freeze.info"
+        )
     with gr.Row(visible=False) as lora_row:
-        rank = tr(gr.Number, value=8, precision=0, minimum=1, label="ft.lora_rank")
-        alpha = tr(gr.Number, value=16, minimum=0.01, label="ft.lora_alpha")
-        dropout = tr(gr.Slider, minimum=0.0, maximum=0.5, step=0.05, value=0.0, label="ft.lora_dropout")
+        rank = tr(NumberField, value=8, precision=0, **BOUNDS["rank"].limits, label="ft.lora_rank")
+        alpha = tr(NumberField, value=16, **BOUNDS["alpha"].limits, label="ft.lora_alpha")
+        dropout = tr(SliderField, value=0.0, **BOUNDS["dropout"].limits, label="ft.lora_dropout")
         layers = tr(gr.Textbox, label="ft.lora_layers", info="ft.lora_layers.info", placeholder="0,1")
     params_info = gr.Markdown(elem_id="ft-params")
     return SimpleNamespace(
@@ -459,14 +471,15 @@ def _method_section(tr) -> SimpleNamespace:
 def _training_section(tr, s) -> SimpleNamespace:
     tr(gr.Markdown, value="ft.train.title")
     lr0, steps0 = recipe_defaults("full", DEFAULT_SOURCE)
+    limits = settings_bounds(s)
     with gr.Row():
-        lr = tr(gr.Number, value=lr0, minimum=1e-6, maximum=1.0, label="train.lr", info="ft.lr.info")
-        steps = tr(gr.Number, value=steps0, precision=0, minimum=1, maximum=s.max_steps, label="train.max_steps")
+        lr = tr(NumberField, value=lr0, **BOUNDS["lr"].limits, label="train.lr", info="ft.lr.info", elem_id="ft-lr")
+        steps = tr(NumberField, value=steps0, precision=0, **limits["steps"].limits, label="train.max_steps")
     with gr.Row():
         max_time = tr(
-            gr.Number, value=min(600, s.max_run_seconds), minimum=0, maximum=s.max_run_seconds, label="train.max_time"
+            NumberField, value=min(600, s.max_run_seconds), **limits["max_time"].limits, label="train.max_time"
         )
-        seed = tr(gr.Number, value=1337, precision=0, label="train.seed")
+        seed = tr(NumberField, value=1337, precision=0, **BOUNDS["seed"].limits, label="train.seed")
     with gr.Row():
         start = tr(gr.Button, value="train.start", variant="primary", elem_id="ft-start")
         stop = tr(gr.Button, value="train.stop", variant="stop", elem_id="ft-stop")

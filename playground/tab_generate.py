@@ -21,7 +21,8 @@ from core.chat import normalize_history, stream_reply, template_for
 from core.engine import SamplingParams, next_token_distribution, prompt_logits, stream_completions
 from core.errors import ConfigError, NewleafError
 from playground import charts_inspect as charts
-from playground.context import AppContext, friendly
+from playground.context import AppContext, friendly, notify
+from playground.fields import NumberField, SliderField
 from playground.form_values import check_prompt_length, parse_number, parse_stop
 from playground.i18n import t
 from playground.model_cache import get_model
@@ -344,7 +345,7 @@ def rate_sample(ctx: AppContext, slot: int, rating: int, owner, state, lang):
         raise NewleafError(t("gen.rate_first", lang))
     path = ctx.jobs.check_read(owner, state["run_id"])
     save_feedback(path, state["prompt"], state["samples"][slot]["text"], rating, state["params"], lang)
-    gr.Info(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
+    notify(t("gen.feedback.saved", lang, rating="👍" if rating > 0 else "👎"))
 
 
 def _next_token(ctx: AppContext, owner, run_id, prompt, temperature, top_k, top_p, min_p, lang):
@@ -446,7 +447,7 @@ def rate_chat(ctx: AppContext, owner, run_id, history, lang, data: gr.LikeData):
     path = require_run(ctx, owner, run_id, lang)
     prompt = next((m["content"] for m in reversed(messages[:index]) if m["role"] == "user"), "")
     save_feedback(path, prompt, messages[index]["content"], 1 if data.liked else -1, {"mode": "chat"}, lang)
-    gr.Info(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
+    notify(t("gen.feedback.saved", lang, rating="👍" if data.liked else "👎"))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -468,7 +469,7 @@ SLIDERS = (
 
 
 def _slider(tr, name, minimum, maximum, value, step, info):
-    return tr(gr.Slider, minimum=minimum, maximum=maximum, value=value, step=step, label=f"gen.{name}", info=info)
+    return tr(SliderField, minimum=minimum, maximum=maximum, value=value, step=step, label=f"gen.{name}", info=info)
 
 
 def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
@@ -492,10 +493,10 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
     with tr(gr.Accordion, label="gen.sampling", open=False):  # closed: the prompt stays on the same screen
         with gr.Row():
             cap = max(1, ctx.settings.max_new_tokens)
-            max_new_tokens = tr(gr.Slider, minimum=1, maximum=cap, value=min(200, cap), step=1,
+            max_new_tokens = tr(SliderField, minimum=1, maximum=cap, value=min(200, cap), step=1,
                                 label="gen.max_new_tokens")  # fmt: skip
             k.update({spec[0]: _slider(tr, *spec) for spec in SLIDERS[4:]})
-            seed = tr(gr.Number, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
+            seed = tr(NumberField, value=-1, precision=0, label="gen.seed", info="gen.seed.info")
             stop = tr(gr.Textbox, label="gen.stop", info="gen.stop.info", placeholder="gen.stop.placeholder", lines=1,
                       max_lines=4)  # fmt: skip
     return SimpleNamespace(
@@ -513,7 +514,7 @@ def _sampling_knobs(ctx: AppContext) -> SimpleNamespace:
 def _completion_tab(tr) -> SimpleNamespace:
     prompt = tr(gr.Textbox, label="gen.prompt", placeholder="gen.prompt.placeholder", lines=3, elem_id="gen-prompt")
     with gr.Row():
-        num_samples = tr(gr.Slider, minimum=1, maximum=MAX_SAMPLES, value=1, step=1, label="gen.num_samples", scale=3)
+        num_samples = tr(SliderField, minimum=1, maximum=MAX_SAMPLES, value=1, step=1, label="gen.num_samples", scale=3)
         seed_used = tr(gr.Number, label="gen.seed_used", precision=0, interactive=False, scale=1)
         generate_btn = tr(gr.Button, value="gen.generate", variant="primary", scale=1, elem_id="gen-generate")
         stop_btn = tr(gr.Button, value="gen.stop_button", variant="stop", scale=1)
@@ -589,7 +590,10 @@ def create_tab(ctx: AppContext) -> None:
     model_events = dict(concurrency_limit=ctx.settings.generate_concurrency, concurrency_id="newleaf-inference")
     next_out = [knobs.next_state, knobs.next_plot, knobs.next_summary]
     next_in = [ctx.owner, picker, c.prompt, *knobs.shaping, ctx.lang]
-    picker.change(ctx.handler(show_run), [ctx.owner, picker, ctx.lang], [run_info, *next_out], **quick).then(
+    # queued (not quick): a run id this session may not read is refused with a message
+    picker.change(
+        ctx.handler(show_run), [ctx.owner, picker, ctx.lang], [run_info, *next_out], api_visibility="private"
+    ).then(
         ctx.handler(follow_prompt), next_in, next_out, api_visibility="private", **model_events
     )
     # the bars follow the prompt as it is typed (one forward pass, the latest edit wins)

@@ -10,8 +10,12 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from core.errors import ConfigError
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from playground.context import AppContext, friendly
+from playground.fields import SliderField
+from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields
+from playground.i18n import say
 from playground.model_choices import DEFAULT_PRESET, KNOBS, estimate_markdown, preset_choices, preset_values
 
 
@@ -29,7 +33,13 @@ class ModelTab:
 
 @friendly
 def show_estimate(ctx: AppContext, corpus, batch, lang, *vals):
-    return estimate_markdown(dict(zip(KNOBS, vals)), corpus, batch, ctx.settings, lang)
+    """Live: parameters, memory and time per step of the knobs' model; a knob out of range says so here."""
+    try:
+        values = check_fields(dict(zip(KNOBS, vals)), KNOB_BOUNDS, lang)
+        batch = BATCH_BOUNDS.check(batch, lang)
+    except ConfigError as e:
+        return f"⚠️ **{say(e, lang)}**"
+    return estimate_markdown(values, corpus, batch, ctx.settings, lang)
 
 
 def create_tab(ctx: AppContext) -> ModelTab:
@@ -45,17 +55,8 @@ def create_tab(ctx: AppContext) -> ModelTab:
                 **RECIPES[DEFAULT_CPU_RECIPE].get("overrides", {}),
             }
             knobs = {
-                "n_layer": tr(gr.Slider, minimum=1, maximum=24, step=1, value=values["n_layer"], label="model.n_layer"),
-                "n_head": tr(gr.Slider, minimum=1, maximum=16, step=1, value=values["n_head"], label="model.n_head"),
-                "n_embd": tr(
-                    gr.Slider, minimum=16, maximum=1024, step=16, value=values["n_embd"], label="model.n_embd"
-                ),
-                "block_size": tr(
-                    gr.Slider, minimum=8, maximum=1024, step=8, value=values["block_size"], label="model.block_size"
-                ),
-                "dropout": tr(
-                    gr.Slider, minimum=0.0, maximum=0.5, step=0.05, value=values["dropout"], label="model.dropout"
-                ),
+                k: tr(SliderField, value=values[k], label=b.label, **b.limits, elem_id=f"model-{k}")
+                for k, b in KNOB_BOUNDS.items()
             }
         with gr.Column(scale=2):
             estimate = gr.Markdown(elem_id="model-estimate")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,7 +230,8 @@ def load_run(ctx: AppContext, owner, run_id, lang):
     path = ctx.jobs.check_read(owner, need_pick(run_id, lang))
     if runs.checkpoint_dir(path, "last") is None:  # Generate and Attention need weights to load
         raise NewleafError(t("runs.no_checkpoint", lang, title=runs.title(path)))
-    return run_id, t("runs.loaded", lang, title=runs.title(path))
+    # a new value on every load (ctx.selected_run.change follows it, even for the same run twice)
+    return {"id": run_id, "load": uuid.uuid4().hex[:8]}, t("runs.loaded", lang, title=runs.title(path))
 
 
 @friendly
@@ -274,7 +276,7 @@ def upload_run(ctx: AppContext, owner, file, changed, lang):
         limits,
         source_name=path.name,
         config_update={"owner": owner_hash, "created": time.time()},
-        check_model=lambda cfg: check_upload_fits(cfg, s),
+        check_model=lambda cfg: check_upload_fits(cfg, s, lang),
     )
     return t("runs.uploaded", lang, title=runs.title(dest)), (changed or 0) + 1
 
@@ -290,8 +292,9 @@ def hide_confirm():
 
 @dataclass
 class RunsEvents:
-    """What ui.py may chain on: `loaded` fires after a run was loaded (e.g. .then(...) to switch to the
-    Generate tab); `refresh` is (fn, inputs, outputs) to refresh the table from any event."""
+    """What ui.py may chain on: `loaded` is the load event (a refused load also completes it, leaving its outputs
+    as they were: follow ctx.selected_run.change to act on a load that happened); `refresh` is (fn, inputs,
+    outputs) to refresh the table from any event."""
 
     loaded: object
     refresh: tuple

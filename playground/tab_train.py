@@ -13,17 +13,22 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from core import runs
+from core.device import MAX_SEED
 from core.errors import NewleafError
 from core.prepare import prepare_run
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
-from playground.context import AppContext, friendly
+from playground.context import AppContext, friendly, notify
 from playground.corpus_choice import load_choice, tokenizer_for
+from playground.fields import NumberField, SliderField
+from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, Bounds, check_fields
 from playground.i18n import t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import ACTIVE_STATES, owner_id
 from playground.model_choices import KNOBS, check_fits, model_config
+from playground.settings import Settings
 
 RECIPE = RECIPES[DEFAULT_CPU_RECIPE]  # the tab's defaults: the best model in 3 minutes on a CPU
 
@@ -32,6 +37,31 @@ RECIPE = RECIPES[DEFAULT_CPU_RECIPE]  # the tab's defaults: the best model in 3 
 class TrainEvents:
     reattach: tuple  # (fn, inputs, outputs) to run after the page loads
     batch_size: gr.components.Component
+
+
+FORM = ("title", "lr", "batch_size", "max_steps", "max_time", "eval_every", "seed")  # the form, in its order
+
+
+def train_bounds(s: Settings) -> dict[str, Bounds]:
+    """The Train tab's numbers: the fields' ranges, and what Start accepts (a message names the field)."""
+    return {
+        "lr": Bounds("train.lr", 1e-6, 1.0),
+        "batch_size": BATCH_BOUNDS,
+        "max_steps": Bounds("train.max_steps", 1, s.max_steps, whole=True),
+        "max_time": Bounds("ft.name.max_time", 0, s.max_run_seconds),
+        "eval_every": Bounds("train.eval_every", 1, None, whole=True),
+        "seed": Bounds("train.seed", 0, MAX_SEED, whole=True),
+    }
+
+
+def form_of(path, s: Settings) -> list:
+    """The Train form as a run was started (FORM order), from its config.json; a time budget that is this app's
+    own limit shows as 0 (no limit), as it was typed."""
+    config = runs.read_config(path)
+    train = config.get("train") or {}
+    max_time = train.get("max_time")
+    values = {**train, "title": config.get("title"), "max_time": 0 if max_time == s.max_run_seconds else max_time}
+    return [values.get(k) if values.get(k) is not None else gr.skip() for k in FORM]
 
 
 # -- starting a run ------------------------------------------------------------------------------------------
@@ -126,18 +156,14 @@ def on_start(
     lang,
     *model_vals,
 ):
-    model_values = dict(zip([*KNOBS, "preset"], model_vals))
+    model_values = check_fields(dict(zip([*KNOBS, "preset"], model_vals)), KNOB_BOUNDS, lang)
     train_values = dict(
-        lr=float(lr_v),
-        batch_size=int(batch_v),
-        max_steps=int(steps_v),
-        max_time=max_time_v,
-        eval_every=int(eval_v),
-        seed=int(seed_v),
+        lr=lr_v, batch_size=batch_v, max_steps=steps_v, max_time=max_time_v, eval_every=eval_v, seed=seed_v
     )
+    train_values = check_fields(train_values, train_bounds(ctx.settings), lang)
     run_id, note = create_run(ctx, owner, corpus, title_v, model_values, train_values, lang)
     ctx.jobs.start(owner, run_id)
-    gr.Info(note)
+    notify(note)
     return (run_id, changed + 1, *follow(ctx, owner, run_id, False, 0.6, lang))
 
 
@@ -159,9 +185,17 @@ def on_resume(ctx: AppContext, owner, run_id, log, smooth, lang):
     if state.get("state") in ACTIVE_STATES:
         raise NewleafError(t("train.already", lang))
     if state.get("state") == "completed":
-        raise NewleafError(t("train.finished", lang))
+        raise NewleafError(finished_message(state, lang))
     ctx.jobs.start(owner, run_id)
     return follow(ctx, owner, run_id, log, smooth, lang)
+
+
+def finished_message(state: dict, lang: str = "en") -> str:
+    """Why a completed run cannot resume: it used all its steps, or its time budget first."""
+    step, max_steps, max_time = state.get("step") or 0, state.get("max_steps"), state.get("max_time")
+    if max_time and max_steps and step < max_steps:
+        return t("train.finished_time", lang, step=f"{step:,}", seconds=f"{max_time:,.0f}")
+    return t("train.finished", lang)
 
 
 @friendly
@@ -183,13 +217,14 @@ def relabel(ctx: AppContext, owner, run_id, recs, log, smooth, lang):
 
 @friendly
 def reattach(ctx: AppContext, owner, run_id, lang):
-    """After a page load: follow the run this browser was following, if it still exists."""
+    """After a page load: follow the run this browser was following, if it still exists, and show its settings
+    in the form."""
     if not owner or not run_id:
-        return VIEW.skipped()
+        return VIEW.skipped() + [gr.skip()] * len(FORM)
     try:
-        return follow(ctx, owner, run_id, False, 0.6, lang)
+        return follow(ctx, owner, run_id, False, 0.6, lang) + form_of(ctx.jobs.check_read(owner, run_id), ctx.settings)
     except NewleafError:
-        return VIEW.skipped()
+        return VIEW.skipped() + [gr.skip()] * len(FORM)
 
 
 # -- the tab -------------------------------------------------------------------------------------------------
@@ -198,28 +233,37 @@ def reattach(ctx: AppContext, owner, run_id, lang):
 def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
     """`model_inputs`: the Model tab's knobs and preset name (in KNOBS order, then the preset), read by Start."""
     tr, s = ctx.tr, ctx.settings
+    b = train_bounds(s)  # the fields show these bounds; Start checks them and names the field it refuses
     tr(gr.Markdown, value="train.explainer")
     with gr.Row():
         title = tr(gr.Textbox, label="train.title", placeholder="train.title.placeholder", scale=2)
-        lr = tr(gr.Number, value=RECIPE["train"]["lr"], label="train.lr", minimum=1e-6, maximum=1.0)
-        batch = tr(
-            gr.Slider, minimum=1, maximum=128, step=1, value=RECIPE["train"]["batch_size"], label="train.batch_size"
-        )
+        lr = tr(NumberField, value=RECIPE["train"]["lr"], label="train.lr", **b["lr"].limits, elem_id="train-lr")
+        batch = tr(SliderField, value=RECIPE["train"]["batch_size"], label="train.batch_size", **b["batch_size"].limits)
     with gr.Row():
         steps = tr(
-            gr.Number,
+            NumberField,
             value=min(100_000, s.max_steps),
             precision=0,
-            minimum=1,
-            maximum=s.max_steps,
             label="train.max_steps",
+            **b["max_steps"].limits,
             elem_id="train-steps",
         )
         max_time = tr(
-            gr.Number, value=min(180, s.max_run_seconds), minimum=0, maximum=s.max_run_seconds, label="train.max_time"
+            NumberField,
+            value=min(180, s.max_run_seconds),
+            label="train.max_time",
+            **b["max_time"].limits,
+            elem_id="train-max-time",
         )
-        eval_every = tr(gr.Number, value=100, precision=0, minimum=1, label="train.eval_every", elem_id="train-eval")
-        seed = tr(gr.Number, value=1337, precision=0, label="train.seed")
+        eval_every = tr(
+            NumberField,
+            value=100,
+            precision=0,
+            label="train.eval_every",
+            **b["eval_every"].limits,
+            elem_id="train-eval",
+        )
+        seed = tr(NumberField, value=1337, precision=0, label="train.seed", **b["seed"].limits)
     with gr.Row():
         start = tr(gr.Button, value="train.start", variant="primary", elem_id="train-start")
         stop = tr(gr.Button, value="train.stop", variant="stop", elem_id="train-stop")
@@ -285,4 +329,6 @@ def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
         [ctx.owner, ctx.current_run, records, log_scale, smoothing, ctx.lang],
         [status, progress, loss_plot, rate_plot, samples],
     )
-    return TrainEvents(reattach=(ctx.handler(reattach), [ctx.owner, ctx.current_run, ctx.lang], view), batch_size=batch)
+    form = [title, lr, batch, steps, max_time, eval_every, seed]  # FORM order
+    reattach_event = (ctx.handler(reattach), [ctx.owner, ctx.current_run, ctx.lang], [*view, *form])
+    return TrainEvents(reattach=reattach_event, batch_size=batch)

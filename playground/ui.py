@@ -6,6 +6,7 @@ The tabs also share the session-wide states in AppContext (the chosen corpus, th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gradio as gr
@@ -24,7 +25,7 @@ from playground import (
     tab_train,
 )
 from playground.context import AppContext, friendly
-from playground.i18n import LANGUAGES, Translator, t
+from playground.i18n import GRADIO_LOCALES, LANGUAGES, Translator, t
 from playground.jobs import Jobs, new_owner_token
 from playground.run_picker import create_picker
 from playground.settings import Settings
@@ -32,6 +33,28 @@ from playground.zerogpu import on_zero_gpu
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 CSS_PATH = ASSETS / "newleaf.css"
+
+# Gradio's frontend has words of its own (an upload box's "Drop File Here - or - Click to Upload"), in the locale
+# it picked from the browser. The language switch sets that locale too, with the changeLocale of Gradio's core
+# module (found among the modules the page loaded), and waits until the words are loaded. Components already on
+# the page drew their words when they appeared: see remount_uploads.
+LOCALE_JS = """async (choice) => {
+  const locale = LOCALES[choice] || "en";
+  const core = performance.getEntriesByType("resource").map((e) => e.name)
+    .find((name) => /\\/assets\\/core-[^/]*\\.js$/.test(name));
+  try {
+    const module = core ? await import(core) : null;
+    if (module && module.changeLocale && document.documentElement.lang !== locale) {
+      module.changeLocale(locale);
+      for (let i = 0; i < 40 && document.documentElement.lang !== locale; i++) {
+        await new Promise((done) => setTimeout(done, 50));
+      }
+    }
+  } catch (e) {
+    console.warn("newleaf: could not set Gradio's locale", e);
+  }
+  return choice;
+}""".replace("LOCALES", json.dumps({label: GRADIO_LOCALES[code] for label, code in LANGUAGES.items()}))
 
 
 @friendly
@@ -63,6 +86,34 @@ def look_inside(ctx: AppContext) -> None:
             tab_lens.create_tab(ctx, picker, prompt)
         with tr.bind(gr.Tab(t("inside.tab.history"), id="inside-history"), label="inside.tab.history"):
             tab_history.create_tab(ctx, picker, prompt)
+
+
+def toast_titles_css() -> str:
+    """Gradio titles a message beside the page by its kind, in English ("Warning"), whatever title it is given; in
+    another language the title is the page's word for it. The page's lang attribute follows Gradio's locale, which
+    the language switch sets (LOCALE_JS)."""
+    rules = []
+    for code, locale in GRADIO_LOCALES.items():
+        if code == "en":
+            continue
+        for level in ("info", "warning", "error"):
+            title, word = (
+                f'html[lang="{locale}"] .toast-title.{level}',
+                json.dumps(t(f"app.toast.{level}", code), ensure_ascii=False),
+            )
+            rules.append(f"{title} {{ font-size: 0; }}")
+            rules.append(f"{title}::before {{ content: {word}; font-size: var(--text-md); }}")
+            rules.append(f"{title} .toast-count {{ font-size: var(--text-sm); }}")
+    return "\n".join(rules)
+
+
+def remount_uploads(demo: gr.Blocks, switched) -> None:
+    """After a language switch, hide and show again every upload box (an interactive gr.File), so that it draws
+    Gradio's own words in the new locale (see LOCALE_JS); the files it holds stay. Upload boxes are always
+    visible on this page, so showing them again changes nothing else."""
+    uploads = [b for b in demo.blocks.values() if isinstance(b, gr.File) and b.interactive is not False]
+    hidden = switched.then(lambda: [gr.update(visible=False)] * len(uploads), None, uploads, queue=False)
+    hidden.then(lambda: [gr.update(visible=True)] * len(uploads), None, uploads, queue=False)
 
 
 def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.components.Component) -> tuple:
@@ -122,16 +173,23 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
                 look_inside(ctx)
             with tr.bind(gr.Tab(t("tab.runs"), id="runs"), label="tab.runs"):
                 runs_events = tab_runs.create_tab(ctx)
-        runs_events.loaded.then(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
+        # a run loaded in the Runs tab opens Generate (a refused load leaves ctx.selected_run, and the tab, as is)
+        ctx.selected_run.change(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
         estimate_fn, estimate_inputs = wire_estimate(ctx, model, train_events.batch_size)
 
         # a page load with a saved language other than English switches too (on_load sets `language`); then
         # the live boxes that the relabel leaves alone (status, statistics, estimate…) are drawn again
         switched = language.change(
-            ctx.handler(switch_language), language, [ctx.lang, *tr.components], api_visibility="private", queue=False
+            ctx.handler(switch_language),
+            language,
+            [ctx.lang, *tr.components],
+            api_visibility="private",
+            queue=False,
+            js=LOCALE_JS,
         )
         for fn, inputs, outputs in tr.hooks:
             switched.then(fn, inputs, outputs, api_visibility="private", queue=False)
+        remount_uploads(demo, switched)
 
         demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private", queue=False).then(
             *train_events.reattach, api_visibility="private"
@@ -163,7 +221,7 @@ def theme() -> gr.themes.Base:
 def launch_kwargs(settings: Settings) -> dict:
     return dict(
         theme=theme(),
-        css=fonts.font_face_css(),
+        css=fonts.font_face_css() + "\n" + toast_titles_css(),
         css_paths=[CSS_PATH] if CSS_PATH.exists() else None,
         max_file_size=f"{settings.max_upload_mb:g}mb",
     )

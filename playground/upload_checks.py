@@ -25,17 +25,11 @@ def check_upload_sizes(paths, settings: Settings, lang: str = "en", too_big: str
             raise CorpusError(t(too_big, lang, name=os.path.basename(p), mb=f"{settings.max_upload_mb:g}"))
 
 
-def check_upload_fits(cfg, settings: Settings) -> None:
+def check_upload_fits(cfg, settings: Settings, lang: str = "en") -> None:
     """An uploaded run is used here like one trained here: the same context limit, and its weights plus the
     KV cache of the most samples the Generate tab asks for must fit in the memory a job may use."""
     if cfg.block_size > settings.max_context:
-        raise ConfigError(
-            f"The uploaded model's context is {cfg.block_size:,} tokens, more than the "
-            f"{settings.max_context:,} allowed here."
-        )
+        raise ConfigError(t("runs.upload_context", lang, block=f"{cfg.block_size:,}", max=f"{settings.max_context:,}"))
     need, limit = inference_memory(cfg, MAX_SAMPLES), memory_limit(settings)
     if need > limit:
-        raise ConfigError(
-            f"The uploaded model needs about {format_bytes(need)} to sample, more than the "
-            f"{format_bytes(limit)} allowed here."
-        )
+        raise ConfigError(t("runs.upload_memory", lang, need=format_bytes(need), limit=format_bytes(limit)))

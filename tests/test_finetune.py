@@ -451,5 +451,5 @@ def test_the_summary_says_when_validation_reuses_the_training_examples():
     from core.finetune import summarize
 
     evals = {"base": {"exact_match": 0.0}, "finetuned": {"exact_match": 0.5, "items": 4}}
-    assert summarize(evals) == "Exact match on 4 held-out prompts: base 0% -> fine-tuned 50%."
-    assert "4 training prompts (too few examples to hold any out)" in summarize(evals, val_is_train=True)
+    assert str(summarize(evals)) == "Exact match on 4 held-out prompts: base 0% -> fine-tuned 50%."
+    assert "4 training prompts (too few examples to hold any out)" in str(summarize(evals, val_is_train=True))

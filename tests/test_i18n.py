@@ -1,12 +1,14 @@
 """The locale files (playground/locales/<code>.toml): they parse, hold only non-empty strings, every
 translated key exists in English, and each translation keeps exactly the {placeholders} of its English text
-(a missing or misspelt one would raise KeyError, or show a raw "{name}", in the other language only)."""
+(a missing or misspelt one would raise KeyError, or show a raw "{name}", in the other language only). The English
+of a "core.<key>" entry is the engine's own sentence in core/messages.py."""
 
 import string
 import tomllib
 
 import pytest
 
+from core.messages import MESSAGES
 from playground import i18n
 
 LOCALES = i18n.LOCALES
@@ -17,6 +19,11 @@ TRANSLATIONS = [c for c in CODES if c != "en"]
 def load(code: str) -> dict:
     with (LOCALES / f"{code}.toml").open("rb") as f:
         return tomllib.load(f)
+
+
+def english(en: dict) -> dict:
+    """en.toml's keys and, as "core.<key>", the engine's sentences."""
+    return {**en, **{f"core.{k}": v for k, v in MESSAGES.items()}}
 
 
 def placeholders(text: str) -> set[str]:
@@ -39,14 +46,14 @@ def test_file_parses_to_non_empty_strings(code):
 
 @pytest.mark.parametrize("code", TRANSLATIONS)
 def test_translation_keys_exist_in_english(code):
-    en, other = load("en"), load(code)
+    en, other = english(load("en")), load(code)
     orphans = [k for k in other if k not in en]
     assert not orphans, f"{code}.toml has keys that en.toml lacks: {orphans}"
 
 
 @pytest.mark.parametrize("code", TRANSLATIONS)
 def test_translation_keeps_the_placeholders(code):
-    en, other = load("en"), load(code)
+    en, other = english(load("en")), load(code)
     wrong = {}
     for key, text in other.items():
         if key not in en:
@@ -59,3 +66,7 @@ def test_translation_keeps_the_placeholders(code):
         if got != placeholders(en[key]):
             wrong[key] = f"English has {sorted(placeholders(en[key]))}, {code} has {sorted(got)}"
     assert not wrong, f"{code}.toml placeholders differ from en.toml: {wrong}"
+
+
+def test_english_leaves_the_engines_sentences_to_the_engine():
+    assert not [k for k in load("en") if k.startswith("core.")], "core.* English lives in core/messages.py"

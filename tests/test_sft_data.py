@@ -117,14 +117,14 @@ def test_examples_longer_than_the_context_are_truncated_or_dropped_and_counted()
     cut = encode_conversations(convs, tok, TEMPLATE, block_size=16, too_long="truncate")
     assert (cut.truncated, cut.dropped, len(cut.ids)) == (1, 1, 2)  # the long prompt leaves no reply: dropped
     assert all(len(ids) <= 17 for ids in cut.ids)
-    assert cut.report(16, "truncate", "training") == (
+    assert str(cut.report(16, "truncate", "training")) == (
         "2 of 3 training examples were longer than the context of 16 "
         "tokens: 1 truncated to fit, 1 dropped (no reply left after "
         "truncation)."
     )
     drop = encode_conversations(convs, tok, TEMPLATE, block_size=16, too_long="drop")
     assert (drop.truncated, drop.dropped, drop.kept_indices) == (0, 2, [0])
-    assert "2 dropped (longer than the context)" in drop.report(16, "drop", "training")
+    assert "2 dropped (longer than the context)" in str(drop.report(16, "drop", "training"))
 
 
 def test_batches_pad_with_no_loss_and_learn_only_the_replies(tmp_path):

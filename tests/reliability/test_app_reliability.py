@@ -424,7 +424,7 @@ def test_limits_through_the_app(app):
     c.predict("shakespeare", None, "", "char", 1024, api_name="/load_data")
     with pytest.raises(AppError, match="A context of 128 tokens is more than the 64 allowed here"):
         start(c, token, "too long", block_size=128)
-    with pytest.raises(AppError, match="max_new_tokens is limited to 50|greater than maximum value 50"):
+    with pytest.raises(AppError, match="max_new_tokens is limited to 50"):
         generate(c, token, "example", n=51)
 
 
