@@ -593,9 +593,7 @@ def create_tab(ctx: AppContext) -> None:
     # queued (not quick): a run id this session may not read is refused with a message
     picker.change(
         ctx.handler(show_run), [ctx.owner, picker, ctx.lang], [run_info, *next_out], api_visibility="private"
-    ).then(
-        ctx.handler(follow_prompt), next_in, next_out, api_visibility="private", **model_events
-    )
+    ).then(ctx.handler(follow_prompt), next_in, next_out, api_visibility="private", **model_events)
     # the bars follow the prompt as it is typed (one forward pass, the latest edit wins)
     live = dict(trigger_mode="always_last", api_visibility="private", **model_events)
     c.prompt.change(ctx.handler(follow_prompt), next_in, next_out, **live)
