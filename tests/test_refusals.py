@@ -158,7 +158,7 @@ def test_gpt2_without_network_names_the_tokenizer(ctx, tmp_path, monkeypatch):
 
 
 def test_status_lines_of_the_job_manager_and_the_trainer_in_chinese(ctx):
-    run_id, path = ctx.jobs.new_run_dir("x")
+    run_id, path = ctx.jobs.new_run_dir(TOKEN, "x")
     path.mkdir()
     files.atomic_write_json(path / runs.CONFIG, {"owner": owner_id(TOKEN), "train": {"max_steps": 7777}})
     for message in (
@@ -196,7 +196,7 @@ def test_resume_after_a_time_budget_says_so():
 
 
 def test_the_train_form_shows_a_reattached_runs_settings(ctx):
-    run_id, path = ctx.jobs.new_run_dir("x")
+    run_id, path = ctx.jobs.new_run_dir(TOKEN, "x")
     path.mkdir()
     train = {"lr": 0.002, "batch_size": 12, "max_steps": 7777, "max_time": 25.0, "eval_every": 20, "seed": 5}
     files.atomic_write_json(path / runs.CONFIG, {"owner": owner_id(TOKEN), "title": "Mine", "train": train})
@@ -210,7 +210,7 @@ def test_the_train_form_shows_a_reattached_runs_settings(ctx):
 
 def test_a_fresh_picker_prefers_a_run_that_is_not_the_arithmetic_demo(ctx):
     for name, finetune in (("text", None), ("sums", {"task": {"name": "arithmetic"}})):
-        run_id, path = ctx.jobs.new_run_dir(name)
+        run_id, path = ctx.jobs.new_run_dir(TOKEN, name)
         (path / runs.CKPT_DIR / "step-1").mkdir(parents=True)
         files.atomic_write_json(path / runs.CKPT_DIR / "last.json", {"dir": "step-1"})
         config = {"owner": owner_id(TOKEN), "title": name, "created": 2.0 if finetune else 1.0}
