@@ -5,6 +5,8 @@ reload, the progress line of a queued run, Resume after a time budget, the picke
 fine-tune preview's count, a BPE too large for its text, the statistics table's header. The browser walks the same
 cases in tests/test_browser_calm.py."""
 
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,9 +159,19 @@ def test_gpt2_without_network_names_the_tokenizer(ctx, tmp_path, monkeypatch):
 # -- 3: what the job manager and the trainer write, said in Chinese ---------------------------------------------
 
 
-def test_status_lines_of_the_job_manager_and_the_trainer_in_chinese(ctx):
+@pytest.fixture
+def worker(ctx):
+    """A live process standing in for a run's training worker (its command line names the run)."""
     run_id, path = ctx.jobs.new_run_dir(TOKEN, "x")
     path.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(path)])
+    yield SimpleNamespace(run_id=run_id, path=path, pid=proc.pid)
+    proc.kill()
+    proc.wait()
+
+
+def test_status_lines_of_the_job_manager_and_the_trainer_in_chinese(ctx, worker):
+    run_id, path = worker.run_id, worker.path
     files.atomic_write_json(path / runs.CONFIG, {"owner": owner_id(TOKEN), "train": {"max_steps": 7777}})
     for message in (
         Text("jobs.waiting"),
@@ -168,7 +180,9 @@ def test_status_lines_of_the_job_manager_and_the_trainer_in_chinese(ctx):
         Text("status.best_val", done=Text("status.finished_time", step=260, seconds="25"), loss="2.4975"),
         Text("jobs.failed_because", code=1, detail="..."),
     ):
-        runs.write_status(path, "running", message)
+        # "running" is what the processes say: a process that stands in for this run's worker (its command line
+        # names the run, as the real one does) is running
+        runs.write_status(path, "running", message, pid=worker.pid)
         said = status_markdown(ctx.jobs.state(run_id), "zh")
         assert said.startswith("🏃 **训练中** — ") and not english_words(said), said
     with pytest.raises(NewleafError) as info:
