@@ -2,7 +2,8 @@
 
     prepare_finetune(out, base, data, ...)   a run directory, self-contained and ready to train
     run_finetune(run_dir, callbacks)         measure the base model, train (the ordinary Trainer), measure the result
-                                             (`python -m core train --out RUN --resume` calls it for such a run)
+                                             (`python -m core train --out RUN --resume` calls it for such a run;
+                                             core/slices.py does the same three things in slices)
     compare(run_dir, prompts)                base and fine-tuned replies side by side
     load_base_model(run_dir)                 the starting weights as a plain GPT
 
@@ -466,40 +467,68 @@ def run_finetune(
     """Train a prepared fine-tuning run with the ordinary Trainer (`trainer`, e.g. one whose stop a signal
     handler asks for; default: a new one for the run). With `evaluate` (default: the run's finetune.evaluate
     setting), the base model is measured first (once: kept in eval.json) and the fine-tuned one after, when
-    training completed or was stopped.
+    training completed or was stopped. (A run trained in slices does the same three things in calls of their own:
+    core/slices.py.)
     Returns the Trainer's FitResult. Events for callbacks: the Trainer's, plus ("evaluation", {"which": "base" |
     "finetuned", ...metrics}) after each measurement."""
-    run_dir = Path(run_dir)
     trainer = trainer or Trainer(run_dir, device=device)
-    if not isinstance(trainer.model, FineTuned):
-        raise CheckpointError(Text("finetune.not_finetune", path=str(run_dir)))
-    budget = {"max_steps": trainer.cfg.max_steps, "max_time": trainer.cfg.max_time}  # shown while measuring too
-    if evaluate is None:
-        evaluate = trainer.model.ft.evaluate
-    if evaluate and "base" not in read_eval(run_dir) and runs.checkpoint_dir(run_dir, "last") is None:
-        runs.write_status(run_dir, "running", Text("status.measuring_base"), step=0, **budget)
-        model, _ = load_base_model(run_dir, device=str(trainer.device))
-        result = evaluate_run(run_dir, model=model)
-        write_eval(run_dir, "base", result)
-        for cb in callbacks:
-            cb("evaluation", {"which": "base", **result})
+    evaluate = evaluates(trainer, evaluate)
+    if evaluate and base_unmeasured(run_dir):
+        measure_base(trainer, callbacks)
     fit = trainer.fit(callbacks=callbacks, resume=resume)
-    if evaluate and fit.state in ("completed", "stopped") and runs.checkpoint_dir(run_dir, "last") is not None:
-        state = runs.read_status(run_dir)
-        runs.write_status(run_dir, "running", Text("status.measuring_finetuned"), step=fit.step, **budget)
-        result = evaluate_run(run_dir, which="best", device=str(trainer.device))
-        evals = write_eval(run_dir, "finetuned", result, step=fit.step)
-        for cb in callbacks:
-            cb("evaluation", {"which": "finetuned", **result})
-        message = join(fit.text, summarize(evals, runs.read_config(run_dir)["data"].get("val_is_train", False)))
-        fit.message, fit.text = str(message), message
-        runs.write_status(
-            run_dir,
-            fit.state,
-            message,
-            **{k: v for k, v in state.items() if k not in ("state", "message", "updated", "pid")},
-        )
+    if evaluate and result_measurable(run_dir, fit):
+        measure_result(trainer, fit, callbacks)
     return fit
+
+
+def evaluates(trainer: Trainer, evaluate: bool | None = None) -> bool:
+    """Whether a fine-tuning run's models are measured: `evaluate`, or by default the run's own setting. Refuses a
+    trainer of a run that is not a fine-tuning run."""
+    if not isinstance(trainer.model, FineTuned):
+        raise CheckpointError(Text("finetune.not_finetune", path=str(trainer.run_dir)))
+    return trainer.model.ft.evaluate if evaluate is None else evaluate
+
+
+def base_unmeasured(run_dir) -> bool:
+    """The base model is measured once, before the first step."""
+    return "base" not in read_eval(run_dir) and runs.checkpoint_dir(run_dir, "last") is None
+
+
+def result_measurable(run_dir, fit: FitResult) -> bool:
+    """The fine-tuned model is measured when training completed or was stopped with a checkpoint to measure."""
+    return fit.state in ("completed", "stopped") and runs.checkpoint_dir(run_dir, "last") is not None
+
+
+def measure_base(trainer: Trainer, callbacks=()) -> None:
+    """Measure the run's base model on its held-out data; kept in eval.json as "base"."""
+    run_dir, budget = trainer.run_dir, _budget(trainer)
+    runs.write_status(run_dir, "running", Text("status.measuring_base"), step=0, **budget, **trainer.status_extra)
+    model, _ = load_base_model(run_dir, device=str(trainer.device))
+    result = evaluate_run(run_dir, model=model)
+    write_eval(run_dir, "base", result)
+    for cb in callbacks:
+        cb("evaluation", {"which": "base", **result})
+
+
+def measure_result(trainer: Trainer, fit: FitResult, callbacks=()) -> None:
+    """Measure the fine-tuned model (its best checkpoint), keep it in eval.json as "finetuned", and end the run's
+    status with how training ended plus the headline metric before -> after (`fit` is updated to say the same)."""
+    run_dir, budget = trainer.run_dir, _budget(trainer)
+    runs.write_status(
+        run_dir, "running", Text("status.measuring_finetuned"), step=fit.step, **budget, **trainer.status_extra
+    )
+    result = evaluate_run(run_dir, which="best", device=str(trainer.device))
+    evals = write_eval(run_dir, "finetuned", result, step=fit.step)
+    for cb in callbacks:
+        cb("evaluation", {"which": "finetuned", **result})
+    message = join(fit.text, summarize(evals, runs.read_config(run_dir)["data"].get("val_is_train", False)))
+    fit.message, fit.text = str(message), message
+    runs.write_status(run_dir, fit.state, message, step=fit.step, **budget, **trainer.status_extra)
+
+
+def _budget(trainer: Trainer) -> dict:
+    """The run's step and time budget, which its status shows while measuring too."""
+    return {"max_steps": trainer.cfg.max_steps, "max_time": trainer.cfg.max_time}
 
 
 def summarize(evals: dict, val_is_train: bool = False) -> Text | None:

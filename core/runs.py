@@ -2,7 +2,8 @@
 
     RUN/
       config.json           model, tokenizer, data and training settings
-      status.json           state (created / running / stopped / completed / failed), message, step, pid
+      status.json           state (created / running / stopped / completed / failed), message, step, pid (and
+                            for a job an app trains itself, in slices: "worker": "app", "pid_started")
       tokenizer.json        (+ tokenizer.bpe for a BPE trained on the corpus)
       data/train.bin        token ids, uint16 or uint32
       data/val.bin
@@ -190,15 +191,44 @@ def worker_alive(pid, run_dir) -> bool:
     return any(a and (cwd / a).resolve() == target for a in args)  # as typed, relative to its own folder
 
 
+def process_started(pid) -> int | None:
+    """When a process started (clock ticks after boot, from /proc), which tells it apart from a later process that
+    reuses its pid; None where that is not known (no /proc, as on macOS)."""
+    try:
+        stat = Path(f"/proc/{int(pid)}/stat").read_text(encoding="utf-8", errors="replace")
+        return int(stat[stat.rindex(")") + 2 :].split()[19])  # field 22; the name before ")" may hold spaces
+    except (OSError, ValueError, IndexError, TypeError, OverflowError):
+        return None
+
+
+IN_APP = "app"  # status.json's "worker" for a job the app runs in its own process (in slices, core/slices.py)
+
+
+def in_app_worker() -> dict:
+    """The fields that name this process in status.json as the worker of a job it runs itself (a thread, training
+    in slices) rather than in a training process of the job's own: its pid and when it started."""
+    return {"worker": IN_APP, "pid": os.getpid(), "pid_started": process_started(os.getpid())}
+
+
+def status_alive(status: dict, run_dir) -> bool:
+    """Whether the worker a status names is alive: the run's training process (worker_alive), or, for a job an app
+    runs itself (in_app_worker), that app: the same process, by its pid and when it started. An app knows its own
+    jobs better than this (playground/jobs.py follows their threads), so here a job of this very process is not."""
+    pid = status.get("pid")
+    if status.get("worker") == IN_APP:
+        return pid != os.getpid() and process_alive(pid) and process_started(pid) == status.get("pid_started")
+    return worker_alive(pid, run_dir)
+
+
 GONE = Text("status.gone")
 UNREADABLE = Text("status.unreadable")
 
 
 def live_status(run_dir) -> dict:
-    """status.json as the processes have it: a run that says it is running but whose training process is gone
-    ended without being able to say so; it reads as failed (and can be resumed)."""
+    """status.json as the processes have it: a run that says it is running but whose training process (or app, for
+    a job trained in slices) is gone ended without being able to say so; it reads as failed (and can be resumed)."""
     status = read_status(run_dir)
-    if status.get("state") == "running" and not worker_alive(status.get("pid"), run_dir):
+    if status.get("state") == "running" and not status_alive(status, run_dir):
         status = {**status, "state": "failed", "message": str(GONE), "text": GONE.to_json()}
     return status
 

@@ -2,7 +2,8 @@
 clipping and accumulation, periodic evaluation, samples and checkpoints, exact resume, and stop.
 
 A job is a run directory (core/runs.py), made by core/prepare.py or core/finetune.py. `Trainer(run_dir).fit()`
-trains it, from scratch or from its last checkpoint. What it trains is given to it (core/trainable.py: a fresh
+trains it, from scratch or from its last checkpoint; `fit(time_slice=...)` trains only a slice of it, for hardware
+lent a few seconds at a time (core/slices.py). What it trains is given to it (core/trainable.py: a fresh
 GPT, or a base with frozen layers or LoRA) and so is its data (core/run_data.py: a token stream, or
 conversations whose loss counts only the replies); by default both are what the run's config.json describes.
 Progress reaches callers through callbacks (the CLI draws a progress bar with them) and through the run
@@ -37,11 +38,24 @@ Callback = Callable[[str, dict], None]  # (event, data); events: start, step, ev
 
 @dataclass
 class FitResult:
-    state: str  # completed | stopped | failed
+    state: str  # completed | stopped | failed | paused (a slice's time was up: the run goes on in the next one)
     message: str
     step: int
     best_val_loss: float | None
     text: Text | None = None  # the message as a Text (core/messages.py), to say it in another language
+
+
+@dataclass(frozen=True)
+class TimeSlice:
+    """A slice of a longer run (core/slices.py): train until `deadline` (a time.monotonic() value), at least one
+    step, then checkpoint and return "paused"; the status stays "running" and names the slice's `seconds`."""
+
+    seconds: float
+    deadline: float
+
+    @classmethod
+    def starting_now(cls, seconds: float) -> TimeSlice:
+        return cls(seconds, time.monotonic() + seconds)
 
 
 @dataclass
@@ -81,6 +95,10 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
         self.stop_event = threading.Event()
+        # fields every status write of this trainer adds: a job trained in slices names the app's process that runs
+        # it (core/slices.py), whichever process the slice itself runs in
+        self.status_extra: dict = {}
+        self.time_slice: TimeSlice | None = None  # set by fit(): the slice being trained, or None for the whole run
 
     # -- pieces ------------------------------------------------------------------------------------------
 
@@ -114,11 +132,13 @@ class Trainer:
         return model, optimizer, batch_gen
 
     def _wrap(self, model):
-        """The module the training steps call: DDP across processes, compiled on CUDA (or when asked)."""
+        """The module the training steps call: DDP across processes, compiled on CUDA (or when asked), but never
+        for a slice: compiling takes tens of seconds and each slice builds the model anew (on ZeroGPU, in a process
+        of its own), so every slice would pay for it again out of its few seconds on the GPU."""
         net = model
         if self.dist.enabled:
             net = DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-        if self.cfg.compile or (self.cfg.compile is None and self.device.type == "cuda"):
+        if self.time_slice is None and (self.cfg.compile or (self.cfg.compile is None and self.device.type == "cuda")):
             net = torch.compile(net)  # the forward/backward only: evaluation, samples and checkpoints use `model`
         return net
 
@@ -153,17 +173,30 @@ class Trainer:
     def _status(self, state: str, message: Text, step: int) -> None:
         if self.dist.is_main:
             runs.write_status(
-                self.run_dir, state, message, step=step, max_steps=self.cfg.max_steps, max_time=self.cfg.max_time
+                self.run_dir,
+                state,
+                message,
+                step=step,
+                max_steps=self.cfg.max_steps,
+                max_time=self.cfg.max_time,
+                **self.status_extra,
             )
 
     def _running_message(self) -> Text:
+        if self.time_slice is not None:
+            return Text(self.model.running_in_slices, device=self.device.type, seconds=f"{self.time_slice.seconds:g}")
         where = Text("status.processes", device=self.device.type, n=self.dist.world) if self.dist.enabled else None
         return Text(self.model.running, where=where or self.device.type)
 
     # -- the loop ----------------------------------------------------------------------------------------
 
-    def fit(self, callbacks: list[Callback] = (), resume: bool = True) -> FitResult:
+    def fit(
+        self, callbacks: list[Callback] = (), resume: bool = True, time_slice: TimeSlice | None = None
+    ) -> FitResult:
+        """Train the run to its end (or a stop, or divergence); with `time_slice`, only until the slice's deadline
+        (then the state is "paused": checkpointed, and the status still says "running")."""
         cfg, run_dir, main = self.cfg, self.run_dir, self.dist.is_main  # only process 0 writes and reports
+        self.time_slice = time_slice
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
 
@@ -209,9 +242,13 @@ class Trainer:
             self._checkpoint(model, optimizer, batch_gen, p, {"step": p.step, "elapsed_s": p.elapsed()}, emit)
         if state == "completed":
             message = _finished_message(cfg, p)
-        self._status(state, message, p.step)
-        # a stop request is used up once honoured; one that arrived while the run started is honoured too
-        if main:
+        if state == "paused":  # a paused run is still running: its next slice goes on from the checkpoint just written
+            self._status("running", self._running_message(), p.step)
+        else:
+            self._status(state, message, p.step)
+        # a stop request is used up once honoured; one that arrived while the run started is honoured too (a stop
+        # that arrives after a slice's last step is left for the next slice, which honours it at once)
+        if main and state != "paused":
             (run_dir / runs.STOP_FILE).unlink(missing_ok=True)
         emit("end", {"state": state, "message": str(message), "step": p.step, "best_val_loss": p.best_val})
         return FitResult(state, str(message), p.step, p.best_val, message)
@@ -241,17 +278,19 @@ class Trainer:
                 pass
 
     def _loop(self, model, net, optimizer, batch_gen, micro, p: _Progress, emit) -> tuple[str, Text]:
-        """Train until the budget is used, a stop is asked for, or the weights go bad: (state, message)."""
-        cfg = self.cfg
+        """Train until the budget is used, a stop is asked for, the weights go bad, or the slice's time is up (after
+        one step at least, so that every slice moves the run on): (state, message)."""
+        cfg, first = self.cfg, p.step
         diverged = None  # set by the main process when the validation loss goes bad; all processes stop on it
         while True:
             elapsed = p.elapsed()
             # every process takes the same branch: divergence, the budget and a stop request are agreed on
-            bad, done, stop = distributed.each_any_across(
+            bad, done, stop, paused = distributed.each_any_across(
                 [
                     diverged is not None,
                     p.step >= cfg.max_steps or bool(cfg.max_time and elapsed >= cfg.max_time),
                     self._stop_requested(),
+                    self.time_slice is not None and p.step > first and time.monotonic() >= self.time_slice.deadline,
                 ],
                 self.dist,
                 self.device,
@@ -262,6 +301,8 @@ class Trainer:
                 return "completed", Text("status.finished")
             if stop:
                 return "stopped", Text("status.stopped", step=p.step)
+            if paused:
+                return "paused", Text("status.slice_done", step=p.step, seconds=f"{self.time_slice.seconds:g}")
             progress = p.step / cfg.max_steps
             if cfg.max_time:
                 progress = max(progress, elapsed / cfg.max_time)

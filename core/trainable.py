@@ -97,6 +97,7 @@ class PlainGPT:
     """A fresh GPT whose every parameter learns (pretraining)."""
 
     running = "status.training"  # the status line's message key: "Training on cpu."
+    running_in_slices = "status.training_slices"  # "Training on cuda in slices of 45 s." (core/slices.py)
     reports_perplexity = False  # fine-tuning logs perplexity beside the validation loss
 
     def __init__(self, model_cfg: GPTConfig):
@@ -129,6 +130,7 @@ class FineTuned(PlainGPT):
     (then only the adapters, and the embedding rows of tokens the base never had, learn)."""
 
     running = "status.finetuning"
+    running_in_slices = "status.finetuning_slices"
     reports_perplexity = True
 
     def __init__(self, model_cfg: GPTConfig, run_dir, settings: dict):

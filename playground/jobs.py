@@ -1,10 +1,15 @@
 """Training jobs of the app: who owns which run, a queue with a global limit on concurrent jobs, and one
-training *process* per job.
+training *process* per job (or, on ZeroGPU, a thread that trains it in slices).
 
 A job runs the same command a user would type (`python -m core train --out RUN --resume`) in its own
 process and talks to the app only through its run directory. So a crash of training cannot take the app
 down, a stop is reliable, the UI never freezes, and a page refresh (or an app restart) loses nothing: the
 run directory says where the job is.
+
+On ZeroGPU a GPU exists only inside the app's own spaces.GPU functions, so there (and wherever `slice_seconds` asks
+for it) a job is trained in slices by a thread of the app (playground/slices.py) instead: the same queue, limits,
+stop, files and status lines; status.json names the app as the job's worker, the thread says whether it lives, and
+after an app restart such a job reads as stopped, to be resumed, like one whose process is gone.
 
 Ownership: each browser session holds a random owner token (in its browser storage); a run records the
 SHA-256 of its owner's token. Only the owner can see, stop or delete a run, except runs marked as shared
@@ -30,6 +35,7 @@ from core import runs
 from core.errors import NewleafError
 from core.messages import Text
 from core.units import format_bytes
+from playground.slices import SliceWorker
 
 SHARED_OWNER = runs.SHARED_OWNER
 WORKER_LOG = "worker.log"
@@ -63,21 +69,25 @@ class Jobs:
         max_session_bytes: int = 0,
         downloads_dir=None,
         cpu_only: bool = False,
+        slice_seconds: float | None = None,
     ):
         """max_session_bytes: the disk one session's runs and downloads may take (0: no limit).
         downloads_dir: where download zips are built (the app puts them in Gradio's cache, which then serves
         them as they are instead of copying them). cpu_only: on ZeroGPU a GPU exists only inside the app's
-        spaces.GPU functions, so training processes use the CPU."""
+        spaces.GPU functions, so training processes use the CPU. slice_seconds: train jobs in this process, in
+        slices of so many seconds (playground/slices.py), instead of in training processes."""
         self.root = Path(runs_dir).resolve()
         self.max_session_bytes = max_session_bytes
         self.downloads = Path(downloads_dir or Path(tempfile.gettempdir()) / "newleaf-downloads")
         self.cpu_only = cpu_only
+        self.slice_seconds = slice_seconds
         self.max_concurrent = max(1, max_concurrent)
         self.train_threads = max(1, train_threads)
         self.lock = threading.RLock()
         self.queue: list[str] = []  # run ids waiting for a free slot, oldest first
         self.procs: dict[str, subprocess.Popen] = {}  # run id -> its training process
-        self.orphans: dict[str, int] = {}  # run id -> pid of a process an earlier app started
+        self.orphans: dict[str, dict] = {}  # run id -> the status naming a process an earlier app started
+        self.slices: dict[str, SliceWorker] = {}  # run id -> the thread training it in slices
         self.unrecorded: dict[str, dict] = {}  # run id -> an end the app could not write yet (a full disk)
         self._closed = threading.Event()
         try:
@@ -204,7 +214,7 @@ class Jobs:
         path = self.check_write(token, run_id)
         self.check_room(token)  # its checkpoints will take more
         with self.lock:
-            if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
+            if self._busy(run_id):
                 raise NewleafError(Text("jobs.already"))
             self.unrecorded.pop(run_id, None)
             self.queue.append(run_id)
@@ -230,9 +240,9 @@ class Jobs:
                     step=(runs.checkpoint_meta(path) or {}).get("step", 0),
                 )
                 return self.state(run_id)
-            proc = self.procs.get(run_id)
+            worker = self.procs.get(run_id) or self.slices.get(run_id)
         status = runs.read_status(path)
-        if proc is None and not (status.get("state") == "running" and runs.worker_alive(status.get("pid"), path)):
+        if worker is None and not (status.get("state") == "running" and runs.status_alive(status, path)):
             raise NewleafError(Text("jobs.not_training"))
         (path / runs.STOP_FILE).touch()  # the trainer checks it every step and checkpoints before leaving
         return self.state(run_id)
@@ -240,7 +250,7 @@ class Jobs:
     def delete(self, token: str, run_id: str) -> None:
         path = self.check_write(token, run_id)
         with self.lock:
-            if run_id in self.procs or run_id in self.queue or run_id in self.orphans:
+            if self._busy(run_id):
                 raise NewleafError(Text("jobs.stop_first"))
             shutil.rmtree(path)
             self.unrecorded.pop(run_id, None)
@@ -248,10 +258,11 @@ class Jobs:
     def state(self, run_id: str) -> dict:
         """status.json as the processes have it: plus the queue position of a waiting job; an end the app
         could not write yet (a full disk); and "failed" for a run that says it is running but whose training
-        process is gone (it could not say so itself)."""
+        process (or slicing thread) is gone (it could not say so itself)."""
         path = self.run_dir(run_id)
         with self.lock:
-            tracked = run_id in self.procs or run_id in self.orphans
+            worker = self.slices.get(run_id)
+            tracked = run_id in self.procs or run_id in self.orphans or (worker is not None and worker.alive())
             position = self.queue.index(run_id) + 1 if run_id in self.queue else None
             unrecorded = self.unrecorded.get(run_id)
         status = runs.read_status(path) if tracked else runs.live_status(path)
@@ -262,19 +273,26 @@ class Jobs:
         return status
 
     def has_process(self, run_id: str) -> bool:
-        """Whether this app's process for the run is still alive (it can outlive a "completed" status: a
-        fine-tuning job goes on to measure the fine-tuned model)."""
+        """Whether this app's process (or slicing thread) for the run is still alive (it can outlive a "completed"
+        status: a fine-tuning job goes on to measure the fine-tuned model)."""
         with self.lock:
-            return run_id in self.procs
+            worker = self.slices.get(run_id)
+            return run_id in self.procs or (worker is not None and worker.alive())
+
+    def _busy(self, run_id: str) -> bool:
+        """Whether the run is waiting, training, or followed after a restart (the caller holds the lock)."""
+        return run_id in self.procs or run_id in self.queue or run_id in self.orphans or run_id in self.slices
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop every job gracefully (checkpoint first), then end the monitor. For tests and app exit."""
         self._closed.set()
         with self.lock:
             self.queue.clear()
-            procs = dict(self.procs)
-        for run_id in procs:
+            procs, slices = dict(self.procs), dict(self.slices)
+        for run_id in [*procs, *slices]:
             (self.run_dir(run_id) / runs.STOP_FILE).touch()
+        for worker in slices.values():
+            worker.stop()
         deadline = time.time() + timeout
         for proc in procs.values():
             try:
@@ -282,6 +300,8 @@ class Jobs:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for worker in slices.values():  # a thread cannot be killed: one still running ends with the app
+            worker.join(max(0.1, deadline - time.time()))
         self._thread.join(timeout=2)
 
     # -- the worker processes ---------------------------------------------------------------------------
@@ -298,9 +318,12 @@ class Jobs:
 
     def _launch(self, run_id: str) -> None:
         path = self.run_dir(run_id)
+        (path / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request must not stop the new process
+        if self.slice_seconds is not None:
+            self._launch_slices(run_id, path)
+            return
         env = self.worker_env()
         repo = Path(__file__).resolve().parents[1]
-        (path / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request must not stop the new process
         log = open(path / WORKER_LOG, "ab")
         try:
             # Lower priority: the app's own requests (generation, page loads) go first on a shared CPU.
@@ -324,11 +347,25 @@ class Jobs:
             step=(runs.checkpoint_meta(path) or {}).get("step", 0),
         )
 
+    def _launch_slices(self, run_id: str, path: Path) -> None:
+        """Train the job here, in slices (playground/slices.py): its status names this process as the worker."""
+        worker = SliceWorker(path, self.slice_seconds)
+        runs.write_status(
+            path,
+            "running",
+            Text("jobs.starting_slices", seconds=f"{self.slice_seconds:g}"),
+            step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+            **worker.status,
+        )
+        self.slices[run_id] = worker
+        worker.start()
+
+    def _running(self) -> int:
+        return len(self.procs) + len(self.orphans) + len(self.slices)
+
     def _schedule(self) -> None:
         with self.lock:
-            while (
-                self.queue and len(self.procs) + len(self.orphans) < self.max_concurrent and not self._closed.is_set()
-            ):
+            while self.queue and self._running() < self.max_concurrent and not self._closed.is_set():
                 run_id = self.queue.pop(0)
                 try:
                     self._launch(run_id)
@@ -341,7 +378,10 @@ class Jobs:
             finished = [(rid, p) for rid, p in self.procs.items() if p.poll() is not None]
             for rid, _ in finished:
                 del self.procs[rid]
-            gone = [rid for rid, pid in self.orphans.items() if not runs.worker_alive(pid, self.run_dir(rid))]
+            ended = [(rid, w) for rid, w in self.slices.items() if not w.alive()]
+            for rid, _ in ended:
+                del self.slices[rid]
+            gone = [rid for rid, status in self.orphans.items() if not runs.status_alive(status, self.run_dir(rid))]
             for rid in gone:
                 del self.orphans[rid]
         for rid in gone:  # not our child: its exit code is unknown, but its status says whether it finished
@@ -351,6 +391,9 @@ class Jobs:
         for rid, proc in finished:
             if runs.read_status(self.run_dir(rid)).get("state") in ACTIVE_STATES:  # it died without saying why
                 self._record_end(rid, _death_reason(proc.returncode, self.run_dir(rid)))
+        for rid, worker in ended:
+            if runs.read_status(self.run_dir(rid)).get("state") in ACTIVE_STATES:  # it could not say how it ended
+                self._record_end(rid, worker.failure or Text("jobs.slices_gone"))
         with self.lock:
             pending = dict(self.unrecorded)
         for rid, end in pending.items():  # space may be back: try again
@@ -381,17 +424,17 @@ class Jobs:
                 print(f"newleaf jobs: {e}", file=sys.stderr)
 
     def _recover(self) -> None:
-        """After an app restart: a job the old app queued, or whose process has gone, is stopped (it can be
-        resumed from its last checkpoint); a process still training is followed until it ends and holds
-        its slot meanwhile."""
+        """After an app restart: a job the old app queued, or whose process has gone (a job the old app trained in
+        slices: with it), is stopped (it can be resumed from its last checkpoint); a process still training is
+        followed until it ends and holds its slot meanwhile."""
         for d in self.root.iterdir():
             if not d.is_dir() or not (d / runs.STATUS).exists():
                 continue
             status = runs.read_status(d)
             if status.get("state") not in ACTIVE_STATES:
                 continue
-            if status.get("state") == "running" and runs.worker_alive(status.get("pid"), d):
-                self.orphans[d.name] = status["pid"]
+            if status.get("state") == "running" and runs.status_alive(status, d):
+                self.orphans[d.name] = status
             else:
                 runs.write_status(
                     d,

@@ -37,6 +37,9 @@ class Settings:
     train_threads: int  # torch threads of a training process (it runs at nice 10: the UI goes first)
     generate_concurrency: int  # generation requests served at once
     local_model_dirs: tuple[Path, ...] = ()  # folders the Fine-tune tab may read a base model from (opt-in)
+    # train jobs in the app's own process, in slices of so many seconds (playground/slices.py); None: in training
+    # processes, except on ZeroGPU, where jobs always train in slices (the only place a GPU is lent)
+    train_slice_seconds: float | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -65,4 +68,5 @@ class Settings:
             # with 2 threads on 2 cores, vs 0.91x with 1), and training runs ~1.8x faster than on cores - 1
             train_threads=int(_env_float("NEWLEAF_TRAIN_THREADS", cores)),
             generate_concurrency=int(_env_float("NEWLEAF_GENERATE_CONCURRENCY", 2)),
+            train_slice_seconds=max(0.0, _env_float("NEWLEAF_TRAIN_SLICE_SECONDS", 0)) or None,
         )

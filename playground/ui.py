@@ -14,6 +14,7 @@ import gradio as gr
 from core.units import MB
 from playground import (
     fonts,
+    slices,
     tab_attention,
     tab_data,
     tab_finetune,
@@ -135,7 +136,8 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
         settings.train_threads,
         max_session_bytes=int(settings.max_session_mb * MB),
         downloads_dir=Path(gr.utils.get_upload_folder()) / "newleaf-downloads",  # served without a second copy
-        cpu_only=on_zero_gpu(),
+        cpu_only=on_zero_gpu(),  # were a job ever to train in a process there, it would have no GPU
+        slice_seconds=slices.slice_length(settings.train_slice_seconds),  # on ZeroGPU: always
     )
     tr = Translator()
     # delete_cache: downloads copied into Gradio's cache are removed after an hour
