@@ -52,6 +52,7 @@ def _free_port() -> int:
 
 def big_log_zip(run: Path, dest: Path) -> Path:
     """The run's checkpoint zip with a metrics log of the most lines an upload may hold (real records)."""
+    (dest.parent / "plain").mkdir(parents=True, exist_ok=True)
     plain = checkpoint_zip(run, dest.parent / "plain", "last")
     line = json.dumps({"step": 1, "train_loss": 2.0, "lr": 1e-3, "tokens_per_sec": 1.0, "elapsed_s": 1.0}) + "\n"
     with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zout:

@@ -124,3 +124,16 @@ def test_gpu_check_runs_end_to_end_at_a_tiny_shape_on_the_cpu(tmp_path, capsys):
     assert summary["recipe-tiny compile=off"]["steps"] == 20 and summary["recipe-tiny"]["same"] is True
     assert 0 < summary["recipe-tiny compile=off"]["mfu"] < 1
     assert runs.checkpoint_meta(tmp_path / "recipe-tiny-eager", "last")["step"] == 20
+
+
+def test_the_hostile_bench_runs_every_attack_and_reports_a_ratio_for_each(monkeypatch, tmp_path, capsys):
+    """One repeat of each attack through a real app: each attack sends requests (the bench refuses to report one that
+    sent nothing) and each gives its line; the figures themselves are for a quiet machine (BENCHMARKS.md 4b)."""
+    from bench import hostile
+
+    monkeypatch.setenv("NEWLEAF_RUNS", str(tmp_path / "runs"))  # the bench points it at its own folder
+    ratios = hostile.main(["--repeats", "1"])
+    assert set(ratios) == {"uploads", "stops", "disk"} and all(r > 0 for r in ratios.values())
+    out = capsys.readouterr().out
+    for name in ratios:
+        assert f"hostile {name} (victim requests per second, attacked vs idle): ours" in out
