@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from playground import slices
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.ui import build_app, launch_kwargs
@@ -39,7 +40,9 @@ def app_url(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEWLEAF_RUNS", str(root))
         settings = Settings.from_env()
-        jobs = Jobs(root, max_concurrent=1, train_threads=1, poll_seconds=0.2)
+        # NEWLEAF_TRAIN_SLICE_SECONDS=3 walks the same steps with jobs trained in slices, as on ZeroGPU
+        slice_seconds = slices.slice_length(settings.train_slice_seconds)
+        jobs = Jobs(root, max_concurrent=1, train_threads=1, poll_seconds=0.2, slice_seconds=slice_seconds)
         demo, _ = build_app(settings, jobs)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
