@@ -39,6 +39,7 @@ from core.units import format_count
 from playground import share_section
 from playground.charts_runs import RunCurves, loss_overlay
 from playground.context import AppContext, friendly
+from playground.corpus_choice import corpus_title
 from playground.i18n import t
 from playground.jobs import owner_id
 from playground.upload_checks import check_upload_fits, check_upload_sizes
@@ -112,7 +113,7 @@ def run_row(summary: dict, run_dir: Path, lang: str = "en") -> dict:
         "best_bpc": _fmt(best and best.get("val_bpc")),
         "model": model_summary(config, lang),
         "tokenizer": f"{tok.get('kind', '?')} ({vocab:,})" if isinstance(vocab, int) else str(tok.get("kind", "—")),
-        "data": str(_section(config, "data").get("name", "—")),
+        "data": corpus_title(str(_section(config, "data").get("name", "—")), lang),  # built-ins in the page's words
         "created": time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "—",
         "up": up,
         "down": down,

@@ -276,3 +276,19 @@ def test_overlay_figure(tmp_path):
     assert bpc.layout.yaxis.type == "log" and bpc.layout.yaxis.title.text == "bits"
 
     assert "Pick one or more runs" in loss_overlay([]).layout.annotations[0].text
+
+
+def test_the_data_column_names_a_built_in_corpus_in_the_pages_language(tmp_path, shakespeare_text):
+    """A built-in dataset's title is said in the page's language; a file's name is shown as it is."""
+    from core.datasets import BUILTIN_DATASETS
+
+    run = make_run(tmp_path / "r", shakespeare_text[:5000], max_steps=1)
+
+    def data_column(name, lang):
+        config = {**runs.read_config(run), "data": {"name": name}}
+        return tab_runs.run_row({"id": "r", "state": "created", "config": config}, run, lang)["data"]
+
+    stdlib = BUILTIN_DATASETS["python-stdlib"].title
+    assert data_column(stdlib, "en") == "Python standard library source"
+    assert data_column(stdlib, "zh") == "Python 标准库源码"
+    assert data_column("my-notes.txt", "zh") == "my-notes.txt"
