@@ -3,7 +3,6 @@ load data, start a tiny training run, poll until losses arrive, stop, generate, 
 between sessions; the concurrent-jobs queue; a bad upload. Also the language switch, called directly."""
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,16 +19,11 @@ from playground.i18n import EN, ZH, t
 from playground.jobs import Jobs
 from playground.settings import Settings
 from playground.ui import build_app
+from tests.apps import free_port
 from tests.reliability.helpers import wait_for
 
 TOKEN_A, TOKEN_B = "session-a-secret", "session-b-secret"
 TINY = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, preset="tiny")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ against the two tabs launched in-process (with ownership and error messages); an
 import math
 import re
 import shutil
-import socket
 from types import SimpleNamespace
 
 import gradio as gr
@@ -23,12 +22,12 @@ from core.errors import ConfigError, NewleafError
 from core.model import GPT
 from core.train import Trainer
 from playground import charts_inspect, form_values, tab_attention, tab_generate
-from playground.context import AppContext
-from playground.i18n import EN, ZH, Translator
+from playground.i18n import EN, ZH
 from playground.jobs import Jobs, owner_id
 from playground.model_cache import ModelCache, get_model
 from playground.run_picker import readable_runs, run_summary
 from playground.settings import Settings
+from tests.apps import free_port, tab_context
 from tests.test_train import make_run
 
 TOKEN_A, TOKEN_B = "token-of-browser-a", "token-of-browser-b"
@@ -52,24 +51,12 @@ def app(runs_dir):
         mp.setenv("NEWLEAF_RUNS", str(runs_dir))
         jobs = Jobs(runs_dir)
         with gr.Blocks() as demo:
-            ctx = AppContext(
-                settings=Settings.from_env(),
-                jobs=jobs,
-                tr=Translator(),
-                owner=gr.BrowserState(None),
-                lang=gr.BrowserState("en"),
-                current_run=gr.BrowserState(None),
-                corpus=gr.State(None),
-                selected_run=gr.State(None),
-                runs_changed=gr.State(0),
-            )
+            ctx = tab_context(jobs)
             with gr.Tab("Generate"):
                 tab_generate.create_tab(ctx)
             with gr.Tab("Attention"):
                 tab_attention.create_tab(ctx)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
         try:
             yield {

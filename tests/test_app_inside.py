@@ -5,7 +5,6 @@ grid, drawing a step) directly."""
 
 import math
 import re
-import socket
 
 import gradio as gr
 import numpy as np
@@ -19,11 +18,10 @@ from core import files, history, runs
 from core.engine import SamplingParams, attention_maps, generate, prompt_logits
 from core.train import Trainer
 from playground import charts_inspect, tab_attention, tab_history, tab_lens
-from playground.context import AppContext
-from playground.i18n import ZH, Translator
+from playground.i18n import ZH
 from playground.jobs import Jobs, owner_id
-from playground.settings import Settings
 from playground.ui import look_inside
+from tests.apps import free_port, tab_context
 from tests.test_train import make_run
 
 TOKEN_A, TOKEN_B = "token-of-browser-a", "token-of-browser-b"
@@ -49,21 +47,9 @@ def client(runs_dir):
         mp.setenv("NEWLEAF_RUNS", str(runs_dir))
         jobs = Jobs(runs_dir)
         with gr.Blocks() as demo:
-            ctx = AppContext(
-                settings=Settings.from_env(),
-                jobs=jobs,
-                tr=Translator(),
-                owner=gr.BrowserState(None),
-                lang=gr.BrowserState("en"),
-                current_run=gr.BrowserState(None),
-                corpus=gr.State(None),
-                selected_run=gr.State(None),
-                runs_changed=gr.State(0),
-            )
+            ctx = tab_context(jobs)
             look_inside(ctx)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
         try:
             yield Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -3,7 +3,6 @@ launched in-process; and its zip and figure builders directly."""
 
 import json
 import shutil
-import socket
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,10 +18,8 @@ from core.run_archive import checkpoint_zip, hf_zip
 from core.train import Trainer
 from playground import tab_runs
 from playground.charts_runs import RunCurves, loss_overlay
-from playground.context import AppContext
-from playground.i18n import Translator
 from playground.jobs import SHARED_OWNER, Jobs, owner_id
-from playground.settings import Settings
+from tests.apps import free_port, tab_context
 from tests.test_train import make_run
 
 TOKEN_A, TOKEN_B = "token-of-browser-a", "token-of-browser-b"
@@ -59,22 +56,10 @@ def runs_dir(tmp_path_factory, shakespeare_text):
 def app(runs_dir):
     jobs = Jobs(runs_dir)
     with gr.Blocks() as demo:
-        ctx = AppContext(
-            settings=Settings.from_env(),
-            jobs=jobs,
-            tr=Translator(),
-            owner=gr.BrowserState(None),
-            lang=gr.BrowserState("en"),
-            current_run=gr.BrowserState(None),
-            corpus=gr.State(None),
-            selected_run=gr.State(None),
-            runs_changed=gr.State(0),
-        )
+        ctx = tab_context(jobs)
         with gr.Tab("Runs"):
             tab_runs.create_tab(ctx)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True)
     url = f"http://127.0.0.1:{port}/"
     yield {"url": url, "jobs": jobs, "root": runs_dir}

@@ -3,82 +3,26 @@ dataset and the tiny preset, start training, see the loss chart draw, refresh th
 again, stop it, generate a completion, and look at an attention heatmap. Screenshots are kept in
 test-artifacts/."""
 
-import os
 import re
-import socket
-from pathlib import Path
 
 import pytest
 
-from playground import slices
-from playground.jobs import Jobs
-from playground.settings import Settings
-from playground.ui import build_app, launch_kwargs
+from tests.browser import choose, needs_chromium, opened_page, served_app, shot
 
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-# flags from this workplace's notes: no background networking (the machine's network is closed)
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser-runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEWLEAF_RUNS", str(root))
-        settings = Settings.from_env()
-        # NEWLEAF_TRAIN_SLICE_SECONDS=3 walks the same steps with jobs trained in slices, as on ZeroGPU
-        slice_seconds = slices.slice_length(settings.train_slice_seconds)
-        jobs = Jobs(root, max_concurrent=1, train_threads=1, poll_seconds=0.2, slice_seconds=slice_seconds)
-        demo, _ = build_app(settings, jobs)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        demo.queue(default_concurrency_limit=4)
-        demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **launch_kwargs(settings))
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
-            jobs.shutdown()
+    # NEWLEAF_TRAIN_SLICE_SECONDS=3 walks the same steps with jobs trained in slices, as on ZeroGPU
+    with served_app(tmp_path_factory.mktemp("browser-runs")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def page(app_url, tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(app_url, wait_until="domcontentloaded")  # never "networkidle": Gradio's heartbeat never idles
-        page.get_by_text("train your own small GPT").first.wait_for()
+def page(app_url):
+    with opened_page(app_url) as page:
         yield page
-        browser.close()
-
-
-def choose(page, dropdown_id: str, option_text: str) -> None:
-    page.locator(f"#{dropdown_id} input").first.click()
-    page.get_by_role("option", name=re.compile(re.escape(option_text))).first.click()
-
-
-def shot(page, name: str) -> None:
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=False)
 
 
 def test_a_person_trains_stops_generates_and_looks_inside(page):

@@ -7,9 +7,7 @@ statistics table's header, the ↻ buttons' height, a BPE too large for its text
 The tests run in order on one page: the first starts a short training run whose output the refusals must leave
 alone."""
 
-import os
 import re
-import socket
 
 import pytest
 import requests
@@ -17,52 +15,24 @@ import tiktoken
 from playwright.sync_api import Error as PlaywrightError
 
 from playground import corpus_choice
-from playground.jobs import Jobs
-from playground.settings import Settings
-from playground.ui import build_app, launch_kwargs
+from tests.browser import choose, needs_chromium, opened_page, served_app, shot
 from tests.chinese import english_words
-from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, choose, shot
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 OUTPUTS = ("#train-status", "#train-progress", "#loss-plot", "#rate-plot", "#train-samples")  # what Start shows
 
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    root = tmp_path_factory.mktemp("calm-runs")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEWLEAF_RUNS", str(root))
-        settings = Settings.from_env()
-        jobs = Jobs(root, max_concurrent=1, train_threads=1, poll_seconds=0.2)
-        demo, _ = build_app(settings, jobs)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        demo.queue(default_concurrency_limit=4)
-        demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **launch_kwargs(settings))
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
-            jobs.shutdown()
+    with served_app(tmp_path_factory.mktemp("calm-runs")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        page.set_default_timeout(60_000)
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_text("train your own small GPT").first.wait_for()
+    with opened_page(app_url) as page:
         yield page
-        browser.close()
 
 
 # a message's title as shown: the page's CSS may say it instead of Gradio's own word (ui.toast_titles_css)

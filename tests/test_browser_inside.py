@@ -5,23 +5,17 @@ how much, zooms, and has a text view where a click chooses the token; the token 
 shipped font, not as an empty box; the logit lens and the view over training. Screenshots go to test-artifacts/."""
 
 import math
-import os
-import socket
 
 import pytest
 
 from core import files, runs
 from core.train import Trainer
 from playground.fonts import CHART_FONT, FAMILY
-from playground.jobs import SHARED_OWNER, Jobs
-from playground.settings import Settings
-from playground.ui import build_app, launch_kwargs
-from tests.test_browser import ARTIFACTS, CHROMIUM, FLAGS, choose, shot
+from playground.jobs import SHARED_OWNER
+from tests.browser import choose, needs_chromium, opened_page, served_app, shot
 from tests.test_train import make_run
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
+pytestmark = needs_chromium
 
 TITLE = "Inside test"
 LONG = (
@@ -40,36 +34,14 @@ def app_url(tmp_path_factory, shakespeare_text):
     config = runs.read_config(run)
     config.update(owner=SHARED_OWNER, title=TITLE)  # every browser session may read it
     files.atomic_write_json(run / runs.CONFIG, config)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NEWLEAF_RUNS", str(root))
-        settings = Settings.from_env()
-        jobs = Jobs(root, max_concurrent=1, train_threads=1, poll_seconds=0.2)
-        demo, _ = build_app(settings, jobs)
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        demo.queue(default_concurrency_limit=4)
-        demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **launch_kwargs(settings))
-        try:
-            yield f"http://127.0.0.1:{port}/"
-        finally:
-            demo.close()
-            jobs.shutdown()
+    with served_app(root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(app_url):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(60_000)
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_text("train your own small GPT").first.wait_for()
+    with opened_page(app_url, height=900) as page:
         yield page
-        browser.close()
 
 
 def to_top(page, selector: str) -> None:

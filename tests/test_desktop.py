@@ -6,7 +6,6 @@ screenshot, and closing the window stops the server. Mistakes are one line and e
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,16 +15,11 @@ from argparse import Namespace
 import pytest
 
 from playground import desktop
+from tests.apps import free_port
 from tests.conftest import REPO
 from tests.x11 import Xvfb
 
 GREEN = (34, 197, 94)  # the theme's primary colour (buttons, the chosen tab): seen only once the page has rendered
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def app_env(tmp_path, **extra) -> dict:
