@@ -2,6 +2,7 @@
 CI) fail on a wrong-way import, and the UI's functions stay short enough to read."""
 
 import ast
+import re
 import shutil
 import subprocess
 import sys
@@ -77,3 +78,22 @@ def test_no_function_in_the_ui_is_too_long_to_read():
                 if lines > MAX_UI_FUNCTION_LINES:
                     too_long.append(f"{path.name}:{node.lineno} {node.name} ({lines} lines)")
     assert not too_long, too_long
+
+
+def test_reliability_md_names_only_tests_that_exist():
+    """Every `file::name` (or `::name`, of the file named before it on the line) in RELIABILITY.md is a test of
+    that file: a promise whose test was renamed or removed would otherwise go on pointing at nothing."""
+    tests: dict[str, set[str]] = {}
+    for path in (REPO / "tests").rglob("test_*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                tests.setdefault(node.name, set()).add(path.name)
+    named, missing = 0, []
+    for line in (REPO / "RELIABILITY.md").read_text(encoding="utf-8").splitlines():
+        file = None
+        for ref in re.finditer(r"`(?:tests/)?(?:reliability/)?(\w+\.py)?::(\w+)`", line):
+            file = ref.group(1) or file
+            named += 1
+            if file not in tests.get(ref.group(2), set()):
+                missing.append(f"{file}::{ref.group(2)}")
+    assert named > 50 and not missing, missing
