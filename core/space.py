@@ -123,9 +123,9 @@ def space_readme(title: str, config: dict, repo_id: str | None = None) -> str:
         f"# {title}",
         "",
         f"A small GPT trained on {data} with Newleaf, shown in its playground. The run is this Space's example "
-        "(marked *(example)*): open **Generate** to write with it, **Attention** to look inside it (attention maps, "
-        "the next-token view), and **Fine-tune** to train a copy of it on your own data. The example itself is "
-        "read-only; what you make belongs to your browser session.",
+        "(marked *(example)*): open **Generate** to write with it, **Look inside** to see how it works (attention "
+        "maps, the logit lens, the next-token view), and **Fine-tune** to train a copy of it on your own data. The "
+        "example itself is read-only; what you make belongs to your browser session.",
         "",
         "## What you can do on each kind of hardware",
         "",
@@ -133,7 +133,9 @@ def space_readme(title: str, config: dict, repo_id: str | None = None) -> str:
         "|---|---|",
         "| ZeroGPU (`zero-a10g`, suggested) | generation and chat, the next-token view and attention maps run on a "
         "GPU lent for each request (functions decorated with `spaces.GPU`, 60 s for a generation, 15 s for a look "
-        "inside); training and fine-tuning run on the Space's CPU, within its limits (15 minutes a job) |",
+        "inside); training and fine-tuning run on a GPU too, in slices: each job 45 s at a time, every slice a "
+        "`spaces.GPU` call that resumes from the last checkpoint (the waits between slices do not count in its time "
+        "budget), within the Space's limits (15 minutes a job) |",
         "| CPU (`cpu-basic`, free) | everything on the CPU: generation and attention at once, training and "
         "fine-tuning of small models within the Space's limits (15 minutes a job) |",
         "| a dedicated GPU (`t4-small`, ...) | everything runs on the GPU, with bf16 and fused AdamW for training |",
