@@ -431,3 +431,60 @@ def test_int8_decode_step_equals_the_int8_models_forward(trained):
         fast = Decoder(q).step(torch.tensor([ids[-1]]), a)[0]
         module = q(torch.tensor([[ids[-1]]]), kv_cache=b)[0][0, -1]
     assert torch.allclose(fast, module, atol=1e-5)
+
+
+def test_sampling_filters_at_their_edge_values():
+    logits = torch.tensor([[2.0, 0.5, -1.0, 1.0]])
+    # temperature 0 (greedy) leaves the logits unscaled; the filters still apply
+    assert filter_logits(logits, 0.0, top_k=2).tolist() == [[2.0, float("-inf"), float("-inf"), 1.0]]
+    # top_p = 1 keeps every token, even one whose probability is lost in float32's rounding of the running sum
+    assert torch.isfinite(filter_logits(torch.tensor([[20.0, 0.0, -20.0]]), 1.0, top_p=1.0)).all()
+    # min_p = 1 keeps the most likely tokens, ties included
+    assert torch.isfinite(filter_logits(torch.tensor([[1.0, 1.0, 0.0]]), 1.0, min_p=1.0)).tolist() == [
+        [True, True, False]
+    ]
+    # the distribution is float32 whatever the logits' type
+    for t in (0.0, 1.0):
+        assert next_token_distribution(logits.bfloat16(), t).dtype == torch.float32
+
+
+def test_penalties_one_at_a_time_and_below_one():
+    logits = torch.tensor([[0.5, -0.5, 0.5]])
+    history = torch.tensor([[True, True, False]])
+    counts = torch.tensor([[3.0, 0.0, 0.0]])
+    # a positive logit below 1 is divided too
+    assert apply_penalties(logits, history, None, SamplingParams(repetition_penalty=2.0)).tolist() == [
+        [0.25, -1.0, 0.5]
+    ]
+    assert apply_penalties(logits, history, counts, SamplingParams(presence_penalty=0.5)).tolist() == [[0.0, -0.5, 0.5]]
+    assert apply_penalties(logits, history, counts, SamplingParams(frequency_penalty=0.5)).tolist() == [
+        [-1.0, -0.5, 0.5]
+    ]
+
+
+def test_row_text_flushes_replaces_bad_bytes_and_cuts_at_the_first_stop():
+    row = _RowText(stop=[])
+    assert row.push(b"ab") == "ab"
+    assert row.push(b"\xe4\xbd") == ""  # half a character: held
+    assert row.finish() == "\ufffd"  # the end of the stream flushes it, replaced
+    assert _RowText(stop=[]).push(b"x\xffy") == "x\ufffdy"  # a byte that is no UTF-8 at all
+    held = _RowText(stop=["END"])
+    assert held.push(b"xEN") == "x"  # "EN" may begin "END": held back ...
+    assert held.finish() == "EN"  # ... until the stream ends without it
+    first = _RowText(stop=["END"])
+    assert first.push(b"xEENDyEND") == "xE" and first.stopped  # cut at the first stop; all before it given at once
+    assert first.finish() == ""  # nothing held back after a stop
+    start = _RowText(stop=["END"])
+    assert start.push(b"ENDx") == "" and start.stopped
+
+
+def test_a_row_that_runs_out_of_tokens_finishes_with_length():
+    from core.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_text("abcdefgh")
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=tok.vocab_size))
+    events = list(stream(model, tok, "ab", SamplingParams(max_new_tokens=5, num_samples=2, temperature=1.0, seed=1)))
+    for r in range(2):
+        reasons = [e.finish_reason for e in events if e.row == r]
+        assert reasons == [None] * 4 + ["length"], r
