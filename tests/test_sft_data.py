@@ -7,7 +7,7 @@ import torch
 
 from core.chat import TokenChatTemplate
 from core.errors import CorpusError
-from core.sft_data import Examples, encode_conversations, load_finetune_data, write_examples
+from core.sft_data import Encoded, Examples, encode_conversations, load_finetune_data, write_examples
 from core.tokenizer import CharTokenizer
 
 TEMPLATE = TokenChatTemplate()
@@ -231,6 +231,44 @@ def test_examples_longer_than_the_context_are_truncated_or_dropped_and_counted()
     drop = encode_conversations(convs, tok, TEMPLATE, block_size=16, too_long="drop")
     assert (drop.truncated, drop.dropped, drop.kept_indices) == (0, 2, [0])
     assert "2 dropped (longer than the context)" in str(drop.report(16, "drop", "training"))
+
+
+def test_the_context_boundary_and_the_counts_of_what_did_not_fit():
+    """block_size + 1 tokens fit whole; each truncated and each dropped example is counted, and a dropped one does
+    not stop the examples after it; a cut that leaves one reply token keeps the example."""
+    reply_first = [{"role": "assistant", "content": "abcdefgh"}]  # <|assistant|> a b c d e f g h <|end|>: 10 tokens
+    no_reply = [{"role": "user", "content": "abcdefgh"}, {"role": "assistant", "content": "a"}]
+    tok = tokenizer_for([reply_first])
+    whole = encode_conversations([reply_first], tok, TEMPLATE, block_size=9)
+    assert (whole.truncated, whole.dropped, [len(i) for i in whole.ids]) == (0, 0, [10])
+    assert whole.report(9, "truncate", "training") is None
+    cut = encode_conversations([no_reply, reply_first, no_reply, reply_first], tok, TEMPLATE, block_size=8)
+    assert (cut.truncated, cut.dropped, cut.kept_indices) == (2, 2, [1, 3])
+    assert [len(i) for i in cut.ids] == [9, 9] and cut.masks[0] == [False] + [True] * 8
+    assert str(cut.report(8, "truncate", "training")).endswith(
+        ": 2 truncated to fit, 2 dropped (no reply left after truncation)."
+    )
+    one = encode_conversations([reply_first], tok, TEMPLATE, block_size=1)  # <|assistant|> a: one token to learn
+    assert (one.truncated, one.dropped, one.ids) == (1, 0, [[tok.special_tokens["<|assistant|>"], tok.encode("a")[0]]])
+    assert str(one.report(1, "truncate", "fine-tuning")) == (
+        "1 of 1 fine-tuning examples were longer than the context of 1 tokens: 1 truncated to fit."
+    )
+
+
+def test_stored_examples_are_checked_on_the_way_in_and_out(tmp_path):
+    tok = tokenizer_for([QA])
+    enc = encode_conversations([QA], tok, TEMPLATE, block_size=16)
+    nested = tmp_path / "a" / "b"
+    write_examples(nested, "train", enc, tok.vocab_size)  # the folders are made
+    one = Examples(nested, "train", tok.vocab_size)  # a single example is a whole split
+    assert len(one) == 1 and one.example(0)[0].tolist() == enc.ids[0]
+    for bad in ([[0, tok.vocab_size]], [[-1, 0]]):
+        with pytest.raises(ValueError, match="token ids must lie in"):
+            write_examples(tmp_path / "bad", "train", Encoded(bad, [[False, True]]), tok.vocab_size)
+    mask = nested / "sft-train.mask.bin"
+    mask.write_bytes(mask.read_bytes()[:-1])  # the mask one short of the ids
+    with pytest.raises(CorpusError, match="is corrupt"):
+        Examples(nested, "train", tok.vocab_size)
 
 
 def test_batches_pad_with_no_loss_and_learn_only_the_replies(tmp_path):

@@ -389,3 +389,41 @@ def test_combined_optimizer_clears_gradients_and_refuses_a_foreign_state():
     for state in ({"optimizers": [both.optimizers[0].state_dict()]}, {}, [1, 2]):
         with pytest.raises(ValueError, match="different optimizer"):
             both.load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(batch_size=0),
+        dict(max_steps=1.5),
+        dict(log_every=True),
+        dict(lr=0.0),
+        dict(lr=float("inf")),
+        dict(max_time=0.0),
+        dict(min_lr_ratio=1.5),
+        dict(history_snapshots=-1),
+        dict(history_snapshots=1.5),
+        dict(compile="yes"),
+    ],
+)
+def test_training_settings_out_of_range_are_refused(kw):
+    with pytest.raises(ConfigError):
+        TrainConfig(**kw)
+
+
+def test_training_settings_at_the_edge_of_their_range_are_taken():
+    for kw in (dict(max_time=0.5), dict(min_lr_ratio=1.0), dict(min_lr_ratio=0.0), dict(compile=False)):
+        TrainConfig(**kw)  # no error
+
+
+def test_memory_check_keeps_a_tenth_of_the_memory_free(monkeypatch):
+    from core import train_config
+    from core.model import training_memory
+
+    cfg = preset_config("tiny", 65)
+    need = training_memory(cfg, 8)["total"]
+    monkeypatch.setattr(train_config, "available_memory", lambda device: int(need / 0.95))
+    with pytest.raises(ConfigError, match=r"needs about \d.* to train at batch size 8, but only"):
+        train_config.check_memory(cfg, TrainConfig(batch_size=8))
+    monkeypatch.setattr(train_config, "available_memory", lambda device: int(need / 0.85))
+    train_config.check_memory(cfg, TrainConfig(batch_size=8))  # no error
