@@ -488,3 +488,27 @@ def test_a_row_that_runs_out_of_tokens_finishes_with_length():
     for r in range(2):
         reasons = [e.finish_reason for e in events if e.row == r]
         assert reasons == [None] * 4 + ["length"], r
+
+
+def test_the_one_token_decoder_takes_only_a_plain_or_int8_gpt():
+    """Anything it could not reproduce (a LoRA wrapper, a hook, fp16 weights, not a GPT) decodes through forward."""
+    from torch.ao.quantization import quantize_dynamic
+
+    from core import lora
+    from core.decoder import Decoder
+
+    def tiny():
+        return GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11))
+
+    assert Decoder.supports(tiny())
+    assert not Decoder.supports(torch.nn.Linear(2, 2))
+    hooked = tiny()
+    hooked.transformer.h[0].mlp.c_fc.register_forward_hook(lambda *a: None)
+    assert not Decoder.supports(hooked)
+    pre = tiny()
+    pre.lm_head.register_forward_pre_hook(lambda *a: None)
+    assert not Decoder.supports(pre)
+    adapted = tiny()
+    lora.apply_lora(adapted, rank=2)
+    assert not Decoder.supports(adapted)
+    assert not Decoder.supports(quantize_dynamic(tiny().eval(), {torch.nn.Linear}, dtype=torch.float16))
