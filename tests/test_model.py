@@ -191,3 +191,9 @@ def test_optimizer_groups_decay_the_matrices_only_and_mark_the_hidden_ones():
         (["transformer.wpe.weight", "transformer.wte.weight"], 0.1, False),
         (vectors, 0.0, False),
     ]
+
+
+def test_a_config_with_settings_this_version_does_not_know_is_refused_by_name():
+    d = {**tiny().to_dict(), "n_experts": 4, "rope": True}
+    with pytest.raises(ConfigError, match="n_experts, rope"):
+        GPTConfig.from_dict(d)
