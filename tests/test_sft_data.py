@@ -54,7 +54,7 @@ def test_csv_with_prompt_and_response_columns(tmp_path):
     with pytest.raises(CorpusError, match="qa.csv has no column 'reply'.*'question', 'answer', 'notes'"):
         load_finetune_data(f, prompt_column="question", response_column="reply")
     f.write_text("prompt,response\nHi,Hello\nHow?,\n")
-    with pytest.raises(CorpusError, match=r"qa.csv, row 3: empty response"):
+    with pytest.raises(CorpusError, match=r"qa.csv, row 3: empty response in column 'response'"):
         load_finetune_data(f)
 
 
@@ -202,6 +202,13 @@ def test_csv_columns_found_chosen_or_refused(tmp_path):
     for given in (dict(prompt_column="question"), dict(response_column="answer")):
         with pytest.raises(CorpusError, match="notes.csv: choose both a prompt column and a response column"):
             load_finetune_data(f, **given)
+    f.write_text('question,answer\n,Hello\n"a, b",c\n')
+    assert load_finetune_data(f).conversations[0][0] == {"role": "user", "content": ""}  # an empty prompt cell
+    both = load_finetune_data([f, write_jsonl(tmp_path / "more.jsonl", [{"messages": QA}])])  # CSV pairs are chat
+    assert both.kind == "chat" and len(both.conversations) == 3
+    f.write_text('question,answer\n"unclosed,Hello\n')
+    with pytest.raises(CorpusError, match="notes.csv"):
+        load_finetune_data(f)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -265,8 +272,12 @@ def test_stored_examples_are_checked_on_the_way_in_and_out(tmp_path):
     for bad in ([[0, tok.vocab_size]], [[-1, 0]]):
         with pytest.raises(ValueError, match="token ids must lie in"):
             write_examples(tmp_path / "bad", "train", Encoded(bad, [[False, True]]), tok.vocab_size)
-    mask = nested / "sft-train.mask.bin"
-    mask.write_bytes(mask.read_bytes()[:-1])  # the mask one short of the ids
+    ids, mask = nested / "sft-train.ids.bin", nested / "sft-train.mask.bin"
+    whole_ids, whole_mask = ids.read_bytes(), mask.read_bytes()
+    mask.write_bytes(whole_mask[:-1])  # the mask one short of the ids
+    with pytest.raises(CorpusError, match="is corrupt"):
+        Examples(nested, "train", tok.vocab_size)
+    ids.write_bytes(whole_ids[: -len(whole_ids) // len(whole_mask)])  # both one token short of the offsets
     with pytest.raises(CorpusError, match="is corrupt"):
         Examples(nested, "train", tok.vocab_size)
 

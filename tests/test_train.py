@@ -404,6 +404,11 @@ def test_combined_optimizer_clears_gradients_and_refuses_a_foreign_state():
         dict(history_snapshots=-1),
         dict(history_snapshots=1.5),
         dict(compile="yes"),
+        dict(history_mb=-1),
+        dict(history_mb=float("inf")),
+        dict(history_mb="10"),
+        dict(cooldown_frac=0.0),
+        dict(cooldown_frac=1.5),
     ],
 )
 def test_training_settings_out_of_range_are_refused(kw):
@@ -412,7 +417,17 @@ def test_training_settings_out_of_range_are_refused(kw):
 
 
 def test_training_settings_at_the_edge_of_their_range_are_taken():
-    for kw in (dict(max_time=0.5), dict(min_lr_ratio=1.0), dict(min_lr_ratio=0.0), dict(compile=False)):
+    edges = (
+        dict(max_time=0.5),
+        dict(min_lr_ratio=1.0),
+        dict(min_lr_ratio=0.0),
+        dict(compile=False),
+        dict(history_snapshots=0),
+        dict(history_mb=0),
+        dict(history_mb=0.5),
+        dict(cooldown_frac=1.0),
+    )
+    for kw in edges:
         TrainConfig(**kw)  # no error
 
 
@@ -427,3 +442,8 @@ def test_memory_check_keeps_a_tenth_of_the_memory_free(monkeypatch):
         train_config.check_memory(cfg, TrainConfig(batch_size=8))
     monkeypatch.setattr(train_config, "available_memory", lambda device: int(need / 0.85))
     train_config.check_memory(cfg, TrainConfig(batch_size=8))  # no error
+
+
+def test_a_time_budget_counts_the_decay_from_the_start_whatever_the_step_budget():
+    timed = TrainConfig(lr=1.0, warmup_steps=50, max_steps=100, max_time=100.0, min_lr_ratio=0.0)
+    assert lr_at(timed, 75, 0.75) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
