@@ -267,6 +267,12 @@ def test_stored_examples_are_checked_on_the_way_in_and_out(tmp_path):
     enc = encode_conversations([QA], tok, TEMPLATE, block_size=16)
     nested = tmp_path / "a" / "b"
     write_examples(nested, "train", enc, tok.vocab_size)  # the folders are made
+    # the run directory's format: a run written before must stay readable
+    assert sorted(p.name for p in nested.iterdir()) == [
+        "sft-train.ids.bin",
+        "sft-train.mask.bin",
+        "sft-train.offsets.bin",
+    ]
     one = Examples(nested, "train", tok.vocab_size)  # a single example is a whole split
     assert len(one) == 1 and one.example(0)[0].tolist() == enc.ids[0]
     for bad in ([[0, tok.vocab_size]], [[-1, 0]]):
