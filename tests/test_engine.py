@@ -512,3 +512,16 @@ def test_the_one_token_decoder_takes_only_a_plain_or_int8_gpt():
     lora.apply_lora(adapted, rank=2)
     assert not Decoder.supports(adapted)
     assert not Decoder.supports(quantize_dynamic(tiny().eval(), {torch.nn.Linear}, dtype=torch.float16))
+
+
+def test_int8_quantizes_a_copy_and_leaves_the_model_as_it_was():
+    from core.engine import quantize_int8
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = quantize_int8(model)
+    assert q is not model and not q.training
+    assert all(m.training for m in model.modules())  # still training, every layer
+    assert all(type(m) is torch.nn.Linear for b in model.transformer.h for m in (b.attn.c_attn, b.mlp.c_fc))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
