@@ -197,3 +197,26 @@ def test_a_config_with_settings_this_version_does_not_know_is_refused_by_name():
     d = {**tiny().to_dict(), "n_experts": 4, "rope": True}
     with pytest.raises(ConfigError, match="n_experts, rope"):
         GPTConfig.from_dict(d)
+
+
+def test_attention_dropout_applies_in_training_only(monkeypatch):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = GPT(tiny(dropout=0.5))
+    idx = torch.randint(0, 50, (2, 8))
+    model.eval()
+    assert torch.equal(model(idx)[0], model(idx)[0])  # evaluation is deterministic, dropout or not
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(*args, **kw):
+        seen.append(kw.get("dropout_p", 0.0))
+        return sdpa(*args, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    model.train()
+    model(idx)
+    model.eval()
+    model(idx)
+    assert seen == [0.5, 0.5, 0.0, 0.0]  # two layers, training then evaluation
