@@ -525,3 +525,9 @@ def test_int8_quantizes_a_copy_and_leaves_the_model_as_it_was():
     assert all(m.training for m in model.modules())  # still training, every layer
     assert all(type(m) is torch.nn.Linear for b in model.transformer.h for m in (b.attn.c_attn, b.mlp.c_fc))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_kv_cache_takes_the_models_dtype_and_shape():
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=11)).to(torch.bfloat16)
+    cache = KVCache.for_model(model, 3)
+    assert cache.kv.dtype == torch.bfloat16 and cache.kv.shape == (2, 3, 2, 8, 2, 8) and cache.pos == 0
