@@ -531,3 +531,37 @@ def test_the_kv_cache_takes_the_models_dtype_and_shape():
     model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=11)).to(torch.bfloat16)
     cache = KVCache.for_model(model, 3)
     assert cache.kv.dtype == torch.bfloat16 and cache.kv.shape == (2, 3, 2, 8, 2, 8) and cache.pos == 0
+
+
+@pytest.mark.parametrize(
+    "kw, limit",
+    [
+        (dict(max_new_tokens=0), None),
+        (dict(max_new_tokens=6), 5),
+        (dict(temperature=-0.1), None),
+        (dict(top_k=0), None),
+        (dict(top_p=0.0), None),
+        (dict(top_p=1.5), None),
+        (dict(min_p=-0.1), None),
+        (dict(min_p=1.5), None),
+        (dict(repetition_penalty=0.0), None),
+        (dict(num_samples=0), None),
+        (dict(num_samples=65), None),
+        (dict(stop=["x"] * (MAX_STOP_STRINGS + 1)), None),
+        (dict(stop=["x" * (MAX_STOP_CHARS + 1)]), None),
+    ],
+)
+def test_sampling_settings_past_their_range_are_refused(kw, limit):
+    with pytest.raises(ConfigError):
+        SamplingParams(**kw).validate(limit)
+
+
+def test_sampling_settings_at_the_edge_of_their_range_are_taken():
+    for kw, limit in (
+        (dict(max_new_tokens=1), None),
+        (dict(max_new_tokens=5), 5),
+        (dict(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repetition_penalty=0.5, num_samples=1), None),
+        (dict(min_p=1.0, num_samples=64), None),
+        (dict(stop=["x" * MAX_STOP_CHARS] * MAX_STOP_STRINGS), None),
+    ):
+        SamplingParams(**kw).validate(limit)  # no error
