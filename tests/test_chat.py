@@ -152,3 +152,59 @@ def test_engine_takes_token_ids_and_stop_token_ids():
     model = ScriptedModel(tok.vocab_size, tok.encode("abc") + [end] + tok.encode("zz"))
     events = list(stream(model, tok, "Hi", SamplingParams(max_new_tokens=6)))  # no stop token: runs to the limit
     assert "".join(e.text for e in events) == "abc<|end|>zz"
+
+
+def test_both_templates_round_trip_through_the_run_config_with_their_own_markers():
+    token = TokenChatTemplate(system="<|sys|>", user="<|usr|>", assistant="<|bot|>", end="<|eot|>")
+    plain = ChatTemplate(system="S: ", user="Q: ", assistant="A: ", end="\n\n")
+    assert template_for({"chat_template": token.to_dict()}) == token
+    assert template_for({"chat_template": plain.to_dict()}) == plain
+    assert type(template_for({"chat_template": plain.to_dict()})) is ChatTemplate
+
+
+def test_the_generation_prompt_is_added_by_default_and_only_then():
+    tok = char_tokenizer()
+    turn = CONVERSATION[:2]
+    ids, _ = TEMPLATE.encode_with_mask(tok, turn)
+    assistant = tok.special_tokens["<|assistant|>"]
+    assert TEMPLATE.encode(tok, turn) == [*ids, assistant]
+    assert TEMPLATE.encode(tok, turn, add_generation_prompt=False) == ids
+    shown = "<|system|>Be brief.<|end|><|user|>Hi <|end|> there|<|end|>"
+    assert TEMPLATE.render(turn) == shown + "<|assistant|>"
+    assert TEMPLATE.render(turn, add_generation_prompt=False) == shown
+    plain = ChatTemplate()
+    tok = CharTokenizer.from_text(plain.render(turn[1:]))
+    assert plain.render(turn[1:]) == "User: Hi <|end|> there|\nAssistant: "
+    assert plain.render(turn[1:], add_generation_prompt=False) == "User: Hi <|end|> there|\n"
+    assert plain.encode(tok, turn[1:]) == tok.encode("User: Hi <|end|> there|\nAssistant: ")
+    assert plain.encode(tok, turn[1:], add_generation_prompt=False) == tok.encode("User: Hi <|end|> there|\n")
+
+
+def test_parse_takes_a_tensor_and_a_missing_marker_is_named():
+    tok = char_tokenizer()
+    ids, _ = TEMPLATE.encode_with_mask(tok, CONVERSATION)
+    assert TEMPLATE.parse(tok, torch.tensor(ids)) == CONVERSATION
+    partial = CharTokenizer.from_text("abc")
+    partial.add_special_tokens(["<|system|>", "<|assistant|>"])
+    with pytest.raises(NewleafError, match=r"no chat marker tokens <\|user\|>, <\|end\|>:"):
+        TEMPLATE.marker_ids(partial)
+
+
+def test_only_text_turns_of_known_roles_reach_the_template_and_the_last_must_be_the_users():
+    from core.chat import normalize_history
+
+    history = [
+        "a bare string",
+        None,
+        {"role": "tool", "content": "42"},
+        {"role": "user", "content": [{"text": "Hi "}, "there"]},
+        {"role": "assistant", "content": None},
+    ]
+    assert normalize_history(history) == [{"role": "user", "content": "Hi there"}]
+    tok = char_tokenizer()
+    config = {"chat_template": TEMPLATE.to_dict()}
+    model = ScriptedModel(tok.vocab_size, tok.encode("4") + [tok.special_tokens["<|end|>"]])
+    assert reply(model, tok, config, CONVERSATION[1:4], SamplingParams(max_new_tokens=5)) == "4"
+    for bad in ([], CONVERSATION[1:3]):
+        with pytest.raises(NewleafError, match="must end with a user message"):
+            reply(model, tok, config, bad, SamplingParams(max_new_tokens=5))

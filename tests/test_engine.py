@@ -431,3 +431,137 @@ def test_int8_decode_step_equals_the_int8_models_forward(trained):
         fast = Decoder(q).step(torch.tensor([ids[-1]]), a)[0]
         module = q(torch.tensor([[ids[-1]]]), kv_cache=b)[0][0, -1]
     assert torch.allclose(fast, module, atol=1e-5)
+
+
+def test_sampling_filters_at_their_edge_values():
+    logits = torch.tensor([[2.0, 0.5, -1.0, 1.0]])
+    # temperature 0 (greedy) leaves the logits unscaled; the filters still apply
+    assert filter_logits(logits, 0.0, top_k=2).tolist() == [[2.0, float("-inf"), float("-inf"), 1.0]]
+    # top_p = 1 keeps every token, even one whose probability is lost in float32's rounding of the running sum
+    assert torch.isfinite(filter_logits(torch.tensor([[20.0, 0.0, -20.0]]), 1.0, top_p=1.0)).all()
+    # min_p = 1 keeps the most likely tokens, ties included
+    assert torch.isfinite(filter_logits(torch.tensor([[1.0, 1.0, 0.0]]), 1.0, min_p=1.0)).tolist() == [
+        [True, True, False]
+    ]
+    # the distribution is float32 whatever the logits' type
+    for t in (0.0, 1.0):
+        assert next_token_distribution(logits.bfloat16(), t).dtype == torch.float32
+
+
+def test_penalties_one_at_a_time_and_below_one():
+    logits = torch.tensor([[0.5, -0.5, 0.5]])
+    history = torch.tensor([[True, True, False]])
+    counts = torch.tensor([[3.0, 0.0, 0.0]])
+    # a positive logit below 1 is divided too
+    assert apply_penalties(logits, history, None, SamplingParams(repetition_penalty=2.0)).tolist() == [
+        [0.25, -1.0, 0.5]
+    ]
+    assert apply_penalties(logits, history, counts, SamplingParams(presence_penalty=0.5)).tolist() == [[0.0, -0.5, 0.5]]
+    assert apply_penalties(logits, history, counts, SamplingParams(frequency_penalty=0.5)).tolist() == [
+        [-1.0, -0.5, 0.5]
+    ]
+
+
+def test_row_text_flushes_replaces_bad_bytes_and_cuts_at_the_first_stop():
+    row = _RowText(stop=[])
+    assert row.push(b"ab") == "ab"
+    assert row.push(b"\xe4\xbd") == ""  # half a character: held
+    assert row.finish() == "\ufffd"  # the end of the stream flushes it, replaced
+    assert _RowText(stop=[]).push(b"x\xffy") == "x\ufffdy"  # a byte that is no UTF-8 at all
+    held = _RowText(stop=["END"])
+    assert held.push(b"xEN") == "x"  # "EN" may begin "END": held back ...
+    assert held.finish() == "EN"  # ... until the stream ends without it
+    first = _RowText(stop=["END"])
+    assert first.push(b"xEENDyEND") == "xE" and first.stopped  # cut at the first stop; all before it given at once
+    assert first.finish() == ""  # nothing held back after a stop
+    start = _RowText(stop=["END"])
+    assert start.push(b"ENDx") == "" and start.stopped
+
+
+def test_a_row_that_runs_out_of_tokens_finishes_with_length():
+    from core.tokenizer import CharTokenizer
+
+    torch.manual_seed(0)
+    tok = CharTokenizer.from_text("abcdefgh")
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=32, vocab_size=tok.vocab_size))
+    events = list(stream(model, tok, "ab", SamplingParams(max_new_tokens=5, num_samples=2, temperature=1.0, seed=1)))
+    for r in range(2):
+        reasons = [e.finish_reason for e in events if e.row == r]
+        assert reasons == [None] * 4 + ["length"], r
+
+
+def test_the_one_token_decoder_takes_only_a_plain_or_int8_gpt():
+    """Anything it could not reproduce (a LoRA wrapper, a hook, fp16 weights, not a GPT) decodes through forward."""
+    from torch.ao.quantization import quantize_dynamic
+
+    from core import lora
+    from core.decoder import Decoder
+
+    def tiny():
+        return GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11))
+
+    assert Decoder.supports(tiny())
+    assert not Decoder.supports(torch.nn.Linear(2, 2))
+    hooked = tiny()
+    hooked.transformer.h[0].mlp.c_fc.register_forward_hook(lambda *a: None)
+    assert not Decoder.supports(hooked)
+    pre = tiny()
+    pre.lm_head.register_forward_pre_hook(lambda *a: None)
+    assert not Decoder.supports(pre)
+    adapted = tiny()
+    lora.apply_lora(adapted, rank=2)
+    assert not Decoder.supports(adapted)
+    assert not Decoder.supports(quantize_dynamic(tiny().eval(), {torch.nn.Linear}, dtype=torch.float16))
+
+
+def test_int8_quantizes_a_copy_and_leaves_the_model_as_it_was():
+    from core.engine import quantize_int8
+
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(n_layer=1, n_head=2, n_embd=16, block_size=8, vocab_size=11)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = quantize_int8(model)
+    assert q is not model and not q.training
+    assert all(m.training for m in model.modules())  # still training, every layer
+    assert all(type(m) is torch.nn.Linear for b in model.transformer.h for m in (b.attn.c_attn, b.mlp.c_fc))
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_kv_cache_takes_the_models_dtype_and_shape():
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=16, block_size=8, vocab_size=11)).to(torch.bfloat16)
+    cache = KVCache.for_model(model, 3)
+    assert cache.kv.dtype == torch.bfloat16 and cache.kv.shape == (2, 3, 2, 8, 2, 8) and cache.pos == 0
+
+
+@pytest.mark.parametrize(
+    "kw, limit",
+    [
+        (dict(max_new_tokens=0), None),
+        (dict(max_new_tokens=6), 5),
+        (dict(temperature=-0.1), None),
+        (dict(top_k=0), None),
+        (dict(top_p=0.0), None),
+        (dict(top_p=1.5), None),
+        (dict(min_p=-0.1), None),
+        (dict(min_p=1.5), None),
+        (dict(repetition_penalty=0.0), None),
+        (dict(num_samples=0), None),
+        (dict(num_samples=65), None),
+        (dict(stop=["x"] * (MAX_STOP_STRINGS + 1)), None),
+        (dict(stop=["x" * (MAX_STOP_CHARS + 1)]), None),
+    ],
+)
+def test_sampling_settings_past_their_range_are_refused(kw, limit):
+    with pytest.raises(ConfigError):
+        SamplingParams(**kw).validate(limit)
+
+
+def test_sampling_settings_at_the_edge_of_their_range_are_taken():
+    for kw, limit in (
+        (dict(max_new_tokens=1), None),
+        (dict(max_new_tokens=5), 5),
+        (dict(temperature=0.0, top_k=1, top_p=1.0, min_p=0.0, repetition_penalty=0.5, num_samples=1), None),
+        (dict(min_p=1.0, num_samples=64), None),
+        (dict(stop=["x" * MAX_STOP_CHARS] * MAX_STOP_STRINGS), None),
+    ):
+        SamplingParams(**kw).validate(limit)  # no error

@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from core.errors import ConfigError
-from core.model import GPT, PRESETS, GPTConfig, flops_per_token, param_count, preset_config, training_memory
+from core.model import (
+    GPT,
+    PRESETS,
+    GPTConfig,
+    flops_per_token,
+    inference_memory,
+    param_count,
+    preset_config,
+    training_memory,
+)
 
 
 def tiny(**kw):
@@ -138,3 +147,76 @@ def test_activation_choice_and_old_configs():
     x = torch.randint(0, 50, (1, 8))
     la, lb = a(x)[0], b(x)[0]
     assert torch.allclose(la, lb, atol=1e-2) and not torch.equal(la, lb)
+
+
+def test_flops_per_token_is_the_palm_count_of_the_model():
+    """6N + 12·L·C·T for a training step, a third of it for a forward pass; N counted from the model itself,
+    without the position embedding (a lookup, no multiply)."""
+    cfg = tiny()
+    model = GPT(cfg)
+    n = model.num_params() - model.transformer.wpe.weight.numel()
+    step = 6 * n + 12 * 2 * 32 * 16  # L=2, C=32, T=16
+    assert flops_per_token(cfg) == flops_per_token(cfg, training=True) == float(step)
+    assert flops_per_token(cfg, training=False) == pytest.approx(step / 3)
+
+
+def test_memory_estimates_by_hand():
+    """L=2, C=32, T=16, V=50, 2 heads, a micro-batch of 3. Per layer 18·C·B·T = 27,648 activations, plus the
+    attention matrices 2·B·heads·T² = 3,072 when dropout is on; the logits 3·B·T·V = 7,200 and 4·B·T·C = 6,144."""
+    n = param_count(tiny())
+    for dropout, acts in ((0.0, 2 * 27_648 + 7_200 + 6_144), (0.1, 2 * (27_648 + 3_072) + 7_200 + 6_144)):
+        for bpv in (4, 2):
+            m = training_memory(tiny(dropout=dropout), 3, bytes_per_value=bpv)
+            parts = {"weights": n * bpv, "gradients": n * bpv, "optimizer": 8 * n, "activations": acts * bpv}
+            assert m == {**parts, "total": sum(parts.values())}, (dropout, bpv)
+    # weights, the K and V of a full context for each layer (2·L·B·T·C), one row of logits per sample
+    assert inference_memory(tiny()) == (n + 2 * 2 * 16 * 32 + 50) * 4
+    assert inference_memory(tiny(), batch_size=3, bytes_per_value=2) == (n + 2 * 2 * 3 * 16 * 32 + 3 * 50) * 2
+
+
+def test_optimizer_groups_decay_the_matrices_only_and_mark_the_hidden_ones():
+    model = GPT(tiny())
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def summary(groups):
+        return [(sorted(names[id(p)] for p in g["params"]), g["weight_decay"], g.get("hidden", False)) for g in groups]
+
+    matrices = sorted(n for n, p in model.named_parameters() if p.dim() == 2)
+    vectors = sorted(n for n, p in model.named_parameters() if p.dim() == 1)
+    blocks = [n for n in matrices if n.startswith("transformer.h.")]
+    assert vectors and len(blocks) == 2 * 4  # c_attn, attn.c_proj, c_fc, mlp.c_proj in each of 2 layers
+    assert summary(model.optimizer_groups(0.1)) == [(matrices, 0.1, False), (vectors, 0.0, False)]
+    assert summary(model.optimizer_groups(0.1, split_hidden=True)) == [
+        (blocks, 0.1, True),
+        (["transformer.wpe.weight", "transformer.wte.weight"], 0.1, False),
+        (vectors, 0.0, False),
+    ]
+
+
+def test_a_config_with_settings_this_version_does_not_know_is_refused_by_name():
+    d = {**tiny().to_dict(), "n_experts": 4, "rope": True}
+    with pytest.raises(ConfigError, match="n_experts, rope"):
+        GPTConfig.from_dict(d)
+
+
+def test_attention_dropout_applies_in_training_only(monkeypatch):
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    model = GPT(tiny(dropout=0.5))
+    idx = torch.randint(0, 50, (2, 8))
+    model.eval()
+    assert torch.equal(model(idx)[0], model(idx)[0])  # evaluation is deterministic, dropout or not
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(*args, **kw):
+        seen.append(kw.get("dropout_p", 0.0))
+        return sdpa(*args, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    model.train()
+    model(idx)
+    model.eval()
+    model(idx)
+    assert seen == [0.5, 0.5, 0.0, 0.0]  # two layers, training then evaluation

@@ -318,3 +318,132 @@ def test_compile_wraps_the_training_step_and_changes_nothing_else(tmp_path, shak
     assert len(compiled) == 1
     with pytest.raises(ConfigError, match="compile"):
         TrainConfig(compile="yes")
+
+
+def _tiny_gpt():
+    torch.manual_seed(0)
+    return GPT(preset_config("tiny", 11, n_layer=2, n_head=2, n_embd=8, block_size=8))
+
+
+def test_make_optimizer_builds_the_groups_and_settings_asked_for():
+    """AdamW: the decayed (2-D) and undecayed (1-D) groups with the given learning rate and betas, fused on a CPU.
+    Muon: the blocks' matrices in Muon, everything else in AdamW, no parameter in both."""
+    from core.optim import Combined, Muon, make_optimizer
+
+    model = _tiny_gpt()
+    names = {id(p): n for n, p in model.named_parameters()}
+    adamw = make_optimizer(model.optimizer_groups(0.1), "adamw", 0.02, (0.8, 0.95), torch.device("cpu"))
+    assert isinstance(adamw, torch.optim.AdamW)
+    assert [(g["lr"], g["betas"], g["weight_decay"], g["fused"]) for g in adamw.param_groups] == [
+        (0.02, (0.8, 0.95), 0.1, True),
+        (0.02, (0.8, 0.95), 0.0, True),
+    ]
+
+    muon = make_optimizer(
+        model.optimizer_groups(0.1, split_hidden=True), "muon", 0.02, (0.8, 0.95), torch.device("cpu")
+    )
+    assert isinstance(muon, Combined)
+    hidden, rest = muon.optimizers
+    assert isinstance(hidden, Muon) and isinstance(rest, torch.optim.AdamW)
+    in_muon = [names[id(p)] for g in hidden.param_groups for p in g["params"]]
+    in_adamw = [names[id(p)] for g in rest.param_groups for p in g["params"]]
+    assert in_muon and all(n.startswith("transformer.h.") and n.endswith(".weight") for n in in_muon)
+    assert sorted(in_muon + in_adamw) == sorted(names.values())  # each parameter in exactly one optimizer
+    assert [(g["lr"], g["weight_decay"]) for g in hidden.param_groups] == [(0.02, 0.1)]
+    assert [(g["lr"], g["betas"], g["weight_decay"], g["fused"]) for g in rest.param_groups] == [
+        (0.02, (0.8, 0.95), 0.1, True),
+        (0.02, (0.8, 0.95), 0.0, True),
+    ]
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer(model.optimizer_groups(0.1), "sgd", 0.02, (0.9, 0.95), torch.device("cpu"))
+
+
+def test_muon_steps_as_defined():
+    """Two steps of Muon by hand: Nesterov momentum 0.95, the update orthogonalised with 5 Newton-Schulz steps and
+    scaled by 0.2 * sqrt(max dim), decoupled weight decay (none unless asked for)."""
+    from core.optim import Muon, newton_schulz
+
+    torch.manual_seed(0)
+    grads = [torch.randn(6, 4), torch.randn(6, 4)]
+    for wd in (None, 0.1):
+        p = torch.nn.Parameter(torch.randn(6, 4))
+        expected, buf = p.detach().clone(), torch.zeros(6, 4)
+        opt = Muon([p], lr=0.05) if wd is None else Muon([p], lr=0.05, weight_decay=wd)
+        for g in grads:
+            p.grad = g.clone()
+            opt.step()
+            buf = 0.95 * buf + 0.05 * g
+            update = newton_schulz((0.05 * g + 0.95 * buf)[None], 5)[0]
+            expected = expected * (1 - 0.05 * (wd or 0.0)) - 0.05 * 0.2 * 6**0.5 * update
+        assert torch.allclose(p.detach(), expected, atol=1e-6), wd
+
+
+def test_combined_optimizer_clears_gradients_and_refuses_a_foreign_state():
+    from core.optim import Combined
+
+    a, b = torch.nn.Parameter(torch.ones(2)), torch.nn.Parameter(torch.ones(2))
+    both = Combined(torch.optim.SGD([a], lr=0.1), torch.optim.SGD([b], lr=0.1))
+    a.grad, b.grad = torch.ones(2), torch.ones(2)
+    both.zero_grad()
+    assert a.grad is None and b.grad is None  # freed, not zero-filled
+    for state in ({"optimizers": [both.optimizers[0].state_dict()]}, {}, [1, 2]):
+        with pytest.raises(ValueError, match="different optimizer"):
+            both.load_state_dict(state)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(batch_size=0),
+        dict(max_steps=1.5),
+        dict(log_every=True),
+        dict(lr=0.0),
+        dict(lr=float("inf")),
+        dict(max_time=0.0),
+        dict(min_lr_ratio=1.5),
+        dict(history_snapshots=-1),
+        dict(history_snapshots=1.5),
+        dict(compile="yes"),
+        dict(history_mb=-1),
+        dict(history_mb=float("inf")),
+        dict(history_mb="10"),
+        dict(cooldown_frac=0.0),
+        dict(cooldown_frac=1.5),
+    ],
+)
+def test_training_settings_out_of_range_are_refused(kw):
+    with pytest.raises(ConfigError):
+        TrainConfig(**kw)
+
+
+def test_training_settings_at_the_edge_of_their_range_are_taken():
+    edges = (
+        dict(max_time=0.5),
+        dict(min_lr_ratio=1.0),
+        dict(min_lr_ratio=0.0),
+        dict(compile=False),
+        dict(history_snapshots=0),
+        dict(history_mb=0),
+        dict(history_mb=0.5),
+        dict(cooldown_frac=1.0),
+    )
+    for kw in edges:
+        TrainConfig(**kw)  # no error
+
+
+def test_memory_check_keeps_a_tenth_of_the_memory_free(monkeypatch):
+    from core import train_config
+    from core.model import training_memory
+
+    cfg = preset_config("tiny", 65)
+    need = training_memory(cfg, 8)["total"]
+    monkeypatch.setattr(train_config, "available_memory", lambda device: int(need / 0.95))
+    with pytest.raises(ConfigError, match=r"needs about \d.* to train at batch size 8, but only"):
+        train_config.check_memory(cfg, TrainConfig(batch_size=8))
+    monkeypatch.setattr(train_config, "available_memory", lambda device: int(need / 0.85))
+    train_config.check_memory(cfg, TrainConfig(batch_size=8))  # no error
+
+
+def test_a_time_budget_counts_the_decay_from_the_start_whatever_the_step_budget():
+    timed = TrainConfig(lr=1.0, warmup_steps=50, max_steps=100, max_time=100.0, min_lr_ratio=0.0)
+    assert lr_at(timed, 75, 0.75) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.75)))
