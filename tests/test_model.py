@@ -220,3 +220,23 @@ def test_attention_dropout_applies_in_training_only(monkeypatch):
     model.eval()
     model(idx)
     assert seen == [0.5, 0.5, 0.0, 0.0]  # two layers, training then evaluation
+
+
+def test_each_size_may_be_its_limit_and_no_more_and_a_refusal_says_what_it_got():
+    """Found by mutation testing: the bounds' last allowed value, the long number shown by its length from 30
+    characters on, and the head counts a width divisible refusal suggests (1 to 16, those that divide it)."""
+    from core.model import LIMITS
+
+    base = dict(n_layer=1, n_head=1, n_embd=1024, block_size=1, vocab_size=1)
+    for name, most in LIMITS.items():
+        assert getattr(GPTConfig(**{**base, name: most}), name) == most
+        with pytest.raises(ConfigError, match=rf"{name} must be a whole number from 1 to {most:,}; got {most + 1}\."):
+            GPTConfig(**{**base, name: most + 1})
+    with pytest.raises(ConfigError, match=r"got 1{29}\."):  # 29 digits: shown as it is
+        GPTConfig(**{**base, "n_layer": int("1" * 29)})
+    with pytest.raises(ConfigError, match=r"got a number of 30 digits\."):
+        GPTConfig(**{**base, "n_layer": int("1" * 30)})
+    with pytest.raises(ConfigError, match=r"try n_head in \[1, 2, 3, 4, 6, 12\]\."):
+        GPTConfig(n_embd=12, n_head=5)
+    with pytest.raises(ConfigError, match=r"try n_head in \[1, 2, 4, 8, 16\]\."):
+        GPTConfig(n_embd=17 * 16, n_head=5)  # 17 divides it too, but only 1 to 16 are suggested
