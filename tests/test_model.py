@@ -236,7 +236,13 @@ def test_each_size_may_be_its_limit_and_no_more_and_a_refusal_says_what_it_got()
         GPTConfig(**{**base, "n_layer": int("1" * 29)})
     with pytest.raises(ConfigError, match=r"got a number of 30 digits\."):
         GPTConfig(**{**base, "n_layer": int("1" * 30)})
-    with pytest.raises(ConfigError, match=r"try n_head in \[1, 2, 3, 4, 6, 12\]\."):
+    with pytest.raises(
+        ConfigError, match=r"n_embd=12 must be divisible by .* n_head=5 .*try n_head in \[1, 2, 3, 4, 6, 12\]\."
+    ):
         GPTConfig(n_embd=12, n_head=5)
+    with pytest.raises(ConfigError, match=r"dropout must be in \[0, 1\); got 1\.0\."):
+        GPTConfig(dropout=1.0)
+    with pytest.raises(ConfigError, match=r"activation must be one of gelu, gelu_tanh; got 'relu'\."):
+        GPTConfig(activation="relu")
     with pytest.raises(ConfigError, match=r"try n_head in \[1, 2, 4, 8, 16\]\."):
         GPTConfig(n_embd=17 * 16, n_head=5)  # 17 divides it too, but only 1 to 16 are suggested
