@@ -246,3 +246,14 @@ def test_each_size_may_be_its_limit_and_no_more_and_a_refusal_says_what_it_got()
         GPTConfig(activation="relu")
     with pytest.raises(ConfigError, match=r"try n_head in \[1, 2, 4, 8, 16\]\."):
         GPTConfig(n_embd=17 * 16, n_head=5)  # 17 divides it too, but only 1 to 16 are suggested
+
+
+def test_a_preset_takes_the_overrides_given_and_leaves_the_ones_left_empty():
+    """Found by mutation testing: an override of None means "the preset's own", any other replaces it; an unknown
+    preset names the known ones."""
+    from core.model import PRESETS, preset_config
+
+    cfg = preset_config("tiny", 65, n_layer=3, n_embd=None)
+    assert cfg.n_layer == 3 and cfg.n_embd == PRESETS["tiny"]["n_embd"] and cfg.vocab_size == 65
+    with pytest.raises(ConfigError, match=rf"Unknown preset 'huge'; choose one of: {', '.join(PRESETS)}\."):
+        preset_config("huge", 65)
