@@ -446,7 +446,7 @@ def import_run_zip(
             raise type(e)(
                 e.text.replace(str(tmp), source_name) if e.text else str(e).replace(str(tmp), source_name)
             ) from None
-        step = (runs.checkpoint_meta(tmp, "last") or {}).get("step", 0)
+        step = runs.checkpoint_step(tmp, "last")
         config.update(config_update or {})
         config["title"] = str(config.get("title") or Path(source_name).stem)[:80]
         config["source"] = {"upload": source_name, "original_source": config.get("source"), "uploaded": time.time()}

@@ -380,6 +380,11 @@ def checkpoint_meta(run_dir, which: str = "last") -> dict | None:
     return None if d is None else read_json(d / "meta.json")
 
 
+def checkpoint_step(run_dir, which: str = "last") -> int:
+    """The step of the run's last (or best) checkpoint; 0 before the first: where a resume goes on from."""
+    return (checkpoint_meta(run_dir, which) or {}).get("step", 0)
+
+
 def load_tensors(path) -> dict[str, torch.Tensor]:
     """safetensors only: a weights file can never run code when loaded."""
     path = Path(path)

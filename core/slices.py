@@ -83,6 +83,6 @@ def _result(fit: FitResult) -> dict:
 
 def _step(run_dir) -> int:
     try:
-        return (runs.checkpoint_meta(run_dir) or {}).get("step", 0)
+        return runs.checkpoint_step(run_dir)
     except NewleafError:
         return 0

@@ -222,7 +222,7 @@ class Jobs:
                 path,
                 "queued",
                 Text("jobs.waiting"),
-                step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+                step=runs.checkpoint_step(path),
             )
         self._schedule()
         return self.state(run_id)
@@ -237,7 +237,7 @@ class Jobs:
                     path,
                     "stopped",
                     Text("jobs.dequeued"),
-                    step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+                    step=runs.checkpoint_step(path),
                 )
                 return self.state(run_id)
             worker = self.procs.get(run_id) or self.slices.get(run_id)
@@ -344,7 +344,7 @@ class Jobs:
             "running",
             Text("jobs.starting"),
             pid=proc.pid,
-            step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+            step=runs.checkpoint_step(path),
         )
 
     def _launch_slices(self, run_id: str, path: Path) -> None:
@@ -354,7 +354,7 @@ class Jobs:
             path,
             "running",
             Text("jobs.starting_slices", seconds=f"{self.slice_seconds:g}"),
-            step=(runs.checkpoint_meta(path) or {}).get("step", 0),
+            step=runs.checkpoint_step(path),
             **worker.status,
         )
         self.slices[run_id] = worker
@@ -404,7 +404,7 @@ class Jobs:
         keep it here, so the page still shows it, and try again on the next round."""
         path = self.run_dir(run_id)
         try:
-            runs.write_status(path, "failed", message, step=(runs.checkpoint_meta(path) or {}).get("step", 0))
+            runs.write_status(path, "failed", message, step=runs.checkpoint_step(path))
         except (NewleafError, OSError):
             end = {"state": "failed", "message": str(message)}
             if isinstance(message, Text):
@@ -440,7 +440,7 @@ class Jobs:
                     d,
                     "stopped",
                     Text("jobs.interrupted"),
-                    step=(runs.checkpoint_meta(d) or {}).get("step", 0),
+                    step=runs.checkpoint_step(d),
                 )
 
 

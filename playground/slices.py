@@ -101,7 +101,7 @@ class SliceWorker:
 
     def _stopped(self) -> None:
         """End the job at its last checkpoint, as the trainer does when it sees the STOP file."""
-        step = (runs.checkpoint_meta(self.run_dir) or {}).get("step", 0)
+        step = runs.checkpoint_step(self.run_dir)
         previous = runs.read_status(self.run_dir)
         budget = {k: previous[k] for k in ("max_steps", "max_time") if k in previous}
         runs.write_status(self.run_dir, "stopped", Text("status.stopped", step=step), step=step, **budget)
