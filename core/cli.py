@@ -15,8 +15,10 @@ from tqdm import tqdm
 
 from core import distributed, finetune, runs
 from core.chat import stream_reply
+from core.data import split_text
 from core.datasets import BUILTIN_DATASETS, default_corpus, resolve_corpus
 from core.demo_task import TASKS, task_for
+from core.device import available_memory, pick_device
 from core.engine import SamplingParams, quantize_int8, stream
 from core.errors import NewleafError
 from core.evaluate import read_eval
@@ -24,8 +26,9 @@ from core.files import atomic_write_json
 from core.hf import export_hf, import_hf_as_run
 from core.model import PRESETS, GPTConfig, param_count, preset_config
 from core.prepare import prepare_run
+from core.probe import flops_rate
 from core.publish import push_run
-from core.recipes import DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES
+from core.recipes import DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES, SCALED, choose
 from core.space import build_space, push_space
 from core.tokenizer import make_tokenizer
 from core.train import StopOnSignal, Trainer
@@ -39,10 +42,11 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--recipe",
-        default=DEFAULT_CPU_RECIPE,
-        choices=list(RECIPES),
-        help=f"a tuned shape + training settings (default {DEFAULT_CPU_RECIPE}: the best model in 3 "
-        f"minutes on a CPU); flags below override it",
+        default=SCALED,
+        choices=[SCALED, *RECIPES],
+        help=f"shape, tokenizer and training settings (default {SCALED}: picked for the time budget, --max-time or "
+        f"{DEFAULT_BUDGET_S:.0f} s, and this machine's measured speed; or a fixed one, on characters); the flags "
+        f"below override it (--preset: the shape by hand, trained as {DEFAULT_CPU_RECIPE} trains)",
     )
     g.add_argument("--preset", help=f"a model shape instead of the recipe's: {', '.join(PRESETS)}")
     g.add_argument("--n-layer", type=int)
@@ -111,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
         "default: Tiny Shakespeare, or the offline dataset without network",
     )
     p.add_argument("--csv-column", help="text column of a .csv corpus")
-    p.add_argument("--tokenizer", default="char", help="char | gpt2 | bpe:VOCAB (e.g. bpe:1024)")
+    p.add_argument(
+        "--tokenizer", help="char | gpt2 | bpe:VOCAB (e.g. bpe:1024); default: the scaled recipe's pick (else char)"
+    )
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -275,7 +281,7 @@ def _prepare_train_run(args, out: Path) -> None:
             for k in ("corpus", "csv_column", "preset", "n_layer", "n_head", "n_embd", "block_size", "dropout")
             if getattr(args, k, None) is not None
         ]
-        ignored += ["--tokenizer"] * (args.tokenizer != "char") + ["--recipe"] * (args.recipe != DEFAULT_CPU_RECIPE)
+        ignored += ["--tokenizer"] * (args.tokenizer is not None) + ["--recipe"] * (args.recipe != SCALED)
         if ignored:
             print(
                 f"newleaf: note: a resumed run keeps its own data, tokenizer and model shape; ignoring "
@@ -289,8 +295,13 @@ def _prepare_train_run(args, out: Path) -> None:
         return
     if (out / runs.CONFIG).exists():
         raise NewleafError(f"{out} already holds a run: pass --resume to continue it, or choose another --out.")
-    # the recipe, then the preset and flags the user gave; checked before the (possibly slow) corpus work
-    recipe = RECIPES[args.recipe]
+    if args.corpus:
+        corpus = resolve_corpus(args.corpus, csv_column=args.csv_column)
+    else:
+        corpus, note = default_corpus()
+        print(note, file=sys.stderr)
+    recipe, tokenizer_spec = _recipe(args, corpus.text)
+    # the recipe, then the preset and flags the user gave; checked before the (possibly slow) tokenizer work
     preset = args.preset or recipe["preset"]
     shape = {} if args.preset else dict(recipe.get("overrides", {}))
     shape.update(
@@ -311,16 +322,11 @@ def _prepare_train_run(args, out: Path) -> None:
     if args.max_steps or args.max_time:  # the user's budget replaces the recipe's
         train.update(max_steps=args.max_steps or NO_STEP_LIMIT, max_time=args.max_time)
     train_cfg = TrainConfig(**{**train, **overrides})
-    if args.corpus:
-        corpus = resolve_corpus(args.corpus, csv_column=args.csv_column)
-    else:
-        corpus, note = default_corpus()
-        print(note, file=sys.stderr)
     print(
-        f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {args.tokenizer} tokenizer...",
+        f"Corpus: {corpus.name}, {len(corpus.text):,} characters. Building the {tokenizer_spec} tokenizer...",
         file=sys.stderr,
     )
-    tokenizer = make_tokenizer(args.tokenizer, corpus.text)
+    tokenizer = make_tokenizer(tokenizer_spec, corpus.text)
     model_cfg = preset_config(preset, tokenizer.vocab_size, **shape)
     prepare_run(
         out,
@@ -331,6 +337,22 @@ def _prepare_train_run(args, out: Path) -> None:
         data_name=corpus.name,
         extra={"preset": args.preset or f"recipe:{args.recipe}"},
     )
+
+
+def _recipe(args, text: str) -> tuple[dict, str]:
+    """(recipe, tokenizer spec): a fixed recipe as it is, with characters unless --tokenizer says (the fixed ones
+    were tuned on characters; so is a shape picked by hand with --preset), or the scaled one, picked for the time
+    budget on this machine, saying what it picked and why."""
+    if args.recipe != SCALED or args.preset:
+        return RECIPES[DEFAULT_CPU_RECIPE if args.recipe == SCALED else args.recipe], args.tokenizer or "char"
+    device = pick_device(args.device or "auto")
+    budget = args.max_time or DEFAULT_BUDGET_S
+    choice = choose(budget, flops_rate(device), char_vocab=len(set(text)), memory_limit=available_memory(device),
+                    tokenizer=args.tokenizer, train_chars=len(split_text(text)[0]))  # fmt: skip
+    hint = " (--tokenizer chooses the tokenizer)" if choice.better_tokenizer else ""
+    print(f"Recipe: {choice.why()}{hint}", file=sys.stderr)
+    shape, train = choice.settings()
+    return dict(preset="micro", overrides=shape, train=train), args.tokenizer or choice.tokenizer
 
 
 def cmd_finetune(args) -> int:

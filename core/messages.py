@@ -272,6 +272,17 @@ MESSAGES: dict[str, str] = {
     "train_config.memory": "This model needs about {need} to train at batch size {batch}, but only {have} of memory is free. Choose a smaller model, context or batch size.",
     # -- tokenizer --------------------------------------------------------------------------------------------
     "net.offline": "no network",
+    # core/recipes.py: what the scaled recipe picked, and why
+    "recipes.why": "For {budget} s on this machine: {layers} layers, width {width}, context {context}, batch {batch}, learning rate {lr} ({params}M parameters besides the embeddings), about {tokens}M tokens{prediction}{runner_up}{other}.",
+    "recipes.predicts": "; the loss model fitted to measured runs predicts {bits} bits per character with {tokenizer}",
+    "recipes.unmeasured": "; no study measured {tokenizer}, so this is the shape picked for the nearest one that was",
+    "recipes.bigger": "; a bigger model ({name}) would see too few tokens in that time",
+    "recipes.smaller": "; a smaller model ({name}) would learn less from them",
+    "recipes.other_tokenizer": "; {tokenizer} would reach {bits} bits per character",
+    "recipes.beyond": "; that is about {times}× more text than the study trained any shape on, so treat it as a guess",
+    "recipes.tok.char": "one token per character",
+    "recipes.tok.gpt2": "GPT-2's tokenizer",
+    "recipes.tok.bpe": "a BPE of {vocab} tokens trained on the corpus",
     "tokenizer.char": "character-level, {n} symbols",
     "tokenizer.gpt2": "GPT-2 BPE, {n} tokens",
     "tokenizer.bpe": "BPE trained on this corpus, {n} tokens",

@@ -11,6 +11,7 @@ from core import demo_task
 from core.data import load_corpus
 from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
 from core.errors import CorpusError
+from core.recipes import DEFAULT_TOKENIZER
 from core.tokenizer import make_tokenizer
 from playground.i18n import EN, t
 from playground.settings import Settings
@@ -75,7 +76,7 @@ def read_choice(choice: dict, settings: Settings, lang: str) -> tuple:
 
 
 def tokenizer_for(choice: dict | None, text: str):
-    spec = (choice or {}).get("tokenizer", "char")
+    spec = (choice or {}).get("tokenizer", DEFAULT_TOKENIZER)
     key = (spec, len(text), hash(text))  # what the tokenizer depends on (the choice dict gains keys later)
     with _cache_lock:
         if key in _tokenizers:

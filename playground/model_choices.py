@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from core.device import available_memory
 from core.errors import ConfigError
-from core.model import PRESETS, GPTConfig, param_count, training_memory
+from core.model import PRESETS, GPTConfig, flops_per_token, param_count, training_memory
 from core.probe import estimate_step_seconds
 from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
 from core.units import format_bytes, format_count
@@ -82,6 +82,14 @@ def estimate_markdown(values: dict, corpus: dict | None, batch_size: int, settin
             lang,
             batch=int(batch_size),
             **{k: format_bytes(mem[k]) for k in ("total", "weights", "gradients", "optimizer", "activations")},
+        ),
+        # what the vocabulary costs: the output layer's share of the work (GPT-2's 50,257 tokens on a small model)
+        t(
+            "model.est.vocab",
+            lang,
+            vocab=f"{cfg.vocab_size:,}",
+            params=f"{cfg.vocab_size * cfg.n_embd / n:.0%}",
+            work=f"{6 * cfg.vocab_size * cfg.n_embd / flops_per_token(cfg):.0%}",
         ),
     ]
     try:

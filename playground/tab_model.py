@@ -2,7 +2,9 @@
 machine. A model that would not fit in memory is refused here and again when training starts.
 
 create_tab returns the knobs: ui.py hands them to the Train tab (read when training starts) and wires the
-estimate, which also follows the Train tab's batch size."""
+estimate, which also follows the Train tab's batch size, and the scaled recipe: while its box is ticked, the
+knobs (and the Train tab's batch and learning rate) are the ones core/recipes.py picks for the Train tab's time
+limit on this machine, with why; moving a knob by hand unticks it."""
 
 from __future__ import annotations
 
@@ -10,13 +12,30 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from core.device import pick_device
 from core.errors import ConfigError
-from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
+from core.probe import flops_rate
+from core.recipes import (
+    DEFAULT_BUDGET_S,
+    DEFAULT_CPU_RECIPE,
+    DEFAULT_TOKENIZER,
+    RECIPES,
+    STUDY_TRAIN_CHARS,
+    choose,
+)
 from playground.context import AppContext, friendly
 from playground.fields import SliderField
 from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields
-from playground.i18n import say
-from playground.model_choices import DEFAULT_PRESET, KNOBS, estimate_markdown, preset_choices, preset_values
+from playground.i18n import say, t
+from playground.model_choices import (
+    DEFAULT_PRESET,
+    DEFAULT_VOCAB,
+    KNOBS,
+    estimate_markdown,
+    memory_limit,
+    preset_choices,
+    preset_values,
+)
 
 
 @dataclass
@@ -24,11 +43,13 @@ class ModelTab:
     knobs: list  # the sliders, in KNOBS order
     preset: gr.components.Component
     estimate: gr.components.Component
+    scaled: gr.components.Component  # the box: the knobs follow the scaled recipe while it is ticked
+    why: gr.components.Component  # what the scaled recipe picked, and why
 
     @property
     def inputs(self) -> list:
-        """What starting a run reads: the knobs, then the preset's name."""
-        return [*self.knobs, self.preset]
+        """What starting a run reads: the knobs, then the preset's name, then whether the scaled recipe set them."""
+        return [*self.knobs, self.preset, self.scaled]
 
 
 @friendly
@@ -42,11 +63,39 @@ def show_estimate(ctx: AppContext, corpus, batch, lang, *vals):
     return estimate_markdown(values, corpus, batch, ctx.settings, lang)
 
 
+@friendly
+def show_scaled(ctx: AppContext, on, max_time, corpus, lang) -> list:
+    """The scaled recipe for the Train tab's time limit: [the knobs (KNOBS order), learning rate, batch, why].
+    Off, or with no fitted study, the knobs and the Train tab's fields stay as they are."""
+    keep = [gr.skip()] * (len(KNOBS) + 2)
+    if not on:
+        return [*keep, t("model.scaled.off", lang)]
+    budget = float(max_time or 0)
+    device = pick_device("auto")
+    corpus = corpus or {}
+    spec = corpus.get("tokenizer") or DEFAULT_TOKENIZER  # what Start trains with (the Data tab's default)
+    chars = corpus.get("vocab_size") if spec == "char" else None  # the corpus's characters, if it counted them
+    try:
+        choice = choose(budget or DEFAULT_BUDGET_S, flops_rate(device), char_vocab=chars or DEFAULT_VOCAB,
+                        memory_limit=memory_limit(ctx.settings), tokenizer=spec,
+                        train_chars=int(0.9 * (corpus.get("characters") or 0)) or STUDY_TRAIN_CHARS)  # fmt: skip
+    except ValueError:
+        return [*keep, t("model.scaled.unfitted", lang)]
+    shape, train = choice.settings()
+    note = "" if budget else " " + t("model.scaled.no_limit", lang, seconds=f"{DEFAULT_BUDGET_S:.0f}")
+    if choice.better_tokenizer:
+        note += " " + t("model.scaled.data_tab", lang)
+    why = f"{t('model.scaled.title', lang)} {say(choice.why(), lang)}{note}"
+    return [*(shape.get(k, 0.0) for k in KNOBS), train["lr"], train["batch_size"], why]
+
+
 def create_tab(ctx: AppContext) -> ModelTab:
     tr = ctx.tr
     tr(gr.Markdown, value="model.explainer")
     with gr.Row():
         with gr.Column(scale=3):
+            scaled = tr(gr.Checkbox, value=True, label="model.scaled", info="model.scaled.info", elem_id="model-scaled")
+            why = gr.Markdown(elem_id="model-why")
             preset = tr(
                 gr.Dropdown, choices=preset_choices, value=DEFAULT_PRESET, label="model.preset", elem_id="model-preset"
             )
@@ -64,4 +113,7 @@ def create_tab(ctx: AppContext) -> ModelTab:
     preset.change(
         lambda name: preset_values(name), preset, [knobs[k] for k in KNOBS], queue=False, api_visibility="private"
     )
-    return ModelTab(knobs=[knobs[k] for k in KNOBS], preset=preset, estimate=estimate)
+    # a knob or preset chosen by hand takes over from the scaled recipe (.input: a person's change, not the recipe's)
+    for control in (preset, *knobs.values()):
+        control.input(lambda: False, None, scaled, queue=False, api_visibility="private")
+    return ModelTab(knobs=[knobs[k] for k in KNOBS], preset=preset, estimate=estimate, scaled=scaled, why=why)

@@ -17,7 +17,7 @@ from core import runs
 from core.device import MAX_SEED
 from core.errors import NewleafError
 from core.prepare import prepare_run
-from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
+from core.recipes import DEFAULT_CPU_RECIPE, RECIPES, SCALED
 from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly, notify
@@ -37,6 +37,8 @@ RECIPE = RECIPES[DEFAULT_CPU_RECIPE]  # the tab's defaults: the best model in 3 
 class TrainEvents:
     reattach: tuple  # (fn, inputs, outputs) to run after the page loads
     batch_size: gr.components.Component
+    lr: gr.components.Component
+    max_time: gr.components.Component  # the time limit the Model tab's scaled recipe is picked for
 
 
 FORM = ("title", "lr", "batch_size", "max_steps", "max_time", "eval_every", "seed")  # the form, in its order
@@ -157,6 +159,8 @@ def on_start(
     *model_vals,
 ):
     model_values = check_fields(dict(zip([*KNOBS, "preset"], model_vals)), KNOB_BOUNDS, lang)
+    if len(model_vals) > len(KNOBS) + 1 and model_vals[len(KNOBS) + 1]:  # the knobs are the scaled recipe's
+        model_values["preset"] = SCALED
     train_values = dict(
         lr=lr_v, batch_size=batch_v, max_steps=steps_v, max_time=max_time_v, eval_every=eval_v, seed=seed_v
     )
@@ -231,7 +235,8 @@ def reattach(ctx: AppContext, owner, run_id, lang):
 
 
 def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
-    """`model_inputs`: the Model tab's knobs and preset name (in KNOBS order, then the preset), read by Start."""
+    """`model_inputs`: the Model tab's knobs, preset name and scaled box (in KNOBS order, then the preset, then the
+    box), read by Start."""
     tr, s = ctx.tr, ctx.settings
     b = train_bounds(s)  # the fields show these bounds; Start checks them and names the field it refuses
     tr(gr.Markdown, value="train.explainer")
@@ -331,4 +336,4 @@ def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
     )
     form = [title, lr, batch, steps, max_time, eval_every, seed]  # FORM order
     reattach_event = (ctx.handler(reattach), [ctx.owner, ctx.current_run, ctx.lang], [*view, *form])
-    return TrainEvents(reattach=reattach_event, batch_size=batch)
+    return TrainEvents(reattach=reattach_event, batch_size=batch, lr=lr, max_time=max_time)

@@ -128,6 +128,21 @@ def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.com
     return update, inputs
 
 
+def wire_scaled(ctx: AppContext, model: tab_model.ModelTab, train: tab_train.TrainEvents) -> tuple:
+    """While the Model tab's box is ticked, its knobs and the Train tab's batch and learning rate follow the scaled
+    recipe for the Train tab's time limit and the corpus's tokenizer; a batch or learning rate typed by hand
+    unticks it, as a knob does. Returns (fn, inputs, outputs) for the page load."""
+    update = ctx.handler(tab_model.show_scaled)
+    inputs = [model.scaled, train.max_time, ctx.corpus, ctx.lang]
+    outputs = [*model.knobs, train.lr, train.batch_size, model.why]
+    for trigger in (model.scaled, train.max_time, ctx.corpus):
+        trigger.change(update, inputs, outputs, api_visibility="private", queue=False)
+    ctx.tr.on_switch(update, inputs, outputs)
+    for control in (train.lr, train.batch_size):
+        control.input(lambda: False, None, model.scaled, queue=False, api_visibility="private")
+    return update, inputs, outputs
+
+
 def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tuple[gr.Blocks, AppContext]:
     settings = settings or Settings.from_env()
     jobs = jobs or Jobs(
@@ -178,6 +193,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
         # a run loaded in the Runs tab opens Generate (a refused load leaves ctx.selected_run, and the tab, as is)
         ctx.selected_run.change(lambda: gr.Tabs(selected="generate"), None, tabs, api_visibility="private")
         estimate_fn, estimate_inputs = wire_estimate(ctx, model, train_events.batch_size)
+        scaled_fn, scaled_inputs, scaled_outputs = wire_scaled(ctx, model, train_events)
 
         # a page load with a saved language other than English switches too (on_load sets `language`); then
         # the live boxes that the relabel leaves alone (status, statistics, estimate…) are drawn again
@@ -197,7 +213,9 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             *train_events.reattach, api_visibility="private"
         ).then(*finetune_events.reattach, api_visibility="private").then(
             *runs_events.refresh, api_visibility="private"
-        ).then(estimate_fn, estimate_inputs, model.estimate, api_visibility="private")
+        ).then(scaled_fn, scaled_inputs, scaled_outputs, api_visibility="private").then(
+            estimate_fn, estimate_inputs, model.estimate, api_visibility="private"
+        )
     return demo, ctx
 
 
