@@ -135,8 +135,9 @@ def wire_scaled(ctx: AppContext, model: tab_model.ModelTab, train: tab_train.Tra
     update = ctx.handler(tab_model.show_scaled)
     inputs = [model.scaled, train.max_time, ctx.corpus, ctx.lang]
     outputs = [*model.knobs, train.lr, train.batch_size, model.why]
-    for trigger in (model.scaled, train.max_time, ctx.corpus):
-        trigger.change(update, inputs, outputs, api_visibility="private", queue=False)
+    # the time limit as a person types it (.input): a run's own form, put back after a page refresh, stays as it was
+    for trigger, event in ((model.scaled, "change"), (train.max_time, "input"), (ctx.corpus, "change")):
+        getattr(trigger, event)(update, inputs, outputs, api_visibility="private", queue=False)
     ctx.tr.on_switch(update, inputs, outputs)
     for control in (train.lr, train.batch_size):
         control.input(lambda: False, None, model.scaled, queue=False, api_visibility="private")
@@ -209,11 +210,12 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             switched.then(fn, inputs, outputs, api_visibility="private", queue=False)
         remount_uploads(demo, switched)
 
+        # the scaled recipe's pick first, then a followed run's own form over it (a refresh shows the run as started)
         demo.load(on_load, [ctx.owner, ctx.lang], [ctx.owner, language], api_visibility="private", queue=False).then(
-            *train_events.reattach, api_visibility="private"
-        ).then(*finetune_events.reattach, api_visibility="private").then(
-            *runs_events.refresh, api_visibility="private"
-        ).then(scaled_fn, scaled_inputs, scaled_outputs, api_visibility="private").then(
+            scaled_fn, scaled_inputs, scaled_outputs, api_visibility="private"
+        ).then(*train_events.reattach, api_visibility="private").then(
+            *finetune_events.reattach, api_visibility="private"
+        ).then(*runs_events.refresh, api_visibility="private").then(
             estimate_fn, estimate_inputs, model.estimate, api_visibility="private"
         )
     return demo, ctx

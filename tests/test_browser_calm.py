@@ -15,6 +15,7 @@ import tiktoken
 from playwright.sync_api import Error as PlaywrightError
 
 from playground import corpus_choice
+from playground.i18n import ZH
 from tests.browser import choose, needs_chromium, opened_page, served_app, shot
 from tests.chinese import english_words
 
@@ -180,6 +181,7 @@ def test_chinese_mode_speaks_chinese_in_status_tokenizer_errors_and_the_upload_b
     upload.get_by_text("点击上传").wait_for()  # Gradio's own words, in the page's language
     assert not english_words(upload.inner_text()), upload.inner_text()
     page.locator("#data-source").get_by_text("Python 标准库源码").click()
+    page.locator("#data-tokenizer").get_by_text(ZH["data.tok.char"], exact=True).click()  # the default is a BPE
     page.locator("#data-load").click()
     stats = page.locator("#data-stats")
     stats.get_by_text("字符级").wait_for()  # the tokenizer's description
