@@ -47,10 +47,12 @@ SPEEDS = RESULTS.with_name("scaling-speed.jsonl")
 
 
 def run_one(rung, budget: float, text: str, tokenizer_spec: str, corpus: str, threads: int | None = None,
-            steps: int | None = None, train_overrides: dict | None = None) -> dict:  # fmt: skip
+            steps: int | None = None, train_overrides: dict | None = None,
+            shape_overrides: dict | None = None) -> dict:  # fmt: skip
     """Train `rung` for `budget` seconds (or exactly `steps` steps, the schedule following them) and measure it."""
     tok = make_tokenizer(tokenizer_spec, text)
     shape, train = recipe_settings(rung, budget)
+    shape.update(shape_overrides or {})
     if steps:
         train.update(max_steps=steps, max_time=None)
     train.update(train_overrides or {})
@@ -68,7 +70,8 @@ def run_one(rung, budget: float, text: str, tokenizer_spec: str, corpus: str, th
     nats_per_char = loss * data["val_tokens"] / data["val_chars"]
     return {
         "rung": rung.name, "budget": budget, "lr": rung.lr, "batch_size": rung.batch_size,
-        "block_size": rung.block_size, "tokenizer": tokenizer_spec, "corpus": corpus,
+        "block_size": rung.block_size, "dropout": cfg.dropout,
+        "weight_decay": train["weight_decay"], "tokenizer": tokenizer_spec, "corpus": corpus,
         "vocab_size": tok.vocab_size, "params": param_count(cfg), "non_embedding_params": non_embedding_params(cfg),
         "steps": result.step, "tokens_seen": last["tokens_seen"], "wall_s": round(wall, 1),
         "val_loss_per_token": loss, "val_nats_per_char": nats_per_char,
@@ -103,15 +106,19 @@ def cmd_run(a) -> None:
 
 
 def cmd_sweep(a) -> None:
-    """A rung's settings varied at a fixed number of steps (equal work when the shape and batch stay): which
-    learning rate, or context for the same tokens per step, learns most from the same compute."""
+    """A rung's settings varied at a fixed number of steps (equal work when the shape and batch stay), or for a
+    fixed time (--budget: what a person gets, a setting that slows each step included): which learning rate,
+    context, weight decay or dropout learns most from the same compute."""
     text = load_builtin(a.corpus).text
     base = next(r for r in LADDER if r.name == a.rung)
     for variant in a.variants.split(";"):
-        pairs = [kv.split("=") for kv in variant.split(",")]
+        pairs = [kv.split("=") for kv in variant.split(",") if kv]
         rung = dataclasses.replace(base, **{k: type(getattr(base, k))(v) for k, v in pairs if hasattr(base, k)})
-        train = {k: float(v) for k, v in pairs if not hasattr(base, k)}  # a training setting the rung does not hold
-        record = {**run_one(rung, 180.0, text, a.tokenizer, a.corpus, a.threads, a.steps, train), "variant": variant}
+        shape = {k: float(v) for k, v in pairs if not hasattr(base, k) and k in GPTConfig.__dataclass_fields__}
+        # a training setting the rung does not hold
+        train = {k: float(v) for k, v in pairs if not hasattr(base, k) and k not in shape}
+        record = {**run_one(rung, a.budget, text, a.tokenizer, a.corpus, a.threads, a.steps, train, shape),
+                  "variant": variant}  # fmt: skip
         with open(a.results, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(f"{a.rung} {a.tokenizer} {variant}: {record['val_bits_per_char']:.4f} bits/char", flush=True)
@@ -258,7 +265,8 @@ def main(argv=None) -> None:
     sw.add_argument("--rung", required=True)
     sw.add_argument("--tokenizer", default="char")
     sw.add_argument("--corpus", default="shakespeare")
-    sw.add_argument("--steps", type=int, required=True)
+    sw.add_argument("--steps", type=int, help="train this many steps (default: for --budget seconds)")
+    sw.add_argument("--budget", type=float, default=180.0, help="seconds, when --steps is not given")
     sw.add_argument("--variants", required=True, help="e.g. 'lr=4e-3;lr=6e-3;block_size=128,batch_size=12'")
     sw.add_argument("--threads", type=int)
     sw.add_argument("--results", default=str(RESULTS.with_name("sweep.jsonl")))

@@ -280,6 +280,7 @@ MESSAGES: dict[str, str] = {
     "recipes.smaller": "; a smaller model ({name}) would learn less from them",
     "recipes.other_tokenizer": "; {tokenizer} would reach {bits} bits per character",
     "recipes.beyond": "; that is about {times}× more text than the study trained any shape on, so treat it as a guess",
+    "recipes.epochs": "; it would read the corpus about {epochs} times over, and a BPE model read more than {most} times was measured to learn the corpus by heart rather than get better, so pick a shorter time, a longer corpus or characters",
     "recipes.tok.char": "one token per character",
     "recipes.tok.gpt2": "GPT-2's tokenizer",
     "recipes.tok.bpe": "a BPE of {vocab} tokens trained on the corpus",

@@ -26,6 +26,9 @@ SCHEDULE = dict(
     max_steps=NO_STEP_LIMIT, schedule="wsd", cooldown_frac=0.4, min_lr_ratio=0.0, optimizer="muon",
     weight_decay=0.0, beta2=0.99, eval_every=250, eval_batches=20,
 )  # fmt: skip
+# The scaled recipe's: the same, with weight decay 0.1, since its picks read the corpus several times over (BPE 512
+# on 4L/128 for 180 s, 4.3 epochs: 2.2105 bits/char without, 2.1890 with 0.1, 2.1887 with 0.3; BENCHMARKS.md §3b).
+SCALED_SCHEDULE = {**SCHEDULE, "weight_decay": 0.1, "warmup_steps": 50}
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def recipe_settings(rung: Rung, budget_s: float) -> tuple[dict, dict]:
     """(model shape, training settings) of a rung trained for `budget_s` seconds."""
     shape = dict(n_layer=rung.n_layer, n_head=rung.n_head, n_embd=rung.n_embd, block_size=rung.block_size)
     warmup = 50 if budget_s >= 60 else 20
-    return shape, {**SCHEDULE, "batch_size": rung.batch_size, "lr": rung.lr, "warmup_steps": warmup,
+    return shape, {**SCALED_SCHEDULE, "batch_size": rung.batch_size, "lr": rung.lr, "warmup_steps": warmup,
                    "max_time": float(budget_s)}  # fmt: skip
 
 
@@ -134,6 +137,12 @@ MEASURED: dict[tuple[str, str], float] = {
 }
 # fmt: on
 TRUST = 1.5
+# The most times over a BPE option may read its corpus. In the study a BPE model still improved at 6.7 epochs
+# (BPE 512, 4L/128: 2.185 bits/char) and got worse by 9.2 (BPE 1024, 4L/128: 2.187 after 4.6 epochs, 2.246 after
+# 9.2), while characters still improved at 11; on the Python-source corpus, whose held-out modules share less with
+# the rest than one act of a play with another, BPE 1024 read ~28 times over measured 2.59 bits/char against
+# characters' 2.27. Past it a BPE model learns the corpus's words by heart instead of its language.
+MAX_BPE_EPOCHS = 7.0
 STUDY_FLOPS_RATE = 9.667e10  # the speed probe's FLOP/s on the study's machine (2 threads; BENCHMARKS.md)
 STUDY_TRAIN_CHARS = 1_003_854  # the characters the study trained on: Tiny Shakespeare's first 90 %
 SCALED = "scaled"  # the default recipe's name (CLI, Model tab): chosen by choose() below
@@ -169,6 +178,7 @@ class Option:
     rung: Rung
     tokens: float  # tokens it is expected to see in the budget
     predicted: float  # held-out nats per character
+    epochs: float = 0.0  # how many times over it reads the corpus
 
 
 @dataclass(frozen=True)
@@ -193,8 +203,10 @@ class Choice:
 
     @property
     def better_tokenizer(self) -> bool:
-        """Whether another tokenizer is predicted to do better than the one picked (given by the person)."""
-        return self.other_tokenizer is not None and self.other_tokenizer.predicted < self.best.predicted
+        """Whether another tokenizer is predicted to do better than the one picked (given by the person), or keeps
+        within what the study measured where the one picked does not."""
+        other = self.other_tokenizer
+        return other is not None and (other.predicted < self.best.predicted or self.beyond > 1)
 
     @property
     def predicted_bits(self) -> float:
@@ -225,7 +237,10 @@ class Choice:
             o = self.other_tokenizer
             other = Text("recipes.other_tokenizer", tokenizer=tokenizer_words(o.tokenizer), bits=_bits(o.predicted))
         if self.beyond > 1:
-            other = Text("recipes.beyond", times=f"{self.beyond:,.0f}")
+            if best.tokenizer != "char" and best.epochs > MAX_BPE_EPOCHS:
+                other = Text("recipes.epochs", epochs=f"{best.epochs:,.0f}", most=f"{MAX_BPE_EPOCHS:g}")
+            else:
+                other = Text("recipes.beyond", times=f"{self.beyond:,.0f}")
         return Text("recipes.why", budget=f"{self.budget_s:.0f}", layers=rung.n_layer, width=rung.n_embd,
                     context=rung.block_size, batch=rung.batch_size, lr=f"{rung.lr:g}",
                     params=f"{non_embedding_params(rung.config(65)) / 1e6:.2f}", tokens=f"{best.tokens / 1e6:.1f}",
@@ -258,8 +273,8 @@ def choose(budget_s: float, flops_rate: float, char_vocab: int = 65, memory_limi
     probe and budget always give the same choice. `train_chars`: the corpus's training characters (a small corpus
     read many times over teaches less per token, sooner with a BPE, whose tokens each hold more of it; unknown:
     the study's corpus). Only options within what the study measured (`studied`: the most tokens it trained each
-    (tokenizer, shape) on, times TRUST) are weighed; when none is (a GPU, a day-long budget), the option that goes
-    least far past it."""
+    (tokenizer, shape) on, times TRUST), and with a BPE no more than MAX_BPE_EPOCHS times over the corpus, are
+    weighed; when none is (a GPU, a day-long budget), the option that goes least far past them."""
     fits = FITS if fits is None else fits
     studied = MEASURED if studied is None else studied
     if not fits or any(r.speed <= 0 for r in ladder):
@@ -275,13 +290,15 @@ def choose(budget_s: float, flops_rate: float, char_vocab: int = 65, memory_limi
                 continue
             tokens = budget_s * flops_rate * rung.speed / flops_per_token(cfg)
             unique = train_chars / chars_per_token(spec)
-            options.append(Option(spec, rung, tokens, fit.loss(non_embedding_params(cfg), tokens, unique)))
+            predicted = fit.loss(non_embedding_params(cfg), tokens, unique)
+            options.append(Option(spec, rung, tokens, predicted, epochs=tokens / unique))
     # inside what the study measured (for the study's corpus size; a bigger corpus is read fewer times over)
     scale = max(train_chars / STUDY_TRAIN_CHARS, 1.0)
 
     def reach(o: Option) -> float:  # how far past the study an option goes (1: as far as it is trusted)
         spec = o.tokenizer if o.tokenizer in fits else _nearest_fit(o.tokenizer, fits)
-        return o.tokens / (TRUST * scale * studied.get((spec, o.rung.name), 1e-9))
+        tokens = o.tokens / (TRUST * scale * studied.get((spec, o.rung.name), 1e-9))
+        return max(tokens, 0.0 if o.tokenizer == "char" else o.epochs / MAX_BPE_EPOCHS)
 
     options.sort(key=lambda o: (o.predicted, o.tokenizer, o.rung.name))
     mine = [o for o in options if tokenizer is None or o.tokenizer == tokenizer]
@@ -294,7 +311,7 @@ def choose(budget_s: float, flops_rate: float, char_vocab: int = 65, memory_limi
     # another tokenizer: the free choice's runner-up, or, when the person chose one, a better one they could pick
     other = [o for o in options if o.tokenizer != best.tokenizer and measured and o.tokenizer in fits and reach(o) <= 1]
     if tokenizer is not None:
-        other = [o for o in other if o.predicted < best.predicted]
+        other = [o for o in other if o.predicted < best.predicted or not inside]
     return Choice(best, budget_s, same[0] if same else None, other[0] if other else None,
                   tuple(r.name for r in ladder if r.name in skipped), measured,
                   0.0 if inside else reach(nearest))  # fmt: skip

@@ -17,7 +17,7 @@ from core import runs
 from core.device import MAX_SEED
 from core.errors import NewleafError
 from core.prepare import prepare_run
-from core.recipes import DEFAULT_CPU_RECIPE, RECIPES, SCALED
+from core.recipes import DEFAULT_CPU_RECIPE, RECIPES, SCALED, SCALED_SCHEDULE
 from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly, notify
@@ -86,8 +86,9 @@ def create_run(
     steps = int(train_values.pop("max_steps"))
     if steps > s.max_steps:
         raise NewleafError(t("train.too_many_steps", lang, max=f"{s.max_steps:,}", steps=f"{steps:,}"))
-    # the tuned recipe's optimizer and schedule; the tab's own fields override the rest
-    recipe = dict(RECIPE["train"])
+    # the tuned recipe's optimizer and schedule (the scaled one's, with its weight decay, when its box set the
+    # knobs); the tab's own fields override the rest
+    recipe = dict(SCALED_SCHEDULE if model_values.get("preset") == SCALED else RECIPE["train"])
     recipe["warmup_steps"] = min(recipe.get("warmup_steps", 100), max(1, steps // 10))
     train_cfg = TrainConfig(
         **{

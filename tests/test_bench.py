@@ -137,3 +137,25 @@ def test_the_hostile_bench_runs_every_attack_and_reports_a_ratio_for_each(monkey
     out = capsys.readouterr().out
     for name in ratios:
         assert f"hostile {name} (victim requests per second, attacked vs idle): ours" in out
+
+
+def test_the_scaling_sweep_sends_a_model_knob_to_the_model_and_the_rest_to_the_trainer(monkeypatch, tmp_path):
+    from bench import scaling  # noqa: PLC0415
+
+    calls = []
+
+    def run_one(rung, budget, text, tokenizer, corpus, threads, steps, train, shape):
+        calls.append((rung.lr, budget, steps, train, shape))
+        return {"val_bits_per_char": 2.0}
+
+    monkeypatch.setattr(scaling, "run_one", run_one)
+    monkeypatch.setattr(scaling, "load_builtin", lambda name: type("C", (), {"text": "abc"}))
+    results = tmp_path / "sweep.jsonl"
+    scaling.main(["sweep", "--rung", "4L/128", "--budget", "90", "--results", str(results),
+                  "--variants", ";dropout=0.1,weight_decay=0.3;lr=6e-3"])  # fmt: skip
+    assert calls == [
+        (4e-3, 90.0, None, {}, {}),
+        (4e-3, 90.0, None, {"weight_decay": 0.3}, {"dropout": 0.1}),
+        (6e-3, 90.0, None, {}, {}),
+    ]
+    assert len(results.read_text().splitlines()) == 3

@@ -242,3 +242,46 @@ def test_it_picks_within_what_the_study_measured_and_says_when_nothing_is():
     # a machine a thousand times faster goes past everything measured: the least far, and the text says so
     fast = choose(900, 1000 * recipes.STUDY_FLOPS_RATE)
     assert fast.beyond > 1 and "treat it as a guess" in str(fast.why())
+
+
+def test_a_bpe_is_not_picked_to_read_its_corpus_more_times_than_measured_to_help():
+    # the Python-source corpus for 900 s: BPE 1024 on 3L/96 read ~28 times over measured 2.59 bits/char, characters
+    # 2.27; with the cap, no option it picks reads its corpus more than MAX_BPE_EPOCHS times
+    python_chars = 1_839_293
+    for budget in (60, 180, 420, 900):
+        for rate in (0.5 * recipes.STUDY_FLOPS_RATE, recipes.STUDY_FLOPS_RATE):
+            choice = choose(budget, rate, train_chars=python_chars)
+            assert choice.tokenizer == "char" or choice.best.epochs <= recipes.MAX_BPE_EPOCHS
+    assert choose(900, recipes.STUDY_FLOPS_RATE, train_chars=python_chars).tokenizer == "char"
+    # a BPE the person chose for longer than that: the least-repeated shape, and the text says what it risks
+    chosen = choose(900, recipes.STUDY_FLOPS_RATE, tokenizer="bpe:1024")
+    assert chosen.best.epochs > recipes.MAX_BPE_EPOCHS and chosen.beyond > 1
+    assert "times over" in str(chosen.why())
+    # and another tokenizer that keeps within what was measured is pointed to (the app: "chosen in the Data tab")
+    assert chosen.better_tokenizer and chosen.other_tokenizer.tokenizer == "char"
+    assert not choose(180, recipes.STUDY_FLOPS_RATE, tokenizer="bpe:512").better_tokenizer
+    # characters have no such cap: they still improved at 11 epochs
+    assert choose(900, recipes.STUDY_FLOPS_RATE).best.epochs > recipes.MAX_BPE_EPOCHS
+
+
+def test_a_run_the_box_set_up_trains_with_the_scaled_schedule_and_one_set_by_hand_with_the_fixed(tmp_path):
+    from core import runs  # noqa: PLC0415
+    from playground import tab_train  # noqa: PLC0415
+    from playground.jobs import Jobs  # noqa: PLC0415
+
+    jobs = Jobs(tmp_path / "runs")
+    try:
+        ctx = SimpleNamespace(settings=Settings.from_env(), jobs=jobs)
+        train = dict(lr=3e-3, batch_size=4, max_steps=5, max_time=0, eval_every=5, seed=1)
+        choice = {"source": "shakespeare", "tokenizer": "char"}
+        decay = {}
+        for preset in (recipes.SCALED, "micro"):
+            model = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, preset=preset)
+            run_id, _ = tab_train.create_run(ctx, "owner-a", choice, preset, model, train)
+            config = runs.read_config(jobs.run_dir(run_id))["train"]
+            decay[preset] = config["weight_decay"]
+            assert (config["lr"], config["batch_size"]) == (3e-3, 4)  # the form's own fields win
+        assert decay == {recipes.SCALED: recipes.SCALED_SCHEDULE["weight_decay"], "micro": 0.0}
+        assert recipes.SCALED_SCHEDULE["weight_decay"] > 0
+    finally:
+        jobs.shutdown()
