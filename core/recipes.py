@@ -96,7 +96,7 @@ def non_embedding_params(cfg: GPTConfig) -> int:
 def recipe_settings(rung: Rung, budget_s: float) -> tuple[dict, dict]:
     """(model shape, training settings) of a rung trained for `budget_s` seconds."""
     shape = dict(n_layer=rung.n_layer, n_head=rung.n_head, n_embd=rung.n_embd, block_size=rung.block_size)
-    warmup = 50 if budget_s >= 60 else 20
+    warmup = SCALED_SCHEDULE["warmup_steps"] if budget_s >= 60 else 20  # a shorter warmup for a minute or less
     return shape, {**SCALED_SCHEDULE, "batch_size": rung.batch_size, "lr": rung.lr, "warmup_steps": warmup,
                    "max_time": float(budget_s)}  # fmt: skip
 
