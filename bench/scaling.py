@@ -124,6 +124,7 @@ def cmd_sweep(a) -> None:
         print(f"{a.rung} {a.tokenizer} {variant}: {record['val_bits_per_char']:.4f} bits/char", flush=True)
 
 
+MIN_RUNS = 5  # a tokenizer's runs the loss model needs before it is fitted (it has five constants, and R)
 REPEATS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)  # R of LossFit tried (inf: repeated epochs count in full)
 
 
@@ -210,6 +211,9 @@ def cmd_fit(a) -> None:
     fits = {}
     for tokenizer in sorted({r["tokenizer"] for r in records}):
         own = [r for r in records if r["tokenizer"] == tokenizer]
+        if len(own) < MIN_RUNS:  # fewer runs than the loss model has constants: no fit, only data
+            print(f"    # {tokenizer}: {len(own)} runs, too few to fit (at least {MIN_RUNS})")
+            continue
         f = fits[tokenizer] = fit(own)
         rms = math.sqrt(np.mean([(predicted(f, r) - r["val_nats_per_char"]) ** 2 for r in own]))
         print(f'    "{tokenizer}": LossFit(E={f.E:.4f}, A={f.A:.4g}, alpha={f.alpha:.3f}, B={f.B:.4g}, '
@@ -233,8 +237,11 @@ def plot(records: list[dict], fits: dict[str, LossFit], path: Path) -> None:
         for i, rung in enumerate(sorted({r["rung"] for r in own}, key=names.index)):
             mine = sorted((r for r in own if r["rung"] == rung), key=lambda r: r["tokens_seen"])
             color = f"C{i}"
-            ax.plot([r["tokens_seen"] for r in mine], [r["val_bits_per_char"] for r in mine], "o", color=color,
-                    label=rung)  # fmt: skip
+            for marker, decayed in (("o", False), ("s", True)):  # squares: trained with weight decay
+                part = [r for r in mine if bool(r.get("weight_decay")) == decayed]
+                label = rung if part and (not decayed or len(part) == len(mine)) else None  # the rung named once
+                ax.plot([r["tokens_seen"] for r in part], [r["val_bits_per_char"] for r in part], marker,
+                        color=color, label=label)  # fmt: skip
             xs = np.geomspace(min(r["tokens_seen"] for r in own) * 0.5, max(r["tokens_seen"] for r in own) * 2, 40)
             n, unique = mine[0]["non_embedding_params"], mine[0].get("unique_tokens")
             ax.plot(xs, [fits[tokenizer].loss(n, x, unique) / math.log(2) for x in xs], "-", color=color, alpha=0.6)
@@ -244,8 +251,8 @@ def plot(records: list[dict], fits: dict[str, LossFit], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out bits per character")
-    fig.suptitle("Measured (dots) and the fitted loss model E + A/N^α + B/D'^β, D' counting repeated epochs for less "
-                 "(lines)")  # fmt: skip
+    fig.suptitle("Measured (dots; squares: with weight decay 0.1) and the fitted loss model E + A/N^α + B/D'^β, D' "
+                 "counting repeated epochs for less (lines)")  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

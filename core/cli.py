@@ -28,7 +28,7 @@ from core.model import PRESETS, GPTConfig, param_count, preset_config
 from core.prepare import prepare_run
 from core.probe import flops_rate
 from core.publish import push_run
-from core.recipes import DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES, SCALED, choose
+from core.recipes import AUTO, DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, NO_STEP_LIMIT, RECIPES, SCALED, choose
 from core.space import build_space, push_space
 from core.tokenizer import make_tokenizer
 from core.train import StopOnSignal, Trainer
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--csv-column", help="text column of a .csv corpus")
     p.add_argument(
-        "--tokenizer", help="char | gpt2 | bpe:VOCAB (e.g. bpe:1024); default: the scaled recipe's pick (else char)"
+        "--tokenizer",
+        help="auto | char | gpt2 | bpe:VOCAB (e.g. bpe:1024); default auto: the scaled recipe's pick (else char)",
     )
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -343,16 +344,17 @@ def _recipe(args, text: str) -> tuple[dict, str]:
     """(recipe, tokenizer spec): a fixed recipe as it is, with characters unless --tokenizer says (the fixed ones
     were tuned on characters; so is a shape picked by hand with --preset), or the scaled one, picked for the time
     budget on this machine, saying what it picked and why."""
+    asked = None if (args.tokenizer or AUTO).strip().lower() == AUTO else args.tokenizer
     if args.recipe != SCALED or args.preset:
-        return RECIPES[DEFAULT_CPU_RECIPE if args.recipe == SCALED else args.recipe], args.tokenizer or "char"
+        return RECIPES[DEFAULT_CPU_RECIPE if args.recipe == SCALED else args.recipe], asked or "char"
     device = pick_device(args.device or "auto")
     budget = args.max_time or DEFAULT_BUDGET_S
     choice = choose(budget, flops_rate(device), char_vocab=len(set(text)), memory_limit=available_memory(device),
-                    tokenizer=args.tokenizer, train_chars=len(split_text(text)[0]))  # fmt: skip
+                    tokenizer=asked, train_chars=len(split_text(text)[0]))  # fmt: skip
     hint = " (--tokenizer chooses the tokenizer)" if choice.better_tokenizer else ""
     print(f"Recipe: {choice.why()}{hint}", file=sys.stderr)
     shape, train = choice.settings()
-    return dict(preset="micro", overrides=shape, train=train), args.tokenizer or choice.tokenizer
+    return dict(preset="micro", overrides=shape, train=train), asked or choice.tokenizer
 
 
 def cmd_finetune(args) -> int:

@@ -11,9 +11,10 @@ from core import demo_task
 from core.data import load_corpus
 from core.datasets import BUILTIN_DATASETS, default_corpus, load_builtin
 from core.errors import CorpusError
-from core.recipes import DEFAULT_TOKENIZER
+from core.recipes import AUTO, DEFAULT_TOKENIZER
 from core.tokenizer import make_tokenizer
 from playground.i18n import EN, t
+from playground.model_choices import scaled_choice
 from playground.settings import Settings
 from playground.upload_checks import MB, check_upload_sizes
 
@@ -75,8 +76,20 @@ def read_choice(choice: dict, settings: Settings, lang: str) -> tuple:
     return load_builtin(source), ""
 
 
-def tokenizer_for(choice: dict | None, text: str):
-    spec = (choice or {}).get("tokenizer", DEFAULT_TOKENIZER)
+def tokenizer_spec_for(choice: dict | None, text: str, budget_s: float, settings: Settings) -> str:
+    """The tokenizer a run on `text` trains with: the Data tab's choice, or, left to the recipe (AUTO, the
+    default), the scaled recipe's pick for this corpus and `budget_s` seconds (0: no limit, the default budget)."""
+    spec = (choice or {}).get("tokenizer") or DEFAULT_TOKENIZER
+    if spec != AUTO:
+        return spec
+    try:
+        return scaled_choice(budget_s, AUTO, len(text), len(set(text)), settings).tokenizer
+    except ValueError:  # no scaling study fitted on this copy: characters, which any corpus supports
+        return "char"
+
+
+def tokenizer_for(spec: str, text: str):
+    """The tokenizer `spec` (resolved: not AUTO) for `text`, trained once and kept for the next few asks."""
     key = (spec, len(text), hash(text))  # what the tokenizer depends on (the choice dict gains keys later)
     with _cache_lock:
         if key in _tokenizers:

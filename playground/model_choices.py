@@ -4,11 +4,11 @@ uploaded run in the Runs tab), and the Model tab's live estimate of parameters, 
 
 from __future__ import annotations
 
-from core.device import available_memory
+from core.device import available_memory, pick_device
 from core.errors import ConfigError
 from core.model import PRESETS, GPTConfig, flops_per_token, param_count, training_memory
-from core.probe import estimate_step_seconds
-from core.recipes import DEFAULT_CPU_RECIPE, RECIPES
+from core.probe import estimate_step_seconds, flops_rate
+from core.recipes import AUTO, DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, RECIPES, STUDY_TRAIN_CHARS, Choice, choose
 from core.units import format_bytes, format_count
 from playground.i18n import EN, say, t
 
@@ -51,6 +51,17 @@ def memory_limit(settings) -> int:
     cap = int(settings.max_model_mb * 1024 * 1024)
     free = available_memory()
     return min(cap, int(0.9 * free)) if free else cap
+
+
+def scaled_choice(budget_s: float, tokenizer: str, characters: int | None, distinct: int | None, settings) -> Choice:
+    """The scaled recipe's pick (core/recipes.py) for `budget_s` seconds (0: no limit, picked for the default
+    budget) on this machine, for a corpus of `characters` characters (its first 90 % trained on; None: the study's)
+    with `distinct` different ones. `tokenizer` AUTO: the recipe picks the tokenizer too. The Model tab shows it,
+    the Data tab shows its tokenizer, Start trains it: the same inputs give the same pick in all three."""
+    return choose(float(budget_s or 0) or DEFAULT_BUDGET_S, flops_rate(pick_device("auto")),
+                  char_vocab=distinct or DEFAULT_VOCAB, memory_limit=memory_limit(settings),
+                  tokenizer=None if tokenizer == AUTO else tokenizer,
+                  train_chars=int(0.9 * (characters or 0)) or STUDY_TRAIN_CHARS)  # fmt: skip
 
 
 def check_fits(cfg: GPTConfig, batch_size: int, settings, lang: str = "en") -> int:

@@ -10,7 +10,7 @@ import gradio as gr
 
 from core.data import corpus_stats
 from core.datasets import BUILTIN_DATASETS
-from core.recipes import DEFAULT_TOKENIZER
+from core.recipes import AUTO, DEFAULT_BUDGET_S, DEFAULT_TOKENIZER, tokenizer_words
 from core.tokenizer import MAX_BPE_VOCAB, MIN_BPE_VOCAB, vocab_for, vocab_too_large
 from playground.context import AppContext, friendly, notify
 from playground.corpus_choice import (
@@ -20,16 +20,16 @@ from playground.corpus_choice import (
     read_choice,
     tokenizer_for,
     tokenizer_spec,
+    tokenizer_spec_for,
 )
 from playground.fields import SliderField
 from playground.form_values import Bounds
 from playground.i18n import EN, say, t
 
 PREVIEW_CHARS = 3000
-# the scaled recipe's tokenizer (core/recipes.py): a small BPE trained on the corpus gives the best bits per
-# character in a few minutes on a CPU
-DEFAULT_KIND, _, _vocab = DEFAULT_TOKENIZER.partition(":")
-DEFAULT_VOCAB = int(_vocab or 1024)
+# left to the scaled recipe (core/recipes.py): characters or a small BPE trained on the corpus, for the time limit
+DEFAULT_KIND = DEFAULT_TOKENIZER
+DEFAULT_VOCAB = 512  # a BPE chosen by hand: the vocabulary the study found best for a few minutes on a CPU
 VOCAB = Bounds("data.bpe_vocab", MIN_BPE_VOCAB, MAX_BPE_VOCAB, whole=True)  # what a trained BPE may have
 TOKEN_COLORS = ("#dcfce7", "#dbeafe", "#fef9c3", "#fce7f3", "#e0e7ff", "#ffedd5")
 
@@ -44,7 +44,7 @@ def source_choices(lang: str = "en") -> list[tuple[str, str]]:
 
 
 def tokenizer_choices(lang: str = "en") -> list[tuple[str, str]]:
-    return [(t(f"data.tok.{k}", lang), k) for k in ("char", "gpt2", "bpe")]
+    return [(t(f"data.tok.{k}", lang), k) for k in (AUTO, "char", "gpt2", "bpe")]
 
 
 def token_html(tokenizer, text: str) -> str:
@@ -81,6 +81,9 @@ def render_stats(shown: dict | None, lang: str = "en") -> str:
     if not shown:
         return t("data.none", lang)
     note = corpus_note(shown["source"], shown["name"], shown["default_note"], lang)
+    if shown.get("auto"):  # the recipe's pick, for the default budget: say it is one
+        picked = say(tokenizer_words(shown["auto"]), lang)
+        note += "\n\n" + t("data.auto_pick", lang, seconds=f"{DEFAULT_BUDGET_S:.0f}", tokenizer=picked)
     return stats_markdown(shown["stats"], say(shown["tokenizer"], lang), note, lang)
 
 
@@ -112,9 +115,12 @@ def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size,
         "tokenizer": tokenizer_spec(kind, vocab_size),
     }
     corpus, default_note = read_choice(choice, ctx.settings, lang)
-    tokenizer = tokenizer_for(choice, corpus.text)
+    # left to the recipe: shown with its pick for the default budget (Start picks again for the time limit)
+    spec = tokenizer_spec_for(choice, corpus.text, 0, ctx.settings)
+    tokenizer = tokenizer_for(spec, corpus.text)
     st = corpus_stats(corpus.text, tokenizer)
-    choice.update(name=corpus.name, characters=st["characters"], vocab_size=tokenizer.vocab_size, tokens=st["tokens"])
+    choice.update(name=corpus.name, characters=st["characters"], distinct=st["distinct_characters"],
+                  vocab_size=tokenizer.vocab_size, tokens=st["tokens"])  # fmt: skip
     warning = bpe_warning(tokenizer.vocab_size, vocab_size, st, lang) if kind == "bpe" else None
     if warning:
         notify(warning, "warning")
@@ -124,6 +130,7 @@ def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size,
         "default_note": default_note,
         "stats": st,
         "tokenizer": tokenizer.description(),  # a Text: said in the page's language when shown
+        "auto": spec if choice["tokenizer"] == AUTO else None,
     }
     return choice, render_stats(kept, lang), token_html(tokenizer, corpus.text[:PREVIEW_CHARS]), kept
 

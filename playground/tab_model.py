@@ -12,29 +12,19 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from core.device import pick_device
 from core.errors import ConfigError
-from core.probe import flops_rate
-from core.recipes import (
-    DEFAULT_BUDGET_S,
-    DEFAULT_CPU_RECIPE,
-    DEFAULT_TOKENIZER,
-    RECIPES,
-    STUDY_TRAIN_CHARS,
-    choose,
-)
+from core.recipes import DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, DEFAULT_TOKENIZER, RECIPES
 from playground.context import AppContext, friendly
 from playground.fields import SliderField
 from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields
 from playground.i18n import say, t
 from playground.model_choices import (
     DEFAULT_PRESET,
-    DEFAULT_VOCAB,
     KNOBS,
     estimate_markdown,
-    memory_limit,
     preset_choices,
     preset_values,
+    scaled_choice,
 )
 
 
@@ -71,14 +61,10 @@ def show_scaled(ctx: AppContext, on, max_time, corpus, lang) -> list:
     if not on:
         return [*keep, t("model.scaled.off", lang)]
     budget = float(max_time or 0)
-    device = pick_device("auto")
     corpus = corpus or {}
     spec = corpus.get("tokenizer") or DEFAULT_TOKENIZER  # what Start trains with (the Data tab's default)
-    chars = corpus.get("vocab_size") if spec == "char" else None  # the corpus's characters, if it counted them
     try:
-        choice = choose(budget or DEFAULT_BUDGET_S, flops_rate(device), char_vocab=chars or DEFAULT_VOCAB,
-                        memory_limit=memory_limit(ctx.settings), tokenizer=spec,
-                        train_chars=int(0.9 * (corpus.get("characters") or 0)) or STUDY_TRAIN_CHARS)  # fmt: skip
+        choice = scaled_choice(budget, spec, corpus.get("characters"), corpus.get("distinct"), ctx.settings)
     except ValueError:
         return [*keep, t("model.scaled.unfitted", lang)]
     shape, train = choice.settings()

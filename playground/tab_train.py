@@ -17,14 +17,14 @@ from core import runs
 from core.device import MAX_SEED
 from core.errors import NewleafError
 from core.prepare import prepare_run
-from core.recipes import DEFAULT_CPU_RECIPE, RECIPES, SCALED, SCALED_SCHEDULE
+from core.recipes import AUTO, DEFAULT_CPU_RECIPE, DEFAULT_TOKENIZER, RECIPES, SCALED, SCALED_SCHEDULE, tokenizer_words
 from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly, notify
-from playground.corpus_choice import load_choice, tokenizer_for
+from playground.corpus_choice import load_choice, tokenizer_for, tokenizer_spec_for
 from playground.fields import NumberField, SliderField
 from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, Bounds, check_fields
-from playground.i18n import t
+from playground.i18n import say, t
 from playground.job_view import TICK_SECONDS, JobView, samples_text, status_markdown
 from playground.jobs import ACTIVE_STATES, owner_id
 from playground.model_choices import KNOBS, check_fits, model_config
@@ -82,7 +82,8 @@ def create_run(
     s = ctx.settings
     train_values = dict(train_values)
     # 0 means no time limit, but never more than this app allows a run
-    max_time = min(float(train_values.pop("max_time") or 0) or s.max_run_seconds, s.max_run_seconds)
+    asked_time = float(train_values.pop("max_time") or 0)
+    max_time = min(asked_time or s.max_run_seconds, s.max_run_seconds)
     steps = int(train_values.pop("max_steps"))
     if steps > s.max_steps:
         raise NewleafError(t("train.too_many_steps", lang, max=f"{s.max_steps:,}", steps=f"{steps:,}"))
@@ -103,7 +104,11 @@ def create_run(
     # check the shape and memory before reading the corpus
     check_fits(model_config(model_values, corpus_choice), train_cfg.batch_size, s, lang)
     corpus, note = load_choice(corpus_choice, s, lang)
-    tokenizer = tokenizer_for(corpus_choice, corpus.text)
+    # a tokenizer left to the recipe is picked for this time limit, as the Model tab's box shows it
+    spec = tokenizer_spec_for(corpus_choice, corpus.text, asked_time, s)
+    if (corpus_choice or {}).get("tokenizer", DEFAULT_TOKENIZER) == AUTO:
+        note += " " + t("train.auto_tokenizer", lang, tokenizer=say(tokenizer_words(spec), lang))
+    tokenizer = tokenizer_for(spec, corpus.text)
     model_cfg = model_config(model_values, {"vocab_size": tokenizer.vocab_size})
     check_fits(model_cfg, train_cfg.batch_size, s, lang)
     title = (title or "").strip()[:80] or f"{corpus.name} · {model_values.get('preset') or 'custom'}"

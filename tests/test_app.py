@@ -206,7 +206,8 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         updates = dict(zip(ctx.tr.components, ctx.tr.updates("zh")))
         radios = {c.elem_id or c.label: u for c, u in updates.items() if "choices" in u}
         tokenizer = next(u for u in radios.values() if "char" in [v for _, v in u["choices"]])
-        assert tokenizer["choices"][0] == (ZH["data.tok.char"], "char") and "value" not in tokenizer
+        assert tokenizer["choices"][:2] == [(ZH["data.tok.auto"], "auto"), (ZH["data.tok.char"], "char")]
+        assert "value" not in tokenizer
         preset = radios["model-preset"]["choices"]
         assert [v for _, v in preset] == [v for _, v in model_choices.preset_choices("en")]
         assert {v: label for label, v in preset}["tiny"] == f"tiny — {ZH['model.preset.tiny']}"
@@ -296,11 +297,9 @@ def test_the_data_tabs_tokenizer_is_reused_at_start():
     from playground import corpus_choice
 
     text = "the cat sat on the mat. " * 300
-    choice = {"source": "upload", "tokenizer": "bpe:300"}
-    first = corpus_choice.tokenizer_for(choice, text)
-    choice.update(name="x", characters=len(text), vocab_size=first.vocab_size)  # as the Data tab does
-    assert corpus_choice.tokenizer_for(choice, "".join(list(text))) is first
-    assert corpus_choice.tokenizer_for({**choice, "tokenizer": "char"}, text) is not first
+    first = corpus_choice.tokenizer_for("bpe:300", text)
+    assert corpus_choice.tokenizer_for("bpe:300", "".join(list(text))) is first  # the same text, read again
+    assert corpus_choice.tokenizer_for("char", text) is not first
 
 
 def test_a_seed_torch_cannot_take_is_refused_before_a_run_is_made(tmp_path):

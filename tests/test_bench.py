@@ -152,10 +152,11 @@ def test_the_scaling_sweep_sends_a_model_knob_to_the_model_and_the_rest_to_the_t
     monkeypatch.setattr(scaling, "load_builtin", lambda name: type("C", (), {"text": "abc"}))
     results = tmp_path / "sweep.jsonl"
     scaling.main(["sweep", "--rung", "4L/128", "--budget", "90", "--results", str(results),
-                  "--variants", ";dropout=0.1,weight_decay=0.3;lr=6e-3"])  # fmt: skip
+                  "--variants", ";dropout=0.1,weight_decay=0.3;lr=8e-3"])  # fmt: skip
+    rung_lr = next(r.lr for r in scaling.LADDER if r.name == "4L/128")
     assert calls == [
-        (4e-3, 90.0, None, {}, {}),
-        (4e-3, 90.0, None, {"weight_decay": 0.3}, {"dropout": 0.1}),
-        (6e-3, 90.0, None, {}, {}),
+        (rung_lr, 90.0, None, {}, {}),
+        (rung_lr, 90.0, None, {"weight_decay": 0.3}, {"dropout": 0.1}),
+        (8e-3, 90.0, None, {}, {}),
     ]
     assert len(results.read_text().splitlines()) == 3

@@ -181,7 +181,8 @@ def test_chinese_mode_speaks_chinese_in_status_tokenizer_errors_and_the_upload_b
     upload.get_by_text("点击上传").wait_for()  # Gradio's own words, in the page's language
     assert not english_words(upload.inner_text()), upload.inner_text()
     page.locator("#data-source").get_by_text("Python 标准库源码").click()
-    page.locator("#data-tokenizer").get_by_text(ZH["data.tok.char"], exact=True).click()  # the default is a BPE
+    # the default is the recipe's pick
+    page.locator("#data-tokenizer").get_by_text(ZH["data.tok.char"], exact=True).click()
     page.locator("#data-load").click()
     stats = page.locator("#data-stats")
     stats.get_by_text("字符级").wait_for()  # the tokenizer's description

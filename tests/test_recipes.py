@@ -14,9 +14,10 @@ import pytest
 
 from core import cli, recipes
 from core.data import split_text
+from core.datasets import load_builtin
 from core.model import training_memory
 from core.recipes import LADDER, LossFit, choose, non_embedding_params
-from playground import corpus_choice, tab_data, tab_model
+from playground import corpus_choice, model_choices, tab_data, tab_model
 from playground.model_choices import KNOBS, memory_limit
 from playground.settings import Settings
 from tests.chinese import english_words
@@ -124,17 +125,68 @@ def _fpt(rung):
 # -- the study's own constants, as the app and the CLI use them ----------------------------------------------
 
 
-def test_the_app_starts_with_the_tokenizer_the_study_picks_at_the_default_budget():
-    choice = choose(recipes.DEFAULT_BUDGET_S, recipes.STUDY_FLOPS_RATE)
-    assert choice.tokenizer == recipes.DEFAULT_TOKENIZER and choice.measured
-    assert tab_data.DEFAULT_KIND + ":" + str(tab_data.DEFAULT_VOCAB) == recipes.DEFAULT_TOKENIZER
-    assert corpus_choice.tokenizer_for(None, "abcabcab " * 200).kind == "bpe"
+def test_the_app_leaves_the_tokenizer_to_the_recipe_which_picks_it_for_the_time_limit(monkeypatch):
+    monkeypatch.setattr(model_choices, "flops_rate", lambda device: recipes.STUDY_FLOPS_RATE)
+    settings = Settings.from_env()
+    assert recipes.DEFAULT_TOKENIZER == tab_data.DEFAULT_KIND == recipes.AUTO
+    text = load_builtin("shakespeare").text
+    train_chars = int(0.9 * len(text))
+    picks = {}
+    for budget in (60, 900):
+        expected = choose(budget, recipes.STUDY_FLOPS_RATE, char_vocab=len(set(text)), train_chars=train_chars,
+                          memory_limit=memory_limit(settings)).tokenizer  # fmt: skip
+        picks[budget] = corpus_choice.tokenizer_spec_for(None, text, budget, settings)
+        assert picks[budget] == expected
+    assert len(set(picks.values())) == 2, picks  # the study: a BPE for a minute, characters for 15
+    # no time limit: the default budget; a tokenizer chosen by hand is kept whatever the budget
+    assert corpus_choice.tokenizer_spec_for(None, text, 0, settings) == corpus_choice.tokenizer_spec_for(
+        None, text, recipes.DEFAULT_BUDGET_S, settings
+    )
+    assert corpus_choice.tokenizer_spec_for({"tokenizer": "char"}, text, 60, settings) == "char"
+
+
+def test_the_data_tab_shows_the_tokenizer_the_recipe_picks_and_says_it_will_pick_again(monkeypatch):
+    monkeypatch.setattr(model_choices, "flops_rate", lambda device: recipes.STUDY_FLOPS_RATE)
+    ctx = SimpleNamespace(settings=Settings.from_env())
+    text = load_builtin("shakespeare").text
+    pick = choose(recipes.DEFAULT_BUDGET_S, recipes.STUDY_FLOPS_RATE, char_vocab=len(set(text)),
+                  train_chars=int(0.9 * len(text)), memory_limit=memory_limit(ctx.settings)).tokenizer  # fmt: skip
+    choice, stats, _preview, shown = tab_data.on_load(ctx, "shakespeare", None, "", recipes.AUTO, 512, "en")
+    assert choice["tokenizer"] == recipes.AUTO  # Start picks again, for its time limit
+    assert choice["distinct"] == len(set(text)) and choice["characters"] == len(text)
+    assert choice["vocab_size"] == (65 if pick == "char" else int(pick.split(":")[1]))
+    assert "Tokenizer picked for you:** for 180 s" in stats and str(recipes.tokenizer_words(pick)) in stats
+    zh = tab_data.render_stats(shown, "zh")
+    assert "为你挑选的分词器" in zh and not english_words(zh), zh
+
+
+def test_start_trains_the_tokenizer_the_recipe_picks_for_its_time_limit(tmp_path, monkeypatch):
+    from core import runs  # noqa: PLC0415
+    from playground import tab_train  # noqa: PLC0415
+    from playground.jobs import Jobs  # noqa: PLC0415
+
+    monkeypatch.setattr(model_choices, "flops_rate", lambda device: recipes.STUDY_FLOPS_RATE)
+    jobs = Jobs(tmp_path / "runs")
+    try:
+        ctx = SimpleNamespace(settings=Settings.from_env(), jobs=jobs)
+        text = load_builtin("shakespeare").text
+        model = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, dropout=0.0, preset="micro")
+        for budget in (60, 900):
+            expected = corpus_choice.tokenizer_spec_for(None, text, budget, ctx.settings)
+            train = dict(lr=3e-3, batch_size=4, max_steps=5, max_time=budget, eval_every=5, seed=1)
+            choice = {"source": "shakespeare", "tokenizer": recipes.AUTO}
+            run_id, note = tab_train.create_run(ctx, "owner-a", choice, "t", model, train)
+            tok = runs.read_config(jobs.run_dir(run_id))["tokenizer"]
+            assert tok["kind"] == expected.split(":")[0]
+            assert f"Tokenizer picked for this time limit: {recipes.tokenizer_words(expected)}." in note
+    finally:
+        jobs.shutdown()
 
 
 @pytest.fixture
 def model_tab(monkeypatch):
     """The Model tab's scaled recipe on a machine as fast as the study's (the probe is not run)."""
-    monkeypatch.setattr(tab_model, "flops_rate", lambda device: recipes.STUDY_FLOPS_RATE)
+    monkeypatch.setattr(model_choices, "flops_rate", lambda device: recipes.STUDY_FLOPS_RATE)
     return SimpleNamespace(settings=Settings.from_env())
 
 
@@ -183,6 +235,7 @@ def test_the_cli_default_is_the_scaled_recipe_with_its_tokenizer(monkeypatch, ca
     assert tokenizer == choice.tokenizer and recipe["overrides"] == choice.settings()[0]
     assert recipe["train"]["lr"] == choice.rung.lr and recipe["train"]["max_time"] == 900
     assert "Recipe: For 900 s on this machine" in capsys.readouterr().err
+    assert cli._recipe(_cli_args(max_time=900, tokenizer="auto"), text) == (recipe, tokenizer)  # the same, said
     # a tokenizer given by hand is kept; a preset by hand trains as the fixed recipe does, on characters
     assert cli._recipe(_cli_args(tokenizer="char"), text)[1] == "char"
     fixed, tokenizer = cli._recipe(_cli_args(preset="tiny"), text)
@@ -261,7 +314,7 @@ def test_a_bpe_is_not_picked_to_read_its_corpus_more_times_than_measured_to_help
     assert chosen.better_tokenizer and chosen.other_tokenizer.tokenizer == "char"
     assert not choose(180, recipes.STUDY_FLOPS_RATE, tokenizer="bpe:512").better_tokenizer
     # characters have no such cap: they still improved at 11 epochs
-    assert choose(900, recipes.STUDY_FLOPS_RATE).best.epochs > recipes.MAX_BPE_EPOCHS
+    assert choose(900, 1.5 * recipes.STUDY_FLOPS_RATE).best.epochs > recipes.MAX_BPE_EPOCHS
 
 
 def test_a_run_the_box_set_up_trains_with_the_scaled_schedule_and_one_set_by_hand_with_the_fixed(tmp_path):
