@@ -251,8 +251,8 @@ def plot(records: list[dict], fits: dict[str, LossFit], path: Path) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("held-out bits per character")
-    fig.suptitle("Measured (dots; squares: with weight decay 0.1) and the fitted loss model E + A/N^α + B/D'^β, D' "
-                 "counting repeated epochs for less (lines)")  # fmt: skip
+    fig.suptitle("Measured (dots; squares: with weight decay, 0.1 or 0.2) and the fitted loss model "
+                 "E + A/N^α + B/D'^β, D' counting repeated epochs for less (lines)")  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
