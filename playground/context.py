@@ -31,6 +31,7 @@ class AppContext:
     lang: gr.BrowserState = None  # "en" | "zh"
     current_run: gr.BrowserState = None  # the run the Train tab follows; survives a page refresh
     corpus: gr.State = None  # the corpus and tokenizer chosen in the Data tab (a dict), or None
+    time_limit: gr.State = None  # the Train tab's time limit in seconds (0: none), for the tabs drawn before it
     selected_run: gr.State = None  # the run loaded into Generate / Attention
     runs_changed: gr.State = None  # bumped whenever a run is created or deleted, to refresh lists
 

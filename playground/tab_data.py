@@ -81,9 +81,10 @@ def render_stats(shown: dict | None, lang: str = "en") -> str:
     if not shown:
         return t("data.none", lang)
     note = corpus_note(shown["source"], shown["name"], shown["default_note"], lang)
-    if shown.get("auto"):  # the recipe's pick, for the default budget: say it is one
+    if shown.get("auto"):  # the recipe's pick, for the time limit set when it was loaded: say it is one
         picked = say(tokenizer_words(shown["auto"]), lang)
-        note += "\n\n" + t("data.auto_pick", lang, seconds=f"{DEFAULT_BUDGET_S:.0f}", tokenizer=picked)
+        seconds = f"{shown.get('auto_seconds') or DEFAULT_BUDGET_S:.0f}"
+        note += "\n\n" + t("data.auto_pick", lang, seconds=seconds, default=f"{DEFAULT_BUDGET_S:.0f}", tokenizer=picked)
     return stats_markdown(shown["stats"], say(shown["tokenizer"], lang), note, lang)
 
 
@@ -105,7 +106,7 @@ def bpe_warning(got: int, asked: int, stats: dict, lang: str = "en") -> str | No
 
 
 @friendly
-def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size, lang=None):
+def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size, lang=None, time_limit=0):
     lang = lang or "en"
     vocab_size = VOCAB.check(vocab_size, lang) if kind == "bpe" else 0
     choice = {
@@ -115,8 +116,9 @@ def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size,
         "tokenizer": tokenizer_spec(kind, vocab_size),
     }
     corpus, default_note = read_choice(choice, ctx.settings, lang)
-    # left to the recipe: shown with its pick for the default budget (Start picks again for the time limit)
-    spec = tokenizer_spec_for(choice, corpus.text, 0, ctx.settings)
+    # left to the recipe: shown with its pick for the Train tab's time limit now (Start picks again for its own)
+    budget = float(time_limit or 0)
+    spec = tokenizer_spec_for(choice, corpus.text, budget, ctx.settings)
     tokenizer = tokenizer_for(spec, corpus.text)
     st = corpus_stats(corpus.text, tokenizer)
     choice.update(name=corpus.name, characters=st["characters"], distinct=st["distinct_characters"],
@@ -131,6 +133,7 @@ def on_load(ctx: AppContext, source_value, file_paths, column, kind, vocab_size,
         "stats": st,
         "tokenizer": tokenizer.description(),  # a Text: said in the page's language when shown
         "auto": spec if choice["tokenizer"] == AUTO else None,
+        "auto_seconds": budget or DEFAULT_BUDGET_S,
     }
     return choice, render_stats(kept, lang), token_html(tokenizer, corpus.text[:PREVIEW_CHARS]), kept
 
@@ -181,10 +184,10 @@ def create_tab(ctx: AppContext) -> None:
     tok_kind.change(lambda k: gr.update(visible=k == "bpe"), tok_kind, vocab, queue=False, api_visibility="private")
     files.upload(lambda f: UPLOAD_CHOICE, files, source, queue=False, api_visibility="private")
 
-    # lang last, default None (so optional for API callers, who get English)
+    # lang and the time limit last, with defaults (so optional for API callers, who get English and 180 s)
     load.click(
         ctx.handler(on_load),
-        [source, files, csv_column, tok_kind, vocab, ctx.lang],
+        [source, files, csv_column, tok_kind, vocab, ctx.lang, ctx.time_limit],
         [ctx.corpus, stats, preview, shown],
         api_name="load_data",
         concurrency_limit=2,

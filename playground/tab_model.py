@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from core.errors import ConfigError
-from core.recipes import DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, DEFAULT_TOKENIZER, RECIPES
+from core.recipes import AUTO, DEFAULT_BUDGET_S, DEFAULT_CPU_RECIPE, DEFAULT_TOKENIZER, RECIPES, vocab_of
 from playground.context import AppContext, friendly
 from playground.fields import SliderField
 from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields
@@ -43,13 +43,20 @@ class ModelTab:
 
 
 @friendly
-def show_estimate(ctx: AppContext, corpus, batch, lang, *vals):
-    """Live: parameters, memory and time per step of the knobs' model; a knob out of range says so here."""
+def show_estimate(ctx: AppContext, corpus, batch, lang, time_limit, *vals):
+    """Live: parameters, memory and time per step of the knobs' model; a knob out of range says so here. A
+    tokenizer left to the recipe counts the vocabulary of its pick for the Train tab's time limit."""
     try:
         values = check_fields(dict(zip(KNOBS, vals)), KNOB_BOUNDS, lang)
         batch = BATCH_BOUNDS.check(batch, lang)
     except ConfigError as e:
         return f"⚠️ **{say(e, lang)}**"
+    if corpus and corpus.get("tokenizer") == AUTO:
+        try:
+            pick = scaled_choice(time_limit, AUTO, corpus.get("characters"), corpus.get("distinct"), ctx.settings)
+            corpus = {**corpus, "vocab_size": vocab_of(pick.tokenizer, corpus.get("distinct") or 65)}
+        except ValueError:  # no fitted study: the vocabulary the Data tab counted
+            pass
     return estimate_markdown(values, corpus, batch, ctx.settings, lang)
 
 

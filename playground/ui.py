@@ -121,17 +121,24 @@ def wire_estimate(ctx: AppContext, model: tab_model.ModelTab, batch_size: gr.com
     """Refresh the Model tab's estimate whenever a knob, the corpus, the Train tab's batch size or the language
     changes; returns (fn, inputs) for the page load."""
     update = ctx.handler(tab_model.show_estimate)
-    inputs = [ctx.corpus, batch_size, ctx.lang, *model.knobs]
-    for trigger in (*model.knobs, ctx.corpus, batch_size):
+    inputs = [ctx.corpus, batch_size, ctx.lang, ctx.time_limit, *model.knobs]
+    for trigger in (*model.knobs, ctx.corpus, batch_size, ctx.time_limit):
         trigger.change(update, inputs, model.estimate, api_visibility="private", queue=False)
     ctx.tr.on_switch(update, inputs, model.estimate)
     return update, inputs
+
+
+def _seconds(value) -> float:
+    """A time limit as typed (a number, or nothing while the field is being edited) as seconds; 0: none."""
+    return float(value) if isinstance(value, (int, float)) and value > 0 else 0.0
 
 
 def wire_scaled(ctx: AppContext, model: tab_model.ModelTab, train: tab_train.TrainEvents) -> tuple:
     """While the Model tab's box is ticked, its knobs and the Train tab's batch and learning rate follow the scaled
     recipe for the Train tab's time limit and the corpus's tokenizer; a batch or learning rate typed by hand
     unticks it, as a knob does. Returns (fn, inputs, outputs) for the page load."""
+    # the time limit, kept for the tabs drawn before the Train tab (the Data tab's pick, the Model tab's estimate)
+    train.max_time.change(_seconds, train.max_time, ctx.time_limit, queue=False, api_visibility="private")
     update = ctx.handler(tab_model.show_scaled)
     inputs = [model.scaled, train.max_time, ctx.corpus, ctx.lang]
     outputs = [*model.knobs, train.lr, train.batch_size, model.why]
@@ -166,6 +173,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             lang=gr.BrowserState("en", storage_key="newleaf-lang"),
             current_run=gr.BrowserState(None, storage_key="newleaf-current-run"),
             corpus=gr.State(None),
+            time_limit=gr.State(0),
             selected_run=gr.State(None),
             runs_changed=gr.State(0),
         )

@@ -214,9 +214,9 @@ def test_switching_to_chinese_relabels_choices_and_redraws_live_text(tmp_path):
         # the Train status with no job, and the Model estimate, drawn again in Chinese
         status = _hook(ctx, "train-status")(None, None, [], False, 0.6, "zh")
         assert status[0] == ZH["train.no_job"]
-        estimate = _hook(ctx, "model-estimate")(None, 8, "zh", 2, 2, 32, 32, 0.0)
+        estimate = _hook(ctx, "model-estimate")(None, 8, "zh", 0, 2, 2, 32, 32, 0.0)
         assert "个参数" in estimate and "训练所需内存" in estimate and "parameters" not in estimate
-        assert "parameters" in _hook(ctx, "model-estimate")(None, 8, "en", 2, 2, 32, 32, 0.0)
+        assert "parameters" in _hook(ctx, "model-estimate")(None, 8, "en", 0, 2, 2, 32, 32, 0.0)
         assert _hook(ctx, "data-stats")(None, "zh") == ZH["data.none"]
         # the Fine-tune, Generate and Attention tabs: choices relabelled, live text drawn again
         for elem_id in ("ft-base-kind", "ft-source", "ft-method", "ft-too-long"):

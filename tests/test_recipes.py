@@ -158,6 +158,20 @@ def test_the_data_tab_shows_the_tokenizer_the_recipe_picks_and_says_it_will_pick
     assert "Tokenizer picked for you:** for 180 s" in stats and str(recipes.tokenizer_words(pick)) in stats
     zh = tab_data.render_stats(shown, "zh")
     assert "为你挑选的分词器" in zh and not english_words(zh), zh
+    # loaded with a time limit set in the Train tab: the pick for that limit, and the Model tab counts its vocabulary
+    for limit in (60, 900):
+        pick = choose(limit, recipes.STUDY_FLOPS_RATE, char_vocab=len(set(text)), train_chars=int(0.9 * len(text)),
+                      memory_limit=memory_limit(ctx.settings)).tokenizer  # fmt: skip
+        vocab = 65 if pick == "char" else int(pick.split(":")[1])
+        choice, stats, _preview, shown = tab_data.on_load(ctx, "shakespeare", None, "", recipes.AUTO, 512, "en", limit)
+        assert f"for {limit} s of training" in stats and str(recipes.tokenizer_words(pick)) in stats
+        assert choice["vocab_size"] == vocab
+        # the estimate follows the time limit set since, not the vocabulary counted when the corpus was loaded
+        other = 900 if limit == 60 else 60
+        estimate = tab_model.show_estimate(ctx, choice, 8, "en", other, 2, 2, 32, 32, 0.0)
+        other_pick = corpus_choice.tokenizer_spec_for(None, text, other, ctx.settings)
+        other_vocab = 65 if other_pick == "char" else int(other_pick.split(":")[1])
+        assert f"vocabulary: {other_vocab:,} tokens" in estimate and other_vocab != vocab
 
 
 def test_start_trains_the_tokenizer_the_recipe_picks_for_its_time_limit(tmp_path, monkeypatch):

@@ -120,9 +120,9 @@ def test_start_names_the_field_it_refuses(ctx, kwargs, english, chinese):
 
 
 def test_the_estimate_says_what_a_knob_allows_where_the_numbers_go(ctx):
-    said = tab_model.show_estimate(ctx, None, 8, "en", 500, 2, 32, 32, 0.0)
+    said = tab_model.show_estimate(ctx, None, 8, "en", 0, 500, 2, 32, 32, 0.0)
     assert said == "⚠️ **Layers must be from 1 to 24; got 500.**"
-    assert "parameters" in tab_model.show_estimate(ctx, None, 8, "en", 2, 2, 32, 32, 0.0)
+    assert "parameters" in tab_model.show_estimate(ctx, None, 8, "en", 0, 2, 2, 32, 32, 0.0)
 
 
 def test_the_fine_tune_numbers_are_named_too(ctx):
