@@ -17,7 +17,16 @@ from core import runs
 from core.device import MAX_SEED
 from core.errors import NewleafError
 from core.prepare import prepare_run
-from core.recipes import AUTO, DEFAULT_CPU_RECIPE, DEFAULT_TOKENIZER, RECIPES, SCALED, SCALED_SCHEDULE, tokenizer_words
+from core.recipes import (
+    AUTO,
+    DEFAULT_BUDGET_S,
+    DEFAULT_CPU_RECIPE,
+    DEFAULT_TOKENIZER,
+    RECIPES,
+    SCALED,
+    SCALED_SCHEDULE,
+    tokenizer_words,
+)
 from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly, notify
@@ -261,7 +270,7 @@ def create_tab(ctx: AppContext, model_inputs: list) -> TrainEvents:
         )
         max_time = tr(
             NumberField,
-            value=min(180, s.max_run_seconds),
+            value=min(DEFAULT_BUDGET_S, s.max_run_seconds),  # the budget the scaled recipe picks for by default
             label="train.max_time",
             **b["max_time"].limits,
             elem_id="train-max-time",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.recipes import DEFAULT_BUDGET_S
 from core.units import MB
 from playground import (
     fonts,
@@ -173,7 +174,7 @@ def build_app(settings: Settings | None = None, jobs: Jobs | None = None) -> tup
             lang=gr.BrowserState("en", storage_key="newleaf-lang"),
             current_run=gr.BrowserState(None, storage_key="newleaf-current-run"),
             corpus=gr.State(None),
-            time_limit=gr.State(0),
+            time_limit=gr.State(min(DEFAULT_BUDGET_S, settings.max_run_seconds)),  # the Train tab's field's default
             selected_run=gr.State(None),
             runs_changed=gr.State(0),
         )
