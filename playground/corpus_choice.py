@@ -76,12 +76,16 @@ def read_choice(choice: dict, settings: Settings, lang: str) -> tuple:
     return load_builtin(source), ""
 
 
+def left_to_recipe(choice: dict | None) -> bool:
+    """Whether the Data tab's choice leaves the tokenizer to the scaled recipe (AUTO, the default)."""
+    return ((choice or {}).get("tokenizer") or DEFAULT_TOKENIZER) == AUTO
+
+
 def tokenizer_spec_for(choice: dict | None, text: str, budget_s: float, settings: Settings) -> str:
     """The tokenizer a run on `text` trains with: the Data tab's choice, or, left to the recipe (AUTO, the
     default), the scaled recipe's pick for this corpus and `budget_s` seconds (0: no limit, the default budget)."""
-    spec = (choice or {}).get("tokenizer") or DEFAULT_TOKENIZER
-    if spec != AUTO:
-        return spec
+    if not left_to_recipe(choice):
+        return choice["tokenizer"]
     try:
         return scaled_choice(budget_s, AUTO, len(text), len(set(text)), settings).tokenizer
     except ValueError:  # no scaling study fitted on this copy: characters, which any corpus supports

@@ -20,6 +20,7 @@ from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, check_fields
 from playground.i18n import say, t
 from playground.model_choices import (
     DEFAULT_PRESET,
+    DEFAULT_VOCAB,
     KNOBS,
     estimate_markdown,
     preset_choices,
@@ -54,7 +55,7 @@ def show_estimate(ctx: AppContext, corpus, batch, lang, time_limit, *vals):
     if corpus and corpus.get("tokenizer") == AUTO:
         try:
             pick = scaled_choice(time_limit, AUTO, corpus.get("characters"), corpus.get("distinct"), ctx.settings)
-            corpus = {**corpus, "vocab_size": vocab_of(pick.tokenizer, corpus.get("distinct") or 65)}
+            corpus = {**corpus, "vocab_size": vocab_of(pick.tokenizer, corpus.get("distinct") or DEFAULT_VOCAB)}
         except ValueError:  # no fitted study: the vocabulary the Data tab counted
             pass
     return estimate_markdown(values, corpus, batch, ctx.settings, lang)

@@ -18,10 +18,8 @@ from core.device import MAX_SEED
 from core.errors import NewleafError
 from core.prepare import prepare_run
 from core.recipes import (
-    AUTO,
     DEFAULT_BUDGET_S,
     DEFAULT_CPU_RECIPE,
-    DEFAULT_TOKENIZER,
     RECIPES,
     SCALED,
     SCALED_SCHEDULE,
@@ -30,7 +28,7 @@ from core.recipes import (
 from core.train_config import TrainConfig
 from playground.charts_train import loss_figure, rate_figure
 from playground.context import AppContext, friendly, notify
-from playground.corpus_choice import load_choice, tokenizer_for, tokenizer_spec_for
+from playground.corpus_choice import left_to_recipe, load_choice, tokenizer_for, tokenizer_spec_for
 from playground.fields import NumberField, SliderField
 from playground.form_values import BATCH_BOUNDS, KNOB_BOUNDS, Bounds, check_fields
 from playground.i18n import say, t
@@ -115,7 +113,7 @@ def create_run(
     corpus, note = load_choice(corpus_choice, s, lang)
     # a tokenizer left to the recipe is picked for this time limit, as the Model tab's box shows it
     spec = tokenizer_spec_for(corpus_choice, corpus.text, asked_time, s)
-    if (corpus_choice or {}).get("tokenizer", DEFAULT_TOKENIZER) == AUTO:
+    if left_to_recipe(corpus_choice):
         note += " " + t("train.auto_tokenizer", lang, tokenizer=say(tokenizer_words(spec), lang))
     tokenizer = tokenizer_for(spec, corpus.text)
     model_cfg = model_config(model_values, {"vocab_size": tokenizer.vocab_size})
